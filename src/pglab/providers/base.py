@@ -1,0 +1,88 @@
+"""The small interface every provider implements, in the spirit of molecule's drivers.
+
+A provider makes and breaks *machines*: it knows nothing of Patroni or pg_auto_failover. The
+lab asks it for each node's address and Ansible connection, and for the variables that tell the
+(shared) roles where paths live and how services are supervised on its machines.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pglab.topology import Node, Topology
+
+
+@dataclass(frozen=True)
+class Prerequisite:
+    """Something the provider needs on this machine, and the package that brings it."""
+
+    what: str
+    package: str
+    present: bool
+
+
+class Provider(ABC):
+    """One kind of machine. Subclasses are registered by name in :mod:`pglab.providers`."""
+
+    name: str = ""
+
+    def __init__(self, topology: Topology, lab_dir: Path) -> None:
+        self.topology = topology
+        self.lab_dir = lab_dir
+
+    # Facts -----------------------------------------------------------------------------------
+    @abstractmethod
+    def address(self, node: Node) -> str:
+        """The address the node's services bind to and clients reach."""
+
+    @abstractmethod
+    def connection_vars(self, node: Node) -> dict[str, Any]:
+        """Ansible connection variables for the node (``ansible_connection`` and friends)."""
+
+    @abstractmethod
+    def inventory_vars(self) -> dict[str, Any]:
+        """Variables for every host: where paths live, how services are supervised."""
+
+    def prerequisites(self) -> list[Prerequisite]:
+        """What this machine needs before ``create``; empty when nothing is needed."""
+        return []
+
+    # Lifecycle -------------------------------------------------------------------------------
+    @abstractmethod
+    def create(self) -> None:
+        """Make every machine exist and be reachable by Ansible (idempotent)."""
+
+    @abstractmethod
+    def destroy(self) -> None:
+        """Remove every machine and everything the provider wrote; safe on a half-made lab."""
+
+    @abstractmethod
+    def is_created(self) -> bool:
+        """Whether any machine of this lab exists."""
+
+    @abstractmethod
+    def stop(self, node: Node) -> None:
+        """Stop the whole node cleanly, as `systemctl stop` of its services would."""
+
+    @abstractmethod
+    def start(self, node: Node) -> None:
+        """Start (or resume, or restart after a crash) every service of the node."""
+
+    @abstractmethod
+    def crash(self, node: Node) -> None:
+        """Kill every process of the node at once (SIGKILL), with no clean shutdown."""
+
+    @abstractmethod
+    def hang(self, node: Node) -> None:
+        """Freeze every process of the node (SIGSTOP); ``start`` thaws it."""
+
+    @abstractmethod
+    def services(self, node: Node) -> dict[str, str]:
+        """The node's services and their state (``RUNNING``, ``STOPPED``, ``FROZEN`` ...)."""
+
+    @abstractmethod
+    def logs(self, node: Node, service: str | None = None, lines: int = 50) -> str:
+        """The last lines of the node's service logs."""
