@@ -1,0 +1,129 @@
+"""Run a playbook with ansible-runner, stream its events, return what happened.
+
+This module knows nothing about providers: it gets an inventory and a playbook, and reports
+progress through a callback so the caller decides how (or whether) to show it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+
+from pglab import paths
+
+
+@dataclass
+class TaskFailure:
+    host: str
+    task: str
+    message: str
+
+
+@dataclass
+class PlaybookResult:
+    rc: int
+    status: str
+    changed: int = 0
+    ok: int = 0
+    failures: list[TaskFailure] = field(default_factory=list)
+    log: Path | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.rc == 0 and not self.failures
+
+
+@dataclass(frozen=True)
+class PlaybookEvent:
+    """A simplified runner event: ``kind`` is play, task, ok, changed, failed, skipped."""
+
+    kind: str
+    name: str = ""
+    host: str = ""
+
+
+def _failure_message(res: dict[str, Any]) -> str:
+    parts = [str(res.get("msg") or "").strip()]
+    for key in ("stderr", "stdout", "module_stderr"):
+        text = str(res.get(key) or "").strip()
+        if text and text not in parts[0]:
+            parts.append(text[-1500:])
+    return "\n".join(p for p in parts if p) or "failed without a message"
+
+
+def run_playbook(
+    playbook: Path,
+    inventory: Path,
+    work_dir: Path,
+    on_event: Callable[[PlaybookEvent], None] | None = None,
+    extra_vars: dict[str, Any] | None = None,
+    limit: str | None = None,
+) -> PlaybookResult:
+    """Run ``playbook`` against ``inventory``; artifacts go under ``work_dir``."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    failures: list[TaskFailure] = []
+
+    def handle(event: dict[str, Any]) -> bool:
+        data = event.get("event_data") or {}
+        kind = event.get("event", "")
+        host = data.get("host", "")
+        if (kind == "runner_on_failed" and not data.get("ignore_errors")) or kind == "runner_on_unreachable":
+            failures.append(TaskFailure(host, data.get("task", ""), _failure_message(data.get("res") or {})))
+        if on_event is not None:
+            simple = {
+                "playbook_on_play_start": PlaybookEvent("play", data.get("play", "")),
+                "playbook_on_task_start": PlaybookEvent("task", data.get("task", "")),
+                "runner_on_ok": PlaybookEvent(
+                    "changed" if (data.get("res") or {}).get("changed") else "ok", data.get("task", ""), host
+                ),
+                "runner_on_failed": PlaybookEvent("failed", data.get("task", ""), host),
+                "runner_on_skipped": PlaybookEvent("skipped", data.get("task", ""), host),
+            }.get(kind)
+            if simple is not None:
+                on_event(simple)
+        return True
+
+    bin_dir = str(Path(sys.executable).parent)
+    envvars = {
+        "ANSIBLE_ROLES_PATH": str(paths.roles_dir()),
+        "ANSIBLE_PIPELINING": "True",
+        "ANSIBLE_FORKS": "10",
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_LOCAL_TEMP": str(work_dir / "tmp"),
+        "ANSIBLE_DEPRECATION_WARNINGS": "False",
+        "ANSIBLE_COLLECTIONS_ON_ANSIBLE_VERSION_MISMATCH": "ignore",
+        # Runner starts ansible-playbook by name: make sure it is this environment's.
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+    }
+    runner = ansible_runner.run(
+        private_data_dir=str(work_dir),
+        playbook=str(playbook),
+        inventory=str(inventory),
+        envvars=envvars,
+        extravars=extra_vars or {},
+        limit=limit,
+        event_handler=handle,
+        quiet=True,
+        rotate_artifacts=3,
+    )
+    changed = ok = 0
+    stats = runner.stats or {}
+    for host_counts in (stats.get("changed") or {}).values():
+        changed += host_counts
+    for host_counts in (stats.get("ok") or {}).values():
+        ok += host_counts
+    log = Path(runner.config.artifact_dir) / "stdout" if runner.config.artifact_dir else None
+    if not failures and runner.rc != 0 and log is not None and log.exists():
+        # Errors outside any task (syntax, a missing role) only show in the output.
+        errors = [line for line in log.read_text(errors="replace").splitlines() if "ERROR" in line]
+        if errors:
+            failures.append(TaskFailure("", "(playbook)", "\n".join(errors[-5:])))
+    return PlaybookResult(runner.rc, runner.status, changed, ok, failures, log)

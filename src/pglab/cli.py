@@ -1,0 +1,156 @@
+"""The pglab command line: parse, call the library, print. No logic a test would want lives here."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pglab import topology, ui
+from pglab.lab import InputError, Lab, PglabError
+
+file_option = click.option(
+    "-f", "--file", "topology_file", type=click.Path(path_type=Path), default=topology.DEFAULT_FILE,
+    envvar="PGLAB_FILE", show_default=True, show_envvar=True,
+    help="The lab's topology YAML (written by `pglab init`).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of tables.")
+
+
+def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn pglab's errors into a message on stderr and their exit code (2: bad input)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except PglabError as exc:
+            ui.err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="pglab")
+def main() -> None:
+    """Build, prove and tear down PostgreSQL high-availability labs.
+
+    \b
+    A lab is described by one YAML file (pglab.yml) and lives in .pglab/<name>/ beside it:
+      pglab init        write the default lab (the 3-node Patroni + etcd + HAProxy lab)
+      pglab up          render, create the machines, run the playbooks, wait until healthy
+      pglab status      members, roles, lag and HAProxy routing, like `patronictl list`
+      pglab destroy     stop everything and remove the lab's files
+
+    Provider `local` (default) runs every node as processes on this machine, each on its own
+    loopback address (127.0.11.x); provider `vagrant` makes one VM per node.
+    """
+
+
+@main.command()
+@file_option
+@click.option("--name", default="otus", show_default=True, help="Lab name (and .pglab/<name>/).")
+@click.option("--stack", type=click.Choice(["patroni", "pg_auto_failover"]), default="patroni",
+              show_default=True, help="The HA stack.")
+@click.option("--provider", type=click.Choice(["local", "vagrant"]), default="local",
+              show_default=True, help="Processes on loopback, or VMs.")
+@click.option("--dcs", type=click.Choice(["etcd", "consul"]), default="etcd", show_default=True,
+              help="Patroni's DCS (consul needs --provider vagrant).")
+@click.option("--force", is_flag=True, help="Overwrite an existing topology file.")
+@reports_errors
+def init(topology_file: Path, name: str, stack: str, provider: str, dcs: str, force: bool) -> None:
+    """Write a topology YAML: by default the seed's lab (consul/etcd, haproxy, pg1..pg3)."""
+    text = topology.default_yaml(name, stack, provider, dcs)  # type: ignore[arg-type]
+    try:
+        topology.parse(text, str(topology_file))
+    except topology.TopologyError as exc:
+        raise InputError(str(exc)) from None
+    if topology_file.exists() and not force:
+        raise InputError(f"{topology_file} already exists; edit it, or pass --force to overwrite it.")
+    topology_file.write_text(text)
+    ui.console.print(f"wrote {topology_file}: lab {name!r}, stack {stack}, provider {provider}. "
+                     "Next: `pglab up`.")
+
+
+@main.command()
+@file_option
+@reports_errors
+def render(topology_file: Path) -> None:
+    """Write the Vagrantfile, the Ansible inventory and the secrets into .pglab/<name>/."""
+    lab = Lab.from_file(topology_file)
+    rendered = lab.render()
+    ui.console.print(f"rendered {rendered.lab_dir}: inventory {rendered.inventory}, "
+                     f"Vagrantfile {rendered.vagrantfile}, secrets {rendered.secrets_file} (0600)")
+
+
+@main.command()
+@file_option
+@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for health.")
+@json_option
+@reports_errors
+def up(topology_file: Path, timeout: float, as_json: bool) -> None:
+    """Create the lab, or converge it: render, create machines, run playbooks, wait for health.
+
+    Running it again on a healthy lab changes nothing (Ansible reports 0 changed).
+    """
+    lab = Lab.from_file(topology_file)
+    with ui.Progress(f"up {lab.topology.name}") as progress:
+        result = lab.up(progress, timeout=timeout)
+    if as_json:
+        ui.print_json(result)
+        return
+    ui.console.print(ui.members_table(lab.topology.postgres.scope, result.health.members))
+    ui.console.print(
+        f"[bold green]lab {lab.topology.name} is healthy[/bold green] in {result.seconds:.1f} s; "
+        f"Ansible changed {result.changed} thing(s).\n"
+        f"  writes:   PGPASSFILE={result.pgpass} psql '{result.dsn}'\n"
+        f"  reads:    PGPASSFILE={result.pgpass} psql '{result.replicas_dsn}'\n"
+        f"  stats:    {result.stats_url} (user admin)\n"
+        f"  secrets:  {result.secrets_file}",
+        highlight=False,
+    )
+
+
+@main.command()
+@file_option
+@json_option
+@reports_errors
+def status(topology_file: Path, as_json: bool) -> None:
+    """Members (role, state, timeline, lag, pending restart) and HAProxy routing."""
+    lab = Lab.from_file(topology_file)
+    stack = lab.stack()
+    health = stack.health()
+    try:
+        backends = stack.haproxy_backends()
+    except OSError:
+        backends = []
+    services = {n.name: lab.provider.services(n) for n in lab.topology.nodes}
+    if as_json:
+        ui.print_json({"lab": lab.topology.name, "healthy": health.healthy, "leader": health.leader,
+                       "members": health.members, "problems": health.problems,
+                       "haproxy": backends, "services": services})
+        return
+    ui.console.print(ui.members_table(lab.topology.postgres.scope, health.members))
+    if backends:
+        ui.console.print(ui.backends_table(backends))
+    verdict = "[green]healthy[/green]" if health.healthy else "[red]unhealthy: " + "; ".join(health.problems) + "[/red]"
+    ui.console.print(verdict)
+
+
+@main.command()
+@file_option
+@reports_errors
+def destroy(topology_file: Path) -> None:
+    """Stop every process (or VM) of the lab and remove its directory."""
+    lab = Lab.from_file(topology_file)
+    lab.destroy()
+    ui.console.print(f"destroyed lab {lab.topology.name}: {lab.dir} removed")
+
+
+if __name__ == "__main__":
+    main()

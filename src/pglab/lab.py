@@ -1,0 +1,232 @@
+"""A lab: topology + directory + secrets + provider + stack, and its lifecycle (up, destroy).
+
+Nothing here prints: progress goes to an ``on_event`` callback (see :mod:`pglab.ui`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pglab import ansible, paths, render, topology
+from pglab.providers import Provider, get_provider
+from pglab.stacks.base import Health
+from pglab.stacks.patroni import Endpoints, PatroniStack
+from pglab.topology import Topology
+
+
+class PglabError(Exception):
+    """An error the CLI shows as is; ``exit_code`` 2 means bad input, 1 anything else."""
+
+    exit_code = 1
+
+
+class InputError(PglabError):
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Step:
+    """A stage of a long operation began."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Still waiting for something; ``detail`` says what is missing."""
+
+    detail: str
+    elapsed: float
+
+
+EventSink = Callable[[Any], None]
+
+
+def _ignore(_event: Any) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class UpResult:
+    seconds: float
+    changed: int
+    health: Health
+    dsn: str
+    replicas_dsn: str
+    stats_url: str
+    secrets_file: Path
+    pgpass: Path
+
+
+class Lab:
+    def __init__(self, topo: Topology, topology_file: Path) -> None:
+        self.topology = topo
+        self.topology_file = topology_file
+        self.dir = paths.lab_dir(topology_file, topo.name)
+        self.provider: Provider = get_provider(topo, self.dir)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Lab:
+        path = Path(path)
+        try:
+            return cls(topology.load(path), path)
+        except topology.TopologyError as exc:
+            raise InputError(str(exc)) from None
+
+    # Files -----------------------------------------------------------------------------------
+    @property
+    def inventory(self) -> Path:
+        return self.dir / "inventory"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.inventory / "group_vars" / "all" / "secrets.yml"
+
+    def secrets(self) -> dict[str, str]:
+        if not self.secrets_file.exists():
+            raise PglabError(f"lab {self.topology.name!r} has not been created: {self.secrets_file} "
+                             "is missing. Run `pglab up` first.")
+        return yaml.safe_load(self.secrets_file.read_text()) or {}
+
+    def render(self) -> render.RenderedLab:
+        return render.render(self.topology, self.provider)
+
+    # Addresses and clients -------------------------------------------------------------------
+    def address(self, node_name: str) -> str:
+        return self.provider.address(self.topology.node(node_name))
+
+    def haproxy_address(self) -> str | None:
+        nodes = self.topology.with_role("haproxy")
+        return self.provider.address(nodes[0]) if nodes else None
+
+    def stack(self, timeout: float = 2.0) -> PatroniStack:
+        ports = self.topology.ports
+        endpoints = Endpoints(
+            postgres={n.name: self.provider.address(n) for n in self.topology.with_role("postgres")},
+            haproxy=self.haproxy_address(),
+            restapi_port=ports.patroni,
+            postgres_port=ports.postgres,
+            haproxy_primary_port=ports.haproxy_primary,
+            haproxy_replicas_port=ports.haproxy_replicas,
+            haproxy_stats_port=ports.haproxy_stats,
+        )
+        return PatroniStack(endpoints, self.secrets(), timeout=timeout)
+
+    def dsn(self, port: int | None = None, host: str | None = None, dbname: str = "postgres") -> str:
+        host = host or self.haproxy_address() or self.address(self.topology.with_role("postgres")[0])
+        port = port or (self.topology.ports.haproxy_primary if self.haproxy_address()
+                        else self.topology.ports.postgres)
+        return f"postgresql://postgres@{host}:{port}/{dbname}"
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """libpq keywords for the superuser, for psycopg."""
+        return {"user": "postgres", "password": self.secrets()["patroni_superuser_password"],
+                "connect_timeout": 3}
+
+    # Lifecycle -------------------------------------------------------------------------------
+    def check_prerequisites(self, on_event: EventSink = _ignore) -> None:
+        """Install what is missing when root (apt + Patroni's venv), else say what to install."""
+        missing = [p for p in self.provider.prerequisites() if not p.present]
+        if not missing:
+            return
+        if not paths.is_root() or self.provider.name != "local":
+            lines = "; ".join(f"{p.what} (install {p.package})" for p in missing)
+            raise PglabError(
+                f"missing on this machine: {lines}. Install them (as root, `pglab up` installs them "
+                "itself), then run `pglab up` again."
+            )
+        on_event(Step("installing prerequisites: " + ", ".join(p.package for p in missing)))
+        self.render()
+        result = ansible.run_playbook(paths.playbook("prepare.yml"), self.inventory,
+                                      self.dir / "ansible", on_event)
+        if not result.succeeded:
+            raise PglabError(self._failure_text("installing prerequisites", result))
+        still = [p.what for p in self.provider.prerequisites() if not p.present]
+        if still:
+            raise PglabError(f"still missing after installing prerequisites: {', '.join(still)}")
+
+    def up(self, on_event: EventSink = _ignore, timeout: float = 180.0) -> UpResult:
+        started = time.monotonic()
+        on_event(Step("checking prerequisites"))
+        self.check_prerequisites(on_event)
+        if self.provider.name == "local":
+            busy = self.provider.busy_ports()  # type: ignore[attr-defined]
+            if busy:
+                raise PglabError(
+                    "these addresses are already in use, probably by another lab or a local "
+                    f"server: {', '.join(busy)}. Destroy that lab (`pglab destroy` in its "
+                    "directory) or give this one another network.loopback in "
+                    f"{self.topology_file}."
+                )
+        on_event(Step("rendering inventory and Vagrantfile"))
+        rendered = self.render()
+        on_event(Step(f"creating machines ({self.provider.name})"))
+        self.provider.create()
+        rendered = self.render()  # connection details can change once machines exist
+        on_event(Step("running playbooks/site.yml"))
+        result = ansible.run_playbook(paths.playbook("site.yml"), rendered.inventory,
+                                      self.dir / "ansible", on_event)
+        if not result.succeeded:
+            raise PglabError(self._failure_text("`pglab up`", result))
+        on_event(Step("waiting for a healthy cluster"))
+        health = self.wait_healthy(timeout, on_event)
+        haproxy = self.haproxy_address()
+        ports = self.topology.ports
+        return UpResult(
+            seconds=time.monotonic() - started,
+            changed=result.changed,
+            health=health,
+            dsn=self.dsn(),
+            replicas_dsn=self.dsn(port=ports.haproxy_replicas) if haproxy else "",
+            stats_url=f"http://{haproxy}:{ports.haproxy_stats}/" if haproxy else "",
+            secrets_file=rendered.secrets_file,
+            pgpass=rendered.pgpass,
+        )
+
+    def wait_healthy(self, timeout: float = 120.0, on_event: EventSink = _ignore) -> Health:
+        stack = self.stack()
+        started = time.monotonic()
+        while True:
+            health = stack.health()
+            if health.healthy:
+                return health
+            elapsed = time.monotonic() - started
+            if elapsed > timeout:
+                logs = "\n\n".join(
+                    self.provider.logs(node, lines=15)
+                    for node in self.topology.with_role("postgres")
+                )
+                raise PglabError(
+                    f"the cluster was not healthy after {timeout:.0f} s: "
+                    f"{'; '.join(health.problems)}.\nRecent logs:\n{logs}"
+                )
+            on_event(Waiting("; ".join(health.problems), elapsed))
+            time.sleep(0.5)
+
+    def destroy(self, on_event: EventSink = _ignore) -> None:
+        on_event(Step(f"destroying lab {self.topology.name} ({self.provider.name})"))
+        self.provider.destroy()
+
+    def _failure_text(self, what: str, result: ansible.PlaybookResult) -> str:
+        lines = [f"{what} failed."]
+        failed_nodes = []
+        for f in result.failures[:5]:
+            lines.append(f"Task {f.task!r} failed on node {f.host}: {f.message}")
+            if f.host in {n.name for n in self.topology.nodes}:
+                failed_nodes.append(self.topology.node(f.host))
+        if not result.failures:
+            lines.append(f"ansible-playbook ended with status {result.status} (rc {result.rc}).")
+        for node in failed_nodes[:2]:
+            try:
+                lines.append("Recent logs:\n" + self.provider.logs(node, lines=15))
+            except Exception:  # logs are a courtesy; never hide the real failure behind them
+                pass
+        if result.log:
+            lines.append(f"Full Ansible output: {result.log}")
+        return "\n".join(lines)

@@ -1,0 +1,65 @@
+"""Where pglab's own files are (roles, playbooks, templates) and where a lab writes its own."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def data_dir() -> Path:
+    """Roles, playbooks and templates: inside the wheel, or at the top of a source checkout."""
+    bundled = _PACKAGE / "_data"
+    if (bundled / "roles").is_dir():
+        return bundled
+    return _PACKAGE.parent.parent
+
+
+def roles_dir() -> Path:
+    return data_dir() / "roles"
+
+
+def playbook(name: str) -> Path:
+    return data_dir() / "playbooks" / name
+
+
+def template(name: str) -> Path:
+    return data_dir() / "templates" / name
+
+
+def vagrantfile_template() -> Path:
+    return data_dir() / "Vagrantfile.j2"
+
+
+def lab_dir(topology_file: Path, lab_name: str) -> Path:
+    """``.pglab/<name>/`` beside the topology file."""
+    return topology_file.resolve().parent / ".pglab" / lab_name
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def state_base() -> Path:
+    """Where the local provider keeps nodes' data: readable by the postgres user when root
+    (a lab under /root, mode 700, would not be), under the user's state directory otherwise."""
+    if is_root():
+        return Path("/var/lib/pglab")
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home) / "pglab"
+
+
+def runtime_dir(lab: Path, lab_name: str) -> Path:
+    """One directory per lab, named so two labs with the same name never share it."""
+    digest = hashlib.sha256(str(lab.resolve()).encode()).hexdigest()[:8]
+    return state_base() / f"{lab_name}-{digest}"
+
+
+def services_venv() -> Path:
+    """Patroni's virtual environment for the local provider, shared by every lab on the machine."""
+    if is_root():
+        return Path("/opt/pglab/venv")
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "pglab" / "venv"

@@ -1,0 +1,210 @@
+"""The vagrant provider: every node is a VM made from the lab's rendered Vagrantfile.
+
+Vagrant only makes, stops and removes the machines; pglab runs Ansible on them itself over the
+SSH settings ``vagrant ssh-config`` reports. Every call goes through python-vagrant, whose output
+is appended to ``vagrant.log`` in the lab directory so a failure can be explained.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pglab.providers.base import Prerequisite, Provider
+from pglab.topology import Node
+
+# python-vagrant warns on import when vagrant is missing; `pglab` reports that itself, in its words.
+logging.getLogger("vagrant").addHandler(logging.NullHandler())
+import vagrant  # noqa: E402
+
+T = TypeVar("T")
+LOG_FILE = "vagrant.log"
+SSH_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+# VM states (after python-vagrant's normalisation) in which the VM is frozen, not stopped.
+SUSPENDED = frozenset({vagrant.Vagrant.SAVED, "paused", "suspended"})
+# systemctl's words for a unit's state, in the vocabulary the local provider's supervisor uses.
+UNIT_STATES = {
+    "active": "RUNNING",
+    "reloading": "RUNNING",
+    "activating": "STARTING",
+    "deactivating": "STOPPING",
+    "inactive": "STOPPED",
+    "failed": "FATAL",
+}
+
+
+class VagrantError(RuntimeError):
+    """A vagrant command failed; the message ends with the tail of ``vagrant.log``."""
+
+
+class VagrantProvider(Provider):
+    name = "vagrant"
+
+    # Facts -----------------------------------------------------------------------------------
+    def address(self, node: Node) -> str:
+        return str(node.address)
+
+    def connection_vars(self, node: Node) -> dict[str, Any]:
+        common: dict[str, Any] = {
+            "ansible_become": True,
+            "ansible_python_interpreter": "/usr/bin/python3",
+        }
+        v = self._vagrant()
+        try:
+            # One `vagrant ssh-config NAME`: python-vagrant caches it for the four look-ups.
+            user, host = v.user(node.name), v.hostname(node.name)
+            port, key = v.port(node.name), v.keyfile(node.name)
+        except (subprocess.CalledProcessError, RuntimeError, OSError):
+            # No VM yet (or no vagrant): the inventory is written before `vagrant up`.
+            return {"ansible_user": "vagrant", **common}
+        return {
+            "ansible_host": host,
+            "ansible_port": int(port) if port else 22,
+            "ansible_user": user or "vagrant",
+            "ansible_ssh_private_key_file": key,
+            # Vagrant reuses addresses and ports across labs: host keys would only get in the way.
+            "ansible_ssh_common_args": SSH_ARGS,
+            **common,
+        }
+
+    def inventory_vars(self) -> dict[str, Any]:
+        return {
+            "pglab_node_root": "",
+            "pglab_service_manager": "systemd",
+            "pglab_service_user": "postgres",
+            "pglab_install_packages": True,
+            "pglab_hba_networks": [str(self.topology.network.subnet)],
+            "patroni_venv": "/opt/patroni",
+        }
+
+    def prerequisites(self) -> list[Prerequisite]:
+        has_vagrant = shutil.which("vagrant") is not None
+        needs = [Prerequisite("vagrant", "vagrant", has_vagrant)]
+        if self.topology.vagrant.hypervisor == "libvirt":
+            needs.append(
+                Prerequisite("the vagrant-libvirt plugin", "vagrant-libvirt", self._has_libvirt())
+            )
+        else:
+            has_vbox = shutil.which("VBoxManage") is not None
+            needs.append(Prerequisite("VBoxManage", "virtualbox", has_vbox))
+        return needs
+
+    # Lifecycle -------------------------------------------------------------------------------
+    def create(self) -> None:
+        self._run("up", lambda v: v.up(provider=self.topology.vagrant.hypervisor))
+
+    def destroy(self) -> None:
+        dot_vagrant = self.lab_dir / ".vagrant"
+        # Without both there is no VM to remove, and vagrant need not even be installed.
+        if (self.lab_dir / "Vagrantfile").is_file() and dot_vagrant.is_dir():
+            self._run("destroy -f", lambda v: v.destroy())
+        shutil.rmtree(dot_vagrant, ignore_errors=True)
+        (self.lab_dir / LOG_FILE).unlink(missing_ok=True)
+
+    def is_created(self) -> bool:
+        # No .vagrant directory means `vagrant up` never ran here: skip the slow vagrant call.
+        if not (self.lab_dir / ".vagrant").is_dir() or not shutil.which("vagrant"):
+            return False
+        statuses = self._run("status", lambda v: v.status())
+        return any(s.state != vagrant.Vagrant.NOT_CREATED for s in statuses)
+
+    def stop(self, node: Node) -> None:
+        self._run(f"halt {node.name}", lambda v: v.halt(vm_name=node.name))
+
+    def start(self, node: Node) -> None:
+        if self._state(node) in SUSPENDED:
+            self._run(f"resume {node.name}", lambda v: v.resume(vm_name=node.name))
+        else:
+            provider = self.topology.vagrant.hypervisor
+            self._run(f"up {node.name}", lambda v: v.up(vm_name=node.name, provider=provider))
+
+    def crash(self, node: Node) -> None:
+        # --force pulls the plug (virsh destroy / VBoxManage poweroff): no clean shutdown.
+        self._run(f"halt --force {node.name}", lambda v: v.halt(vm_name=node.name, force=True))
+
+    def hang(self, node: Node) -> None:
+        # A suspended VM keeps its TCP peers waiting, as SIGSTOP does to a process.
+        self._run(f"suspend {node.name}", lambda v: v.suspend(vm_name=node.name))
+
+    def services(self, node: Node) -> dict[str, str]:
+        units = self._units(node)
+        state = self._state(node)
+        # Asking a suspended or powered-off VM over SSH would hang or fail: its state says it all.
+        if state in SUSPENDED:
+            return dict.fromkeys(units, "FROZEN")
+        if state != vagrant.Vagrant.RUNNING:
+            return dict.fromkeys(units, "STOPPED")
+        # `is-active` exits non-zero when a unit is not active, yet prints one line per unit.
+        words = self._ssh(node, f"systemctl is-active {shlex.join(units)} || true").split()
+        words += ["unknown"] * (len(units) - len(words))
+        return {u: UNIT_STATES.get(w, w.upper()) for u, w in zip(units, words, strict=False)}
+
+    def logs(self, node: Node, service: str | None = None, lines: int = 50) -> str:
+        units = [service] if service else self._units(node)
+        flags = " ".join(f"-u {shlex.quote(u)}" for u in units)
+        # sudo: the vagrant user is not in systemd-journal, so it would see only its own journal.
+        return self._ssh(node, f"sudo journalctl {flags} -n {int(lines)} --no-pager")
+
+    # Helpers ---------------------------------------------------------------------------------
+    def _vagrant(self) -> vagrant.Vagrant:
+        log = vagrant.make_file_cm(str(self.lab_dir / LOG_FILE))
+        return vagrant.Vagrant(root=str(self.lab_dir), out_cm=log, err_cm=log, env=self._env())
+
+    def _env(self) -> dict[str, str]:
+        # Commands on one VM (ssh, status) then use the lab's hypervisor, as `up` did.
+        return {**os.environ, "VAGRANT_DEFAULT_PROVIDER": self.topology.vagrant.hypervisor}
+
+    def _run(self, what: str, call: Callable[[vagrant.Vagrant], T]) -> T:
+        """Run one python-vagrant call; turn its failure into an error that says what and why."""
+        self.lab_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return call(self._vagrant())
+        except RuntimeError as exc:  # python-vagrant's "executable cannot be found"
+            raise VagrantError(f"`vagrant {what}` cannot run: {exc} Install vagrant.") from None
+        except subprocess.CalledProcessError as exc:
+            raise VagrantError(
+                f"`vagrant {what}` failed in {self.lab_dir} (exit {exc.returncode}). "
+                f"Last lines of {self.lab_dir / LOG_FILE}:\n{self._log_tail()}"
+            ) from None
+
+    def _log_tail(self, lines: int = 20) -> str:
+        try:
+            text = (self.lab_dir / LOG_FILE).read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _state(self, node: Node) -> str:
+        statuses = self._run(f"status {node.name}", lambda v: v.status(vm_name=node.name))
+        return str(statuses[0].state) if statuses else vagrant.Vagrant.NOT_CREATED
+
+    def _ssh(self, node: Node, command: str) -> str:
+        out = self._run(f"ssh {node.name}", lambda v: v.ssh(vm_name=node.name, command=command))
+        return str(out)
+
+    def _units(self, node: Node) -> list[str]:
+        """The systemd units the node's roles run, in role order."""
+        postgres = "patroni" if self.topology.stack == "patroni" else "pgautofailover"
+        by_role = {
+            "dcs": self.topology.dcs,  # the unit is named after the DCS: etcd or consul
+            "postgres": postgres,
+            "haproxy": "haproxy",
+            "monitor": "pgautofailover",
+        }
+        return [by_role[role] for role in node.roles]
+
+    def _has_libvirt(self) -> bool:
+        if not shutil.which("vagrant"):
+            return False
+        # Before `pglab up` the lab directory may not exist yet; vagrant needs some directory.
+        root = str(self.lab_dir) if self.lab_dir.is_dir() else "/"
+        try:
+            plugins = vagrant.Vagrant(root=root, env=self._env()).plugin_list()
+        except (subprocess.CalledProcessError, OSError):
+            return False
+        return any(p.name == "vagrant-libvirt" for p in plugins)

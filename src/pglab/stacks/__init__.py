@@ -1,0 +1,1 @@
+"""HA stack clients by name: the topology's ``stack:`` picks one."""

@@ -1,0 +1,41 @@
+"""What pglab asks of an HA stack (Patroni, pg_auto_failover), whatever the machines are."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    host: str
+    role: str  # leader, replica, standby ...
+    state: str  # running, streaming, stopped, unreachable ...
+    timeline: int | None = None
+    lag_mb: float | None = None
+    pending_restart: bool = False
+
+
+@dataclass
+class Health:
+    healthy: bool
+    leader: str | None
+    members: list[Member]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def streaming_replicas(self) -> list[Member]:
+        return [m for m in self.members if m.role != "leader" and m.state == "streaming"]
+
+
+class Stack(ABC):
+    name: str = ""
+
+    @abstractmethod
+    def members(self) -> list[Member]:
+        """Every member with its role and state, including members that are down."""
+
+    @abstractmethod
+    def health(self) -> Health:
+        """One leader, every replica streaming, the router sending writes to the leader."""

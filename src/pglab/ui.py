@@ -1,0 +1,112 @@
+"""Everything pglab shows a person: progress on long work, patronictl-like tables, JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, is_dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from pglab.ansible import PlaybookEvent
+from pglab.haproxy import Backend
+from pglab.lab import Step, Waiting
+from pglab.stacks.base import Member
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class Progress:
+    """An event sink for long operations: a live line on a terminal, plain lines elsewhere."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.started = time.monotonic()
+        self.step = ""
+        self.task = ""
+        self.hosts_done = 0
+        self.changed = 0
+        self.live: Live | None = None
+
+    def __enter__(self) -> Progress:
+        if console.is_terminal:
+            self.live = Live(self._render(), console=console, refresh_per_second=8, transient=True)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+    def _render(self) -> Text:
+        elapsed = time.monotonic() - self.started
+        line = Text(f"{self.title} [{elapsed:5.1f}s] ", style="bold")
+        line.append(self.step, style="cyan")
+        if self.task:
+            line.append(f"  task: {self.task} ({self.hosts_done} hosts done, {self.changed} changed)")
+        return line
+
+    def __call__(self, event: Any) -> None:
+        elapsed = time.monotonic() - self.started
+        if isinstance(event, Step):
+            self.step, self.task = event.name, ""
+            console.print(f"[dim]{elapsed:6.1f}s[/dim] {event.name}")
+        elif isinstance(event, PlaybookEvent):
+            if event.kind == "task":
+                self.task, self.hosts_done = event.name, 0
+            elif event.kind in ("ok", "changed", "skipped", "failed"):
+                self.hosts_done += 1
+                self.changed += event.kind == "changed"
+            elif event.kind == "play" and self.live is None:
+                console.print(f"[dim]{elapsed:6.1f}s[/dim]   play: {event.name}")
+        elif isinstance(event, Waiting):
+            self.task = event.detail
+        if self.live is not None:
+            self.live.update(self._render())
+
+
+def to_jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: to_jsonable(v) for k, v in asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, int | float | str | bool) or value is None:
+        return value
+    return str(value)
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(to_jsonable(value), indent=2))
+
+
+def members_table(cluster: str, members: list[Member]) -> Table:
+    table = Table(title=f"Cluster: {cluster}", title_justify="left")
+    for column in ("Member", "Host", "Role", "State", "TL", "Lag in MB", "Pending restart"):
+        table.add_column(column, justify="right" if column in ("TL", "Lag in MB") else "left")
+    for m in members:
+        role = {"leader": "Leader", "replica": "Replica"}.get(m.role, m.role)
+        style = "bold green" if m.role == "leader" else ("red" if m.state not in ("running", "streaming") else "")
+        table.add_row(
+            m.name, m.host, role, m.state,
+            "" if m.timeline is None else str(m.timeline),
+            "" if m.lag_mb is None or m.role == "leader" else f"{m.lag_mb:g}",
+            "*" if m.pending_restart else "",
+            style=style,
+        )
+    return table
+
+
+def backends_table(backends: list[Backend]) -> Table:
+    table = Table(title="HAProxy", title_justify="left")
+    for column in ("Listener", "Server", "Status"):
+        table.add_column(column)
+    for b in backends:
+        table.add_row(b.proxy, b.server, b.status, style="green" if b.status == "UP" else "dim")
+    return table
