@@ -12,6 +12,7 @@ import click
 
 from pglab import topology, ui
 from pglab.lab import InputError, Lab, PglabError
+from pglab.paths import is_root
 
 file_option = click.option(
     "-f", "--file", "topology_file", type=click.Path(path_type=Path), default=topology.DEFAULT_FILE,
@@ -86,6 +87,27 @@ def render(topology_file: Path) -> None:
     rendered = lab.render()
     ui.console.print(f"rendered {rendered.lab_dir}: inventory {rendered.inventory}, "
                      f"Vagrantfile {rendered.vagrantfile}, secrets {rendered.secrets_file} (0600)")
+
+
+@main.command()
+@file_option
+@reports_errors
+def prepare(topology_file: Path) -> None:
+    """Install what the lab needs on this machine (as root: apt packages and Patroni's venv).
+
+    `pglab up` does this by itself when something is missing; without a topology file the
+    default lab's needs are installed.
+    """
+    lab = Lab.from_file(topology_file) if topology_file.exists() else Lab.default(topology_file)
+    missing = lab.missing_prerequisites()
+    if not missing:
+        ui.console.print("everything the lab needs is installed")
+        return
+    if not is_root():
+        raise PglabError(f"missing: {'; '.join(missing)}; run `pglab prepare` as root, or install them.")
+    with ui.Progress("prepare") as progress:
+        lab.install_prerequisites(progress)
+    ui.console.print("installed: " + "; ".join(missing))
 
 
 @main.command()

@@ -5,6 +5,8 @@ Nothing here prints: progress goes to an ``on_event`` callback (see :mod:`pglab.
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,6 +81,11 @@ class Lab:
         except topology.TopologyError as exc:
             raise InputError(str(exc)) from None
 
+    @classmethod
+    def default(cls, path: str | Path) -> Lab:
+        """The lab `pglab init` would write at ``path``, without writing it."""
+        return cls(topology.parse(topology.default_yaml(), str(path)), Path(path))
+
     # Files -----------------------------------------------------------------------------------
     @property
     def inventory(self) -> Path:
@@ -130,26 +137,38 @@ class Lab:
                 "connect_timeout": 3}
 
     # Lifecycle -------------------------------------------------------------------------------
+    def missing_prerequisites(self) -> list[str]:
+        return [f"{p.what} (install {p.package})" for p in self.provider.prerequisites() if not p.present]
+
     def check_prerequisites(self, on_event: EventSink = _ignore) -> None:
         """Install what is missing when root (apt + Patroni's venv), else say what to install."""
-        missing = [p for p in self.provider.prerequisites() if not p.present]
+        missing = self.missing_prerequisites()
         if not missing:
             return
         if not paths.is_root() or self.provider.name != "local":
-            lines = "; ".join(f"{p.what} (install {p.package})" for p in missing)
             raise PglabError(
-                f"missing on this machine: {lines}. Install them (as root, `pglab up` installs them "
-                "itself), then run `pglab up` again."
+                f"missing on this machine: {'; '.join(missing)}. Install them (as root, `pglab up` "
+                "installs them itself), then run `pglab up` again."
             )
-        on_event(Step("installing prerequisites: " + ", ".join(p.package for p in missing)))
-        self.render()
-        result = ansible.run_playbook(paths.playbook("prepare.yml"), self.inventory,
-                                      self.dir / "ansible", on_event)
-        if not result.succeeded:
-            raise PglabError(self._failure_text("installing prerequisites", result))
-        still = [p.what for p in self.provider.prerequisites() if not p.present]
+        self.install_prerequisites(on_event)
+
+    def install_prerequisites(self, on_event: EventSink = _ignore) -> None:
+        """Run playbooks/prepare.yml on this machine: the roles' own package tasks, nothing else.
+
+        It needs no lab directory, so a failure here leaves nothing half-created.
+        """
+        on_event(Step("installing prerequisites: " + ", ".join(self.missing_prerequisites() or ["none"])))
+        with tempfile.TemporaryDirectory(prefix="pglab-prepare-") as tmp:
+            inventory = Path(tmp) / "hosts.yml"
+            inventory.write_text("all:\n  hosts: {}\n")
+            variables = {**render.lab_variables(self.topology, self.provider), "pglab_install_packages": True}
+            result = ansible.run_playbook(paths.playbook("prepare.yml"), inventory, Path(tmp) / "ansible",
+                                          on_event, extra_vars=variables)
+            if not result.succeeded:
+                raise PglabError(self._failure_text("installing prerequisites", result))
+        still = self.missing_prerequisites()
         if still:
-            raise PglabError(f"still missing after installing prerequisites: {', '.join(still)}")
+            raise PglabError(f"still missing after installing prerequisites: {'; '.join(still)}")
 
     def up(self, on_event: EventSink = _ignore, timeout: float = 180.0) -> UpResult:
         started = time.monotonic()
@@ -223,10 +242,9 @@ class Lab:
         if not result.failures:
             lines.append(f"ansible-playbook ended with status {result.status} (rc {result.rc}).")
         for node in failed_nodes[:2]:
-            try:
+            # Logs are a courtesy: never hide the real failure behind an error reading them.
+            with contextlib.suppress(Exception):
                 lines.append("Recent logs:\n" + self.provider.logs(node, lines=15))
-            except Exception:  # logs are a courtesy; never hide the real failure behind them
-                pass
         if result.log:
             lines.append(f"Full Ansible output: {result.log}")
         return "\n".join(lines)

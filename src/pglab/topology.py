@@ -66,14 +66,16 @@ class Ports(_Strict):
         values = self.model_dump()
         for field, port in values.items():
             if not 1024 <= port <= 65535:
-                raise ValueError(
+                raise _FieldProblem(
+                    ("ports", field),
                     f"ports.{field} is {port}; use a port between 1024 and 65535 so no root "
                     "privilege is needed to bind it"
                 )
         clashes = [p for p, n in Counter(values.values()).items() if n > 1]
         if clashes:
             names = [f for f, p in values.items() if p == clashes[0]]
-            raise ValueError(f"ports {', '.join(names)} are all {clashes[0]}; give each its own port")
+            raise _FieldProblem(("ports", names[-1]),
+                                f"ports {', '.join(names)} are all {clashes[0]}; give each its own port")
         return self
 
 
@@ -255,6 +257,13 @@ def parse(text: str, source: str = DEFAULT_FILE) -> Topology:
             f"{source}{where}: the file is not valid YAML ({exc.problem or exc}). "
             "Fix the syntax there: check indentation, a missing colon, or an unclosed quote or bracket."
         ) from None
+    duplicate = _first_duplicate_key(tree)
+    if duplicate is not None:
+        key, line = duplicate
+        raise TopologyError(
+            f"{source}, line {line}, field {key}: the key {key!r} appears twice in the same mapping, "
+            "and YAML would silently keep only the last one; remove one of them."
+        )
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -268,6 +277,24 @@ def parse(text: str, source: str = DEFAULT_FILE) -> Topology:
         raise TopologyError(_explain(exc, data, tree, source)) from None
 
 
+def _first_duplicate_key(node: yaml.Node | None) -> tuple[str, int] | None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if key.value in seen:
+                return str(key.value), key.start_mark.line + 1
+            seen.add(key.value)
+            found = _first_duplicate_key(value)
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            found = _first_duplicate_key(item)
+            if found:
+                return found
+    return None
+
+
 def _explain(exc: ValidationError, data: dict[str, Any], tree: yaml.Node | None, source: str) -> str:
     err = exc.errors(include_url=False)[0]
     ctx_error = (err.get("ctx") or {}).get("error")
@@ -275,9 +302,10 @@ def _explain(exc: ValidationError, data: dict[str, Any], tree: yaml.Node | None,
         loc, message = ctx_error.loc, ctx_error.message
     else:
         loc, message = tuple(err["loc"]), _message_for(err, data)
-    line = _line_of(tree, loc)
+    line = _line_of(tree, loc) or 1
     where = f"{source}, line {line}" if line else source
-    more = f" ({len(exc.errors()) - 1} more problem(s) may follow once this one is fixed.)" if len(exc.errors()) > 1 else ""
+    extra = len(exc.errors()) - 1
+    more = f" ({extra} more problem(s) may follow once this one is fixed.)" if extra else ""
     return f"{where}, field {_dotted(loc, data)}: {message}.{more}"
 
 
@@ -302,10 +330,14 @@ def _message_for(err: dict[str, Any], data: dict[str, Any]) -> str:
         return f"{err['input']!r} is not an IPv4 {what}; write it that way"
     if kind == "too_short":
         return "must not be empty; list at least one entry"
+    if kind in ("greater_than_equal", "less_than_equal", "int_parsing", "int_type"):
+        bound = (err.get("ctx") or {}).get("ge")
+        minimum = f" of at least {bound}" if bound is not None else ""
+        return f"{err['input']!r} is not accepted; write a whole number{minimum}"
     message = str(err["msg"])
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
-    return f"{message}; fix the value here"
+    return message if ";" in message else f"{message}; fix the value here"
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:

@@ -1,0 +1,72 @@
+"""A compact lab (every role on one node) comes up, and `destroy` leaves nothing behind."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from pglab.lab import Lab
+from pglab.providers.local import LocalProvider, _environments
+
+COMPACT = """\
+name: compact
+network:
+  subnet: 192.168.11.0/24
+  loopback: 127.0.22.0/24
+nodes:
+  - name: solo
+    address: 192.168.11.120
+    roles: [dcs, postgres, haproxy]
+"""
+
+
+def _listening(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex((host, port)) == 0
+
+
+def test_compact_lab_comes_up_and_destroy_leaves_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "pglab.yml"
+    path.write_text(COMPACT)
+    lab = Lab.from_file(path)
+    provider = lab.provider
+    assert isinstance(provider, LocalProvider)
+    try:
+        result = lab.up(timeout=120)
+        assert result.health.healthy
+        assert result.health.leader == "solo"
+        assert provider.run_dir.exists()
+    finally:
+        lab.destroy()
+    marker = f"SUPERVISOR_SERVER_URL=unix://{provider.socket}".encode()
+    leftovers = [pid for pid, env in _environments() if marker in env]
+    assert leftovers == [], f"processes of the lab still running: {leftovers}"
+    ports = [5432, 8008, 2379, 2380, 5000, 5001, 7000]
+    assert [p for p in ports if _listening("127.0.22.120", p)] == []
+    assert not lab.dir.exists()
+    assert not provider.run_dir.exists()
+    assert not (tmp_path / ".pglab").exists()
+
+
+def test_destroy_is_safe_on_a_lab_never_created(tmp_path: Path) -> None:
+    path = tmp_path / "pglab.yml"
+    path.write_text(COMPACT)
+    Lab.from_file(path).destroy()
+    assert not (tmp_path / ".pglab").exists()
+
+
+@pytest.mark.parametrize("command", [["up"], ["render"], ["status"], ["destroy"]])
+def test_bad_topology_exits_2_and_creates_nothing(tmp_path: Path, command: list[str]) -> None:
+    from click.testing import CliRunner
+
+    from pglab.cli import main
+
+    path = tmp_path / "pglab.yml"
+    path.write_text(COMPACT.replace("roles: [dcs, postgres, haproxy]", "roles: [dcs, postgres, proxy]"))
+    result = CliRunner().invoke(main, [*command, "-f", str(path)])
+    assert result.exit_code == 2
+    assert str(path) in result.output and "nodes[0] (solo).roles[2]" in result.output
+    assert list(tmp_path.iterdir()) == [path]

@@ -1,0 +1,74 @@
+"""Issue 2's acceptance against a real lab: health, replication, HAProxy, status, idempotence."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import psycopg
+
+from pglab.lab import Lab, UpResult
+
+
+def _connect(lab: Lab, host: str, port: int, dbname: str = "postgres") -> psycopg.Connection:
+    return psycopg.connect(host=host, port=port, dbname=dbname, autocommit=True, **lab.connect_kwargs())
+
+
+def test_up_ends_with_one_leader_and_two_streaming_replicas(lab_and_result: tuple[Lab, UpResult]) -> None:
+    _, result = lab_and_result
+    assert result.health.healthy, result.health.problems
+    roles = sorted(m.role for m in result.health.members)
+    assert roles == ["leader", "replica", "replica"]
+    assert len(result.health.streaming_replicas) == 2
+
+
+def test_database_created_through_haproxy_appears_on_both_replicas(lab: Lab) -> None:
+    haproxy = lab.haproxy_address()
+    assert haproxy == "127.0.21.101"
+    with _connect(lab, haproxy, lab.topology.ports.haproxy_primary) as conn:
+        conn.execute("DROP DATABASE IF EXISTS test")
+        conn.execute("CREATE DATABASE test")
+        leader = conn.execute("SELECT inet_server_addr()::text").fetchone()[0]
+        streaming = conn.execute("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'").fetchone()[0]
+    assert streaming == 2
+    replicas = [m for m in lab.stack().members() if m.role == "replica"]
+    assert leader not in {m.host for m in replicas}
+    deadline = time.monotonic() + 10
+    for member in replicas:
+        while True:
+            with _connect(lab, member.host, lab.topology.ports.postgres) as conn:
+                found = conn.execute("SELECT count(*) FROM pg_database WHERE datname = 'test'").fetchone()[0]
+            if found:
+                break
+            assert time.monotonic() < deadline, f"database test not on {member.name} within 10 s"
+            time.sleep(0.2)
+
+
+def test_status_json_reports_one_leader_and_two_streaming_replicas(lab: Lab) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "pglab.cli", "status", "--json", "-f", str(lab.topology_file)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    status = json.loads(out)
+    assert status["healthy"] is True
+    assert [m["role"] for m in status["members"]].count("leader") == 1
+    assert [m["state"] for m in status["members"]].count("streaming") == 2
+    primary_up = [b["server"] for b in status["haproxy"] if b["proxy"] == "primary" and b["status"] == "UP"]
+    assert primary_up == [status["leader"]]
+
+
+def test_second_up_changes_nothing(lab: Lab) -> None:
+    before = {m.name: m.timeline for m in lab.stack().members()}
+    result = lab.up(timeout=60)
+    assert result.changed == 0
+    assert result.health.healthy
+    assert {m.name: m.timeline for m in result.health.members} == before
+
+
+def test_secrets_are_private_and_generated_per_lab(lab: Lab) -> None:
+    assert lab.secrets_file.stat().st_mode & 0o777 == 0o600
+    assert (lab.dir / "pgpass").stat().st_mode & 0o777 == 0o600
+    values = list(lab.secrets().values())
+    assert len(set(values)) == len(values) and all(len(v) >= 20 for v in values)
