@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +12,7 @@ from typing import Any
 
 import click
 
-from pglab import topology, ui
+from pglab import operations, topology, ui
 from pglab.lab import InputError, Lab, PglabError
 from pglab.paths import is_root
 
@@ -172,6 +174,164 @@ def destroy(topology_file: Path) -> None:
     lab = Lab.from_file(topology_file)
     lab.destroy()
     ui.console.print(f"destroyed lab {lab.topology.name}: {lab.dir} removed")
+
+
+def _run_operation(title: str, operation: Callable[..., Any], as_json: bool, *args: Any, **kwargs: Any) -> None:
+    """Run a waiting operation with progress, then print its outcome (or JSON)."""
+    with ui.Progress(title) as progress:
+        result = operation(*args, on_event=progress, **kwargs)
+    if as_json:
+        ui.print_json(result)
+    else:
+        ui.console.print(f"[green]{result.summary}[/green]", highlight=False)
+
+
+timeout_option = click.option("--timeout", default=90.0, show_default=True,
+                              help="Seconds to wait for the outcome before failing.")
+
+
+@main.command()
+@file_option
+@click.option("--to", "to", metavar="NODE", help="The replica to promote (default: Patroni picks one).")
+@timeout_option
+@json_option
+@reports_errors
+def switchover(topology_file: Path, to: str | None, timeout: float, as_json: bool) -> None:
+    """Planned switchover: the leader hands over to a replica and rejoins as a replica.
+
+    Waits until the new leader runs, the old one streams again and HAProxy routes writes (5000)
+    to the new leader.
+    """
+    _run_operation("switchover", operations.switchover, as_json, Lab.from_file(topology_file), to, timeout)
+
+
+@main.command()
+@file_option
+@click.option("--to", "to", metavar="NODE", required=True, help="The replica to promote.")
+@timeout_option
+@json_option
+@reports_errors
+def failover(topology_file: Path, to: str, timeout: float, as_json: bool) -> None:
+    """Manual failover to a chosen replica, as in the seed (works without a healthy leader)."""
+    _run_operation("failover", operations.failover, as_json, Lab.from_file(topology_file), to, timeout)
+
+
+@main.command()
+@file_option
+@click.argument("node")
+@click.option("--crash", "mode", flag_value="crash", help="kill -9 every process of the node.")
+@click.option("--hang", "mode", flag_value="hang", help="Freeze the node (SIGSTOP); `pglab start` thaws it.")
+@timeout_option
+@json_option
+@reports_errors
+def stop(topology_file: Path, node: str, mode: str | None, timeout: float, as_json: bool) -> None:
+    """Take a whole node down (like `systemctl stop patroni` in the seed) and wait for the outcome.
+
+    Stopping the leader waits until a replica is promoted and writes through HAProxy resume.
+    """
+    lab = Lab.from_file(topology_file)
+    _node_or_fail(lab, node)
+    _run_operation(f"stop {node}", operations.stop_node, as_json, lab, node, mode or "stop", timeout)
+
+
+@main.command()
+@file_option
+@click.argument("node")
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the node to rejoin.")
+@json_option
+@reports_errors
+def start(topology_file: Path, node: str, timeout: float, as_json: bool) -> None:
+    """Start (or thaw) a node and wait until it rejoins, a former leader as a streaming replica."""
+    lab = Lab.from_file(topology_file)
+    _node_or_fail(lab, node)
+    _run_operation(f"start {node}", operations.start_node, as_json, lab, node, timeout)
+
+
+@main.group()
+def config() -> None:
+    """Cluster-wide PostgreSQL configuration through Patroni's dynamic configuration."""
+
+
+@config.command("set")
+@file_option
+@click.argument("assignments", nargs=-1, required=True, metavar="NAME=VALUE...")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for Patroni.")
+@json_option
+@reports_errors
+def config_set(topology_file: Path, assignments: tuple[str, ...], timeout: float, as_json: bool) -> None:
+    """Set parameters on every member; says which need a restart (then: pglab restart --rolling).
+
+    Example: pglab config set max_connections=200 work_mem=8MB
+    """
+    parameters = operations.parse_assignments(list(assignments))
+    _run_operation("config set", operations.set_config, as_json, Lab.from_file(topology_file), parameters,
+                   timeout)
+
+
+@config.command("show")
+@file_option
+@reports_errors
+def config_show(topology_file: Path) -> None:
+    """Print Patroni's dynamic configuration (JSON)."""
+    ui.print_json(Lab.from_file(topology_file).stack().dynamic_config())
+
+
+@main.command()
+@file_option
+@click.option("--rolling/--all-at-once", default=True, show_default=True,
+              help="Replicas one at a time then the leader by switchover, or every member in place.")
+@click.option("--timeout", default=240.0, show_default=True, help="Seconds to wait for each step.")
+@json_option
+@reports_errors
+def restart(topology_file: Path, rolling: bool, timeout: float, as_json: bool) -> None:
+    """Restart members pending a restart (every member if none is pending), until none is pending."""
+    _run_operation("restart", operations.restart, as_json, Lab.from_file(topology_file), rolling, timeout)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@file_option
+@click.argument("node", required=False)
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+@reports_errors
+def psql(topology_file: Path, node: str | None, psql_args: tuple[str, ...]) -> None:
+    """Open psql through HAProxy (the leader), or on NODE directly; extra arguments go to psql.
+
+    Example: pglab psql -- -c 'select pg_is_in_recovery()'
+    """
+    lab = Lab.from_file(topology_file)
+    if node and node != "--":
+        _node_or_fail(lab, node)
+        dsn = lab.dsn(host=lab.address(node), port=lab.topology.ports.postgres)
+    else:
+        dsn = lab.dsn()
+    pgpass = lab.dir / "pgpass"
+    if not pgpass.exists():
+        raise PglabError(f"lab {lab.topology.name} has not been created ({pgpass} is missing); run `pglab up`.")
+    env = {**os.environ, "PGPASSFILE": str(pgpass), "PGCONNECT_TIMEOUT": "5"}
+    binary = shutil.which("psql")
+    if binary is None:
+        raise PglabError("psql is not installed: install postgresql-client-15")
+    os.execvpe(binary, [binary, dsn, *psql_args], env)
+
+
+@main.command()
+@file_option
+@click.argument("node")
+@click.option("--service", help="Only this service (patroni, etcd, haproxy).")
+@click.option("-n", "--lines", default=50, show_default=True, help="How many lines per log.")
+@reports_errors
+def logs(topology_file: Path, node: str, service: str | None, lines: int) -> None:
+    """Show the last lines of a node's service logs."""
+    lab = Lab.from_file(topology_file)
+    _node_or_fail(lab, node)
+    print(lab.provider.logs(lab.topology.node(node), service, lines))
+
+
+def _node_or_fail(lab: Lab, node: str) -> None:
+    try:
+        lab.topology.node(node)
+    except KeyError as exc:
+        raise InputError(str(exc.args[0])) from None
 
 
 if __name__ == "__main__":

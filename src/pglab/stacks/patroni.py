@@ -5,6 +5,7 @@ It is given node addresses and credentials; it never knows how the machines were
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.request
@@ -43,6 +44,32 @@ class PatroniStack(Stack):
     def get(self, node: str, path: str) -> Any:
         with urllib.request.urlopen(self._url(node, path), timeout=self.timeout) as response:
             return json.loads(response.read() or b"null")
+
+    def call(self, node: str, method: str, path: str, body: dict[str, Any] | None = None,
+             timeout: float | None = None) -> tuple[int, str]:
+        """An authenticated (unsafe) REST call; returns the HTTP status and the body's text."""
+        request = urllib.request.Request(self._url(node, path), method=method,
+                                         data=json.dumps(body or {}).encode())
+        token = base64.b64encode(f"patroni:{self.secrets['patroni_restapi_password']}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout or max(self.timeout, 30)) as response:
+                return response.status, response.read().decode(errors="replace")
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode(errors="replace")
+
+    def call_any(self, method: str, path: str, body: dict[str, Any] | None = None,
+                 prefer: str | None = None, timeout: float | None = None) -> tuple[int, str]:
+        """The same call on the first member that answers, ``prefer`` first."""
+        nodes = sorted(self.endpoints.postgres, key=lambda n: n != prefer)
+        last: tuple[int, str] = (0, "no member answered")
+        for node in nodes:
+            try:
+                return self.call(node, method, path, body, timeout)
+            except (OSError, urllib.error.URLError) as exc:
+                last = (0, f"{node}: {exc}")
+        return last
 
     def cluster(self) -> dict[str, Any] | None:
         """Patroni's /cluster view from the first member that answers."""
@@ -106,3 +133,65 @@ class PatroniStack(Stack):
                         f"HAProxy routes writes to {sorted(up) or 'nobody'}, not to the leader {leader}"
                     )
         return Health(not problems, leader, members, problems)
+
+    # Operations ------------------------------------------------------------------------------
+    def leader(self) -> str | None:
+        return next((m.name for m in self.members() if m.role == "leader" and m.state == "running"), None)
+
+    def switchover(self, candidate: str | None = None) -> str:
+        """Ask Patroni for a planned switchover; returns Patroni's answer (raises on refusal)."""
+        leader = self.leader()
+        if leader is None:
+            raise StackError("no running leader: a switchover needs one (use failover instead)")
+        body: dict[str, Any] = {"leader": leader}
+        if candidate:
+            body["candidate"] = candidate
+        status, text = self.call_any("POST", "/switchover", body, prefer=leader)
+        if status != 200:
+            raise StackError(f"Patroni refused the switchover (HTTP {status}): {text.strip()}")
+        return text.strip()
+
+    def failover(self, candidate: str) -> str:
+        """A manual failover to ``candidate``, allowed even without a healthy leader."""
+        status, text = self.call_any("POST", "/failover", {"candidate": candidate}, prefer=candidate)
+        if status != 200:
+            raise StackError(f"Patroni refused the failover to {candidate} (HTTP {status}): {text.strip()}")
+        return text.strip()
+
+    def dynamic_config(self) -> dict[str, Any]:
+        for node in self.endpoints.postgres:
+            try:
+                return self.get(node, "/config") or {}
+            except (OSError, urllib.error.URLError, ValueError):
+                continue
+        raise StackError("no member answered for /config")
+
+    def set_parameters(self, parameters: dict[str, Any]) -> None:
+        """Change cluster-wide PostgreSQL parameters through Patroni's dynamic configuration."""
+        status, text = self.call_any("PATCH", "/config", {"postgresql": {"parameters": parameters}})
+        if status != 200:
+            raise StackError(f"Patroni refused the configuration change (HTTP {status}): {text.strip()}")
+
+    def restart(self, node: str, pending_only: bool = False) -> None:
+        body = {"restart_pending": True} if pending_only else {}
+        status, text = self.call(node, "POST", "/restart", body, timeout=120)
+        if status not in (200, 503) or (status == 503 and "restart is not needed" not in text):
+            raise StackError(f"Patroni could not restart {node} (HTTP {status}): {text.strip()}")
+
+    def history(self) -> list[dict[str, Any]]:
+        """Timeline history: one entry per switchover or failover."""
+        for node in self.endpoints.postgres:
+            try:
+                rows = self.get(node, "/history") or []
+            except (OSError, urllib.error.URLError, ValueError):
+                continue
+            return [
+                {"timeline": r[0], "lsn": r[1], "reason": r[2], "time": r[3] if len(r) > 3 else None,
+                 "new_leader": r[4] if len(r) > 4 else None}
+                for r in rows
+            ]
+        return []
+
+
+class StackError(RuntimeError):
+    """The HA stack refused or could not do what was asked."""

@@ -1,0 +1,191 @@
+"""Seconds from nothing to a healthy lab.
+
+Each run writes the default topology (lab ``benchup``) into a fresh temporary directory on its own
+loopback range, times ``Lab.up()`` until the cluster is healthy, and always destroys the lab. The
+first run also times a converge (a second ``up()`` on the running lab). Package installs are not
+measured: the script refuses to start while prerequisites are missing.
+
+    .venv/bin/python bench/up.py [--runs 3] [--loopback 127.0.31.0/24] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pglab import topology
+from pglab.lab import Lab, PglabError, Step, UpResult
+
+LAB_NAME = "benchup"
+DEFAULT_LOOPBACK = "127.0.31.0/24"  # never a user's lab (127.0.11.x) nor the tests (127.0.21-22.x)
+RUN_LIMIT = 300.0  # seconds: a longer up() is a failure
+HEALTH_TIMEOUT = 180.0  # up()'s own wait for health, inside RUN_LIMIT
+
+# Step names from Lab.up() -> short phase names, in order.
+PHASES = [
+    ("checking prerequisites", "prerequisites"),
+    ("installing prerequisites", "install"),
+    ("rendering", "render"),
+    ("creating machines", "create"),
+    ("running playbooks", "playbook"),
+    ("waiting for a healthy", "health"),
+]
+
+
+class RunTimeout(BaseException):
+    """Raised by SIGALRM; a BaseException so no ``except Exception`` on the way swallows it."""
+
+
+class BenchFailure(Exception):
+    pass
+
+
+@dataclass
+class Timed:
+    seconds: float
+    phases: dict[str, float] = field(default_factory=dict)
+    changed: int = 0
+
+
+def phase_name(step: str) -> str:
+    for prefix, short in PHASES:
+        if step.startswith(prefix):
+            return short
+    return step
+
+
+def write_topology(directory: Path, loopback: str) -> Path:
+    """The default lab, renamed and moved to the benchmark's loopback range (as tests/conftest.py)."""
+    text = topology.default_yaml(name=LAB_NAME).replace("127.0.11.0/24", loopback)
+    path = directory / "pglab.yml"
+    path.write_text(text)
+    return path
+
+
+def _alarm(_signum: int, _frame: Any) -> None:
+    raise RunTimeout
+
+
+def timed_up(lab: Lab, what: str) -> Timed:
+    """``lab.up()`` under a hard limit of RUN_LIMIT seconds, with the time spent in each Step."""
+    marks: list[tuple[str, float]] = []
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, Step):
+            marks.append((phase_name(event.name), time.monotonic()))
+
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, RUN_LIMIT)
+    started = time.monotonic()
+    try:
+        result: UpResult = lab.up(on_event=on_event, timeout=HEALTH_TIMEOUT)
+    except RunTimeout:
+        raise BenchFailure(f"{what}: not healthy after {RUN_LIMIT:.0f} s (last phase: "
+                           f"{marks[-1][0] if marks else 'none'})") from None
+    except PglabError as exc:
+        raise BenchFailure(f"{what} failed: {exc}") from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    ended = time.monotonic()
+    phases: dict[str, float] = {}
+    for i, (name, at) in enumerate(marks):
+        until = marks[i + 1][1] if i + 1 < len(marks) else ended
+        phases[name] = phases.get(name, 0.0) + until - at
+    return Timed(seconds=ended - started, phases=phases, changed=result.changed)
+
+
+def one_run(number: int, loopback: str, converge: bool, log: Any) -> tuple[Timed, Timed | None]:
+    with tempfile.TemporaryDirectory(prefix="pglab-bench-up-") as tmp:
+        lab = Lab.from_file(write_topology(Path(tmp), loopback))
+        try:
+            log(f"run {number}: up ...")
+            first = timed_up(lab, f"run {number}")
+            log(f"run {number}: healthy after {first.seconds:.1f} s")
+            again = None
+            if converge:
+                log(f"run {number}: converge ...")
+                again = timed_up(lab, f"run {number} converge")
+                log(f"run {number}: converged in {again.seconds:.1f} s, {again.changed} changed")
+            return first, again
+        finally:
+            log(f"run {number}: destroy")
+            lab.destroy()
+
+
+def check_prerequisites(loopback: str) -> list[str]:
+    with tempfile.TemporaryDirectory(prefix="pglab-bench-up-") as tmp:
+        return Lab.from_file(write_topology(Path(tmp), loopback)).missing_prerequisites()
+
+
+def phase_text(phases: dict[str, float]) -> str:
+    return "  ".join(f"{name} {seconds:.1f}" for name, seconds in phases.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Seconds from nothing to a healthy pglab lab.")
+    parser.add_argument("--runs", type=int, default=3, help="labs to bring up one after another (default 3)")
+    parser.add_argument("--loopback", default=DEFAULT_LOOPBACK, help=f"loopback range (default {DEFAULT_LOOPBACK})")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    if not args.loopback.startswith("127."):
+        parser.error("--loopback must be a 127.x.y.z range: the benchmark only uses loopback addresses")
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    missing = check_prerequisites(args.loopback)
+    if missing:
+        log("bench/up.py measures a lab without package installs, but these are missing: "
+            + "; ".join(missing) + ". Install them first (as root: `pglab prepare`), then run it again.")
+        return 1
+
+    runs: list[Timed] = []
+    converge: Timed | None = None
+    try:
+        for number in range(1, args.runs + 1):
+            first, again = one_run(number, args.loopback, converge=number == 1, log=log)
+            runs.append(first)
+            converge = converge or again
+    except BenchFailure as exc:
+        log(f"FAILED: {exc}")
+        return 1
+
+    seconds = [r.seconds for r in runs]
+    summary = {"min": min(seconds), "median": statistics.median(seconds), "max": max(seconds)}
+    if args.json:
+        print(json.dumps({
+            "lab": LAB_NAME,
+            "loopback": args.loopback,
+            "runs": [{"run": i, "seconds": round(r.seconds, 2), "changed": r.changed,
+                      "phases": {k: round(v, 2) for k, v in r.phases.items()}}
+                     for i, r in enumerate(runs, 1)],
+            "seconds": {k: round(v, 2) for k, v in summary.items()},
+            "converge": None if converge is None else {
+                "seconds": round(converge.seconds, 2), "changed": converge.changed,
+                "phases": {k: round(v, 2) for k, v in converge.phases.items()}},
+        }, indent=2))
+        return 0
+    print(f"{'run':>3}  {'healthy (s)':>11}  {'changed':>7}  phases (s)")
+    for i, r in enumerate(runs, 1):
+        print(f"{i:>3}  {r.seconds:>11.1f}  {r.changed:>7}  {phase_text(r.phases)}")
+    print(f"seconds to healthy over {len(runs)} run(s): min {summary['min']:.1f}  "
+          f"median {summary['median']:.1f}  max {summary['max']:.1f}")
+    if converge is not None:
+        print(f"converge (second up on run 1): {converge.seconds:.1f} s, {converge.changed} changed  "
+              f"({phase_text(converge.phases)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""Operations on a live lab, each waiting for its outcome: switchover, failover, stopping and
+starting nodes, configuration changes and (rolling) restarts.
+
+They combine the provider (machines) with the stack client (the cluster) and report through
+events; each returns an :class:`OpResult` saying what happened and how long it took.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pglab import sql
+from pglab.lab import EventSink, InputError, Lab, PglabError, Waiting, _ignore
+from pglab.stacks.base import Health, Member
+from pglab.stacks.patroni import StackError
+
+
+class OperationTimeout(PglabError):
+    """The operation was started but its outcome did not come in time."""
+
+
+@dataclass
+class OpResult:
+    action: str
+    seconds: float
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def wait_until(check: Callable[[], tuple[bool, str]], timeout: float, what: str,
+               on_event: EventSink = _ignore, interval: float = 0.25) -> float:
+    """Poll ``check`` (returning done, detail) until done; returns the seconds it took."""
+    started = time.monotonic()
+    detail = ""
+    while True:
+        try:
+            done, detail = check()
+        except (OSError, StackError) as exc:
+            done, detail = False, str(exc)
+        elapsed = time.monotonic() - started
+        if done:
+            return elapsed
+        if elapsed > timeout:
+            raise OperationTimeout(f"timed out after {timeout:.0f} s waiting for {what}: {detail}")
+        on_event(Waiting(f"{what}: {detail}", elapsed))
+        time.sleep(interval)
+
+
+def _member(members: list[Member], name: str) -> Member | None:
+    return next((m for m in members if m.name == name), None)
+
+
+def _postgres_node(lab: Lab, name: str) -> None:
+    if name not in {n.name for n in lab.topology.with_role("postgres")}:
+        raise InputError(
+            f"{name!r} is not a PostgreSQL node of lab {lab.topology.name}; choose one of: "
+            + ", ".join(n.name for n in lab.topology.with_role("postgres"))
+        )
+
+
+def writes_ok(lab: Lab) -> tuple[bool, str]:
+    """Whether writes through the lab's entry point (HAProxy 5000) reach a primary."""
+    host = lab.haproxy_address() or lab.address(lab.topology.with_role("postgres")[0])
+    port = lab.topology.ports.haproxy_primary if lab.haproxy_address() else lab.topology.ports.postgres
+    ok, detail = sql.writable(host, port, lab.secrets()["patroni_superuser_password"])
+    return ok, (f"writes reach {detail}" if ok else f"writes through {host}:{port} fail: {detail}")
+
+
+def _healthy(lab: Lab) -> Callable[[], tuple[bool, str]]:
+    stack = lab.stack()
+
+    def check() -> tuple[bool, str]:
+        health = stack.health()
+        return health.healthy, "; ".join(health.problems) or "healthy"
+
+    return check
+
+
+def switchover(lab: Lab, to: str | None = None, timeout: float = 90, on_event: EventSink = _ignore) -> OpResult:
+    if to:
+        _postgres_node(lab, to)
+    stack = lab.stack()
+    before = stack.health()
+    old = before.leader
+    if old is None:
+        raise PglabError("the cluster has no running leader; use `pglab failover --to NODE` instead")
+    if to == old:
+        raise InputError(f"{to} is already the leader; pick a replica with --to")
+    old_timeline = _member(before.members, old).timeline  # type: ignore[union-attr]
+    started = time.monotonic()
+    stack.switchover(to)
+
+    def moved() -> tuple[bool, str]:
+        leader = stack.leader()
+        wanted = leader is not None and leader != old and (to is None or leader == to)
+        return wanted, f"leader is {leader or 'nobody'}"
+
+    wait_until(moved, timeout, "the new leader", on_event)
+    promoted_after = time.monotonic() - started
+    wait_until(_healthy(lab), timeout, "the old leader to stream and HAProxy to follow", on_event)
+    after = stack.health()
+    new_timeline = _member(after.members, after.leader or "").timeline if after.leader else None  # type: ignore[union-attr]
+    seconds = time.monotonic() - started
+    return OpResult(
+        "switchover", seconds,
+        f"switchover {old} -> {after.leader}: timeline {old_timeline} -> {new_timeline}; new leader after "
+        f"{promoted_after:.1f} s, healthy (old leader streaming, HAProxy following) after {seconds:.1f} s",
+        {"old_leader": old, "new_leader": after.leader, "old_timeline": old_timeline,
+         "new_timeline": new_timeline, "promoted_after": round(promoted_after, 2)},
+    )
+
+
+def failover(lab: Lab, to: str, timeout: float = 90, on_event: EventSink = _ignore) -> OpResult:
+    _postgres_node(lab, to)
+    stack = lab.stack()
+    old = stack.leader()
+    if to == old:
+        raise InputError(f"{to} is already the leader; pick a replica with --to")
+    started = time.monotonic()
+    stack.failover(to)
+    wait_until(lambda: (stack.leader() == to, f"leader is {stack.leader() or 'nobody'}"), timeout,
+               f"{to} to become the leader", on_event)
+    promoted_after = time.monotonic() - started
+    wait_until(_healthy(lab), timeout, "the cluster to be healthy again", on_event)
+    seconds = time.monotonic() - started
+    return OpResult("failover", seconds,
+                    f"failover {old or '(no leader)'} -> {to}: promoted after {promoted_after:.1f} s, "
+                    f"healthy after {seconds:.1f} s",
+                    {"old_leader": old, "new_leader": to, "promoted_after": round(promoted_after, 2)})
+
+
+StopMode = Literal["stop", "crash", "hang"]
+
+
+def stop_node(lab: Lab, name: str, mode: StopMode = "stop", timeout: float = 90,
+              on_event: EventSink = _ignore) -> OpResult:
+    node = lab.topology.node(name)
+    is_postgres = "postgres" in node.roles
+    stack = lab.stack()
+    was_leader = is_postgres and stack.leader() == name
+    started = time.monotonic()
+    {"stop": lab.provider.stop, "crash": lab.provider.crash, "hang": lab.provider.hang}[mode](node)
+    verb = {"stop": "stopped", "crash": "crashed (SIGKILL)", "hang": "froze (SIGSTOP)"}[mode]
+    details: dict[str, Any] = {"node": name, "mode": mode, "was_leader": was_leader}
+    summary = f"{verb} {name}"
+    if was_leader:
+        def promoted() -> tuple[bool, str]:
+            leader = stack.leader()
+            return leader not in (None, name), f"leader is {leader or 'nobody'}"
+
+        wait_until(promoted, timeout, "a replica to be promoted", on_event)
+        details["new_leader"] = stack.leader()
+        details["promoted_after"] = round(time.monotonic() - started, 2)
+        if lab.haproxy_address():
+            wait_until(lambda: writes_ok(lab), timeout, "writes through HAProxy to resume", on_event)
+            details["writes_after"] = round(time.monotonic() - started, 2)
+        summary += (f" (the leader): {details['new_leader']} promoted after {details['promoted_after']:.1f} s"
+                    + (f", writes through HAProxy resumed after {details['writes_after']:.1f} s"
+                       if "writes_after" in details else ""))
+    elif is_postgres:
+        def gone() -> tuple[bool, str]:
+            member = _member(stack.members(), name)
+            state = member.state if member else "absent"
+            return state not in ("running", "streaming"), f"{name} is {state}"
+
+        wait_until(gone, timeout, f"the cluster to see {name} down", on_event)
+        summary += f"; the cluster sees it down after {time.monotonic() - started:.1f} s"
+    return OpResult(mode, time.monotonic() - started, summary, details)
+
+
+def start_node(lab: Lab, name: str, timeout: float = 120, on_event: EventSink = _ignore) -> OpResult:
+    node = lab.topology.node(name)
+    started = time.monotonic()
+    lab.provider.start(node)
+    stack = lab.stack()
+    details: dict[str, Any] = {"node": name}
+    summary = f"started {name}"
+    if "postgres" in node.roles:
+        def rejoined() -> tuple[bool, str]:
+            member = _member(stack.members(), name)
+            if member is None:
+                return False, f"{name} not in the cluster yet"
+            ok = member.state == "streaming" or (member.role == "leader" and member.state == "running")
+            return ok, f"{name} is {member.role or 'member'} {member.state}"
+
+        wait_until(rejoined, timeout, f"{name} to rejoin", on_event)
+        member = _member(stack.members(), name)
+        details.update(role=member.role, timeline=member.timeline)  # type: ignore[union-attr]
+        summary += f": rejoined as {member.role} ({member.state}, timeline {member.timeline})"  # type: ignore[union-attr]
+    wait_until(_healthy(lab), timeout, "the cluster to be healthy", on_event)
+    seconds = time.monotonic() - started
+    return OpResult("start", seconds, summary + f"; cluster healthy after {seconds:.1f} s", details)
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, str]:
+    parameters = {}
+    for item in assignments:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise InputError(f"{item!r} is not NAME=VALUE; write for example max_connections=200")
+        parameters[name.strip()] = value.strip()
+    return parameters
+
+
+def set_config(lab: Lab, parameters: dict[str, str], timeout: float = 60,
+               on_event: EventSink = _ignore) -> OpResult:
+    """Change parameters cluster-wide; report (and wait to see) which need a restart."""
+    stack = lab.stack()
+    leader = stack.leader()
+    if leader is None:
+        raise PglabError("the cluster has no running leader to read settings from")
+    password = lab.secrets()["patroni_superuser_password"]
+    rows = sql.query(lab.address(leader), lab.topology.ports.postgres, password,
+                     "SELECT name, context FROM pg_settings WHERE name = ANY(%s)", (list(parameters),))
+    contexts = dict(rows)
+    unknown = [p for p in parameters if p not in contexts]
+    if unknown:
+        raise InputError(f"unknown PostgreSQL parameter(s): {', '.join(unknown)}; check the spelling "
+                         "(see `SHOW ALL` in psql)")
+    started = time.monotonic()
+    stack.set_parameters(parameters)
+    needs_restart = sorted(p for p, c in contexts.items() if c == "postmaster")
+    if needs_restart:
+        running = [m.name for m in stack.members() if m.state in ("running", "streaming")]
+        wait_until(lambda: (all(m.pending_restart for m in stack.members() if m.name in running),
+                            "pending: " + ", ".join(m.name for m in stack.members() if m.pending_restart)),
+                   timeout, "Patroni to mark members pending restart", on_event)
+        summary = (f"set {', '.join(f'{k}={v}' for k, v in parameters.items())}; "
+                   f"{', '.join(needs_restart)} need(s) a restart: pending on {', '.join(running)}. "
+                   "Run `pglab restart --rolling` to apply.")
+    else:
+        summary = f"set {', '.join(f'{k}={v}' for k, v in parameters.items())}; applied by reload, no restart needed"
+    return OpResult("config", time.monotonic() - started, summary,
+                    {"parameters": parameters, "needs_restart": needs_restart})
+
+
+def restart(lab: Lab, rolling: bool = True, timeout: float = 240, on_event: EventSink = _ignore) -> OpResult:
+    """Restart pending members (all members when none is pending), until none is pending.
+
+    Rolling: replicas one at a time, then the leader by switchover. A replica cannot run below
+    the leader's value of settings such as max_connections, so when a lowered value leaves the
+    (new) leader pending after that pass, the leader is restarted in place and the replicas again.
+    """
+    stack = lab.stack()
+    started = time.monotonic()
+    restarted: list[str] = []
+    everyone = not any(m.pending_restart for m in stack.members())
+    for attempt in range(3):
+        members = stack.members()
+        todo = {m.name for m in members if m.pending_restart or everyone}
+        if not todo:
+            break
+        leader = stack.leader()
+        if leader in todo and (attempt > 0 or not rolling or len(members) == 1):
+            # Lowered values must reach the leader first; its restart is brief, in place.
+            _restart_member(lab, leader, timeout, on_event)
+            restarted.append(f"{leader} (leader, in place)")
+            todo.discard(leader)
+        for name in sorted(todo - {leader}):
+            _restart_member(lab, name, timeout, on_event)
+            restarted.append(name)
+        if leader in todo:
+            result = switchover(lab, None, timeout, on_event)
+            restarted.append(f"{leader} (by switchover to {result.details['new_leader']})")
+        everyone = False
+        # Patroni refreshes pending_restart on its next loop: let the flags settle before judging.
+        with contextlib.suppress(OperationTimeout):
+            wait_until(lambda: (not any(m.pending_restart for m in stack.members()), "flags settling"),
+                       8, "pending restart flags", on_event)
+    still = [m.name for m in stack.members() if m.pending_restart]
+    if still:
+        raise PglabError(f"still pending restart after three passes: {', '.join(still)}")
+    wait_until(_healthy(lab), timeout, "the cluster to be healthy", on_event)
+    seconds = time.monotonic() - started
+    return OpResult("restart", seconds,
+                    f"restarted {', '.join(restarted) or 'nothing'}{' (rolling)' if rolling else ''}; "
+                    f"no restart pending; healthy after {seconds:.1f} s",
+                    {"restarted": restarted, "rolling": rolling})
+
+
+def _restart_member(lab: Lab, name: str, timeout: float, on_event: EventSink) -> None:
+    stack = lab.stack()
+    stack.restart(name)
+
+    def back() -> tuple[bool, str]:
+        member = _member(stack.members(), name)
+        if member is None:
+            return False, f"{name} not in the cluster"
+        # Patroni's /restart returns once PostgreSQL is back; a replica can stay pending (its
+        # value capped by the leader's), which the next pass of `restart` takes care of.
+        ok = member.state == "streaming" or (member.role == "leader" and member.state == "running")
+        return ok, f"{name} is {member.state}"
+
+    wait_until(back, timeout, f"{name} to come back after its restart", on_event)
+
+
+def health(lab: Lab) -> Health:
+    return lab.stack().health()
