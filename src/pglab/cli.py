@@ -154,14 +154,23 @@ def status(topology_file: Path, as_json: bool) -> None:
     except OSError:
         backends = []
     services = {n.name: lab.provider.services(n) for n in lab.topology.nodes}
+    history = stack.history()
+    last_change = history[-1] if history else None
     if as_json:
         ui.print_json({"lab": lab.topology.name, "healthy": health.healthy, "leader": health.leader,
                        "members": health.members, "problems": health.problems,
-                       "haproxy": backends, "services": services})
+                       "haproxy": backends, "services": services, "last_leader_change": last_change})
         return
     ui.console.print(ui.members_table(lab.topology.postgres.scope, health.members))
     if backends:
         ui.console.print(ui.backends_table(backends))
+    for node, svc in services.items():
+        for name, state in svc.items():
+            if state != "RUNNING":
+                ui.console.print(f"[yellow]{node}: {name} is {state}[/yellow]")
+    if last_change:
+        ui.console.print(f"last leader change: {last_change['new_leader'] or 'a member'} became leader at "
+                         f"{last_change['time']} (timeline {last_change['timeline'] + 1})", highlight=False)
     verdict = "[green]healthy[/green]" if health.healthy else "[red]unhealthy: " + "; ".join(health.problems) + "[/red]"
     ui.console.print(verdict)
 

@@ -172,6 +172,11 @@ class Lab:
 
     def up(self, on_event: EventSink = _ignore, timeout: float = 180.0) -> UpResult:
         started = time.monotonic()
+        if self.topology.stack != "patroni":
+            raise InputError(
+                f"{self.topology_file}, field stack: pglab can validate and render a {self.topology.stack} lab "
+                "but cannot build one yet; set stack: patroni to bring a lab up."
+            )
         on_event(Step("checking prerequisites"))
         self.check_prerequisites(on_event)
         if self.provider.name == "local":

@@ -1,0 +1,37 @@
+"""Write unavailability and acknowledged writes lost when the leader crashes.
+
+Brings up one lab (``benchha``, default topology) on its own loopback range in a temporary
+directory and reuses it for every run; always destroys it. Each run writes one row per statement
+through HAProxy (5000) for 3 s, kills every process of the leader's node with SIGKILL
+(``operations.stop_node(mode="crash")``, which returns once a replica is promoted and writes
+through HAProxy resume), starts the old leader again (``operations.start_node``: it rejoins as a
+replica, with pg_rewind when needed), keeps writing until writes have succeeded for 3 s after
+that, then reads the table back through HAProxy. See bench/_ha.py and bench/_writer.py.
+
+    .venv/bin/python bench/failover.py [--runs 3] [--loopback 127.0.32.0/24] [--json]
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from _ha import Log, Scenario, main
+
+from pglab import operations
+from pglab.lab import Lab
+from pglab.operations import OpResult
+
+
+def perform(lab: Lab, leader: str, on_event: Any, log: Log) -> list[OpResult]:
+    crashed = operations.stop_node(lab, leader, mode="crash", on_event=on_event)
+    log(crashed.summary)
+    started = operations.start_node(lab, leader, on_event=on_event)
+    log(started.summary)
+    return [crashed, started]
+
+
+SCENARIO = Scenario("failover", "crash of the leader", perform)
+
+if __name__ == "__main__":
+    sys.exit(main(SCENARIO, "Write unavailability and lost writes when the leader node is killed (SIGKILL)."))

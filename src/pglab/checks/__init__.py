@@ -1,0 +1,193 @@
+"""`pglab verify`: a pytest + testinfra suite shipped inside the package, run against a live lab.
+
+One file per check, run in order (services, replication, routing, switchover, manual failover,
+node loss, configuration change, final). ``conftest.py`` adds ``--pglab-file`` and the session
+fixtures; the helpers below are shared by the checks. Machines are reached through testinfra's
+ansible backend on the lab's own inventory, the cluster through the stack client and SQL, and
+changes through :mod:`pglab.operations`: never through a provider's internals.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from pglab import sql
+from pglab.lab import Lab
+from pglab.stacks.base import Member
+
+CHECKS_DIR = Path(__file__).resolve().parent
+
+DATABASE = "pglab_verify"
+TABLE = "verify_rows"
+ROWS = 100
+LAG_LIMIT_MB = 16
+REPLICATION_TIMEOUT = 10.0
+
+
+# Where clients go ----------------------------------------------------------------------------
+
+def writes_endpoint(lab: Lab) -> tuple[str, int]:
+    """HAProxy's writes port (5000), or the first PostgreSQL node in a lab without HAProxy."""
+    haproxy = lab.haproxy_address()
+    if haproxy:
+        return haproxy, lab.topology.ports.haproxy_primary
+    return lab.address(lab.topology.with_role("postgres")[0].name), lab.topology.ports.postgres
+
+
+def node_endpoint(lab: Lab, node: str) -> tuple[str, int]:
+    return lab.address(node), lab.topology.ports.postgres
+
+
+def error_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# The cluster ---------------------------------------------------------------------------------
+
+def members(lab: Lab) -> dict[str, Member]:
+    return {m.name: m for m in lab.stack().members()}
+
+
+def describe(members_by_name: dict[str, Member]) -> str:
+    """``pg1 leader running TL 2, pg2 replica streaming TL 2, pg3 stopped``: for messages."""
+    parts = []
+    for m in members_by_name.values():
+        words = [m.name, m.role, m.state or "unknown"]
+        if m.timeline is not None:
+            words.append(f"TL {m.timeline}")
+        parts.append(" ".join(w for w in words if w))
+    return ", ".join(parts)
+
+
+def leader(lab: Lab) -> str:
+    """The one running leader; fails the check (naming every member's state) otherwise."""
+    by_name = members(lab)
+    leaders = [m.name for m in by_name.values() if m.role == "leader" and m.state == "running"]
+    assert len(leaders) == 1, f"expected exactly one running leader, found {len(leaders)}: {describe(by_name)}"
+    return leaders[0]
+
+
+def streaming_replicas(lab: Lab) -> list[str]:
+    return sorted(m.name for m in members(lab).values() if m.role != "leader" and m.state == "streaming")
+
+
+def a_streaming_replica(lab: Lab) -> str:
+    replicas = streaming_replicas(lab)
+    assert replicas, f"no streaming replica to work with: {describe(members(lab))}"
+    return replicas[0]
+
+
+def server_of(lab: Lab, host: str, port: int, password: str) -> tuple[bool, str]:
+    """(in recovery, server address) of a session opened at host:port."""
+    rows = sql.query(host, port, password, "SELECT pg_is_in_recovery(), inet_server_addr()::text")
+    return rows[0][0], rows[0][1].split("/")[0]
+
+
+def node_at(lab: Lab, address: str) -> str:
+    """The PostgreSQL node with this address (or the address itself when none has it)."""
+    return next((n.name for n in lab.topology.with_role("postgres") if lab.address(n.name) == address), address)
+
+
+def setting(lab: Lab, node: str, password: str, name: str) -> str:
+    host, port = node_endpoint(lab, node)
+    return sql.query(host, port, password, f"SHOW {name}")[0][0]
+
+
+# The verify table ----------------------------------------------------------------------------
+
+def create_rows(lab: Lab, password: str) -> None:
+    """(Re)create the pglab_verify database with ROWS rows, through the writes endpoint."""
+    host, port = writes_endpoint(lab)
+    with sql.connect(host, port, password) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DATABASE}")
+    with sql.connect(host, port, password, dbname=DATABASE) as conn:
+        conn.execute(f"CREATE TABLE {TABLE} (id bigserial PRIMARY KEY, note text NOT NULL, "
+                     "at timestamptz NOT NULL DEFAULT now())")
+        conn.execute(f"INSERT INTO {TABLE} (note) SELECT 'row ' || i FROM generate_series(1, %s) AS i", (ROWS,))
+
+
+def ensure_rows(lab: Lab, password: str) -> int:
+    """The rows check 2 writes, created when a check runs alone (``-k switchover``); their count."""
+    host, port = writes_endpoint(lab)
+    exists = sql.query(host, port, password, "SELECT count(*) FROM pg_database WHERE datname = %s", (DATABASE,))
+    if not exists[0][0]:
+        create_rows(lab, password)
+    return count_rows(host, port, password)
+
+
+def count_rows(host: str, port: int, password: str, where: str = "", params: Any = None) -> int:
+    return sql.query(host, port, password, f"SELECT count(*) FROM {TABLE} {where}", params, dbname=DATABASE)[0][0]
+
+
+def insert_row(lab: Lab, password: str, note: str) -> int:
+    host, port = writes_endpoint(lab)
+    return sql.query(host, port, password, f"INSERT INTO {TABLE} (note) VALUES (%s) RETURNING id", (note,),
+                     dbname=DATABASE)[0][0]
+
+
+def drop_rows(lab: Lab, password: str) -> None:
+    host, port = writes_endpoint(lab)
+    with sql.connect(host, port, password) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+
+
+def wait_for(check: Callable[[], tuple[bool, str]], timeout: float, interval: float = 0.25) -> tuple[bool, str]:
+    """Poll ``check`` until it holds or ``timeout`` passes; never raises for a database or
+    network error (they become the detail), so a check can say what it saw last."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            ok, detail = check()
+        except (OSError, psycopg.Error) as exc:
+            ok, detail = False, error_line(exc)
+        if ok or time.monotonic() > deadline:
+            return ok, detail
+        time.sleep(interval)
+
+
+def rows_on(lab: Lab, node: str, password: str, minimum: int, timeout: float = REPLICATION_TIMEOUT,
+            where: str = "", params: Any = None) -> tuple[bool, str]:
+    """Whether ``node`` shows at least ``minimum`` matching rows within ``timeout``."""
+    host, port = node_endpoint(lab, node)
+
+    def check() -> tuple[bool, str]:
+        n = count_rows(host, port, password, where, params)
+        return n >= minimum, f"{n} row(s)"
+
+    return wait_for(check, timeout)
+
+
+# Machines, through testinfra -----------------------------------------------------------------
+
+def infra(lab: Lab, node: str) -> Any:
+    """A testinfra host for ``node`` through the ansible backend on the lab's own inventory: it
+    picks the local backend from ``ansible_connection=local`` and SSH on VMs."""
+    import testinfra
+
+    return testinfra.get_host(f"ansible://{node}?ansible_inventory={lab.inventory}")
+
+
+def service_state(lab: Lab, node: str, service: str) -> tuple[bool, str]:
+    """Whether the node's service runs, asked of the node's service manager as the inventory
+    names it (supervisor for the local provider, systemd on VMs); with a one-line detail."""
+    host = infra(lab, node)
+    variables = host.ansible.get_variables()
+    if variables.get("pglab_service_manager") == "supervisor":
+        program = f"{node}-{service}"
+        result = host.run(f"{variables['pglab_supervisorctl']} status {program}")
+        fields = result.stdout.split()
+        state = fields[1] if len(fields) > 1 else (result.stderr.strip() or f"rc {result.rc}")
+        if state == "RUNNING" and "pid" in fields:
+            pid = int(fields[fields.index("pid") + 1].rstrip(","))
+            process = host.process.get(pid=pid)
+            return True, f"{program} RUNNING as pid {pid} ({process.comm}, user {process.user})"
+        return False, f"supervisor program {program} is {state}"
+    unit = host.service(service)
+    return unit.is_running, f"systemd unit {service} is {'running' if unit.is_running else 'not running'}"
