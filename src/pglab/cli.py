@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -13,6 +14,7 @@ from typing import Any
 import click
 
 from pglab import operations, topology, ui
+from pglab import verify as verification
 from pglab.lab import InputError, Lab, PglabError
 from pglab.paths import is_root
 
@@ -334,6 +336,47 @@ def logs(topology_file: Path, node: str, service: str | None, lines: int) -> Non
     lab = Lab.from_file(topology_file)
     _node_or_fail(lab, node)
     print(lab.provider.logs(lab.topology.node(node), service, lines))
+
+
+@main.command()
+@file_option
+@click.option("--junit-xml", "junit_xml", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
+              help="Also write the results as JUnit XML (for CI).")
+@click.option("-k", "keyword", metavar="EXPR",
+              help="Only the checks matching this pytest -k expression, e.g. 'services or routing'.")
+@click.option("--keep-going", is_flag=True, help="Run every selected check instead of stopping at the first failure.")
+@json_option
+@reports_errors
+def verify(topology_file: Path, junit_xml: Path | None, keyword: str | None, keep_going: bool,
+           as_json: bool) -> None:
+    """Prove the lab works: run the shipped checks (pytest + testinfra) against it.
+
+    \b
+    In order: services, replication, routing, switchover, manual failover, node loss,
+    a configuration change needing a restart, final health. Checks 4-7 change the lab
+    (leader, max_connections) and put it back; exit code 0 only when every selected check passes.
+    """
+    if as_json:
+        with contextlib.redirect_stdout(sys.stderr):  # pytest's own output must not spoil the JSON
+            report = verification.run_verify(topology_file, junit_xml, keyword, keep_going)
+        ui.print_json(verification.report_dict(report))
+    else:
+        report = verification.run_verify(topology_file, junit_xml, keyword, keep_going)
+        ui.console.print(ui.verify_table(report.results))
+        ran = len(report.results)
+        if report.passed:
+            ui.console.print(f"[bold green]all {ran} checks passed[/bold green] in {report.seconds:.1f} s"
+                             + (f"; JUnit XML: {junit_xml}" if junit_xml else ""), highlight=False)
+        else:
+            what = (f"{len(report.failures)} of {ran} checks failed" if ran
+                    else f"no check ran{f' (nothing matches -k {keyword!r})' if keyword else ''}")
+            ui.console.print(
+                f"[bold red]{what}[/bold red] after {report.seconds:.1f} s. The lab was left as it is for "
+                f"inspection: `pglab status -f {topology_file}`, `pglab logs NODE -f {topology_file}`.",
+                highlight=False,
+            )
+    if not report.passed:
+        sys.exit(1)
 
 
 def _node_or_fail(lab: Lab, node: str) -> None:
