@@ -5,8 +5,6 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-import pytest
-
 from pglab.lab import Lab
 from pglab.providers.local import LocalProvider, _environments
 
@@ -56,17 +54,3 @@ def test_destroy_is_safe_on_a_lab_never_created(tmp_path: Path) -> None:
     path.write_text(COMPACT)
     Lab.from_file(path).destroy()
     assert not (tmp_path / ".pglab").exists()
-
-
-@pytest.mark.parametrize("command", [["up"], ["render"], ["status"], ["destroy"]])
-def test_bad_topology_exits_2_and_creates_nothing(tmp_path: Path, command: list[str]) -> None:
-    from click.testing import CliRunner
-
-    from pglab.cli import main
-
-    path = tmp_path / "pglab.yml"
-    path.write_text(COMPACT.replace("roles: [dcs, postgres, haproxy]", "roles: [dcs, postgres, proxy]"))
-    result = CliRunner().invoke(main, [*command, "-f", str(path)])
-    assert result.exit_code == 2
-    assert str(path) in result.output and "nodes[0] (solo).roles[2]" in result.output
-    assert list(tmp_path.iterdir()) == [path]
