@@ -107,7 +107,7 @@ def prepare(topology_file: Path) -> None:
     if not missing:
         ui.console.print("everything the lab needs is installed")
         return
-    if not is_root():
+    if not is_root() and not lab.only_venv_missing():
         raise PglabError(f"missing: {'; '.join(missing)}; run `pglab prepare` as root, or install them.")
     with ui.Progress("prepare") as progress:
         lab.install_prerequisites(progress)
@@ -365,10 +365,11 @@ def verify(topology_file: Path, junit_xml: Path | None, keyword: str | None, kee
         ui.console.print(ui.verify_table(report.results))
         ran = len(report.results)
         if report.passed:
-            ui.console.print(f"[bold green]all {ran} checks passed[/bold green] in {report.seconds:.1f} s"
+            ui.console.print(f"[bold green]all {ran} tests of {len(report.checks)} check(s) passed[/bold green] "
+                             f"in {report.seconds:.1f} s"
                              + (f"; JUnit XML: {junit_xml}" if junit_xml else ""), highlight=False)
         else:
-            what = (f"{len(report.failures)} of {ran} checks failed" if ran
+            what = (f"{len(report.failures)} of {ran} tests failed" if ran
                     else f"no check ran{f' (nothing matches -k {keyword!r})' if keyword else ''}")
             ui.console.print(
                 f"[bold red]{what}[/bold red] after {report.seconds:.1f} s. The lab was left as it is for "

@@ -145,12 +145,16 @@ class Lab:
         missing = self.missing_prerequisites()
         if not missing:
             return
-        if not paths.is_root() or self.provider.name != "local":
+        if self.provider.name != "local" or (not paths.is_root() and not self.only_venv_missing()):
             raise PglabError(
                 f"missing on this machine: {'; '.join(missing)}. Install them (as root, `pglab up` "
                 "installs them itself), then run `pglab up` again."
             )
         self.install_prerequisites(on_event)
+
+    def only_venv_missing(self) -> bool:
+        """A non-root user can build Patroni's venv in their home; apt needs root."""
+        return all("venv" in p.package for p in self.provider.prerequisites() if not p.present)
 
     def install_prerequisites(self, on_event: EventSink = _ignore) -> None:
         """Run playbooks/prepare.yml on this machine: the roles' own package tasks, nothing else.
@@ -162,6 +166,9 @@ class Lab:
             inventory = Path(tmp) / "hosts.yml"
             inventory.write_text("all:\n  hosts: {}\n")
             variables = {**render.lab_variables(self.topology, self.provider), "pglab_install_packages": True}
+            if not paths.is_root():
+                variables["pglab_prepare_roles"] = ["patroni"]
+                variables["patroni_install_system_packages"] = False
             result = ansible.run_playbook(paths.playbook("prepare.yml"), inventory, Path(tmp) / "ansible",
                                           on_event, extra_vars=variables)
             if not result.succeeded:
