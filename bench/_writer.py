@@ -55,9 +55,8 @@ def read_ids(host: str, port: int, password: str) -> set[int]:
         return {row[0] for row in conn.execute(f"SELECT id FROM {TABLE}")}
 
 
-class Writer(threading.Thread):
+class Writer:
     def __init__(self, host: str, port: int, password: str, limit: float = WRITER_LIMIT) -> None:
-        super().__init__(name="bench-writer", daemon=True)
         self.host, self.port, self.password, self.limit = host, port, password, limit
         self.acks: list[tuple[int, float]] = []  # (id, time.monotonic()) in order
         self.failures: list[Failure] = []
@@ -65,16 +64,17 @@ class Writer(threading.Thread):
         self.ended_at: float | None = None
         self.hit_limit = False
         self.crashed: str | None = None  # an unexpected error that ended the thread
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="bench-writer", daemon=True)
 
     # The writer thread ------------------------------------------------------------------------
-    def run(self) -> None:
+    def _run(self) -> None:
         self.started_at = time.monotonic()
         conn: psycopg.Connection | None = None
         next_id = 1
         try:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 if time.monotonic() - self.started_at >= self.limit:
                     self.hit_limit = True
                     break
@@ -85,7 +85,7 @@ class Writer(threading.Thread):
                     except psycopg.Error as exc:
                         self._failed("connect", None, exc)
                         conn = _close(conn)
-                        self._stop.wait(RECONNECT_PAUSE)
+                        self._halt.wait(RECONNECT_PAUSE)
                         continue
                 current, next_id = next_id, next_id + 1
                 try:
@@ -93,7 +93,7 @@ class Writer(threading.Thread):
                 except psycopg.Error as exc:
                     self._failed("insert", current, exc)
                     conn = _close(conn)
-                    self._stop.wait(RECONNECT_PAUSE)
+                    self._halt.wait(RECONNECT_PAUSE)
                     continue
                 at = time.monotonic()
                 with self._lock:
@@ -109,9 +109,15 @@ class Writer(threading.Thread):
             self.failures.append(Failure(time.monotonic(), kind, id_, first_line(exc)))
 
     # The harness's side -----------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
     def stop(self, timeout: float = 15.0) -> None:
-        self._stop.set()
-        self.join(timeout)
+        self._halt.set()
+        self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
 
     def last_error(self) -> str:
         with self._lock:
@@ -149,6 +155,7 @@ class WriteFigures:
     lost: list[int] = field(default_factory=list)  # acknowledged but absent from the table
     committed_unacked: int = 0  # failed INSERTs whose row is in the table nonetheless
     errors: dict[str, int] = field(default_factory=dict)  # error text -> count
+    failures_at: list[float] = field(default_factory=list)  # seconds after the operation started
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -159,6 +166,7 @@ class WriteFigures:
             "first_failure_to_ack": None if self.first_failure_to_ack is None else round(self.first_failure_to_ack, 3),
             "lost": len(self.lost), "lost_ids": self.lost[:50],
             "committed_unacked": self.committed_unacked, "errors": self.errors,
+            "failures_at": [round(at, 3) for at in self.failures_at[:50]],
         }
 
 
@@ -186,4 +194,5 @@ def figures(writer: Writer, present: set[int], op_started: float) -> WriteFigure
         lost=sorted(i for i, _ in acks if i not in present),
         committed_unacked=sum(f.id is not None and f.id in present for f in failures),
         errors=dict(sorted(errors.items(), key=lambda kv: -kv[1])),
+        failures_at=[f.at - op_started for f in failures],
     )
