@@ -110,3 +110,18 @@ def backends_table(backends: list[Backend]) -> Table:
     for b in backends:
         table.add_row(b.proxy, b.server, b.status, style="green" if b.status == "UP" else "dim")
     return table
+
+
+def verify_table(results: list[Any]) -> Table:
+    """`pglab verify`'s results (:class:`pglab.verify.CheckResult`): one row per check and node."""
+    table = Table(title="pglab verify", title_justify="left")
+    for column in ("Check", "Test", "Node", "Outcome", "Seconds"):
+        table.add_column(column, justify="right" if column == "Seconds" else "left")
+    styles = {"passed": "green", "failed": "bold red", "error": "bold red", "skipped": "yellow"}
+    for r in results:
+        outcome = Text(r.outcome, style=styles.get(r.outcome, ""))
+        test = Text(r.name)
+        if r.message:
+            test.append(f"\n{r.message}", style=styles.get(r.outcome, "dim"))
+        table.add_row(r.check, test, r.node or "", outcome, f"{r.seconds:.1f}")
+    return table

@@ -126,10 +126,13 @@ def count_rows(host: str, port: int, password: str, where: str = "", params: Any
     return sql.query(host, port, password, f"SELECT count(*) FROM {TABLE} {where}", params, dbname=DATABASE)[0][0]
 
 
-def insert_row(lab: Lab, password: str, note: str) -> int:
+def insert_row(lab: Lab, password: str, note: str) -> tuple[int, str]:
+    """Insert one row through the writes endpoint; its id and the node that took it."""
     host, port = writes_endpoint(lab)
-    return sql.query(host, port, password, f"INSERT INTO {TABLE} (note) VALUES (%s) RETURNING id", (note,),
-                     dbname=DATABASE)[0][0]
+    row = sql.query(host, port, password,
+                    f"INSERT INTO {TABLE} (note) VALUES (%s) RETURNING id, inet_server_addr()::text", (note,),
+                    dbname=DATABASE)[0]
+    return row[0], node_at(lab, row[1].split("/")[0])
 
 
 def drop_rows(lab: Lab, password: str) -> None:
@@ -191,3 +194,35 @@ def service_state(lab: Lab, node: str, service: str) -> tuple[bool, str]:
         return False, f"supervisor program {program} is {state}"
     unit = host.service(service)
     return unit.is_running, f"systemd unit {service} is {'running' if unit.is_running else 'not running'}"
+
+
+def streaming_state(lab: Lab, replica: str, leader_name: str, password: str) -> tuple[bool, str]:
+    """Whether ``replica`` streams from ``leader_name`` (Patroni's view and the leader's
+    pg_stat_replication agree), with what was seen otherwise."""
+    member = members(lab).get(replica)
+    if member is None or member.state != "streaming":
+        return False, f"{replica} is not streaming (state: {member.state if member else 'absent'})"
+    host, port = node_endpoint(lab, leader_name)
+    rows = sql.query(host, port, password, "SELECT state FROM pg_stat_replication WHERE application_name = %s",
+                     (replica,))
+    if not rows:
+        return False, f"{replica} is missing from pg_stat_replication on the leader {leader_name}"
+    if rows[0][0] != "streaming":
+        return False, f"{replica} is not streaming (state: {rows[0][0]}) from the leader {leader_name}"
+    return True, f"{replica} streams from {leader_name}"
+
+
+def wait_streaming(lab: Lab, replica: str, leader_name: str, password: str,
+                   timeout: float = REPLICATION_TIMEOUT) -> tuple[bool, str]:
+    return wait_for(lambda: streaming_state(lab, replica, leader_name, password), timeout)
+
+
+def writes_reach(lab: Lab, password: str) -> str:
+    """The node the writes endpoint reaches, failing the check if it is in recovery or silent."""
+    host, port = writes_endpoint(lab)
+    try:
+        in_recovery, server = server_of(lab, host, port, password)
+    except (OSError, psycopg.Error) as exc:
+        raise AssertionError(f"the writes port {host}:{port} does not answer: {error_line(exc)}") from None
+    assert not in_recovery, f"the writes port {host}:{port} reaches {node_at(lab, server)}, which is in recovery"
+    return node_at(lab, server)

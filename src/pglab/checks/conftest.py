@@ -1,0 +1,63 @@
+"""The verify suite's option (``--pglab-file``), session fixtures and per-node parametrization.
+
+Tests that take ``dcs_node``, ``postgres_node`` or ``haproxy_node`` run once per node of that
+role, with the node's name as the test id (the runner reports it in the "node" column).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from pglab.lab import Lab
+
+_ROLE_FIXTURES = {"dcs_node": "dcs", "postgres_node": "postgres", "haproxy_node": "haproxy"}
+_saved_path: list[str | None] = []
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--pglab-file", metavar="PATH", help="The topology YAML of the lab to verify (required).")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.getoption("--pglab-file"):
+        raise pytest.UsageError("the verify suite needs --pglab-file PATH (the lab's topology YAML)")
+    # testinfra's ansible backend runs `ansible-inventory` by name: use this environment's.
+    _saved_path.append(os.environ.get("PATH"))
+    if shutil.which("ansible-inventory") is None:
+        os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _saved_path:
+        saved = _saved_path.pop()
+        if saved is None:
+            os.environ.pop("PATH", None)
+        else:
+            os.environ["PATH"] = saved
+
+
+def _lab_from_config(config: pytest.Config) -> Lab:
+    return Lab.from_file(Path(config.getoption("--pglab-file")))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    for fixture, role in _ROLE_FIXTURES.items():
+        if fixture in metafunc.fixturenames:
+            nodes = [n.name for n in _lab_from_config(metafunc.config).topology.with_role(role)]  # type: ignore[arg-type]
+            metafunc.parametrize(fixture, nodes, ids=nodes, scope="function")
+
+
+@pytest.fixture(scope="session")
+def lab(request: pytest.FixtureRequest) -> Lab:
+    return _lab_from_config(request.config)
+
+
+@pytest.fixture(scope="session")
+def password(lab: Lab) -> str:
+    """The PostgreSQL superuser's password, from the lab's secrets."""
+    return lab.secrets()["patroni_superuser_password"]

@@ -1,0 +1,77 @@
+"""Check 1, services: the DCS is healthy, every Patroni answers and its PostgreSQL listens,
+HAProxy listens on its three ports; each service runs under the node's service manager."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from pglab.checks import error_line, infra, service_state
+from pglab.lab import Lab
+
+
+def _get_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=3) as response:
+        return json.loads(response.read() or b"null")
+
+
+def test_dcs_answers_healthy(lab: Lab, dcs_node: str) -> None:
+    address = lab.address(dcs_node)
+    if lab.topology.dcs == "etcd":
+        url = f"http://{address}:{lab.topology.ports.etcd}/health"
+        try:
+            answer = _get_json(url)
+        except (OSError, urllib.error.URLError, ValueError) as exc:
+            raise AssertionError(f"{dcs_node}: etcd does not answer at {url}: {error_line(exc)}") from None
+        assert isinstance(answer, dict) and answer.get("health") == "true", (
+            f"{dcs_node}: etcd is not healthy: {url} answered {answer!r}")
+    else:
+        url = f"http://{address}:{lab.topology.ports.consul}/v1/status/leader"
+        try:
+            answer = _get_json(url)
+        except (OSError, urllib.error.URLError, ValueError) as exc:
+            raise AssertionError(f"{dcs_node}: Consul does not answer at {url}: {error_line(exc)}") from None
+        assert answer, f"{dcs_node}: Consul has no leader ({url} answered {answer!r})"
+
+
+def test_dcs_service_runs(lab: Lab, dcs_node: str) -> None:
+    running, detail = service_state(lab, dcs_node, lab.topology.dcs)
+    assert running, f"{dcs_node}: {lab.topology.dcs} is not running: {detail}"
+
+
+def test_patroni_rest_api_answers(lab: Lab, postgres_node: str) -> None:
+    url = f"http://{lab.address(postgres_node)}:{lab.topology.ports.patroni}/patroni"
+    try:
+        answer = _get_json(url)
+    except (OSError, urllib.error.URLError, ValueError) as exc:
+        raise AssertionError(f"{postgres_node}: Patroni's REST API does not answer at {url}: "
+                             f"{error_line(exc)}") from None
+    state = answer.get("state") if isinstance(answer, dict) else None
+    assert state == "running", f"{postgres_node}: Patroni answers but PostgreSQL is {state or 'unknown'} ({url})"
+
+
+def test_patroni_service_runs(lab: Lab, postgres_node: str) -> None:
+    running, detail = service_state(lab, postgres_node, "patroni")
+    assert running, f"{postgres_node}: Patroni is not running: {detail}"
+
+
+def test_postgres_listens(lab: Lab, postgres_node: str) -> None:
+    address, port = lab.address(postgres_node), lab.topology.ports.postgres
+    host = infra(lab, postgres_node)
+    assert host.socket(f"tcp://{address}:{port}").is_listening, (
+        f"{postgres_node}: nothing listens on {address}:{port} (PostgreSQL)")
+
+
+def test_haproxy_listens(lab: Lab, haproxy_node: str) -> None:
+    address, ports = lab.address(haproxy_node), lab.topology.ports
+    host = infra(lab, haproxy_node)
+    wanted = {"writes": ports.haproxy_primary, "reads": ports.haproxy_replicas, "stats": ports.haproxy_stats}
+    silent = [f"{port} ({what})" for what, port in wanted.items()
+              if not host.socket(f"tcp://{address}:{port}").is_listening]
+    assert not silent, f"{haproxy_node}: HAProxy does not listen on {address} port(s) {', '.join(silent)}"
+
+
+def test_haproxy_service_runs(lab: Lab, haproxy_node: str) -> None:
+    running, detail = service_state(lab, haproxy_node, "haproxy")
+    assert running, f"{haproxy_node}: HAProxy is not running: {detail}"

@@ -1,0 +1,59 @@
+"""Check 5, manual failover: `failover --to` a replica promotes it, the former leader streams
+from it, the writes port follows, and no row is lost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pglab import operations
+from pglab.checks import (
+    a_streaming_replica,
+    count_rows,
+    ensure_rows,
+    leader,
+    members,
+    wait_streaming,
+    writes_endpoint,
+    writes_reach,
+)
+from pglab.lab import Lab
+
+
+@pytest.fixture(scope="module")
+def failover(lab: Lab, password: str) -> dict[str, Any]:
+    rows = ensure_rows(lab, password)
+    old = leader(lab)
+    old_timeline = members(lab)[old].timeline
+    target = a_streaming_replica(lab)
+    result = operations.failover(lab, to=target)
+    return {"old": old, "target": target, "old_timeline": old_timeline, "rows": rows, "result": result}
+
+
+def test_chosen_replica_is_promoted(lab: Lab, failover: dict[str, Any]) -> None:
+    now = leader(lab)
+    assert now == failover["target"], f"after a failover to {failover['target']} the leader is {now}"
+
+
+def test_timeline_increases(lab: Lab, failover: dict[str, Any]) -> None:
+    target, before = failover["target"], failover["old_timeline"]
+    after = members(lab)[target].timeline
+    assert after is not None and before is not None and after > before, (
+        f"{target} leads on timeline {after}, not above the former leader's timeline {before}")
+
+
+def test_former_leader_streams_from_the_new_one(lab: Lab, failover: dict[str, Any], password: str) -> None:
+    ok, detail = wait_streaming(lab, failover["old"], leader(lab), password)
+    assert ok, f"the former leader {detail}"
+
+
+def test_writes_port_follows_the_new_leader(lab: Lab, failover: dict[str, Any], password: str) -> None:
+    reached = writes_reach(lab, password)
+    assert reached == failover["target"], f"the writes port reaches {reached}, not the new leader {failover['target']}"
+
+
+def test_rows_survive_the_failover(lab: Lab, failover: dict[str, Any], password: str) -> None:
+    host, port = writes_endpoint(lab)
+    now = count_rows(host, port, password)
+    assert now >= failover["rows"], f"{failover['rows']} rows before the failover, {now} after it"
