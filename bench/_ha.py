@@ -10,11 +10,9 @@ cluster is healthy and read the table back through HAProxy to count acknowledged
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from _common import log, parse_args, write_topology
 from _writer import WriteFigures, Writer, figures, prepare_table, read_ids
 
-from pglab import topology
 from pglab.lab import Lab, PglabError, Waiting
 from pglab.operations import OpResult
 from pglab.stacks.patroni import StackError
@@ -74,14 +72,6 @@ class Run:
             "operations": [{"action": op.action, "seconds": round(op.seconds, 2), "summary": op.summary,
                             "details": op.details} for op in self.ops],
         }
-
-
-def write_topology(directory: Path, loopback: str) -> Path:
-    """The default lab, renamed and moved to the benchmark's loopback range (as tests/conftest.py)."""
-    text = topology.default_yaml(name=LAB_NAME).replace("127.0.11.0/24", loopback)
-    path = directory / "pglab.yml"
-    path.write_text(text)
-    return path
 
 
 def _alarm(_signum: int, _frame: Any) -> None:
@@ -224,22 +214,11 @@ def report(scenario: Scenario, loopback: str, runs: list[Run], as_json: bool) ->
 
 
 def main(scenario: Scenario, doc: str, argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=doc)
-    parser.add_argument("--runs", type=int, default=3, help="runs on the same lab, one after another (default 3)")
-    parser.add_argument("--loopback", default=DEFAULT_LOOPBACK, help=f"loopback range (default {DEFAULT_LOOPBACK})")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    args = parser.parse_args(argv)
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
-    if not args.loopback.startswith("127."):
-        parser.error("--loopback must be a 127.x.y.z range: the benchmark only uses loopback addresses")
-
-    def log(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+    args = parse_args(doc, "runs on the same lab, one after another", DEFAULT_LOOPBACK, argv)
 
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix=f"pglab-bench-{scenario.name}-") as tmp:
-        lab = Lab.from_file(write_topology(Path(tmp), args.loopback))
+        lab = Lab.from_file(write_topology(Path(tmp), LAB_NAME, args.loopback))
         missing = lab.missing_prerequisites()
         if missing:
             log(f"bench/{scenario.name}.py needs a lab without package installs, but these are missing: "

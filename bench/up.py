@@ -10,7 +10,6 @@ measured: the script refuses to start while prerequisites are missing.
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import statistics
@@ -21,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pglab import topology
+from _common import log, parse_args, write_topology
+
 from pglab.lab import Lab, PglabError, Step, UpResult
 
 LAB_NAME = "benchup"
@@ -62,14 +62,6 @@ def phase_name(step: str) -> str:
     return step
 
 
-def write_topology(directory: Path, loopback: str) -> Path:
-    """The default lab, renamed and moved to the benchmark's loopback range (as tests/conftest.py)."""
-    text = topology.default_yaml(name=LAB_NAME).replace("127.0.11.0/24", loopback)
-    path = directory / "pglab.yml"
-    path.write_text(text)
-    return path
-
-
 def _alarm(_signum: int, _frame: Any) -> None:
     raise RunTimeout
 
@@ -105,7 +97,7 @@ def timed_up(lab: Lab, what: str) -> Timed:
 
 def one_run(number: int, loopback: str, converge: bool, log: Any) -> tuple[Timed, Timed | None]:
     with tempfile.TemporaryDirectory(prefix="pglab-bench-up-") as tmp:
-        lab = Lab.from_file(write_topology(Path(tmp), loopback))
+        lab = Lab.from_file(write_topology(Path(tmp), LAB_NAME, loopback))
         try:
             log(f"run {number}: up ...")
             first = timed_up(lab, f"run {number}")
@@ -123,7 +115,7 @@ def one_run(number: int, loopback: str, converge: bool, log: Any) -> tuple[Timed
 
 def check_prerequisites(loopback: str) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="pglab-bench-up-") as tmp:
-        return Lab.from_file(write_topology(Path(tmp), loopback)).missing_prerequisites()
+        return Lab.from_file(write_topology(Path(tmp), LAB_NAME, loopback)).missing_prerequisites()
 
 
 def phase_text(phases: dict[str, float]) -> str:
@@ -131,18 +123,8 @@ def phase_text(phases: dict[str, float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Seconds from nothing to a healthy pglab lab.")
-    parser.add_argument("--runs", type=int, default=3, help="labs to bring up one after another (default 3)")
-    parser.add_argument("--loopback", default=DEFAULT_LOOPBACK, help=f"loopback range (default {DEFAULT_LOOPBACK})")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    args = parser.parse_args(argv)
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
-    if not args.loopback.startswith("127."):
-        parser.error("--loopback must be a 127.x.y.z range: the benchmark only uses loopback addresses")
-
-    def log(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+    args = parse_args("Seconds from nothing to a healthy pglab lab.", "labs to bring up one after another",
+                      DEFAULT_LOOPBACK, argv)
 
     missing = check_prerequisites(args.loopback)
     if missing:

@@ -12,7 +12,7 @@ TEST_LOOPBACK = "127.0.21.0/24"
 
 def write_topology(directory: Path, name: str = "itest", loopback: str = TEST_LOOPBACK, **kwargs: str) -> Path:
     """The default lab, renamed and moved to a test loopback range."""
-    text = topology.default_yaml(name=name, **kwargs).replace("127.0.11.0/24", loopback)  # type: ignore[arg-type]
+    text = topology.default_yaml(name=name, loopback=loopback, **kwargs)  # type: ignore[arg-type]
     path = directory / "pglab.yml"
     path.write_text(text)
     return path

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pglab import sql
 from pglab.lab import EventSink, InputError, Lab, PglabError, Waiting, _ignore
 from pglab.stacks.base import Health, Member
-from pglab.stacks.patroni import StackError
+from pglab.stacks.patroni import PatroniStack, StackError
 
 
 class OperationTimeout(PglabError):
@@ -52,6 +52,19 @@ def wait_until(check: Callable[[], tuple[bool, str]], timeout: float, what: str,
 
 def _member(members: list[Member], name: str) -> Member | None:
     return next((m for m in members if m.name == name), None)
+
+
+def _serving(stack: PatroniStack, name: str) -> Callable[[], tuple[bool, str]]:
+    """A check: the member is back in the cluster, streaming or leading."""
+
+    def check() -> tuple[bool, str]:
+        member = _member(stack.members(), name)
+        if member is None:
+            return False, f"{name} not in the cluster yet"
+        ok = member.state == "streaming" or (member.role == "leader" and member.state == "running")
+        return ok, f"{name} is {member.role or 'member'} {member.state}"
+
+    return check
 
 
 def _postgres_node(lab: Lab, name: str) -> None:
@@ -180,14 +193,7 @@ def start_node(lab: Lab, name: str, timeout: float = 120, on_event: EventSink = 
     details: dict[str, Any] = {"node": name}
     summary = f"started {name}"
     if "postgres" in node.roles:
-        def rejoined() -> tuple[bool, str]:
-            member = _member(stack.members(), name)
-            if member is None:
-                return False, f"{name} not in the cluster yet"
-            ok = member.state == "streaming" or (member.role == "leader" and member.state == "running")
-            return ok, f"{name} is {member.role or 'member'} {member.state}"
-
-        wait_until(rejoined, timeout, f"{name} to rejoin", on_event)
+        wait_until(_serving(stack, name), timeout, f"{name} to rejoin", on_event)
         member = _member(stack.members(), name)
         details.update(role=member.role, timeline=member.timeline)  # type: ignore[union-attr]
         summary += f": rejoined as {member.role} ({member.state}, timeline {member.timeline})"  # type: ignore[union-attr]
@@ -285,17 +291,9 @@ def restart(lab: Lab, rolling: bool = True, timeout: float = 240, on_event: Even
 def _restart_member(lab: Lab, name: str, timeout: float, on_event: EventSink) -> None:
     stack = lab.stack()
     stack.restart(name)
-
-    def back() -> tuple[bool, str]:
-        member = _member(stack.members(), name)
-        if member is None:
-            return False, f"{name} not in the cluster"
-        # Patroni's /restart returns once PostgreSQL is back; a replica can stay pending (its
-        # value capped by the leader's), which the next pass of `restart` takes care of.
-        ok = member.state == "streaming" or (member.role == "leader" and member.state == "running")
-        return ok, f"{name} is {member.state}"
-
-    wait_until(back, timeout, f"{name} to come back after its restart", on_event)
+    # Patroni's /restart returns once PostgreSQL is back; a replica can stay pending (its value
+    # capped by the leader's), which the next pass of `restart` takes care of.
+    wait_until(_serving(stack, name), timeout, f"{name} to come back after its restart", on_event)
 
 
 def health(lab: Lab) -> Health:

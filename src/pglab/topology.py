@@ -388,7 +388,8 @@ def _line_of(tree: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
 # The default lab -----------------------------------------------------------------------------
 
 def default_yaml(
-    name: str = "otus", stack: Stack = "patroni", provider: Provider = "local", dcs: Dcs = "etcd"
+    name: str = "otus", stack: Stack = "patroni", provider: Provider = "local", dcs: Dcs = "etcd",
+    loopback: str = "127.0.11.0/24",
 ) -> str:
     """The text ``pglab init`` writes: the seed's lab, commented so it teaches its own schema."""
     if stack == "patroni":
@@ -425,7 +426,7 @@ def default_yaml(
         "    max_connections: 100",
         "network:",
         "  subnet: 192.168.11.0/24",
-        "  loopback: 127.0.11.0/24",
+        f"  loopback: {loopback}",
         "vagrant:",
         "  box: debian/bookworm64",
         "  hypervisor: libvirt       # libvirt | virtualbox",

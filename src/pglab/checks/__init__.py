@@ -226,3 +226,14 @@ def writes_reach(lab: Lab, password: str) -> str:
         raise AssertionError(f"the writes port {host}:{port} does not answer: {error_line(exc)}") from None
     assert not in_recovery, f"the writes port {host}:{port} reaches {node_at(lab, server)}, which is in recovery"
     return node_at(lab, server)
+
+
+def change_leader(lab: Lab, password: str, operation: Callable[..., Any]) -> dict[str, Any]:
+    """Move the leader to a streaming replica with ``operation`` (switchover or failover) and
+    remember what the checks compare afterwards."""
+    rows = ensure_rows(lab, password)
+    old = leader(lab)
+    old_timeline = members(lab)[old].timeline
+    target = a_streaming_replica(lab)
+    result = operation(lab, to=target)
+    return {"old": old, "target": target, "old_timeline": old_timeline, "rows": rows, "result": result}

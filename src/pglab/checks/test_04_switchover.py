@@ -9,9 +9,8 @@ import pytest
 
 from pglab import operations
 from pglab.checks import (
-    a_streaming_replica,
+    change_leader,
     count_rows,
-    ensure_rows,
     leader,
     members,
     wait_streaming,
@@ -23,12 +22,7 @@ from pglab.lab import Lab
 
 @pytest.fixture(scope="module")
 def switchover(lab: Lab, password: str) -> dict[str, Any]:
-    rows = ensure_rows(lab, password)
-    old = leader(lab)
-    old_timeline = members(lab)[old].timeline
-    target = a_streaming_replica(lab)
-    result = operations.switchover(lab, to=target)
-    return {"old": old, "target": target, "old_timeline": old_timeline, "rows": rows, "result": result}
+    return change_leader(lab, password, operations.switchover)
 
 
 def test_leader_moves_to_the_chosen_replica(lab: Lab, switchover: dict[str, Any]) -> None:

@@ -9,9 +9,8 @@ import pytest
 
 from pglab import operations
 from pglab.checks import (
-    a_streaming_replica,
+    change_leader,
     count_rows,
-    ensure_rows,
     leader,
     members,
     wait_streaming,
@@ -23,12 +22,7 @@ from pglab.lab import Lab
 
 @pytest.fixture(scope="module")
 def failover(lab: Lab, password: str) -> dict[str, Any]:
-    rows = ensure_rows(lab, password)
-    old = leader(lab)
-    old_timeline = members(lab)[old].timeline
-    target = a_streaming_replica(lab)
-    result = operations.failover(lab, to=target)
-    return {"old": old, "target": target, "old_timeline": old_timeline, "rows": rows, "result": result}
+    return change_leader(lab, password, operations.failover)
 
 
 def test_chosen_replica_is_promoted(lab: Lab, failover: dict[str, Any]) -> None:
