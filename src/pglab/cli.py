@@ -310,7 +310,9 @@ def psql(topology_file: Path, node: str | None, psql_args: tuple[str, ...]) -> N
     Example: pglab psql -- -c 'select pg_is_in_recovery()'
     """
     lab = Lab.from_file(topology_file)
-    if node and node != "--":
+    if node and node.startswith("-"):  # `pglab psql -- -c ...`: no node, only psql's arguments
+        psql_args, node = (node, *psql_args), None
+    if node:
         _node_or_fail(lab, node)
         dsn = lab.dsn(host=lab.address(node), port=lab.topology.ports.postgres)
     else:
