@@ -248,8 +248,9 @@ def restart(lab: Lab, rolling: bool = True, timeout: float = 240, on_event: Even
     """Restart pending members (all members when none is pending), until none is pending.
 
     Rolling: replicas one at a time, then the leader by switchover. A replica cannot run below
-    the leader's value of settings such as max_connections, so when a lowered value leaves the
-    (new) leader pending after that pass, the leader is restarted in place and the replicas again.
+    the leader's value of settings such as max_connections, so a restart that lowers one of them
+    takes the leader first, in place (a brief write outage), then the replicas; and a leader still
+    pending after a pass is restarted in place too.
     """
     stack = lab.stack()
     started = time.monotonic()
@@ -261,11 +262,16 @@ def restart(lab: Lab, rolling: bool = True, timeout: float = 240, on_event: Even
         if not todo:
             break
         leader = stack.leader()
-        if leader in todo and (attempt > 0 or not rolling or len(members) == 1):
+        leader_member = _member(members, leader or "")
+        lowering = leader_member is not None and lowers_hot_standby_setting(leader_member)
+        if leader in todo and (attempt > 0 or not rolling or len(members) == 1 or lowering):
             # Lowered values must reach the leader first; its restart is brief, in place.
             _restart_member(lab, leader, timeout, on_event)
             restarted.append(f"{leader} (leader, in place)")
             todo.discard(leader)
+            # Replicas learn the leader's new value from its WAL: restart them only once they
+            # have replayed past it, or they would be capped at the old value again.
+            _wait_replayed(lab, leader, sorted(todo), timeout, on_event)
         for name in sorted(todo - {leader}):
             _restart_member(lab, name, timeout, on_event)
             restarted.append(name)
@@ -286,6 +292,39 @@ def restart(lab: Lab, rolling: bool = True, timeout: float = 240, on_event: Even
                     f"restarted {', '.join(restarted) or 'nothing'}{' (rolling)' if rolling else ''}; "
                     f"no restart pending; healthy after {seconds:.1f} s",
                     {"restarted": restarted, "rolling": rolling})
+
+
+# A hot standby refuses to run below its primary's value of these (PostgreSQL docs, "Hot Standby").
+HOT_STANDBY_SETTINGS = frozenset({"max_connections", "max_prepared_transactions", "max_locks_per_transaction",
+                                  "max_wal_senders", "max_worker_processes"})
+
+
+def lowers_hot_standby_setting(member: Member) -> bool:
+    """Whether the member's pending restart lowers a setting replicas may not run below."""
+    for name, change in member.pending_changes.items():
+        if name in HOT_STANDBY_SETTINGS:
+            try:
+                if float(change["new_value"]) < float(change["old_value"]):
+                    return True
+            except (KeyError, TypeError, ValueError):
+                continue
+    return False
+
+
+def _wait_replayed(lab: Lab, leader: str, replicas: list[str], timeout: float, on_event: EventSink) -> None:
+    password = lab.secrets()["patroni_superuser_password"]
+    port = lab.topology.ports.postgres
+    lsn = sql.query(lab.address(leader), port, password, "SELECT pg_current_wal_lsn()::text")[0][0]
+    for name in replicas:
+        def replayed(name: str = name) -> tuple[bool, str]:
+            try:
+                done = sql.query(lab.address(name), port, password,
+                                 "SELECT coalesce(pg_last_wal_replay_lsn() >= %s::pg_lsn, false)", (lsn,))[0][0]
+            except sql.psycopg.Error as exc:
+                return False, str(exc).strip()
+            return bool(done), f"{name} has not replayed {lsn} yet"
+
+        wait_until(replayed, timeout, f"{name} to replay the leader's new settings", on_event)
 
 
 def _restart_member(lab: Lab, name: str, timeout: float, on_event: EventSink) -> None:

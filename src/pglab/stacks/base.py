@@ -15,6 +15,8 @@ class Member:
     timeline: int | None = None
     lag_mb: float | None = None
     pending_restart: bool = False
+    # Patroni's pending_restart_reason: parameter -> {"old_value": ..., "new_value": ...}
+    pending_changes: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass

@@ -94,6 +94,7 @@ class PatroniStack(Stack):
                 timeline=m.get("timeline"),
                 lag_mb=round(lag / 1048576, 1) if isinstance(lag, int) else None,
                 pending_restart=bool(m.get("pending_restart")),
+                pending_changes=dict(m.get("pending_restart_reason") or {}),
             )
         # Members missing from the DCS are down: show them anyway, as patronictl's users expect.
         return [
