@@ -52,6 +52,13 @@ def main() -> None:
       pglab status      members, roles, lag and HAProxy routing, like `patronictl list`
       pglab destroy     stop everything and remove the lab's files
 
+    \b
+    Rehearse failover (each command waits for the outcome and says how long it took):
+      pglab switchover [--to NODE]     pglab failover --to NODE
+      pglab stop NODE [--crash|--hang] pglab start NODE
+      pglab config set max_connections=200, then pglab restart --rolling
+      pglab verify      the seed's whole homework as checks, with a results table
+
     Provider `local` (default) runs every node as processes on this machine, each on its own
     loopback address (127.0.11.x); provider `vagrant` makes one VM per node.
     """
