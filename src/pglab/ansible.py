@@ -63,7 +63,6 @@ def run_playbook(
     work_dir: Path,
     on_event: Callable[[PlaybookEvent], None] | None = None,
     extra_vars: dict[str, Any] | None = None,
-    limit: str | None = None,
 ) -> PlaybookResult:
     """Run ``playbook`` against ``inventory``; artifacts go under ``work_dir``."""
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +108,6 @@ def run_playbook(
         inventory=str(inventory),
         envvars=envvars,
         extravars=extra_vars or {},
-        limit=limit,
         event_handler=handle,
         quiet=True,
         rotate_artifacts=3,

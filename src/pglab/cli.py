@@ -7,11 +7,13 @@ import functools
 import os
 import shutil
 import sys
+import xmlrpc.client
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+import psycopg
 
 from pglab import operations, topology, ui
 from pglab import verify as verification
@@ -36,6 +38,12 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except PglabError as exc:
             ui.err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
             sys.exit(exc.exit_code)
+        except (OSError, psycopg.Error, xmlrpc.client.Error) as exc:
+            # A service of the lab did not answer: say which, without a traceback.
+            message = str(exc).strip() or type(exc).__name__
+            ui.err_console.print(f"[bold red]error:[/bold red] {type(exc).__name__}: {message}. Is the lab up? "
+                                 "See `pglab status` and `pglab logs NODE`.", highlight=False, soft_wrap=True)
+            sys.exit(1)
 
     return wrapper
 
@@ -140,7 +148,9 @@ def up(topology_file: Path, timeout: float, as_json: bool) -> None:
     ui.console.print(ui.members_table(lab.topology.postgres.scope, result.health.members))
     ui.console.print(
         f"[bold green]lab {lab.topology.name} is healthy[/bold green] in {result.seconds:.1f} s; "
-        f"Ansible changed {result.changed} thing(s).\n"
+        f"Ansible changed {result.changed} thing(s)"
+        + (f"; postgres.parameters applied: {', '.join(result.parameters_changed)} "
+           "(`pglab status` shows any pending restart)" if result.parameters_changed else "") + ".\n"
         f"  writes:   PGPASSFILE={result.pgpass} psql '{result.dsn}'\n"
         f"  reads:    PGPASSFILE={result.pgpass} psql '{result.replicas_dsn}'\n"
         f"  stats:    {result.stats_url} (user admin)\n"
@@ -155,33 +165,11 @@ def up(topology_file: Path, timeout: float, as_json: bool) -> None:
 @reports_errors
 def status(topology_file: Path, as_json: bool) -> None:
     """Members (role, state, timeline, lag, pending restart) and HAProxy routing."""
-    lab = Lab.from_file(topology_file)
-    stack = lab.stack()
-    health = stack.health()
-    try:
-        backends = stack.haproxy_backends()
-    except OSError:
-        backends = []
-    services = {n.name: lab.provider.services(n) for n in lab.topology.nodes}
-    history = stack.history()
-    last_change = history[-1] if history else None
+    status = Lab.from_file(topology_file).status()
     if as_json:
-        ui.print_json({"lab": lab.topology.name, "healthy": health.healthy, "leader": health.leader,
-                       "members": health.members, "problems": health.problems,
-                       "haproxy": backends, "services": services, "last_leader_change": last_change})
+        ui.print_json(status)
         return
-    ui.console.print(ui.members_table(lab.topology.postgres.scope, health.members))
-    if backends:
-        ui.console.print(ui.backends_table(backends))
-    for node, svc in services.items():
-        for name, state in svc.items():
-            if state != "RUNNING":
-                ui.console.print(f"[yellow]{node}: {name} is {state}[/yellow]")
-    if last_change:
-        ui.console.print(f"last leader change: {last_change['new_leader'] or 'a member'} became leader at "
-                         f"{last_change['time']} (timeline {last_change['timeline'] + 1})", highlight=False)
-    verdict = "[green]healthy[/green]" if health.healthy else "[red]unhealthy: " + "; ".join(health.problems) + "[/red]"
-    ui.console.print(verdict)
+    ui.print_status(status)
 
 
 @main.command()
@@ -296,8 +284,9 @@ def config_show(topology_file: Path) -> None:
 
 @main.command()
 @file_option
-@click.option("--rolling/--all-at-once", default=True, show_default=True,
-              help="Replicas one at a time then the leader by switchover, or every member in place.")
+@click.option("--rolling/--in-place", default=True, show_default=True,
+              help="Replicas one at a time then the leader by switchover; or every member restarted in place, "
+                   "one at a time, the leader included (a brief write outage).")
 @click.option("--timeout", default=240.0, show_default=True, help="Seconds to wait for each step.")
 @json_option
 @reports_errors

@@ -6,6 +6,7 @@ Nothing here prints: progress goes to an ``on_event`` callback (see :mod:`pglab.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -16,20 +17,12 @@ from typing import Any
 import yaml
 
 from pglab import ansible, paths, render, topology
+from pglab.errors import InputError, PglabError
+from pglab.haproxy import Backend
 from pglab.providers import Provider, get_provider
 from pglab.stacks.base import Health
 from pglab.stacks.patroni import Endpoints, PatroniStack
 from pglab.topology import Topology
-
-
-class PglabError(Exception):
-    """An error the CLI shows as is; ``exit_code`` 2 means bad input, 1 anything else."""
-
-    exit_code = 1
-
-
-class InputError(PglabError):
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -55,9 +48,23 @@ def _ignore(_event: Any) -> None:
 
 
 @dataclass(frozen=True)
+class LabStatus:
+    lab: str
+    cluster: str
+    healthy: bool
+    leader: str | None
+    members: list[Any]
+    problems: list[str]
+    haproxy: list[Backend]
+    services: dict[str, dict[str, str]]
+    last_leader_change: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
 class UpResult:
     seconds: float
     changed: int
+    parameters_changed: dict[str, str]
     health: Health
     dsn: str
     replicas_dsn: str
@@ -118,18 +125,41 @@ class Lab:
             postgres={n.name: self.provider.address(n) for n in self.topology.with_role("postgres")},
             haproxy=self.haproxy_address(),
             restapi_port=ports.patroni,
-            postgres_port=ports.postgres,
-            haproxy_primary_port=ports.haproxy_primary,
-            haproxy_replicas_port=ports.haproxy_replicas,
             haproxy_stats_port=ports.haproxy_stats,
         )
         return PatroniStack(endpoints, self.secrets(), timeout=timeout)
 
+    def writes_endpoint(self) -> tuple[str, int]:
+        """Where clients write: HAProxy's primary port, or the first PostgreSQL node without one."""
+        haproxy = self.haproxy_address()
+        if haproxy:
+            return haproxy, self.topology.ports.haproxy_primary
+        return self.address(self.topology.with_role("postgres")[0]), self.topology.ports.postgres
+
+    def status(self) -> LabStatus:
+        """Members, HAProxy routing, every node's services and the last leader change."""
+        stack = self.stack()
+        health = stack.health()
+        try:
+            backends = stack.haproxy_backends()
+        except OSError:
+            backends = []
+        history = stack.history()
+        return LabStatus(
+            lab=self.topology.name,
+            cluster=self.topology.postgres.scope,
+            healthy=health.healthy,
+            leader=health.leader,
+            members=health.members,
+            problems=health.problems,
+            haproxy=backends,
+            services={n.name: self.provider.services(n) for n in self.topology.nodes},
+            last_leader_change=history[-1] if history else None,
+        )
+
     def dsn(self, port: int | None = None, host: str | None = None, dbname: str = "postgres") -> str:
-        host = host or self.haproxy_address() or self.address(self.topology.with_role("postgres")[0])
-        port = port or (self.topology.ports.haproxy_primary if self.haproxy_address()
-                        else self.topology.ports.postgres)
-        return f"postgresql://postgres@{host}:{port}/{dbname}"
+        default_host, default_port = self.writes_endpoint()
+        return f"postgresql://postgres@{host or default_host}:{port or default_port}/{dbname}"
 
     def connect_kwargs(self) -> dict[str, Any]:
         """libpq keywords for the superuser, for psycopg."""
@@ -145,7 +175,7 @@ class Lab:
         missing = self.missing_prerequisites()
         if not missing:
             return
-        if self.provider.name != "local" or (not paths.is_root() and not self.only_venv_missing()):
+        if not self.provider.nodes_on_this_machine or (not paths.is_root() and not self.only_venv_missing()):
             raise PglabError(
                 f"missing on this machine: {'; '.join(missing)}. Install them (as root, `pglab up` "
                 "installs them itself), then run `pglab up` again."
@@ -186,15 +216,9 @@ class Lab:
             )
         on_event(Step("checking prerequisites"))
         self.check_prerequisites(on_event)
-        if self.provider.name == "local":
-            busy = self.provider.busy_ports()  # type: ignore[attr-defined]
-            if busy:
-                raise PglabError(
-                    "these addresses are already in use, probably by another lab or a local "
-                    f"server: {', '.join(busy)}. Destroy that lab (`pglab destroy` in its "
-                    "directory) or give this one another network.loopback in "
-                    f"{self.topology_file}."
-                )
+        problems = self.provider.preflight()
+        if problems:
+            raise PglabError(" ".join(problems))
         on_event(Step("rendering inventory and Vagrantfile"))
         rendered = self.render()
         on_event(Step(f"creating machines ({self.provider.name})"))
@@ -207,11 +231,15 @@ class Lab:
             raise PglabError(self._failure_text("`pglab up`", result))
         on_event(Step("waiting for a healthy cluster"))
         health = self.wait_healthy(timeout, on_event)
+        parameters = self.converge_parameters()
+        if parameters:
+            on_event(Step("applied postgres.parameters: " + ", ".join(f"{k}={v}" for k, v in parameters.items())))
         haproxy = self.haproxy_address()
         ports = self.topology.ports
         return UpResult(
             seconds=time.monotonic() - started,
             changed=result.changed,
+            parameters_changed=parameters,
             health=health,
             dsn=self.dsn(),
             replicas_dsn=self.dsn(port=ports.haproxy_replicas) if haproxy else "",
@@ -219,6 +247,18 @@ class Lab:
             secrets_file=rendered.secrets_file,
             pgpass=rendered.pgpass,
         )
+
+    def converge_parameters(self) -> dict[str, str]:
+        """Bring Patroni's dynamic configuration to the topology's postgres.parameters (they only
+        reach the cluster by bootstrap otherwise). Returns what changed; a change that needs a
+        restart is left pending for `pglab restart`, never restarted here."""
+        stack = self.stack()
+        current = (stack.dynamic_config().get("postgresql") or {}).get("parameters") or {}
+        wanted = {name: _setting_text(value) for name, value in self.topology.postgres.parameters.items()}
+        changed = {name: value for name, value in wanted.items() if _setting_text(current.get(name)) != value}
+        if changed:
+            stack.set_parameters(changed)
+        return changed
 
     def wait_healthy(self, timeout: float = 120.0, on_event: EventSink = _ignore) -> Health:
         stack = self.stack()
@@ -243,6 +283,9 @@ class Lab:
     def destroy(self, on_event: EventSink = _ignore) -> None:
         on_event(Step(f"destroying lab {self.topology.name} ({self.provider.name})"))
         self.provider.destroy()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.dir.parent.rmdir()  # .pglab/ goes too once its last lab is gone
 
     def _failure_text(self, what: str, result: ansible.PlaybookResult) -> str:
         lines = [f"{what} failed."]
@@ -260,3 +303,10 @@ class Lab:
         if result.log:
             lines.append(f"Full Ansible output: {result.log}")
         return "\n".join(lines)
+
+
+def _setting_text(value: Any) -> str:
+    """A PostgreSQL setting as text, so 100 and "100", True and "on" compare equal."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "" if value is None else str(value)

@@ -13,14 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pglab import sql
-from pglab.lab import EventSink, InputError, Lab, PglabError, Waiting, _ignore
-from pglab.stacks.base import Health, Member
+from pglab import sql, waiting
+from pglab.errors import InputError, PglabError, WaitTimeout
+from pglab.lab import EventSink, Lab, Waiting, _ignore
+from pglab.stacks.base import Member
 from pglab.stacks.patroni import PatroniStack, StackError
 
-
-class OperationTimeout(PglabError):
-    """The operation was started but its outcome did not come in time."""
+OperationTimeout = WaitTimeout  # the operation was started but its outcome did not come in time
 
 
 @dataclass
@@ -34,20 +33,9 @@ class OpResult:
 def wait_until(check: Callable[[], tuple[bool, str]], timeout: float, what: str,
                on_event: EventSink = _ignore, interval: float = 0.25) -> float:
     """Poll ``check`` (returning done, detail) until done; returns the seconds it took."""
-    started = time.monotonic()
-    detail = ""
-    while True:
-        try:
-            done, detail = check()
-        except (OSError, StackError) as exc:
-            done, detail = False, str(exc)
-        elapsed = time.monotonic() - started
-        if done:
-            return elapsed
-        if elapsed > timeout:
-            raise OperationTimeout(f"timed out after {timeout:.0f} s waiting for {what}: {detail}")
-        on_event(Waiting(f"{what}: {detail}", elapsed))
-        time.sleep(interval)
+    return waiting.wait_until(check, timeout, what, interval,
+                              on_wait=lambda detail, elapsed: on_event(Waiting(f"{what}: {detail}", elapsed)),
+                              transient=(OSError, StackError))
 
 
 def _member(members: list[Member], name: str) -> Member | None:
@@ -77,8 +65,7 @@ def _postgres_node(lab: Lab, name: str) -> None:
 
 def writes_ok(lab: Lab) -> tuple[bool, str]:
     """Whether writes through the lab's entry point (HAProxy 5000) reach a primary."""
-    host = lab.haproxy_address() or lab.address(lab.topology.with_role("postgres")[0])
-    port = lab.topology.ports.haproxy_primary if lab.haproxy_address() else lab.topology.ports.postgres
+    host, port = lab.writes_endpoint()
     ok, detail = sql.writable(host, port, lab.secrets()["patroni_superuser_password"])
     return ok, (f"writes reach {detail}" if ok else f"writes through {host}:{port} fail: {detail}")
 
@@ -221,15 +208,18 @@ def set_config(lab: Lab, parameters: dict[str, str], timeout: float = 60,
         raise PglabError("the cluster has no running leader to read settings from")
     password = lab.secrets()["patroni_superuser_password"]
     rows = sql.query(lab.address(leader), lab.topology.ports.postgres, password,
-                     "SELECT name, context FROM pg_settings WHERE name = ANY(%s)", (list(parameters),))
-    contexts = dict(rows)
+                     "SELECT name, context, setting, unit FROM pg_settings WHERE name = ANY(%s)",
+                     (list(parameters),))
+    contexts = {name: context for name, context, _setting, _unit in rows}
+    current = {name: setting for name, _context, setting, unit in rows if not unit}
     unknown = [p for p in parameters if p not in contexts]
     if unknown:
         raise InputError(f"unknown PostgreSQL parameter(s): {', '.join(unknown)}; check the spelling "
                          "(see `SHOW ALL` in psql)")
     started = time.monotonic()
     stack.set_parameters(parameters)
-    needs_restart = sorted(p for p, c in contexts.items() if c == "postmaster")
+    # A value equal to the running one (unit-less settings compare exactly) needs no restart.
+    needs_restart = sorted(p for p, c in contexts.items() if c == "postmaster" and current.get(p) != parameters[p])
     if needs_restart:
         running = [m.name for m in stack.members() if m.state in ("running", "streaming")]
         wait_until(lambda: (all(m.pending_restart for m in stack.members() if m.name in running),
@@ -333,7 +323,3 @@ def _restart_member(lab: Lab, name: str, timeout: float, on_event: EventSink) ->
     # Patroni's /restart returns once PostgreSQL is back; a replica can stay pending (its value
     # capped by the leader's), which the next pass of `restart` takes care of.
     wait_until(_serving(stack, name), timeout, f"{name} to come back after its restart", on_event)
-
-
-def health(lab: Lab) -> Health:
-    return lab.stack().health()

@@ -243,6 +243,12 @@ def load(path: str | Path) -> Topology:
             f"{path}: no such file. Run `pglab init` to write the default lab there, "
             "or pass the right file with --file."
         ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise TopologyError(
+            f"{path}: cannot be read as a topology ({reason}). Pass a readable UTF-8 YAML file with --file, "
+            "or write one with `pglab init`."
+        ) from None
     return parse(text, str(path))
 
 

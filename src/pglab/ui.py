@@ -14,7 +14,7 @@ from rich.text import Text
 
 from pglab.ansible import PlaybookEvent
 from pglab.haproxy import Backend
-from pglab.lab import Step, Waiting
+from pglab.lab import LabStatus, Step, Waiting
 from pglab.stacks.base import Member
 
 console = Console()
@@ -22,7 +22,8 @@ err_console = Console(stderr=True)
 
 
 class Progress:
-    """An event sink for long operations: a live line on a terminal, plain lines elsewhere."""
+    """An event sink for long operations: a live line on a terminal, plain lines elsewhere; on
+    stderr, so that `--json` output on stdout stays parseable."""
 
     def __init__(self, title: str) -> None:
         self.title = title
@@ -34,8 +35,8 @@ class Progress:
         self.live: Live | None = None
 
     def __enter__(self) -> Progress:
-        if console.is_terminal:
-            self.live = Live(self._render(), console=console, refresh_per_second=8, transient=True)
+        if err_console.is_terminal:
+            self.live = Live(self._render(), console=err_console, refresh_per_second=8, transient=True)
             self.live.__enter__()
         return self
 
@@ -55,7 +56,7 @@ class Progress:
         elapsed = time.monotonic() - self.started
         if isinstance(event, Step):
             self.step, self.task = event.name, ""
-            console.print(f"[dim]{elapsed:6.1f}s[/dim] {event.name}")
+            err_console.print(f"[dim]{elapsed:6.1f}s[/dim] {event.name}")
         elif isinstance(event, PlaybookEvent):
             if event.kind == "task":
                 self.task, self.hosts_done = event.name, 0
@@ -63,7 +64,7 @@ class Progress:
                 self.hosts_done += 1
                 self.changed += event.kind == "changed"
             elif event.kind == "play" and self.live is None:
-                console.print(f"[dim]{elapsed:6.1f}s[/dim]   play: {event.name}")
+                err_console.print(f"[dim]{elapsed:6.1f}s[/dim]   play: {event.name}")
         elif isinstance(event, Waiting):
             self.task = event.detail
         if self.live is not None:
@@ -125,3 +126,21 @@ def verify_table(results: list[Any]) -> Table:
             test.append(f"\n{r.message}", style=styles.get(r.outcome, "dim"))
         table.add_row(r.check, test, r.node or "", outcome, f"{r.seconds:.1f}")
     return table
+
+
+def print_status(status: LabStatus) -> None:
+    console.print(members_table(status.cluster, status.members))
+    if status.haproxy:
+        console.print(backends_table(status.haproxy))
+    for node, services in status.services.items():
+        for name, state in services.items():
+            if state != "RUNNING":
+                console.print(f"[yellow]{node}: {name} is {state}[/yellow]")
+    change = status.last_leader_change
+    if change:
+        console.print(f"last leader change: {change['new_leader'] or 'a member'} became leader at "
+                      f"{change['time']} (timeline {change['timeline'] + 1})", highlight=False)
+    if status.healthy:
+        console.print("[green]healthy[/green]")
+    else:
+        console.print("[red]unhealthy: " + "; ".join(status.problems) + "[/red]")

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from pglab import paths
 from pglab.ansible import PlaybookResult, TaskFailure
 from pglab.lab import Lab
 from tests.conftest import write_topology
+
+
+@pytest.fixture(autouse=True)
+def _private_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nodes' directories under tmp_path, never the machine's /var/lib/pglab."""
+    monkeypatch.setattr(paths, "state_base", lambda: tmp_path / "state")
 
 
 def test_failure_names_task_node_and_shows_logs(tmp_path: Path) -> None:

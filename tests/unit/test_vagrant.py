@@ -12,6 +12,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
+from pglab.errors import PglabError
 from pglab.providers.vagrant import VagrantProvider
 from pglab.topology import Topology, default_yaml, parse
 
@@ -237,5 +238,5 @@ def test_a_failed_command_explains_itself(
 ) -> None:
     script = Path(os.environ["PATH"]) / "vagrant"
     script.write_text("#!/bin/sh\necho 'The box could not be found' >&2\nexit 1\n")
-    with pytest.raises(RuntimeError, match=r"(?s)`vagrant up` failed.*box could not be found"):
+    with pytest.raises(PglabError, match=r"(?s)`vagrant up` failed.*box could not be found"):
         VagrantProvider(two_nodes, tmp_path).create()

@@ -9,14 +9,13 @@ changes through :mod:`pglab.operations`: never through a provider's internals.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from pglab import sql
+from pglab import sql, waiting
 from pglab.lab import Lab
 from pglab.stacks.base import Member
 
@@ -33,10 +32,7 @@ REPLICATION_TIMEOUT = 10.0
 
 def writes_endpoint(lab: Lab) -> tuple[str, int]:
     """HAProxy's writes port (5000), or the first PostgreSQL node in a lab without HAProxy."""
-    haproxy = lab.haproxy_address()
-    if haproxy:
-        return haproxy, lab.topology.ports.haproxy_primary
-    return lab.address(lab.topology.with_role("postgres")[0].name), lab.topology.ports.postgres
+    return lab.writes_endpoint()
 
 
 def node_endpoint(lab: Lab, node: str) -> tuple[str, int]:
@@ -144,15 +140,8 @@ def drop_rows(lab: Lab, password: str) -> None:
 def wait_for(check: Callable[[], tuple[bool, str]], timeout: float, interval: float = 0.25) -> tuple[bool, str]:
     """Poll ``check`` until it holds or ``timeout`` passes; never raises for a database or
     network error (they become the detail), so a check can say what it saw last."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            ok, detail = check()
-        except (OSError, psycopg.Error) as exc:
-            ok, detail = False, error_line(exc)
-        if ok or time.monotonic() > deadline:
-            return ok, detail
-        time.sleep(interval)
+    done, detail, _elapsed = waiting.poll(check, timeout, interval, transient=(OSError, psycopg.Error))
+    return done, detail
 
 
 def rows_on(lab: Lab, node: str, password: str, minimum: int, timeout: float = REPLICATION_TIMEOUT,

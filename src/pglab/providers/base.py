@@ -28,6 +28,8 @@ class Provider(ABC):
     """One kind of machine. Subclasses are registered by name in :mod:`pglab.providers`."""
 
     name: str = ""
+    # Whether the nodes run on this machine (so pglab can install their packages here).
+    nodes_on_this_machine: bool = False
 
     def __init__(self, topology: Topology, lab_dir: Path) -> None:
         self.topology = topology
@@ -46,6 +48,10 @@ class Provider(ABC):
     def inventory_vars(self) -> dict[str, Any]:
         """Variables for every host: where paths live, how services are supervised."""
 
+    def preflight(self) -> list[str]:
+        """Problems that would make ``create`` fail (busy addresses ...), one sentence each."""
+        return []
+
     def prerequisites(self) -> list[Prerequisite]:
         """What this machine needs before ``create``; empty when nothing is needed."""
         return []
@@ -57,7 +63,8 @@ class Provider(ABC):
 
     @abstractmethod
     def destroy(self) -> None:
-        """Remove every machine and everything the provider wrote; safe on a half-made lab."""
+        """Remove every machine and everything the provider made outside the lab directory;
+        safe on a half-made lab. The lab directory itself is the lab's to remove."""
 
     @abstractmethod
     def is_created(self) -> bool:

@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from pglab.errors import PglabError
 from pglab.providers.base import Prerequisite, Provider
 from pglab.topology import Node
 
@@ -38,7 +39,7 @@ UNIT_STATES = {
 }
 
 
-class VagrantError(RuntimeError):
+class VagrantError(PglabError):
     """A vagrant command failed; the message ends with the tail of ``vagrant.log``."""
 
 

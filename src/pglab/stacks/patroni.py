@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pglab import haproxy
+from pglab.errors import PglabError
 from pglab.stacks.base import Health, Member, Stack
 
 
@@ -23,10 +24,8 @@ class Endpoints:
     postgres: dict[str, str]  # node name -> address
     haproxy: str | None
     restapi_port: int
-    postgres_port: int
-    haproxy_primary_port: int
-    haproxy_replicas_port: int
     haproxy_stats_port: int
+    haproxy_stats_user: str = "admin"
 
 
 class PatroniStack(Stack):
@@ -108,7 +107,7 @@ class PatroniStack(Stack):
         return haproxy.backends(
             self.endpoints.haproxy,
             self.endpoints.haproxy_stats_port,
-            "admin",
+            self.endpoints.haproxy_stats_user,
             self.secrets["haproxy_stats_password"],
             timeout=self.timeout,
         )
@@ -173,9 +172,8 @@ class PatroniStack(Stack):
         if status != 200:
             raise StackError(f"Patroni refused the configuration change (HTTP {status}): {text.strip()}")
 
-    def restart(self, node: str, pending_only: bool = False) -> None:
-        body = {"restart_pending": True} if pending_only else {}
-        status, text = self.call(node, "POST", "/restart", body, timeout=120)
+    def restart(self, node: str) -> None:
+        status, text = self.call(node, "POST", "/restart", {}, timeout=120)
         if status not in (200, 503) or (status == 503 and "restart is not needed" not in text):
             raise StackError(f"Patroni could not restart {node} (HTTP {status}): {text.strip()}")
 
@@ -194,5 +192,5 @@ class PatroniStack(Stack):
         return []
 
 
-class StackError(RuntimeError):
+class StackError(PglabError):
     """The HA stack refused or could not do what was asked."""
