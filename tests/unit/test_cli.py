@@ -68,3 +68,9 @@ def test_help_teaches_the_commands() -> None:
     out = CliRunner().invoke(main, ["--help"]).output
     for command in ("init", "up", "status", "destroy", "switchover", "failover", "restart", "config"):
         assert command in out
+
+
+def test_a_directory_is_not_a_topology(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["up", "-f", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "cannot be read as a topology" in result.output and "Traceback" not in result.output
