@@ -18,7 +18,6 @@ import psycopg
 from pglab import operations, topology, ui
 from pglab import verify as verification
 from pglab.lab import InputError, Lab, PglabError
-from pglab.paths import is_root
 
 file_option = click.option(
     "-f", "--file", "topology_file", type=click.Path(path_type=Path), default=topology.DEFAULT_FILE,
@@ -119,14 +118,10 @@ def prepare(topology_file: Path) -> None:
     """
     lab = Lab.from_file(topology_file) if topology_file.exists() else Lab.default(topology_file)
     missing = lab.missing_prerequisites()
-    if not missing:
-        ui.console.print("everything the lab needs is installed")
-        return
-    if not is_root() and not lab.only_venv_missing():
-        raise PglabError(f"missing: {'; '.join(missing)}; run `pglab prepare` as root, or install them.")
-    with ui.Progress("prepare") as progress:
-        lab.install_prerequisites(progress)
-    ui.console.print("installed: " + "; ".join(missing))
+    if missing:
+        with ui.Progress("prepare") as progress:
+            lab.check_prerequisites(progress)  # installs, or says what to install and how
+    ui.console.print("installed: " + "; ".join(missing) if missing else "everything the lab needs is installed")
 
 
 @main.command()

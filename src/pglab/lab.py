@@ -16,10 +16,10 @@ from typing import Any
 
 import yaml
 
-from pglab import ansible, paths, render, topology
+from pglab import ansible, paths, prerequisites, render, topology
 from pglab.errors import InputError, PglabError
 from pglab.haproxy import Backend
-from pglab.providers import Provider, get_provider
+from pglab.providers import Prerequisite, Provider, get_provider
 from pglab.stacks.base import Health
 from pglab.stacks.patroni import Endpoints, PatroniStack
 from pglab.topology import Topology
@@ -167,8 +167,15 @@ class Lab:
                 "connect_timeout": 3}
 
     # Lifecycle -------------------------------------------------------------------------------
+    def prerequisites(self) -> list[Prerequisite]:
+        """The provider's own, and the components' when the nodes run on this machine."""
+        needed = self.provider.prerequisites()
+        if self.provider.nodes_on_this_machine:
+            needed += prerequisites.on_this_machine(self.topology)
+        return needed
+
     def missing_prerequisites(self) -> list[str]:
-        return [f"{p.what} (install {p.package})" for p in self.provider.prerequisites() if not p.present]
+        return [f"{p.what} (install {p.package})" for p in self.prerequisites() if not p.present]
 
     def check_prerequisites(self, on_event: EventSink = _ignore) -> None:
         """Install what is missing when root (apt + Patroni's venv), else say what to install."""
@@ -184,7 +191,7 @@ class Lab:
 
     def only_venv_missing(self) -> bool:
         """A non-root user can build Patroni's venv in their home; apt needs root."""
-        return all("venv" in p.package for p in self.provider.prerequisites() if not p.present)
+        return all(p.package == prerequisites.VENV_PACKAGE for p in self.prerequisites() if not p.present)
 
     def install_prerequisites(self, on_event: EventSink = _ignore) -> None:
         """Run playbooks/prepare.yml on this machine: the roles' own package tasks, nothing else.

@@ -13,7 +13,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from pglab import paths, secrets
+from pglab import paths, prerequisites, secrets
 from pglab.providers.base import Provider
 from pglab.topology import Topology
 
@@ -64,6 +64,8 @@ def lab_variables(topology: Topology, provider: Provider) -> dict[str, Any]:
         "haproxy_postgres_port": ports.postgres,
         "haproxy_health_port": ports.patroni,
         **provider.inventory_vars(),
+        # Nodes on this machine share its installed components (Patroni's venv ...).
+        **(prerequisites.machine_variables(topology) if provider.nodes_on_this_machine else {}),
     }
 
 

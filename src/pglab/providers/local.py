@@ -26,12 +26,9 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from pglab import paths
 from pglab.errors import PglabError
-from pglab.providers.base import Prerequisite, Provider
+from pglab.providers.base import Provider
 from pglab.topology import Node
 from pglab.waiting import poll, wait_until
-
-POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
-
 
 
 class LocalProvider(Provider):
@@ -73,35 +70,7 @@ class LocalProvider(Provider):
             "pglab_hba_networks": ["127.0.0.0/8"],
             "pglab_supervisorctl": self.supervisorctl_command(),
             "pglab_supervisor_include_dir": str(self.include_dir),
-            "patroni_venv": str(paths.services_venv()),
-            "pglab_prepare_roles": self._prepare_roles(),
         }
-
-    def _prepare_roles(self) -> list[str]:
-        roles = []
-        if self.topology.with_role("dcs"):
-            roles.append("etcd")
-        roles += ["postgresql", "patroni"]
-        if self.topology.with_role("haproxy"):
-            roles.append("haproxy")
-        return roles
-
-    def prerequisites(self) -> list[Prerequisite]:
-        venv = paths.services_venv()
-        needed = [
-            Prerequisite(str(POSTGRES_BIN / "postgres"), "postgresql-15",
-                         (POSTGRES_BIN / "postgres").exists()),
-            Prerequisite(f"{venv}/bin/patroni", "patroni (PyPI, in a venv: python3-venv)",
-                         (venv / "bin" / "patroni").exists()),
-        ]
-        if self.topology.with_role("dcs"):
-            needed.append(Prerequisite("etcd", "etcd-server", shutil.which("etcd") is not None))
-        if self.topology.with_role("haproxy"):
-            needed.append(Prerequisite("haproxy", "haproxy", bool(shutil.which("haproxy")
-                                                                   or Path("/usr/sbin/haproxy").exists())))
-        if paths.is_root():
-            needed.append(Prerequisite("user postgres", "postgresql-common", _user_exists("postgres")))
-        return needed
 
     def busy_ports(self) -> list[str]:
         """Addresses of this lab that something else already listens on."""
@@ -307,13 +276,3 @@ def _listening(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.3)
         return s.connect_ex((host, port)) == 0
-
-
-def _user_exists(name: str) -> bool:
-    import pwd
-
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
