@@ -17,7 +17,8 @@ from pglab.haproxy import Backend
 from pglab.lab import LabStatus, Step, Waiting
 from pglab.stacks.base import Member
 
-console = Console()
+# soft_wrap: long lines (connection strings, commands to copy) are never broken by rich.
+console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
 
 
