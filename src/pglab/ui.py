@@ -90,8 +90,13 @@ def print_json(value: Any) -> None:
 
 def members_table(cluster: str, members: list[Member]) -> Table:
     table = Table(title=f"Cluster: {cluster}", title_justify="left")
-    for column in ("Member", "Host", "Role", "State", "TL", "Lag in MB", "Pending restart"):
-        table.add_column(column, justify="right" if column in ("TL", "Lag in MB") else "left")
+    # Names, hosts and roles are never wrapped or cut ("127.0.11.1…" would mislead); headers may wrap.
+    for column in ("Member", "Host", "Role"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("State", overflow="fold")
+    table.add_column("TL", justify="right")
+    table.add_column("Lag in MB", justify="right")
+    table.add_column("Pending restart", justify="center", max_width=8)
     for m in members:
         role = {"leader": "Leader", "replica": "Replica"}.get(m.role, m.role)
         style = "bold green" if m.role == "leader" else ("red" if m.state not in ("running", "streaming") else "")

@@ -73,3 +73,20 @@ def test_secrets_are_private_and_generated_per_lab(lab: Lab) -> None:
     assert (lab.dir / "pgpass").stat().st_mode & 0o777 == 0o600
     values = list(lab.secrets().values())
     assert len(set(values)) == len(values) and all(len(v) >= 20 for v in values)
+
+
+def test_status_tells_the_truth_when_the_dcs_is_down(lab: Lab) -> None:
+    from pglab import operations
+
+    dcs = lab.topology.with_role("dcs")[0].name
+    operations.stop_node(lab, dcs)
+    try:
+        time.sleep(8)  # past Patroni's retry_timeout (5 s): the leader has demoted itself by now
+        status = lab.status()
+        assert not status.healthy
+        assert any("DCS" in p for p in status.problems), status.problems
+        assert all(m.state.startswith("running") for m in status.members), status.members
+        assert status.services[dcs] == {"etcd": "STOPPED"}
+    finally:
+        operations.start_node(lab, dcs)
+    lab.wait_healthy(60)

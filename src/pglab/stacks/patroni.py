@@ -95,11 +95,19 @@ class PatroniStack(Stack):
                 pending_restart=bool(m.get("pending_restart")),
                 pending_changes=dict(m.get("pending_restart_reason") or {}),
             )
-        # Members missing from the DCS are down: show them anyway, as patronictl's users expect.
-        return [
-            seen.get(name) or Member(name=name, host=address, role="", state="stopped")
-            for name, address in self.endpoints.postgres.items()
-        ]
+        # Members missing from the DCS view: ask each one itself (its REST API answers without
+        # the DCS), so a lost DCS shows running replicas, not "stopped"; silent ones are down.
+        return [seen.get(name) or self._member_itself(name, address)
+                for name, address in self.endpoints.postgres.items()]
+
+    def _member_itself(self, name: str, address: str) -> Member:
+        try:
+            own = self.get(name, "/patroni") or {}
+        except (OSError, urllib.error.URLError, ValueError):
+            return Member(name=name, host=address, role="", state="stopped")
+        role = {"primary": "leader", "master": "leader"}.get(own.get("role", ""), own.get("role", ""))
+        return Member(name=name, host=address, role=role,
+                      state=f"{own.get('state', 'unknown')}, no DCS", timeline=own.get("timeline"))
 
     def haproxy_backends(self) -> list[haproxy.Backend]:
         if not self.endpoints.haproxy:
@@ -114,7 +122,7 @@ class PatroniStack(Stack):
 
     def health(self) -> Health:
         members = self.members()
-        problems = []
+        problems = [] if self.cluster() is not None else ["no member can read the DCS (is etcd/Consul down?)"]
         leaders = [m for m in members if m.role == "leader" and m.state == "running"]
         if len(leaders) != 1:
             problems.append(f"{len(leaders)} running leaders (expected 1)")
