@@ -104,6 +104,8 @@ class LocalProvider(Provider):
         text = template.render(name=self.topology.name, run=self.run_dir, as_root=paths.is_root())
         if not self.conf.exists() or self.conf.read_text() != text:
             self.conf.write_text(text)
+        for node in self.topology.nodes:  # converging includes thawing a node left frozen (`stop --hang`)
+            self._thaw(node)
         if not self._supervisord_alive():
             subprocess.run(
                 [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf)],
