@@ -81,7 +81,10 @@ class PatroniStack(Stack):
 
     # Stack -----------------------------------------------------------------------------------
     def members(self) -> list[Member]:
-        view = self.cluster() or {"members": []}
+        return self._members(self.cluster())
+
+    def _members(self, view: dict[str, Any] | None) -> list[Member]:
+        view = view or {"members": []}
         seen: dict[str, Member] = {}
         for m in view.get("members", []):
             lag = m.get("lag")
@@ -121,8 +124,9 @@ class PatroniStack(Stack):
         )
 
     def health(self) -> Health:
-        members = self.members()
-        problems = [] if self.cluster() is not None else ["no member can read the DCS (is etcd/Consul down?)"]
+        view = self.cluster()
+        members = self._members(view)
+        problems = [] if view is not None else ["no member can read the DCS (is etcd/Consul down?)"]
         leaders = [m for m in members if m.role == "leader" and m.state == "running"]
         if len(leaders) != 1:
             problems.append(f"{len(leaders)} running leaders (expected 1)")
