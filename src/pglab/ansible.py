@@ -30,7 +30,6 @@ class PlaybookResult:
     rc: int
     status: str
     changed: int = 0
-    ok: int = 0
     failures: list[TaskFailure] = field(default_factory=list)
     log: Path | None = None
 
@@ -112,16 +111,14 @@ def run_playbook(
         quiet=True,
         rotate_artifacts=3,
     )
-    changed = ok = 0
+    changed = 0
     stats = runner.stats or {}
     for host_counts in (stats.get("changed") or {}).values():
         changed += host_counts
-    for host_counts in (stats.get("ok") or {}).values():
-        ok += host_counts
     log = Path(runner.config.artifact_dir) / "stdout" if runner.config.artifact_dir else None
     if not failures and runner.rc != 0 and log is not None and log.exists():
         # Errors outside any task (syntax, a missing role) only show in the output.
         errors = [line for line in log.read_text(errors="replace").splitlines() if "ERROR" in line]
         if errors:
             failures.append(TaskFailure("", "(playbook)", "\n".join(errors[-5:])))
-    return PlaybookResult(runner.rc, runner.status, changed, ok, failures, log)
+    return PlaybookResult(runner.rc, runner.status, changed, failures, log)

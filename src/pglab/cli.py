@@ -231,7 +231,6 @@ def stop(topology_file: Path, node: str, mode: str | None, timeout: float, as_js
     Stopping the leader waits until a replica is promoted and writes through HAProxy resume.
     """
     lab = Lab.from_file(topology_file)
-    _node_or_fail(lab, node)
     _run_operation(f"stop {node}", operations.stop_node, as_json, lab, node, mode or "stop", timeout)
 
 
@@ -244,7 +243,6 @@ def stop(topology_file: Path, node: str, mode: str | None, timeout: float, as_js
 def start(topology_file: Path, node: str, timeout: float, as_json: bool) -> None:
     """Start (or thaw) a node and wait until it rejoins, a former leader as a streaming replica."""
     lab = Lab.from_file(topology_file)
-    _node_or_fail(lab, node)
     _run_operation(f"start {node}", operations.start_node, as_json, lab, node, timeout)
 
 
@@ -304,11 +302,11 @@ def psql(topology_file: Path, node: str | None, psql_args: tuple[str, ...]) -> N
     if node and node.startswith("-"):  # `pglab psql -- -c ...`: no node, only psql's arguments
         psql_args, node = (node, *psql_args), None
     if node:
-        _node_or_fail(lab, node)
+        lab.node(node)
         dsn = lab.dsn(host=lab.address(node), port=lab.topology.ports.postgres)
     else:
         dsn = lab.dsn()
-    pgpass = lab.dir / "pgpass"
+    pgpass = lab.pgpass
     if not pgpass.exists():
         raise PglabError(f"lab {lab.topology.name} has not been created ({pgpass} is missing); run `pglab up`.")
     env = {**os.environ, "PGPASSFILE": str(pgpass), "PGCONNECT_TIMEOUT": "5"}
@@ -327,8 +325,7 @@ def psql(topology_file: Path, node: str | None, psql_args: tuple[str, ...]) -> N
 def logs(topology_file: Path, node: str, service: str | None, lines: int) -> None:
     """Show the last lines of a node's service logs."""
     lab = Lab.from_file(topology_file)
-    _node_or_fail(lab, node)
-    print(lab.provider.logs(lab.topology.node(node), service, lines))
+    print(lab.provider.logs(lab.node(node), service, lines))
 
 
 @main.command()
@@ -371,13 +368,6 @@ def verify(topology_file: Path, junit_xml: Path | None, keyword: str | None, kee
             )
     if not report.passed:
         sys.exit(1)
-
-
-def _node_or_fail(lab: Lab, node: str) -> None:
-    try:
-        lab.topology.node(node)
-    except KeyError as exc:
-        raise InputError(str(exc.args[0])) from None
 
 
 if __name__ == "__main__":

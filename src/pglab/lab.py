@@ -16,13 +16,13 @@ from typing import Any
 
 import yaml
 
-from pglab import ansible, paths, prerequisites, render, topology
+from pglab import ansible, paths, prerequisites, render, topology, waiting
 from pglab.errors import InputError, PglabError
 from pglab.haproxy import Backend
 from pglab.providers import Prerequisite, Provider, get_provider
 from pglab.stacks.base import Health
 from pglab.stacks.patroni import Endpoints, PatroniStack
-from pglab.topology import Topology
+from pglab.topology import Node, Topology
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,7 @@ class Lab:
         self.topology_file = topology_file
         self.dir = paths.lab_dir(topology_file, topo.name)
         self.provider: Provider = get_provider(topo, self.dir)
+        self._secrets: dict[str, str] | None = None
 
     @classmethod
     def from_file(cls, path: str | Path) -> Lab:
@@ -103,12 +104,27 @@ class Lab:
         return self.inventory / "group_vars" / "all" / "secrets.yml"
 
     def secrets(self) -> dict[str, str]:
-        if not self.secrets_file.exists():
-            raise PglabError(f"lab {self.topology.name!r} has not been created: {self.secrets_file} "
-                             "is missing. Run `pglab up` first.")
-        return yaml.safe_load(self.secrets_file.read_text()) or {}
+        """The lab's passwords, read once (they never change for a lab's life)."""
+        if self._secrets is None:
+            if not self.secrets_file.exists():
+                raise PglabError(f"lab {self.topology.name!r} has not been created: {self.secrets_file} "
+                                 "is missing. Run `pglab up` first.")
+            self._secrets = yaml.safe_load(self.secrets_file.read_text()) or {}
+        return self._secrets
+
+    @property
+    def pgpass(self) -> Path:
+        return self.dir / "pgpass"
+
+    def node(self, name: str) -> Node:
+        """The node called ``name``, or an InputError listing the lab's nodes."""
+        try:
+            return self.topology.node(name)
+        except KeyError as exc:
+            raise InputError(str(exc.args[0])) from None
 
     def render(self) -> render.RenderedLab:
+        self._secrets = None  # rendering may create them
         return render.render(self.topology, self.provider)
 
     # Addresses and clients -------------------------------------------------------------------
@@ -140,10 +156,6 @@ class Lab:
         """Members, HAProxy routing, every node's services and the last leader change."""
         stack = self.stack()
         health = stack.health()
-        try:
-            backends = stack.haproxy_backends()
-        except OSError:
-            backends = []
         history = stack.history()
         return LabStatus(
             lab=self.topology.name,
@@ -152,7 +164,7 @@ class Lab:
             leader=health.leader,
             members=health.members,
             problems=health.problems,
-            haproxy=backends,
+            haproxy=health.routing,
             services={n.name: self.provider.services(n) for n in self.topology.nodes},
             last_leader_change=history[-1] if history else None,
         )
@@ -269,23 +281,18 @@ class Lab:
 
     def wait_healthy(self, timeout: float = 120.0, on_event: EventSink = _ignore) -> Health:
         stack = self.stack()
-        started = time.monotonic()
-        while True:
-            health = stack.health()
-            if health.healthy:
-                return health
-            elapsed = time.monotonic() - started
-            if elapsed > timeout:
-                logs = "\n\n".join(
-                    self.provider.logs(node, lines=15)
-                    for node in self.topology.with_role("postgres")
-                )
-                raise PglabError(
-                    f"the cluster was not healthy after {timeout:.0f} s: "
-                    f"{'; '.join(health.problems)}.\nRecent logs:\n{logs}"
-                )
-            on_event(Waiting("; ".join(health.problems), elapsed))
-            time.sleep(0.5)
+        last: list[Health] = []
+
+        def healthy() -> tuple[bool, str]:
+            last[:] = [stack.health()]
+            return last[0].healthy, "; ".join(last[0].problems)
+
+        done, detail, _ = waiting.poll(healthy, timeout, 0.5,
+                                       on_wait=lambda text, elapsed: on_event(Waiting(text, elapsed)))
+        if not done:
+            logs = "\n\n".join(self.provider.logs(node, lines=15) for node in self.topology.with_role("postgres"))
+            raise PglabError(f"the cluster was not healthy after {timeout:.0f} s: {detail}.\nRecent logs:\n{logs}")
+        return last[0]
 
     def destroy(self, on_event: EventSink = _ignore) -> None:
         on_event(Step(f"destroying lab {self.topology.name} ({self.provider.name})"))

@@ -70,16 +70,6 @@ def writes_ok(lab: Lab) -> tuple[bool, str]:
     return ok, (f"writes reach {detail}" if ok else f"writes through {host}:{port} fail: {detail}")
 
 
-def _healthy(lab: Lab) -> Callable[[], tuple[bool, str]]:
-    stack = lab.stack()
-
-    def check() -> tuple[bool, str]:
-        health = stack.health()
-        return health.healthy, "; ".join(health.problems) or "healthy"
-
-    return check
-
-
 def switchover(lab: Lab, to: str | None = None, timeout: float = 90, on_event: EventSink = _ignore) -> OpResult:
     if to:
         _postgres_node(lab, to)
@@ -101,8 +91,7 @@ def switchover(lab: Lab, to: str | None = None, timeout: float = 90, on_event: E
 
     wait_until(moved, timeout, "the new leader", on_event)
     promoted_after = time.monotonic() - started
-    wait_until(_healthy(lab), timeout, "the old leader to stream and HAProxy to follow", on_event)
-    after = stack.health()
+    after = lab.wait_healthy(timeout, on_event)  # the old leader streams, HAProxy follows
     new_timeline = _member(after.members, after.leader or "").timeline if after.leader else None  # type: ignore[union-attr]
     seconds = time.monotonic() - started
     return OpResult(
@@ -125,7 +114,7 @@ def failover(lab: Lab, to: str, timeout: float = 90, on_event: EventSink = _igno
     wait_until(lambda: (stack.leader() == to, f"leader is {stack.leader() or 'nobody'}"), timeout,
                f"{to} to become the leader", on_event)
     promoted_after = time.monotonic() - started
-    wait_until(_healthy(lab), timeout, "the cluster to be healthy again", on_event)
+    lab.wait_healthy(timeout, on_event)
     seconds = time.monotonic() - started
     return OpResult("failover", seconds,
                     f"failover {old or '(no leader)'} -> {to}: promoted after {promoted_after:.1f} s, "
@@ -138,7 +127,7 @@ StopMode = Literal["stop", "crash", "hang"]
 
 def stop_node(lab: Lab, name: str, mode: StopMode = "stop", timeout: float = 90,
               on_event: EventSink = _ignore) -> OpResult:
-    node = lab.topology.node(name)
+    node = lab.node(name)
     is_postgres = "postgres" in node.roles
     stack = lab.stack()
     was_leader = is_postgres and stack.leader() == name
@@ -173,7 +162,7 @@ def stop_node(lab: Lab, name: str, mode: StopMode = "stop", timeout: float = 90,
 
 
 def start_node(lab: Lab, name: str, timeout: float = 120, on_event: EventSink = _ignore) -> OpResult:
-    node = lab.topology.node(name)
+    node = lab.node(name)
     started = time.monotonic()
     lab.provider.start(node)
     stack = lab.stack()
@@ -184,7 +173,7 @@ def start_node(lab: Lab, name: str, timeout: float = 120, on_event: EventSink = 
         member = _member(stack.members(), name)
         details.update(role=member.role, timeline=member.timeline)  # type: ignore[union-attr]
         summary += f": rejoined as {member.role} ({member.state}, timeline {member.timeline})"  # type: ignore[union-attr]
-    wait_until(_healthy(lab), timeout, "the cluster to be healthy", on_event)
+    lab.wait_healthy(timeout, on_event)
     seconds = time.monotonic() - started
     return OpResult("start", seconds, summary + f"; cluster healthy after {seconds:.1f} s", details)
 
@@ -276,7 +265,7 @@ def restart(lab: Lab, rolling: bool = True, timeout: float = 240, on_event: Even
     still = [m.name for m in stack.members() if m.pending_restart]
     if still:
         raise PglabError(f"still pending restart after three passes: {', '.join(still)}")
-    wait_until(_healthy(lab), timeout, "the cluster to be healthy", on_event)
+    lab.wait_healthy(timeout, on_event)
     seconds = time.monotonic() - started
     return OpResult("restart", seconds,
                     f"restarted {', '.join(restarted) or 'nothing'}{' (rolling)' if rolling else ''}; "

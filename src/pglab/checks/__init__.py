@@ -30,11 +30,6 @@ REPLICATION_TIMEOUT = 10.0
 
 # Where clients go ----------------------------------------------------------------------------
 
-def writes_endpoint(lab: Lab) -> tuple[str, int]:
-    """HAProxy's writes port (5000), or the first PostgreSQL node in a lab without HAProxy."""
-    return lab.writes_endpoint()
-
-
 def node_endpoint(lab: Lab, node: str) -> tuple[str, int]:
     return lab.address(node), lab.topology.ports.postgres
 
@@ -79,7 +74,7 @@ def a_streaming_replica(lab: Lab) -> str:
     return replicas[0]
 
 
-def server_of(lab: Lab, host: str, port: int, password: str) -> tuple[bool, str]:
+def server_of(host: str, port: int, password: str) -> tuple[bool, str]:
     """(in recovery, server address) of a session opened at host:port."""
     rows = sql.query(host, port, password, "SELECT pg_is_in_recovery(), inet_server_addr()::text")
     return rows[0][0], rows[0][1].split("/")[0]
@@ -99,7 +94,7 @@ def setting(lab: Lab, node: str, password: str, name: str) -> str:
 
 def create_rows(lab: Lab, password: str) -> None:
     """(Re)create the pglab_verify database with ROWS rows, through the writes endpoint."""
-    host, port = writes_endpoint(lab)
+    host, port = lab.writes_endpoint()
     with sql.connect(host, port, password) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {DATABASE}")
@@ -111,7 +106,7 @@ def create_rows(lab: Lab, password: str) -> None:
 
 def ensure_rows(lab: Lab, password: str) -> int:
     """The rows check 2 writes, created when a check runs alone (``-k switchover``); their count."""
-    host, port = writes_endpoint(lab)
+    host, port = lab.writes_endpoint()
     exists = sql.query(host, port, password, "SELECT count(*) FROM pg_database WHERE datname = %s", (DATABASE,))
     if not exists[0][0]:
         create_rows(lab, password)
@@ -124,7 +119,7 @@ def count_rows(host: str, port: int, password: str, where: str = "", params: Any
 
 def insert_row(lab: Lab, password: str, note: str) -> tuple[int, str]:
     """Insert one row through the writes endpoint; its id and the node that took it."""
-    host, port = writes_endpoint(lab)
+    host, port = lab.writes_endpoint()
     row = sql.query(host, port, password,
                     f"INSERT INTO {TABLE} (note) VALUES (%s) RETURNING id, inet_server_addr()::text", (note,),
                     dbname=DATABASE)[0]
@@ -132,7 +127,7 @@ def insert_row(lab: Lab, password: str, note: str) -> tuple[int, str]:
 
 
 def drop_rows(lab: Lab, password: str) -> None:
-    host, port = writes_endpoint(lab)
+    host, port = lab.writes_endpoint()
     with sql.connect(host, port, password) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
 
@@ -208,9 +203,9 @@ def wait_streaming(lab: Lab, replica: str, leader_name: str, password: str,
 
 def writes_reach(lab: Lab, password: str) -> str:
     """The node the writes endpoint reaches, failing the check if it is in recovery or silent."""
-    host, port = writes_endpoint(lab)
+    host, port = lab.writes_endpoint()
     try:
-        in_recovery, server = server_of(lab, host, port, password)
+        in_recovery, server = server_of(host, port, password)
     except (OSError, psycopg.Error) as exc:
         raise AssertionError(f"the writes port {host}:{port} does not answer: {error_line(exc)}") from None
     assert not in_recovery, f"the writes port {host}:{port} reaches {node_at(lab, server)}, which is in recovery"

@@ -12,7 +12,7 @@ from pglab.lab import Lab
 def _server(lab: Lab, name: str, port: int, password: str, what: str) -> tuple[bool, str]:
     address = lab.address(name)
     try:
-        in_recovery, server = server_of(lab, address, port, password)
+        in_recovery, server = server_of(address, port, password)
     except (OSError, psycopg.Error) as exc:
         raise AssertionError(f"{name}: the {what} port {address}:{port} does not answer: {error_line(exc)}") from None
     return in_recovery, node_at(lab, server)

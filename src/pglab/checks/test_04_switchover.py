@@ -14,7 +14,6 @@ from pglab.checks import (
     leader,
     members,
     wait_streaming,
-    writes_endpoint,
     writes_reach,
 )
 from pglab.lab import Lab
@@ -50,6 +49,6 @@ def test_writes_port_follows_the_new_leader(lab: Lab, switchover: dict[str, Any]
 
 
 def test_rows_survive_the_switchover(lab: Lab, switchover: dict[str, Any], password: str) -> None:
-    host, port = writes_endpoint(lab)
+    host, port = lab.writes_endpoint()
     now = count_rows(host, port, password)
     assert now >= switchover["rows"], f"{switchover['rows']} rows before the switchover, {now} after it"

@@ -14,7 +14,6 @@ from pglab.checks import (
     leader,
     members,
     wait_streaming,
-    writes_endpoint,
     writes_reach,
 )
 from pglab.lab import Lab
@@ -48,6 +47,6 @@ def test_writes_port_follows_the_new_leader(lab: Lab, failover: dict[str, Any], 
 
 
 def test_rows_survive_the_failover(lab: Lab, failover: dict[str, Any], password: str) -> None:
-    host, port = writes_endpoint(lab)
+    host, port = lab.writes_endpoint()
     now = count_rows(host, port, password)
     assert now >= failover["rows"], f"{failover['rows']} rows before the failover, {now} after it"

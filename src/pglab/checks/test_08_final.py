@@ -4,7 +4,7 @@ pglab_verify database is dropped."""
 from __future__ import annotations
 
 from pglab import sql
-from pglab.checks import DATABASE, describe, drop_rows, writes_endpoint
+from pglab.checks import DATABASE, describe, drop_rows
 from pglab.lab import Lab
 
 
@@ -19,6 +19,6 @@ def test_lab_is_healthy_with_every_member(lab: Lab) -> None:
 
 def test_verify_database_is_dropped(lab: Lab, password: str) -> None:
     drop_rows(lab, password)
-    host, port = writes_endpoint(lab)
+    host, port = lab.writes_endpoint()
     left = sql.query(host, port, password, "SELECT count(*) FROM pg_database WHERE datname = %s", (DATABASE,))[0][0]
     assert not left, f"database {DATABASE} is still there after DROP DATABASE"

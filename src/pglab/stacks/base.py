@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -21,10 +22,15 @@ class Member:
 
 @dataclass
 class Health:
-    healthy: bool
     leader: str | None
     members: list[Member]
     problems: list[str] = field(default_factory=list)
+    # What the router showed while health was judged (HAProxy's stats rows), if there is one.
+    routing: list[Any] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
 
     @property
     def streaming_replicas(self) -> list[Member]:

@@ -70,14 +70,18 @@ class PatroniStack(Stack):
                 last = (0, f"{node}: {exc}")
         return last
 
-    def cluster(self) -> dict[str, Any] | None:
-        """Patroni's /cluster view from the first member that answers."""
+    def _get_any(self, path: str) -> Any:
+        """A read-only GET answered by the first member that answers; None when none does."""
         for node in self.endpoints.postgres:
             try:
-                return self.get(node, "/cluster")
+                return self.get(node, path)
             except (OSError, urllib.error.URLError, ValueError):
                 continue
         return None
+
+    def cluster(self) -> dict[str, Any] | None:
+        """Patroni's /cluster view from the first member that answers."""
+        return self._get_any("/cluster")
 
     # Stack -----------------------------------------------------------------------------------
     def members(self) -> list[Member]:
@@ -134,17 +138,19 @@ class PatroniStack(Stack):
             if m.role != "leader" and m.state != "streaming":
                 problems.append(f"{m.name} is {m.state or 'unknown'}, not streaming")
         leader = leaders[0].name if len(leaders) == 1 else None
+        backends: list[haproxy.Backend] = []
         if self.endpoints.haproxy:
             try:
-                up = {b.server for b in self.haproxy_backends() if b.proxy == "primary" and b.status == "UP"}
+                backends = self.haproxy_backends()
             except (OSError, urllib.error.URLError) as exc:
                 problems.append(f"HAProxy stats unreachable: {exc}")
             else:
+                up = {b.server for b in backends if b.proxy == "primary" and b.status == "UP"}
                 if leader and up != {leader}:
                     problems.append(
                         f"HAProxy routes writes to {sorted(up) or 'nobody'}, not to the leader {leader}"
                     )
-        return Health(not problems, leader, members, problems)
+        return Health(leader, members, problems, backends)
 
     # Operations ------------------------------------------------------------------------------
     def leader(self) -> str | None:
@@ -171,12 +177,10 @@ class PatroniStack(Stack):
         return text.strip()
 
     def dynamic_config(self) -> dict[str, Any]:
-        for node in self.endpoints.postgres:
-            try:
-                return self.get(node, "/config") or {}
-            except (OSError, urllib.error.URLError, ValueError):
-                continue
-        raise StackError("no member answered for /config")
+        config = self._get_any("/config")
+        if config is None:
+            raise StackError("no member answered for /config")
+        return config
 
     def set_parameters(self, parameters: dict[str, Any]) -> None:
         """Change cluster-wide PostgreSQL parameters through Patroni's dynamic configuration."""
@@ -191,17 +195,11 @@ class PatroniStack(Stack):
 
     def history(self) -> list[dict[str, Any]]:
         """Timeline history: one entry per switchover or failover."""
-        for node in self.endpoints.postgres:
-            try:
-                rows = self.get(node, "/history") or []
-            except (OSError, urllib.error.URLError, ValueError):
-                continue
-            return [
-                {"timeline": r[0], "lsn": r[1], "reason": r[2], "time": r[3] if len(r) > 3 else None,
-                 "new_leader": r[4] if len(r) > 4 else None}
-                for r in rows
-            ]
-        return []
+        return [
+            {"timeline": r[0], "lsn": r[1], "reason": r[2], "time": r[3] if len(r) > 3 else None,
+             "new_leader": r[4] if len(r) > 4 else None}
+            for r in self._get_any("/history") or []
+        ]
 
 
 class StackError(PglabError):
