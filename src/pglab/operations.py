@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pglab import sql, waiting
 from pglab.errors import InputError, PglabError, WaitTimeout
 from pglab.lab import EventSink, Lab, Waiting, _ignore
-from pglab.stacks.base import Member
+from pglab.stacks.base import Member, leader_of
 from pglab.stacks.patroni import PatroniStack, StackError
 
 OperationTimeout = WaitTimeout  # the operation was started but its outcome did not come in time
@@ -82,7 +82,7 @@ def switchover(lab: Lab, to: str | None = None, timeout: float = 90, on_event: E
         raise InputError(f"{to} is already the leader; pick a replica with --to")
     old_timeline = _member(before.members, old).timeline  # type: ignore[union-attr]
     started = time.monotonic()
-    stack.switchover(to)
+    stack.switchover(to, leader=old)
 
     def moved() -> tuple[bool, str]:
         leader = stack.leader()
@@ -111,8 +111,11 @@ def failover(lab: Lab, to: str, timeout: float = 90, on_event: EventSink = _igno
         raise InputError(f"{to} is already the leader; pick a replica with --to")
     started = time.monotonic()
     stack.failover(to)
-    wait_until(lambda: (stack.leader() == to, f"leader is {stack.leader() or 'nobody'}"), timeout,
-               f"{to} to become the leader", on_event)
+    def promoted() -> tuple[bool, str]:
+        leader = stack.leader()
+        return leader == to, f"leader is {leader or 'nobody'}"
+
+    wait_until(promoted, timeout, f"{to} to become the leader", on_event)
     promoted_after = time.monotonic() - started
     lab.wait_healthy(timeout, on_event)
     seconds = time.monotonic() - started
@@ -211,9 +214,12 @@ def set_config(lab: Lab, parameters: dict[str, str], timeout: float = 60,
     needs_restart = sorted(p for p, c in contexts.items() if c == "postmaster" and current.get(p) != parameters[p])
     if needs_restart:
         running = [m.name for m in stack.members() if m.state in ("running", "streaming")]
-        wait_until(lambda: (all(m.pending_restart for m in stack.members() if m.name in running),
-                            "pending: " + ", ".join(m.name for m in stack.members() if m.pending_restart)),
-                   timeout, "Patroni to mark members pending restart", on_event)
+
+        def all_pending() -> tuple[bool, str]:
+            pending = [m.name for m in stack.members() if m.pending_restart]
+            return set(running) <= set(pending), "pending: " + ", ".join(pending)
+
+        wait_until(all_pending, timeout, "Patroni to mark members pending restart", on_event)
         summary = (f"set {', '.join(f'{k}={v}' for k, v in parameters.items())}; "
                    f"{', '.join(needs_restart)} need(s) a restart: pending on {', '.join(running)}. "
                    "Run `pglab restart --rolling` to apply.")
@@ -240,7 +246,7 @@ def restart(lab: Lab, rolling: bool = True, timeout: float = 240, on_event: Even
         todo = {m.name for m in members if m.pending_restart or everyone}
         if not todo:
             break
-        leader = stack.leader()
+        leader = leader_of(members)
         leader_member = _member(members, leader or "")
         lowering = leader_member is not None and lowers_hot_standby_setting(leader_member)
         if leader in todo and (attempt > 0 or not rolling or len(members) == 1 or lowering):

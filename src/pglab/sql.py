@@ -25,11 +25,22 @@ def query(host: str, port: int, password: str, sql: str, params: Any = None, dbn
         return conn.execute(sql, params).fetchall()
 
 
+def first_line(exc: BaseException) -> str:
+    """An error's first line (libpq messages run on with hints), or its type when it says nothing."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def server_state(host: str, port: int, password: str) -> tuple[bool, str]:
+    """(in recovery, server address) of a session opened at host:port; raises psycopg errors."""
+    in_recovery, server = query(host, port, password, "SELECT pg_is_in_recovery(), host(inet_server_addr())")[0]
+    return in_recovery, server
+
+
 def writable(host: str, port: int, password: str) -> tuple[bool, str]:
     """Whether a session at host:port accepts writes, and the server address it reached."""
     try:
-        rows = query(host, port, password, "SELECT pg_is_in_recovery(), inet_server_addr()::text")
+        in_recovery, server = server_state(host, port, password)
     except psycopg.Error as exc:
-        return False, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    in_recovery, server = rows[0]
+        return False, first_line(exc)
     return (not in_recovery), server

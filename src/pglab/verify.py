@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ class CheckResult:
     outcome: Outcome
     seconds: float
     message: str = ""  # the assertion's message (first line) when it did not pass
-    nodeid: str = ""
 
 
 @dataclass
@@ -39,7 +38,11 @@ class VerifyReport:
     seconds: float
     exit_code: int
     junit_xml: Path | None = None
-    checks: list[str] = field(default_factory=list)
+
+    @property
+    def checks(self) -> list[str]:
+        """The checks that ran, in order."""
+        return list(dict.fromkeys(r.check for r in self.results))
 
     @property
     def passed(self) -> bool:
@@ -80,7 +83,7 @@ class _Collector:
             node = next((str(v) for k, v in params.items() if k.endswith("_node")), None)
             name = getattr(item, "originalname", item.name).removeprefix("test_").replace("_", " ")
             check = _check_name(item.path)
-            self.results[item.nodeid] = CheckResult(check, name, node, "", 0.0, nodeid=item.nodeid)
+            self.results[item.nodeid] = CheckResult(check, name, node, "", 0.0)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         result = self.results.get(report.nodeid)
@@ -155,8 +158,7 @@ def run_verify(lab_file: Path, junit_xml: Path | None = None, keyword: str | Non
         hint = f"; check the -k expression {keyword!r}" if keyword else ""
         raise InputError(f"the verify suite could not run (pytest exit code {exit_code}){hint}")
     results = collector.ran()
-    checks = list(dict.fromkeys(r.check for r in results))
-    return VerifyReport(results, time.monotonic() - started, exit_code, junit_xml, checks)
+    return VerifyReport(results, time.monotonic() - started, exit_code, junit_xml)
 
 
 def report_dict(report: VerifyReport) -> dict[str, Any]:

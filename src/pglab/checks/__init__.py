@@ -34,11 +34,6 @@ def node_endpoint(lab: Lab, node: str) -> tuple[str, int]:
     return lab.address(node), lab.topology.ports.postgres
 
 
-def error_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 # The cluster ---------------------------------------------------------------------------------
 
 def members(lab: Lab) -> dict[str, Member]:
@@ -72,12 +67,6 @@ def a_streaming_replica(lab: Lab) -> str:
     replicas = streaming_replicas(lab)
     assert replicas, f"no streaming replica to work with: {describe(members(lab))}"
     return replicas[0]
-
-
-def server_of(host: str, port: int, password: str) -> tuple[bool, str]:
-    """(in recovery, server address) of a session opened at host:port."""
-    rows = sql.query(host, port, password, "SELECT pg_is_in_recovery(), inet_server_addr()::text")
-    return rows[0][0], rows[0][1].split("/")[0]
 
 
 def node_at(lab: Lab, address: str) -> str:
@@ -121,9 +110,9 @@ def insert_row(lab: Lab, password: str, note: str) -> tuple[int, str]:
     """Insert one row through the writes endpoint; its id and the node that took it."""
     host, port = lab.writes_endpoint()
     row = sql.query(host, port, password,
-                    f"INSERT INTO {TABLE} (note) VALUES (%s) RETURNING id, inet_server_addr()::text", (note,),
+                    f"INSERT INTO {TABLE} (note) VALUES (%s) RETURNING id, host(inet_server_addr())", (note,),
                     dbname=DATABASE)[0]
-    return row[0], node_at(lab, row[1].split("/")[0])
+    return row[0], node_at(lab, row[1])
 
 
 def drop_rows(lab: Lab, password: str) -> None:
@@ -205,9 +194,9 @@ def writes_reach(lab: Lab, password: str) -> str:
     """The node the writes endpoint reaches, failing the check if it is in recovery or silent."""
     host, port = lab.writes_endpoint()
     try:
-        in_recovery, server = server_of(host, port, password)
+        in_recovery, server = sql.server_state(host, port, password)
     except (OSError, psycopg.Error) as exc:
-        raise AssertionError(f"the writes port {host}:{port} does not answer: {error_line(exc)}") from None
+        raise AssertionError(f"the writes port {host}:{port} does not answer: {sql.first_line(exc)}") from None
     assert not in_recovery, f"the writes port {host}:{port} reaches {node_at(lab, server)}, which is in recovery"
     return node_at(lab, server)
 

@@ -7,7 +7,8 @@ import json
 import urllib.error
 import urllib.request
 
-from pglab.checks import error_line, infra, service_state
+from pglab import sql
+from pglab.checks import infra, service_state
 from pglab.lab import Lab
 
 
@@ -23,7 +24,7 @@ def test_dcs_answers_healthy(lab: Lab, dcs_node: str) -> None:
         try:
             answer = _get_json(url)
         except (OSError, urllib.error.URLError, ValueError) as exc:
-            raise AssertionError(f"{dcs_node}: etcd does not answer at {url}: {error_line(exc)}") from None
+            raise AssertionError(f"{dcs_node}: etcd does not answer at {url}: {sql.first_line(exc)}") from None
         assert isinstance(answer, dict) and answer.get("health") == "true", (
             f"{dcs_node}: etcd is not healthy: {url} answered {answer!r}")
     else:
@@ -31,7 +32,7 @@ def test_dcs_answers_healthy(lab: Lab, dcs_node: str) -> None:
         try:
             answer = _get_json(url)
         except (OSError, urllib.error.URLError, ValueError) as exc:
-            raise AssertionError(f"{dcs_node}: Consul does not answer at {url}: {error_line(exc)}") from None
+            raise AssertionError(f"{dcs_node}: Consul does not answer at {url}: {sql.first_line(exc)}") from None
         assert answer, f"{dcs_node}: Consul has no leader ({url} answered {answer!r})"
 
 
@@ -46,7 +47,7 @@ def test_patroni_rest_api_answers(lab: Lab, postgres_node: str) -> None:
         answer = _get_json(url)
     except (OSError, urllib.error.URLError, ValueError) as exc:
         raise AssertionError(f"{postgres_node}: Patroni's REST API does not answer at {url}: "
-                             f"{error_line(exc)}") from None
+                             f"{sql.first_line(exc)}") from None
     state = answer.get("state") if isinstance(answer, dict) else None
     assert state == "running", f"{postgres_node}: Patroni answers but PostgreSQL is {state or 'unknown'} ({url})"
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import psycopg
 
-from pglab.checks import error_line, leader, node_at, server_of, streaming_replicas
+from pglab import sql
+from pglab.checks import leader, node_at, streaming_replicas
 from pglab.lab import Lab
 
 
 def _server(lab: Lab, name: str, port: int, password: str, what: str) -> tuple[bool, str]:
     address = lab.address(name)
     try:
-        in_recovery, server = server_of(address, port, password)
+        in_recovery, server = sql.server_state(address, port, password)
     except (OSError, psycopg.Error) as exc:
-        raise AssertionError(f"{name}: the {what} port {address}:{port} does not answer: {error_line(exc)}") from None
+        raise AssertionError(
+            f"{name}: the {what} port {address}:{port} does not answer: {sql.first_line(exc)}") from None
     return in_recovery, node_at(lab, server)
 
 
@@ -45,7 +47,7 @@ def test_stats_show_only_the_leader_up_for_writes(lab: Lab, haproxy_node: str) -
         backends = lab.stack(timeout=3).haproxy_backends()
     except OSError as exc:
         raise AssertionError(f"{name}: the stats page on {address}:{lab.topology.ports.haproxy_stats} "
-                             f"does not answer: {error_line(exc)}") from None
+                             f"does not answer: {sql.first_line(exc)}") from None
     up = sorted(b.server for b in backends if b.proxy == "primary" and b.status == "UP")
     assert up == [current], (
         f"{name}: the stats show {', '.join(up) or 'no server'} UP in the primary backend, expected only the "

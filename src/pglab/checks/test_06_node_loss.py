@@ -9,8 +9,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from pglab import operations
-from pglab.checks import ensure_rows, error_line, insert_row, leader, rows_on, wait_streaming
+from pglab import operations, sql
+from pglab.checks import ensure_rows, insert_row, leader, rows_on, wait_streaming
 from pglab.lab import Lab
 
 
@@ -25,7 +25,7 @@ def outage(lab: Lab, password: str) -> dict[str, Any]:
         try:
             seen["row"], seen["written_on"] = insert_row(lab, password, f"written while {old} was down")
         except (OSError, psycopg.Error) as exc:
-            seen["write_error"] = error_line(exc)
+            seen["write_error"] = sql.first_line(exc)
     finally:
         # Whatever happened, the node comes back: the next checks (and the user) need the lab.
         seen["start"] = operations.start_node(lab, old)

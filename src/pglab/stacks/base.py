@@ -20,6 +20,11 @@ class Member:
     pending_changes: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
+def leader_of(members: list[Member]) -> str | None:
+    """The running leader among ``members``, if there is one."""
+    return next((m.name for m in members if m.role == "leader" and m.state == "running"), None)
+
+
 @dataclass
 class Health:
     leader: str | None

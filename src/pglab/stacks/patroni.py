@@ -14,7 +14,7 @@ from typing import Any
 
 from pglab import haproxy
 from pglab.errors import PglabError
-from pglab.stacks.base import Health, Member, Stack
+from pglab.stacks.base import Health, Member, Stack, leader_of
 
 
 @dataclass(frozen=True)
@@ -154,11 +154,12 @@ class PatroniStack(Stack):
 
     # Operations ------------------------------------------------------------------------------
     def leader(self) -> str | None:
-        return next((m.name for m in self.members() if m.role == "leader" and m.state == "running"), None)
+        return leader_of(self.members())
 
-    def switchover(self, candidate: str | None = None) -> str:
-        """Ask Patroni for a planned switchover; returns Patroni's answer (raises on refusal)."""
-        leader = self.leader()
+    def switchover(self, candidate: str | None = None, leader: str | None = None) -> str:
+        """Ask Patroni for a planned switchover away from ``leader`` (looked up when not given);
+        returns Patroni's answer (raises on refusal)."""
+        leader = leader or self.leader()
         if leader is None:
             raise StackError("no running leader: a switchover needs one (use failover instead)")
         body: dict[str, Any] = {"leader": leader}
