@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pglab import topology
 
@@ -32,3 +36,27 @@ def write_topology(directory: Path, name: str, loopback: str) -> Path:
     path = directory / "pglab.yml"
     path.write_text(topology.default_yaml(name=name, loopback=loopback))
     return path
+
+
+class BenchFailure(Exception):
+    """A benchmark run that cannot give a figure; the script says why and exits 1."""
+
+
+class TimeLimit(BaseException):
+    """Raised by SIGALRM; a BaseException so no ``except Exception`` on the way swallows it."""
+
+
+def _alarm(_signum: int, _frame: Any) -> None:
+    raise TimeLimit
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise :class:`TimeLimit` in the block after ``seconds``: every run is bounded."""
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

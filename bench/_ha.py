@@ -11,7 +11,6 @@ cluster is healthy and read the table back through HAProxy to count acknowledged
 from __future__ import annotations
 
 import json
-import signal
 import statistics
 import tempfile
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from _common import log, parse_args, write_topology
+from _common import BenchFailure, TimeLimit, log, parse_args, time_limit, write_topology
 from _writer import WriteFigures, Writer, figures, prepare_table, read_ids
 
 from pglab.lab import Lab, PglabError, Waiting
@@ -39,14 +38,6 @@ RESUME_TIMEOUT = 60.0  # ... which must happen within this many seconds
 Log = Callable[[str], None]
 # perform(lab, leader before the run, on_event, log) -> the operations' results, in order
 Perform = Callable[[Lab, str, Callable[[Any], None], Log], list[OpResult]]
-
-
-class BenchFailure(Exception):
-    pass
-
-
-class UpTimeout(BaseException):
-    """Raised by SIGALRM; a BaseException so no ``except Exception`` on the way swallows it."""
 
 
 @dataclass(frozen=True)
@@ -74,24 +65,16 @@ class Run:
         }
 
 
-def _alarm(_signum: int, _frame: Any) -> None:
-    raise UpTimeout
-
-
 def bring_up(lab: Lab) -> float:
     """``lab.up()`` under a hard limit of UP_LIMIT seconds; returns its seconds."""
-    previous = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, UP_LIMIT)
     started = time.monotonic()
     try:
-        lab.up(timeout=HEALTH_TIMEOUT)
-    except UpTimeout:
+        with time_limit(UP_LIMIT):
+            lab.up(timeout=HEALTH_TIMEOUT)
+    except TimeLimit:
         raise BenchFailure(f"lab {LAB_NAME} not healthy after {UP_LIMIT:.0f} s") from None
     except PglabError as exc:
         raise BenchFailure(f"`up` failed: {exc}") from None
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
     return time.monotonic() - started
 
 

@@ -11,7 +11,6 @@ measured: the script refuses to start while prerequisites are missing.
 from __future__ import annotations
 
 import json
-import signal
 import statistics
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import log, parse_args, write_topology
+from _common import BenchFailure, TimeLimit, log, parse_args, time_limit, write_topology
 
 from pglab.lab import Lab, PglabError, Step, UpResult
 
@@ -40,14 +39,6 @@ PHASES = [
 ]
 
 
-class RunTimeout(BaseException):
-    """Raised by SIGALRM; a BaseException so no ``except Exception`` on the way swallows it."""
-
-
-class BenchFailure(Exception):
-    pass
-
-
 @dataclass
 class Timed:
     seconds: float
@@ -62,10 +53,6 @@ def phase_name(step: str) -> str:
     return step
 
 
-def _alarm(_signum: int, _frame: Any) -> None:
-    raise RunTimeout
-
-
 def timed_up(lab: Lab, what: str) -> Timed:
     """``lab.up()`` under a hard limit of RUN_LIMIT seconds, with the time spent in each Step."""
     marks: list[tuple[str, float]] = []
@@ -74,19 +61,15 @@ def timed_up(lab: Lab, what: str) -> Timed:
         if isinstance(event, Step):
             marks.append((phase_name(event.name), time.monotonic()))
 
-    previous = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, RUN_LIMIT)
     started = time.monotonic()
     try:
-        result: UpResult = lab.up(on_event=on_event, timeout=HEALTH_TIMEOUT)
-    except RunTimeout:
+        with time_limit(RUN_LIMIT):
+            result: UpResult = lab.up(on_event=on_event, timeout=HEALTH_TIMEOUT)
+    except TimeLimit:
         raise BenchFailure(f"{what}: not healthy after {RUN_LIMIT:.0f} s (last phase: "
                            f"{marks[-1][0] if marks else 'none'})") from None
     except PglabError as exc:
         raise BenchFailure(f"{what} failed: {exc}") from None
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
     ended = time.monotonic()
     phases: dict[str, float] = {}
     for i, (name, at) in enumerate(marks):
