@@ -12,7 +12,7 @@ import yaml
 
 from pglab import paths, render
 from pglab.lab import Lab
-from tests.conftest import write_topology
+from tests.conftest import loopback_address, write_topology
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def lab(tmp_path: Path) -> Lab:
 def test_inventory_maps_nodes_to_loopback_and_groups(lab: Lab) -> None:
     rendered = lab.render()
     hosts = yaml.safe_load((rendered.inventory / "hosts.yml").read_text())["all"]
-    assert hosts["hosts"]["pg1"]["pglab_address"] == "127.0.21.120"
+    assert hosts["hosts"]["pg1"]["pglab_address"] == loopback_address(120)
     assert hosts["hosts"]["consul"]["ansible_connection"] == "local"
     assert set(hosts["children"]["pglab_postgres"]["hosts"]) == {"pg1", "pg2", "pg3"}
     assert set(hosts["children"]["pglab_dcs"]["hosts"]) == {"consul"}
