@@ -25,7 +25,7 @@ from _writer import WriteFigures, Writer, figures, prepare_table, read_ids
 
 from pglab.lab import Lab, PglabError, Waiting
 from pglab.operations import OpResult
-from pglab.stacks.patroni import StackError
+from pglab.stacks.base import StackError
 
 LAB_NAME = "benchha"
 DEFAULT_LOOPBACK = "127.0.32.0/24"  # not a user's lab (127.0.11.x), the tests (127.0.21-22.x) nor bench/up.py

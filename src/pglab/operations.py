@@ -16,8 +16,7 @@ from typing import Any, Literal
 from pglab import sql, waiting
 from pglab.errors import InputError, PglabError, WaitTimeout
 from pglab.lab import EventSink, Lab, Waiting, _ignore
-from pglab.stacks.base import Member, leader_of
-from pglab.stacks.patroni import PatroniStack, StackError
+from pglab.stacks.base import Member, Stack, StackError, leader_of
 
 OperationTimeout = WaitTimeout  # the operation was started but its outcome did not come in time
 
@@ -42,7 +41,7 @@ def _member(members: list[Member], name: str) -> Member | None:
     return next((m for m in members if m.name == name), None)
 
 
-def _serving(stack: PatroniStack, name: str) -> Callable[[], tuple[bool, str]]:
+def _serving(stack: Stack, name: str) -> Callable[[], tuple[bool, str]]:
     """A check: the member is back in the cluster, streaming or leading."""
 
     def check() -> tuple[bool, str]:

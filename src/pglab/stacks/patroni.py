@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pglab import haproxy
-from pglab.errors import PglabError
-from pglab.stacks.base import Health, Member, Stack, leader_of
+from pglab.stacks.base import Health, Member, Stack, StackError
 
 
 @dataclass(frozen=True)
@@ -153,9 +152,6 @@ class PatroniStack(Stack):
         return Health(leader, members, problems, backends)
 
     # Operations ------------------------------------------------------------------------------
-    def leader(self) -> str | None:
-        return leader_of(self.members())
-
     def switchover(self, candidate: str | None = None, leader: str | None = None) -> str:
         """Ask Patroni for a planned switchover away from ``leader`` (looked up when not given);
         returns Patroni's answer (raises on refusal)."""
@@ -201,7 +197,3 @@ class PatroniStack(Stack):
              "new_leader": r[4] if len(r) > 4 else None}
             for r in self._get_any("/history") or []
         ]
-
-
-class StackError(PglabError):
-    """The HA stack refused or could not do what was asked."""
