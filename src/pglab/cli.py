@@ -147,9 +147,9 @@ def up(topology_file: Path, timeout: float, as_json: bool) -> None:
         + (f"; postgres.parameters applied: {', '.join(result.parameters_changed)} "
            "(`pglab status` shows any pending restart)" if result.parameters_changed else "") + ".\n"
         f"  writes:   PGPASSFILE={result.pgpass} psql '{result.dsn}'\n"
-        f"  reads:    PGPASSFILE={result.pgpass} psql '{result.replicas_dsn}'\n"
-        f"  stats:    {result.stats_url} (user admin)\n"
-        f"  secrets:  {result.secrets_file}",
+        + (f"  reads:    PGPASSFILE={result.pgpass} psql '{result.replicas_dsn}'\n" if result.replicas_dsn else "")
+        + (f"  stats:    {result.stats_url} (user admin)\n" if result.stats_url else "")
+        + f"  secrets:  {result.secrets_file}",
         highlight=False,
     )
 
@@ -248,7 +248,8 @@ def start(topology_file: Path, node: str, timeout: float, as_json: bool) -> None
 
 @main.group()
 def config() -> None:
-    """Cluster-wide PostgreSQL configuration through Patroni's dynamic configuration."""
+    """Cluster-wide PostgreSQL configuration (Patroni's dynamic configuration, or ALTER SYSTEM on
+    every pg_auto_failover node)."""
 
 
 @config.command("set")
@@ -271,8 +272,9 @@ def config_set(topology_file: Path, assignments: tuple[str, ...], timeout: float
 @file_option
 @reports_errors
 def config_show(topology_file: Path) -> None:
-    """Print Patroni's dynamic configuration (JSON)."""
-    ui.print_json(Lab.from_file(topology_file).stack().dynamic_config())
+    """Print the stack's configuration (JSON): Patroni's dynamic configuration, or the
+    pg_auto_failover formation's settings and parameters."""
+    ui.print_json(Lab.from_file(topology_file).stack().configuration())
 
 
 @main.command()
@@ -294,7 +296,8 @@ def restart(topology_file: Path, rolling: bool, timeout: float, as_json: bool) -
 @click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
 @reports_errors
 def psql(topology_file: Path, node: str | None, psql_args: tuple[str, ...]) -> None:
-    """Open psql through HAProxy (the leader), or on NODE directly; extra arguments go to psql.
+    """Open psql on the leader (through HAProxy or the multi-host URI), or on NODE directly;
+    extra arguments go to psql.
 
     Example: pglab psql -- -c 'select pg_is_in_recovery()'
     """
@@ -305,7 +308,7 @@ def psql(topology_file: Path, node: str | None, psql_args: tuple[str, ...]) -> N
         lab.node(node)
         dsn = lab.dsn(host=lab.address(node), port=lab.topology.ports.postgres)
     else:
-        dsn = lab.dsn()
+        dsn = lab.endpoints()["write"]  # HAProxy's writes port, or the multi-host URI
     pgpass = lab.pgpass
     if not pgpass.exists():
         raise PglabError(f"lab {lab.topology.name} has not been created ({pgpass} is missing); run `pglab up`.")

@@ -15,6 +15,8 @@ SECRET_VARIABLES = {
     "patroni_rewind_password": "pg_rewind user (rewinder)",
     "patroni_restapi_password": "Patroni REST API (patroni)",
     "haproxy_stats_password": "HAProxy stats page (admin)",
+    "pg_auto_failover_monitor_password": "pg_auto_failover monitor (autoctl_node)",
+    "pg_auto_failover_replication_password": "pg_auto_failover replication user (pgautofailover_replicator)",
 }
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pglab import haproxy
-from pglab.stacks.base import Health, Member, Stack, StackError
+from pglab.stacks.base import ClientEndpoint, Health, Member, Stack, StackError, StackSite
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class Endpoints:
     restapi_port: int
     haproxy_stats_port: int
     haproxy_stats_user: str = "admin"
+    haproxy_primary_port: int = 5000
+    haproxy_replicas_port: int = 5001
 
 
 class PatroniStack(Stack):
@@ -34,6 +36,27 @@ class PatroniStack(Stack):
         self.endpoints = endpoints
         self.secrets = secrets
         self.timeout = timeout
+
+    @classmethod
+    def from_site(cls, site: StackSite, timeout: float = 2.0) -> PatroniStack:
+        topo, ports = site.topology, site.topology.ports
+        haproxy = topo.with_role("haproxy")
+        endpoints = Endpoints(
+            postgres={n.name: site.addresses[n.name] for n in topo.with_role("postgres")},
+            haproxy=site.addresses[haproxy[0].name] if haproxy else None,
+            restapi_port=ports.patroni,
+            haproxy_stats_port=ports.haproxy_stats,
+            haproxy_primary_port=ports.haproxy_primary,
+            haproxy_replicas_port=ports.haproxy_replicas,
+        )
+        return cls(endpoints, site.secrets, timeout=timeout)
+
+    def client_endpoints(self) -> dict[str, ClientEndpoint]:
+        """HAProxy's writes (leader) and reads (replicas) ports, when the lab has HAProxy."""
+        if not self.endpoints.haproxy:
+            return {}
+        return {"write": ClientEndpoint((self.endpoints.haproxy,), self.endpoints.haproxy_primary_port),
+                "read": ClientEndpoint((self.endpoints.haproxy,), self.endpoints.haproxy_replicas_port)}
 
     # REST ------------------------------------------------------------------------------------
     def _url(self, node: str, path: str) -> str:
@@ -178,6 +201,12 @@ class PatroniStack(Stack):
         if config is None:
             raise StackError("no member answered for /config")
         return config
+
+    def parameters(self) -> dict[str, Any]:
+        return dict((self.dynamic_config().get("postgresql") or {}).get("parameters") or {})
+
+    def configuration(self) -> dict[str, Any]:
+        return self.dynamic_config()
 
     def set_parameters(self, parameters: dict[str, Any]) -> None:
         """Change cluster-wide PostgreSQL parameters through Patroni's dynamic configuration."""
