@@ -96,13 +96,13 @@ def members_table(cluster: str, members: list[Member]) -> Table:
     for column in ("Member", "Host", "Role"):
         table.add_column(column, no_wrap=True)
     if own_states:
-        table.add_column("Current state", no_wrap=True)
-        table.add_column("Assigned state", no_wrap=True)
+        table.add_column("Current", no_wrap=True)
+        table.add_column("Assigned", no_wrap=True)
     else:
         table.add_column("State", overflow="fold")
     table.add_column("TL", justify="right", no_wrap=True)
-    table.add_column("Lag in MB", justify="right", min_width=3)
-    table.add_column("Pending restart", justify="center", max_width=8)
+    table.add_column("Lag in MB", justify="right", min_width=3, max_width=6)
+    table.add_column("Pending restart", justify="center", max_width=8, min_width=7)
     for m in members:
         role = {"leader": "Leader", "replica": "Replica"}.get(m.role, m.role)
         style = "bold green" if m.role == "leader" else ("red" if m.state not in ("running", "streaming") else "")

@@ -139,6 +139,10 @@ class Stack(ABC):
     def restart(self, node: str) -> None:
         """Restart PostgreSQL on one member, in place."""
 
+    def application_name(self, member: str) -> str:
+        """The name the member's WAL receiver gives the primary (pg_stat_replication)."""
+        return member
+
     def history(self) -> list[dict[str, Any]]:
         """Leader changes, oldest first: ``timeline``, ``reason``, ``time``, ``new_leader``."""
         return []

@@ -168,21 +168,27 @@ class PgAutoFailoverStack(Stack):
         return rows[0][0] if rows else None
 
     # Operations ------------------------------------------------------------------------------
-    def _perform(self, what: str, query: str, params: tuple) -> str:
+    def _perform(self, what: str, query: str, params: tuple, settle: float = 30.0) -> str:
         """Call a monitor function that starts a transition. pg_autoctl may report a monitor error
-        for a transition that did start: judge by the assigned states, not only by the error."""
-        before = {r[0]: r[4] for r in self.monitor_nodes() or []}
-        try:
-            self._monitor_rows(query, params)
-        except psycopg.Error as exc:
+        for a transition that did start: judge by the assigned states, not only by the error. The
+        monitor refuses while the formation is still moving (a primary back in wait_primary after
+        a standby restarted): try again until it has settled, for up to ``settle`` seconds."""
+        deadline = time.monotonic() + settle
+        while True:
+            before = {r[0]: r[4] for r in self.monitor_nodes() or []}
+            try:
+                self._monitor_rows(query, params)
+                return f"{what} started"
+            except psycopg.Error as exc:
+                time.sleep(0.5)
+                after = {r[0]: r[4] for r in self.monitor_nodes() or []}
+                if after and after != before:
+                    return f"{what} started (the monitor said: {sql.first_line(exc)})"
+                if time.monotonic() > deadline:
+                    raise StackError(f"the monitor refused the {what}: {sql.first_line(exc)}") from None
+            except OSError as exc:
+                raise StackError(f"the monitor does not answer: {exc}") from None
             time.sleep(0.5)
-            after = {r[0]: r[4] for r in self.monitor_nodes() or []}
-            if after and after != before:
-                return f"{what} started (the monitor said: {sql.first_line(exc)})"
-            raise StackError(f"the monitor refused the {what}: {sql.first_line(exc)}") from None
-        except OSError as exc:
-            raise StackError(f"the monitor does not answer: {exc}") from None
-        return f"{what} started"
 
     def switchover(self, candidate: str | None = None, leader: str | None = None) -> str:
         """`pg_autoctl perform switchover` (the monitor picks the standby), or `perform promotion`
@@ -253,6 +259,12 @@ class PgAutoFailoverStack(Stack):
                     return
             time.sleep(0.3)
         raise StackError(f"PostgreSQL on {node} did not come back within {timeout:.0f} s of its restart")
+
+    def application_name(self, member: str) -> str:
+        """pg_autoctl names each standby's replication connection after its node id."""
+        rows = self._monitor_rows("SELECT nodeid FROM pgautofailover.node WHERE formationid = %s AND nodename = %s",
+                                  (self.endpoints.formation, member))
+        return f"pgautofailover_standby_{rows[0][0]}" if rows else member
 
     def history(self) -> list[dict[str, Any]]:
         """Promotions, oldest first: the monitor's events assigning wait_primary to a standby."""
