@@ -1,11 +1,13 @@
 """The harness shared by bench/switchover.py and bench/failover.py.
 
-One lab (``benchha``, default topology, own loopback range) is brought up in a temporary
-directory and reused by every run; it is always destroyed. A run: wait until the cluster is
-healthy, empty ``bench_writes``, start the :class:`~_writer.Writer` through HAProxy, let writes
-succeed for WARMUP seconds, perform the scenario's operation(s), keep writing until writes have
-succeeded for HOLD seconds after the last operation returned, stop the writer, wait until the
-cluster is healthy and read the table back through HAProxy to count acknowledged writes lost.
+One lab (``benchha``, the default topology of ``--stack``, own loopback range) is brought up in
+a temporary directory and reused by every run; it is always destroyed. A run: wait until the
+cluster is healthy, empty ``bench_writes``, start the :class:`~_writer.Writer` through the lab's
+writes endpoint (HAProxy's 5000 for Patroni, the multi-host URI with target_session_attrs=read-write
+for pg_auto_failover), let writes succeed for WARMUP seconds, perform the scenario's operation(s),
+keep writing until writes have succeeded for HOLD seconds after the last operation returned, stop
+the writer, wait until the cluster is healthy and read the table back through the same endpoint to
+count acknowledged writes lost.
 """
 
 from __future__ import annotations
@@ -91,9 +93,9 @@ def event_logger(log: Log, prefix: str) -> Callable[[Any], None]:
 
 
 def one_run(lab: Lab, number: int, scenario: Scenario, log: Log) -> Run:
-    host, port = lab.haproxy_address(), lab.topology.ports.haproxy_primary
-    if host is None:
-        raise BenchFailure(f"lab {LAB_NAME} has no HAProxy node to write through")
+    if not lab.routes_writes():
+        raise BenchFailure(f"lab {LAB_NAME} has no writes endpoint that follows the leader (HAProxy, multi-host URI)")
+    host, port = lab.writes_endpoint()
     password = lab.secrets()["patroni_superuser_password"]
     leader = lab.wait_healthy(HEALTH_TIMEOUT).leader
     if leader is None:
@@ -162,7 +164,7 @@ def spread_text(values: list[float]) -> str:
     return "n/a" if s is None else f"min {s['min']:.2f}  median {s['median']:.2f}  max {s['max']:.2f}"
 
 
-def report(scenario: Scenario, loopback: str, runs: list[Run], as_json: bool) -> None:
+def report(scenario: Scenario, loopback: str, runs: list[Run], as_json: bool, stack: str = "patroni") -> None:
     gaps = [r.writes.longest_gap for r in runs]
     to_ack = [r.writes.first_failure_to_ack for r in runs if r.writes.first_failure_to_ack is not None]
     failed = [r.writes.failed for r in runs]
@@ -173,7 +175,7 @@ def report(scenario: Scenario, loopback: str, runs: list[Run], as_json: bool) ->
             return None if s is None else {k: round(v, 3) for k, v in s.items()}
 
         print(json.dumps({
-            "lab": LAB_NAME, "loopback": loopback, "scenario": scenario.name,
+            "lab": LAB_NAME, "stack": stack, "loopback": loopback, "scenario": scenario.name,
             "runs": [r.as_json() for r in runs],
             "unavailability": {"longest_gap": rounded(gaps), "first_failure_to_ack": rounded(to_ack)},
             "failed_attempts": {"total": sum(failed), "per_run": failed},
@@ -187,7 +189,7 @@ def report(scenario: Scenario, loopback: str, runs: list[Run], as_json: bool) ->
         print(f"{r.number:>3}  {f'{r.old_leader} -> {r.new_leader}':<12}  {w.longest_gap:>7.2f}  "
               f"{_opt(w.first_failure_to_ack, 2):>13}  {w.failed:>6}  {w.acknowledged:>6}  {len(w.lost):>4}  "
               + "; ".join(op_text(op) for op in r.ops))
-    print(f"{scenario.name} over {len(runs)} run(s), write unavailability (s):")
+    print(f"{scenario.name} ({stack}) over {len(runs)} run(s), write unavailability (s):")
     print(f"  longest gap between acknowledged writes: {spread_text(gaps)}")
     print(f"  first failed write -> next acknowledged:  {spread_text(to_ack)}"
           + (f"  ({len(runs) - len(to_ack)} run(s) without a failed write)" if len(to_ack) < len(runs) else ""))
@@ -201,14 +203,14 @@ def main(scenario: Scenario, doc: str, argv: list[str] | None = None) -> int:
 
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix=f"pglab-bench-{scenario.name}-") as tmp:
-        lab = Lab.from_file(write_topology(Path(tmp), LAB_NAME, args.loopback))
+        lab = Lab.from_file(write_topology(Path(tmp), LAB_NAME, args.loopback, args.stack))
         missing = lab.missing_prerequisites()
         if missing:
             log(f"bench/{scenario.name}.py needs a lab without package installs, but these are missing: "
                 + "; ".join(missing) + ". Install them first (as root: `pglab prepare`), then run it again.")
             return 1
         try:
-            log(f"lab {LAB_NAME} on {args.loopback}: up ...")
+            log(f"lab {LAB_NAME} ({args.stack}) on {args.loopback}: up ...")
             log(f"lab {LAB_NAME}: healthy after {bring_up(lab):.1f} s")
             for number in range(1, args.runs + 1):
                 runs.append(one_run(lab, number, scenario, log))
@@ -216,10 +218,10 @@ def main(scenario: Scenario, doc: str, argv: list[str] | None = None) -> int:
             log(f"FAILED ({type(exc).__name__}): {exc}")
             if runs:
                 log(f"figures of the {len(runs)} run(s) completed before the failure:")
-                report(scenario, args.loopback, runs, args.json)
+                report(scenario, args.loopback, runs, args.json, args.stack)
             return 1
         finally:
             log(f"lab {LAB_NAME}: destroy")
             lab.destroy()
-    report(scenario, args.loopback, runs, args.json)
+    report(scenario, args.loopback, runs, args.json, args.stack)
     return 0

@@ -1,10 +1,11 @@
 """The write probe shared by bench/switchover.py and bench/failover.py.
 
 A :class:`Writer` thread inserts one row per statement, in autocommit mode, into
-``bench_writes(id bigint primary key, at timestamptz default now())`` through HAProxy's primary
-port. Every attempt takes the next id; an id is *acknowledged* when its INSERT returned without
-error. On any error the writer notes the time, drops the connection and reconnects, sleeping
-50 ms between attempts. It stops on :meth:`Writer.stop` and after at most ``limit`` seconds.
+``bench_writes(id bigint primary key, at timestamptz default now())`` through the lab's writes
+endpoint (HAProxy's primary port, or several hosts: libpq then picks the one taking writes).
+Every attempt takes the next id; an id is *acknowledged* when its INSERT returned without error.
+On any error the writer notes the time, drops the connection and reconnects, sleeping 50 ms
+between attempts. It stops on :meth:`Writer.stop` and after at most ``limit`` seconds.
 
 :func:`figures` turns what it recorded, and the ids read back from the table, into the figures:
 the longest gap between two acknowledged writes, the time from the first failed attempt to the

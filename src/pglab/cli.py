@@ -109,14 +109,18 @@ def render(topology_file: Path) -> None:
 
 @main.command()
 @file_option
+@click.option("--stack", type=click.Choice(["patroni", "pg_auto_failover"]), default="patroni", show_default=True,
+              help="Without a topology file: prepare for the default lab of this stack.")
 @reports_errors
-def prepare(topology_file: Path) -> None:
-    """Install what the lab needs on this machine (as root: apt packages and Patroni's venv).
+def prepare(topology_file: Path, stack: str) -> None:
+    """Install what the lab needs on this machine (as root: apt packages and Patroni's venv, or
+    pg_auto_failover's packages).
 
     `pglab up` does this by itself when something is missing; without a topology file the
-    default lab's needs are installed.
+    default lab's needs (of --stack) are installed.
     """
-    lab = Lab.from_file(topology_file) if topology_file.exists() else Lab.default(topology_file)
+    lab = (Lab.from_file(topology_file) if topology_file.exists()
+           else Lab.default(topology_file, stack))  # type: ignore[arg-type]
     missing = lab.missing_prerequisites()
     if missing:
         with ui.Progress("prepare") as progress:

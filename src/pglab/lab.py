@@ -94,9 +94,9 @@ class Lab:
             raise InputError(str(exc)) from None
 
     @classmethod
-    def default(cls, path: str | Path) -> Lab:
-        """The lab `pglab init` would write at ``path``, without writing it."""
-        return cls(topology.parse(topology.default_yaml(), str(path)), Path(path))
+    def default(cls, path: str | Path, stack: topology.Stack = "patroni") -> Lab:
+        """The lab `pglab init --stack STACK` would write at ``path``, without writing it."""
+        return cls(topology.parse(topology.default_yaml(stack=stack), str(path)), Path(path))
 
     # Files -----------------------------------------------------------------------------------
     @property
