@@ -28,7 +28,7 @@ NEVER_PENDING = frozenset({"listen_addresses"})
 
 NODES_QUERY = """
 SELECT nodename, nodehost, nodeport, reportedstate::text, goalstate::text, reportedpgisrunning, health,
-       reportedtli, reportedlsn::text, candidatepriority, replicationquorum
+       reportedtli, reportedlsn::text, candidatepriority, replicationquorum, reportedrepstate
 FROM pgautofailover.node WHERE formationid = %s ORDER BY nodeid
 """
 PENDING_QUERY = """
@@ -106,7 +106,7 @@ class PgAutoFailoverStack(Stack):
                 state = "monitor unreachable" if rows is None else "not registered"
                 members.append(Member(name=name, host=address, role="", state=state))
                 continue
-            _, host, port, current, assigned, pg_running, health, tli, lsn, _prio, _quorum = row
+            _, host, port, current, assigned, pg_running, health, tli, lsn, _prio, _quorum, _sync = row
             role = "leader" if _leading(current, assigned) else "replica"
             if health == 0:
                 state = "unreachable"
@@ -151,6 +151,12 @@ class PgAutoFailoverStack(Stack):
                 problems.append(f"{m.name} is {m.state or 'unknown'}, not a streaming secondary")
             elif m.role == "" and rows is not None:
                 problems.append(f"{m.name} is {m.state}")
+        # The monitor fails over to a standby only once the primary has reported it in sync: until
+        # then a lost primary would leave the formation without one.
+        sync = {r[0]: r[11] for r in rows or []}
+        if len(leaders) == 1 and len(members) > 1 and sync.get(leaders[0].name) not in ("sync", "quorum"):
+            problems.append(f"the primary {leaders[0].name} reports its standbys as "
+                            f"{sync.get(leaders[0].name) or 'unknown'}, not yet in sync")
         return Health(leaders[0].name if len(leaders) == 1 else None, members, problems)
 
     def client_endpoints(self) -> dict[str, ClientEndpoint]:
