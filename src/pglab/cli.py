@@ -62,7 +62,8 @@ def main() -> None:
     \b
     Rehearse failover (each command waits for the outcome and says how long it took):
       pglab switchover [--to NODE]     pglab failover --to NODE
-      pglab stop NODE [--crash|--hang] pglab start NODE
+      pglab stop NODE [--crash|--hang|--partition]     pglab start NODE
+      pglab drill crash --count 3      measure what clients see: write outage, lost writes
       pglab config set max_connections=200, then pglab restart --rolling
       pglab verify      the seed's whole homework as checks, with a results table
 
@@ -221,7 +222,11 @@ def failover(topology_file: Path, to: str, timeout: float, as_json: bool) -> Non
 @file_option
 @click.argument("node")
 @click.option("--crash", "mode", flag_value="crash", help="kill -9 every process of the node.")
-@click.option("--hang", "mode", flag_value="hang", help="Freeze the node (SIGSTOP); `pglab start` thaws it.")
+@click.option("--hang", "mode", flag_value="hang",
+              help="Freeze every process of the node at once; `pglab start` thaws it.")
+@click.option("--partition", "mode", flag_value="partition",
+              help="Cut the node off the network to every other node (its processes keep running); "
+                   "`pglab start` heals it.")
 @timeout_option
 @json_option
 @reports_errors
@@ -241,7 +246,7 @@ def stop(topology_file: Path, node: str, mode: str | None, timeout: float, as_js
 @json_option
 @reports_errors
 def start(topology_file: Path, node: str, timeout: float, as_json: bool) -> None:
-    """Start (or thaw) a node and wait until it rejoins, a former leader as a streaming replica."""
+    """Start (or thaw, or reconnect) a node and wait until it rejoins, a former leader as a streaming replica."""
     lab = Lab.from_file(topology_file)
     _run_operation(f"start {node}", operations.start_node, as_json, lab, node, timeout)
 

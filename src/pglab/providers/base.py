@@ -84,7 +84,12 @@ class Provider(ABC):
 
     @abstractmethod
     def hang(self, node: Node) -> None:
-        """Freeze every process of the node (SIGSTOP); ``start`` thaws it."""
+        """Freeze every process of the node at once, children included; ``start`` thaws it."""
+
+    @abstractmethod
+    def partition(self, node: Node) -> None:
+        """Cut the node off the network to every other node while its processes keep running;
+        ``start`` heals it."""
 
     @abstractmethod
     def services(self, node: Node) -> dict[str, str]:
