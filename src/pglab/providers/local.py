@@ -1,9 +1,12 @@
 """The local provider: every node is a set of real processes on this machine, bound to its own
 loopback address and supervised by one supervisord per lab.
 
-A node's processes are found by the environment supervisord gives them (the lab's socket URL and
-``PGLAB_NODE``), which children such as the postmaster inherit: pglab only ever signals processes
-it started, by PID.
+A node's processes are found by the marks supervisord puts in their environment (the lab's socket
+URL and ``PGLAB_NODE``), as ``/proc/PID/environ`` shows them. That finds the services supervisord
+started (Patroni, etcd, HAProxy) and the postmaster, which Patroni starts with its own environment;
+it does not find the postmaster's children (backends, walsenders, checkpointer ...), whose environ
+PostgreSQL overwrites with their process titles. pglab only ever signals processes found this
+way, by PID; the postmaster's children exit by themselves once the postmaster is gone.
 """
 
 from __future__ import annotations
@@ -170,11 +173,16 @@ class LocalProvider(Provider):
                     rpc.supervisor.startProcess(name, True)
 
     def crash(self, node: Node) -> None:
+        """SIGKILL the processes found by their environment; the postmaster's children notice
+        their parent is gone and exit on their own."""
         for pid in self._node_pids(node):
             _signal(pid, signal.SIGKILL)
         poll(lambda: (not list(self._node_pids(node)), "still running"), 15)
 
     def hang(self, node: Node) -> None:
+        """SIGSTOP the processes found by their environment: the services and the postmaster
+        freeze (Patroni stops answering, no new connections are accepted), while the postmaster's
+        children are not found, so open sessions and streaming may go on."""
         for pid in self._node_pids(node):
             _signal(pid, signal.SIGSTOP)
 
