@@ -65,7 +65,8 @@ def main() -> None:
       pglab stop NODE [--crash|--hang|--partition]     pglab start NODE
       pglab drill crash --count 3      measure what clients see: write outage, lost writes
       pglab config set max_connections=200, then pglab restart --rolling
-      pglab verify      the seed's whole homework as checks, with a results table
+      pglab verify      prove it: services, replication, routing, switchover, failover,
+                        node loss and a restart-requiring change, as a results table
 
     Provider `local` (default) runs every node as processes on this machine, each on its own
     loopback address (127.0.11.x); provider `vagrant` makes one VM per node.
@@ -74,7 +75,8 @@ def main() -> None:
 
 @main.command()
 @file_option
-@click.option("--name", default="otus", show_default=True, help="Lab name (and .pglab/<name>/).")
+@click.option("--name", default=topology.Topology.model_fields["name"].default, show_default=True,
+              help="Lab name, also the Patroni cluster name (scope) and the directory .pglab/<name>/.")
 @click.option("--stack", type=click.Choice(["patroni", "pg_auto_failover"]), default="patroni",
               show_default=True, help="The HA stack.")
 @click.option("--provider", type=click.Choice(["local", "vagrant"]), default="local",
@@ -84,7 +86,12 @@ def main() -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing topology file.")
 @reports_errors
 def init(topology_file: Path, name: str, stack: str, provider: str, dcs: str, force: bool) -> None:
-    """Write a topology YAML: by default the seed's lab (consul/etcd, haproxy, pg1..pg3)."""
+    """Write a topology YAML: by default the classic Patroni lab.
+
+    \b
+    Nodes: dcs (etcd, or Consul on VMs), haproxy (5000 -> leader, 5001 -> replicas, 7000 -> stats),
+    pg1, pg2, pg3 (PostgreSQL + Patroni). Edit the file, then `pglab up`.
+    """
     text = topology.default_yaml(name, stack, provider, dcs)  # type: ignore[arg-type]
     try:
         topology.parse(text, str(topology_file))
@@ -199,7 +206,7 @@ timeout_option = click.option("--timeout", default=90.0, show_default=True,
 @json_option
 @reports_errors
 def switchover(topology_file: Path, to: str | None, timeout: float, as_json: bool) -> None:
-    """Planned switchover: the leader hands over to a replica and rejoins as a replica.
+    """Planned switchover, like `patronictl switchover`: the leader hands over and rejoins as a replica.
 
     Waits until the new leader runs, the old one streams again and HAProxy routes writes (5000)
     to the new leader.
@@ -214,7 +221,7 @@ def switchover(topology_file: Path, to: str | None, timeout: float, as_json: boo
 @json_option
 @reports_errors
 def failover(topology_file: Path, to: str, timeout: float, as_json: bool) -> None:
-    """Manual failover to a chosen replica, as in the seed (works without a healthy leader)."""
+    """Manual failover to a chosen replica, like `patronictl failover` (works without a healthy leader)."""
     _run_operation("failover", operations.failover, as_json, Lab.from_file(topology_file), to, timeout)
 
 
@@ -231,7 +238,7 @@ def failover(topology_file: Path, to: str, timeout: float, as_json: bool) -> Non
 @json_option
 @reports_errors
 def stop(topology_file: Path, node: str, mode: str | None, timeout: float, as_json: bool) -> None:
-    """Take a whole node down (like `systemctl stop patroni` in the seed) and wait for the outcome.
+    """Take a whole node down, like `systemctl stop patroni` on a server, and wait for the outcome.
 
     Stopping the leader waits until a replica is promoted and writes through HAProxy resume.
     """
@@ -263,7 +270,9 @@ def config() -> None:
 @json_option
 @reports_errors
 def config_set(topology_file: Path, assignments: tuple[str, ...], timeout: float, as_json: bool) -> None:
-    """Set parameters on every member; says which need a restart (then: pglab restart --rolling).
+    """Set parameters on every member, like `patronictl edit-config`; says which need a restart.
+
+    Then `pglab restart --rolling` applies those.
 
     Example: pglab config set max_connections=200 work_mem=8MB
     """
@@ -276,7 +285,7 @@ def config_set(topology_file: Path, assignments: tuple[str, ...], timeout: float
 @file_option
 @reports_errors
 def config_show(topology_file: Path) -> None:
-    """Print Patroni's dynamic configuration (JSON)."""
+    """Print Patroni's dynamic configuration (JSON), like `patronictl show-config`."""
     ui.print_json(Lab.from_file(topology_file).stack().dynamic_config())
 
 

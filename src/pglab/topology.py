@@ -94,7 +94,7 @@ class Network(_Strict):
 
 class PostgresSettings(_Strict):
     version: Literal[15] = 15
-    scope: Annotated[str, Field(pattern=NAME_PATTERN)] = "otus"
+    scope: Annotated[str, Field(pattern=NAME_PATTERN)] = "pglab"
     parameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 
@@ -106,7 +106,7 @@ class VagrantSettings(_Strict):
 
 
 class Topology(_Strict):
-    name: Annotated[str, Field(pattern=NAME_PATTERN)] = "otus"
+    name: Annotated[str, Field(pattern=NAME_PATTERN)] = "pglab"
     provider: Provider = "local"
     stack: Stack = "patroni"
     dcs: Dcs = "etcd"
@@ -140,8 +140,8 @@ class Topology(_Strict):
         if self.provider == "local" and self.dcs == "consul" and self.stack == "patroni":
             raise _FieldProblem(
                 ("dcs",),
-                "Consul has no package in the registries this machine reaches, so the local provider "
-                "runs etcd; set dcs: etcd (Consul is supported with provider: vagrant)",
+                "the local provider runs etcd only (Debian 12 packages no Consul); set dcs: etcd, "
+                "or use Consul with provider: vagrant",
             )
         return self
 
@@ -394,13 +394,13 @@ def _line_of(tree: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
 # The default lab -----------------------------------------------------------------------------
 
 def default_yaml(
-    name: str = "otus", stack: Stack = "patroni", provider: Provider = "local", dcs: Dcs = "etcd",
+    name: str = "pglab", stack: Stack = "patroni", provider: Provider = "local", dcs: Dcs = "etcd",
     loopback: str = "127.0.11.0/24",
 ) -> str:
-    """The text ``pglab init`` writes: the seed's lab, commented so it teaches its own schema."""
+    """The text ``pglab init`` writes: the classic HA lab, commented so it teaches its own schema."""
     if stack == "patroni":
         nodes = [
-            ("consul", "192.168.11.100", "dcs", "the DCS (etcd, or Consul on VMs); the seed's name is kept"),
+            ("dcs", "192.168.11.100", "dcs", "the DCS: etcd, or Consul on VMs"),
             ("haproxy", "192.168.11.101", "haproxy", "5000 -> leader, 5001 -> replicas, 7000 -> stats"),
             ("pg1", "192.168.11.120", "postgres", "PostgreSQL + Patroni"),
             ("pg2", "192.168.11.121", "postgres", None),
@@ -427,7 +427,7 @@ def default_yaml(
     lines += [
         "postgres:",
         "  version: 15",
-        "  scope: otus               # the Patroni cluster name",
+        f"  scope: {name:<19}# the Patroni cluster name (as `patronictl list` shows it)",
         "  parameters:               # any postgresql.conf setting, applied cluster-wide",
         "    max_connections: 100",
         "network:",

@@ -24,15 +24,15 @@ def test_inventory_maps_nodes_to_loopback_and_groups(lab: Lab) -> None:
     rendered = lab.render()
     hosts = yaml.safe_load((rendered.inventory / "hosts.yml").read_text())["all"]
     assert hosts["hosts"]["pg1"]["pglab_address"] == loopback_address(120)
-    assert hosts["hosts"]["consul"]["ansible_connection"] == "local"
+    assert hosts["hosts"]["dcs"]["ansible_connection"] == "local"
     assert set(hosts["children"]["pglab_postgres"]["hosts"]) == {"pg1", "pg2", "pg3"}
-    assert set(hosts["children"]["pglab_dcs"]["hosts"]) == {"consul"}
+    assert set(hosts["children"]["pglab_dcs"]["hosts"]) == {"dcs"}
     assert set(hosts["children"]["pglab_haproxy"]["hosts"]) == {"haproxy"}
 
 
 def test_lab_variables_carry_topology_and_provider(lab: Lab) -> None:
     variables = render.lab_variables(lab.topology, lab.provider)
-    assert variables["patroni_scope"] == "otus"
+    assert variables["patroni_scope"] == "rtest"  # init names the cluster after the lab
     assert variables["pglab_service_manager"] == "supervisor"
     assert variables["pglab_hba_networks"] == ["127.0.0.0/8"]
     assert variables["haproxy_primary_port"] == 5000

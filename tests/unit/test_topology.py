@@ -63,7 +63,7 @@ def test_default_yaml_parses(stack: str) -> None:
     assert topo.stack == stack
     assert topo.provider == "local"
     assert topo.postgres.version == 15
-    assert topo.postgres.scope == "otus"
+    assert topo.postgres.scope == "pglab"
     assert len(topo.with_role("postgres")) >= 2
     assert len(topo.with_role("haproxy")) == 1
     if stack == "patroni":
@@ -75,11 +75,11 @@ def test_default_yaml_parses(stack: str) -> None:
         assert not topo.with_role("dcs")
 
 
-def test_default_patroni_lab_matches_seed() -> None:
+def test_default_patroni_lab_is_the_classic_lab() -> None:
     topo = parse(_default("patroni"), SOURCE)
-    assert topo.name == "otus"
+    assert topo.name == "pglab"
     assert [(n.name, str(n.address), n.roles) for n in topo.nodes] == [
-        ("consul", "192.168.11.100", ["dcs"]),
+        ("dcs", "192.168.11.100", ["dcs"]),
         ("haproxy", "192.168.11.101", ["haproxy"]),
         ("pg1", "192.168.11.120", ["postgres"]),
         ("pg2", "192.168.11.121", ["postgres"]),
@@ -112,7 +112,7 @@ def test_loopback_address_custom_network() -> None:
     topo = parse(_edit("loopback: 127.0.11.0/24", "loopback: 127.0.21.0/24"), SOURCE)
     assert topo.network.loopback == ipaddress.IPv4Network("127.0.21.0/24")
     assert topo.loopback_address(topo.node("pg1")) == ipaddress.IPv4Address("127.0.21.120")
-    assert topo.loopback_address(topo.node("consul")) == ipaddress.IPv4Address("127.0.21.100")
+    assert topo.loopback_address(topo.node("dcs")) == ipaddress.IPv4Address("127.0.21.100")
 
 
 def test_node_lookup_names_known_nodes() -> None:
@@ -256,7 +256,7 @@ MALFORMED = [
         id="yaml-syntax-error",
     ),
     pytest.param(
-        _edit("scope: otus ", "scope: 'otus "), None, None, "not valid YAML",
+        _edit("scope: pglab ", "scope: 'pglab "), None, None, "not valid YAML",
         id="yaml-unclosed-quote",
     ),
     pytest.param(
@@ -327,8 +327,8 @@ def test_only_first_of_several_problems_is_explained() -> None:
 def test_load_reads_a_file(tmp_path: Path) -> None:
     path = tmp_path / "pglab.yml"
     path.write_text(_default())
-    assert load(path).name == "otus"
-    assert load(str(path)).nodes[0].name == "consul"
+    assert load(path).name == "pglab"
+    assert load(str(path)).nodes[0].name == "dcs"
 
 
 def test_load_error_names_the_file(tmp_path: Path) -> None:
