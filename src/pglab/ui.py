@@ -150,3 +150,18 @@ def print_status(status: LabStatus) -> None:
         console.print("[green]healthy[/green]")
     else:
         console.print("[red]unhealthy: " + "; ".join(status.problems) + "[/red]")
+
+
+def drill_table(rows: list[dict[str, Any]]) -> Table:
+    """`pglab drill`'s summary (:func:`pglab.drill.summary`): one row per kind of drill."""
+    table = Table(title="pglab drill", title_justify="left")
+    for column in ("Drill", "Runs", "Unavailable s (min / median / max)", "Acked lost", "Failed, committed",
+                   "Leader (old -> new)", "Outcome"):
+        table.add_column(column, justify="right" if column in ("Runs", "Acked lost", "Failed, committed") else "left")
+    for r in rows:
+        u = r["unavailable_s"]
+        spread = "-" if u is None else f"{u['min']:.2f} / {u['median']:.2f} / {u['max']:.2f}"
+        outcome = Text("ok" if r["ok"] else "FAILED", style="green" if r["ok"] else "bold red")
+        table.add_row(r["kind"], str(r["drills"]), spread, str(r["lost"]), str(r["failed_committed"]),
+                      "\n".join(r["leaders"]), outcome)
+    return table
