@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import datetime
 import json
+import signal
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +57,9 @@ class DrillResult:
     problem: str | None = None  # why the drill failed, if it did
     # The probe's attempts, seconds after the fault: (started, ended, ok); for the timeline.
     attempts: list[tuple[float, float, bool]] = field(default_factory=list)
+    # A partition's other side: a client on the cut-off node's machine (see BesideFigures).
+    beside: BesideFigures | None = None
+    beside_attempts: list[tuple[float, float, bool]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -71,7 +77,24 @@ class DrillResult:
             "errors": dict(list(t.errors.items())[:10]),
             "markers": [{"at": round(m.at, 3), "what": m.what} for m in self.markers],
             "operations": self.operations,
+            "cut_off_side": None if self.beside is None else self.beside.as_json(),
         }
+
+
+@dataclass
+class BesideFigures:
+    """What a client on the cut-off node's own machine saw: writes its (old) leader accepted after
+    the partition began, when it last did, and whether that overlapped the new primary's writes."""
+
+    acknowledged_after_fault: int
+    last_ok_s: float | None  # seconds after the fault, None: not one write accepted after it
+    lost: int  # of those, missing from the new primary (rewound away when the node rejoined)
+    overlap_s: float  # seconds during which both sides acknowledged writes (two primaries); 0 is right
+
+    def as_json(self) -> dict[str, Any]:
+        return {"acknowledged_after_fault": self.acknowledged_after_fault,
+                "last_ok_s": None if self.last_ok_s is None else round(self.last_ok_s, 3),
+                "lost": self.lost, "two_primaries_s": round(self.overlap_s, 3)}
 
 
 def check_kind(lab: Lab, kind: str, node: str | None) -> None:
@@ -94,18 +117,19 @@ def run(lab: Lab, kind: str, number: int = 1, node: str | None = None, timeout: 
     conninfo = {"host": host, "port": port, "dbname": "postgres", **lab.connect_kwargs()}
     probe.prepare_table(conninfo)
     writer = probe.WriteProbe(conninfo)
+    beside = _spawn_beside(lab, target) if kind == "partition" and target else None
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     markers: list[Marker] = []
     summaries: list[str] = []
     problem: str | None = None
     recovered = False
     writer.start()
-    fault_at = time.monotonic()
+    fault_at, fault_wall = time.monotonic(), time.time()
     try:
         if not writer.wait_succeeding(time.monotonic(), WARMUP, 60):
             raise PglabError(f"writes through {host}:{port} did not succeed before the {kind}: "
                              f"{writer.last_error()}")
-        fault_at = time.monotonic()
+        fault_at, fault_wall = time.monotonic(), time.time()
         markers.append(Marker(0.0, f"{kind} {target or ''}".strip()))
         log(f"drill {kind} #{number}: {kind} of {target} (leader {old_leader}) ...")
         try:
@@ -133,6 +157,7 @@ def run(lab: Lab, kind: str, number: int = 1, node: str | None = None, timeout: 
                 recovered = False
     finally:
         writer.stop()
+        beside_attempts = _stop_beside(beside)
     attempts = writer.snapshot()
     try:
         after = lab.wait_healthy(timeout * 2, on_event)
@@ -150,8 +175,51 @@ def run(lab: Lab, kind: str, number: int = 1, node: str | None = None, timeout: 
     markers.sort(key=lambda m: m.at)
     if writer.crashed:
         problem = problem or f"the write probe died: {writer.crashed}"
-    return DrillResult(kind, number, started, target, old_leader, after.leader, recovered, tally, markers,
-                       summaries, problem, _relative(attempts, fault_at))
+    result = DrillResult(kind, number, started, target, old_leader, after.leader, recovered, tally, markers,
+                         summaries, problem, _relative(attempts, fault_at))
+    if beside is not None:
+        _judge_beside(result, beside_attempts, fault_wall, present, resumed)
+    return result
+
+
+def _spawn_beside(lab: Lab, target: str) -> Any:
+    """A probe on the target's own machine, writing to its PostgreSQL directly (None if the
+    provider cannot place one there)."""
+    conninfo = {"host": lab.address(target), "port": lab.topology.ports.postgres, "dbname": "postgres",
+                **lab.connect_kwargs()}
+    return lab.provider.spawn_beside(lab.node(target), [sys.executable, "-m", "pglab.probe"],
+                                     {probe.PROBE_ENV: json.dumps(conninfo)})
+
+
+def _stop_beside(process: Any) -> list[probe.Attempt]:
+    if process is None:
+        return []
+    process.send_signal(signal.SIGTERM)
+    try:
+        out, _ = process.communicate(timeout=30)
+        return probe.attempts_from_json(out)
+    except (subprocess.TimeoutExpired, ValueError):
+        process.kill()
+        process.communicate()
+        return []
+
+
+def _judge_beside(result: DrillResult, attempts: list[probe.Attempt], fault_wall: float, present: set[int],
+                  resumed: float | None) -> None:
+    """The partition's proof: the cut-off leader stopped acknowledging writes before the new primary
+    began (no two primaries at once)."""
+    after = [a for a in attempts if a.ok and a.ended >= fault_wall]
+    last_ok = max((a.ended - fault_wall for a in after), default=None)
+    first_new = resumed if resumed is not None else 0.0
+    overlap = max(0.0, (last_ok or 0.0) - first_new) if last_ok is not None and resumed is not None else 0.0
+    result.beside = BesideFigures(len(after), last_ok, sum(a.id not in present for a in after), overlap)
+    result.beside_attempts = [(a.started - fault_wall, a.ended - fault_wall, a.ok) for a in attempts]
+    if last_ok is not None:
+        result.markers.append(Marker(last_ok, f"{result.node}'s last local write"))
+        result.markers.sort(key=lambda m: m.at)
+    if overlap > 0:
+        result.problem = result.problem or (f"two primaries: {result.node}, cut off, still acknowledged writes "
+                                            f"{overlap:.2f} s after the new primary began")
 
 
 def _fault(lab: Lab, kind: str, target: str | None, timeout: float, on_event: EventSink) -> operations.OpResult:

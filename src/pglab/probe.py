@@ -16,6 +16,10 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import itertools
+import json
+import os
+import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -54,12 +58,12 @@ def read_ids(conninfo: dict[str, Any]) -> set[int]:
 
 class WriteProbe:
     def __init__(self, conninfo: dict[str, Any], timeout: float = CLIENT_TIMEOUT, interval: float = INTERVAL,
-                 limit: float = PROBE_LIMIT) -> None:
+                 limit: float = PROBE_LIMIT, step: int = 1) -> None:
         # libpq waits at least 2 s to connect whatever connect_timeout says; the attempt's own
         # timeout below is what bounds it.
         self.conninfo = {**conninfo, "connect_timeout": 2,
                          "options": f"-c statement_timeout={int(timeout * 1000)}", "application_name": "pglab-probe"}
-        self.timeout, self.interval, self.limit = timeout, interval, limit
+        self.timeout, self.interval, self.limit, self.step = timeout, interval, limit, step
         self.attempts: list[Attempt] = []
         self.crashed: str | None = None
         self._halt = threading.Event()
@@ -72,7 +76,7 @@ class WriteProbe:
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pglab-probe-attempt")
         conn: psycopg.Connection | None = None
         try:
-            for id_ in itertools.count(1):
+            for id_ in itertools.count(self.step, self.step):
                 if self._halt.is_set() or time.monotonic() - started > self.limit:
                     break
                 begun = time.monotonic()
@@ -182,3 +186,33 @@ def tally(attempts: list[Attempt], present: set[int], since: float) -> Tally:
         failed_committed=sorted(a.id for a in attempts if not a.ok and a.id in present),
         errors=dict(sorted(errors.items(), key=lambda kv: -kv[1])),
     )
+
+
+# A probe beside a node ------------------------------------------------------------------------
+# `python -m pglab.probe` writes like a client standing on the same machine as a node (the
+# provider starts it there, e.g. in the node's cgroup): ids count down from -1 so they never clash
+# with the endpoint probe's, connection settings come in PGLAB_PROBE (JSON: they hold a password),
+# and on SIGTERM it prints its attempts, wall-clock times, as one JSON list.
+PROBE_ENV = "PGLAB_PROBE"
+
+
+def attempts_from_json(text: str) -> list[Attempt]:
+    return [Attempt(a["id"], a["started"], a["ended"], a["ok"], a.get("error", "")) for a in json.loads(text)]
+
+
+def _main() -> None:
+    writer = WriteProbe(json.loads(os.environ[PROBE_ENV]), step=-1)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    writer.start()
+    stop.wait(PROBE_LIMIT)
+    writer.stop()
+    shift = time.time() - time.monotonic()
+    json.dump([{"id": a.id, "started": a.started + shift, "ended": a.ended + shift, "ok": a.ok, "error": a.error}
+               for a in writer.snapshot()], sys.stdout)
+    sys.stdout.flush()
+    os._exit(0)  # attempt threads blocked on a cut-off server must not hold the exit
+
+
+if __name__ == "__main__":
+    _main()

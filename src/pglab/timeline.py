@@ -23,6 +23,10 @@ def write_png(result: DrillResult, path: Path) -> Path:
     if failed:
         ax.scatter([t for t, _ in failed], [d * 1000 for _, d in failed], s=14, marker="x", color="tab:red",
                    label=f"failed ({len(failed)})")
+    beside_ok = [(end, max(end - start, 0.0004)) for start, end, good in result.beside_attempts if good]
+    if beside_ok:
+        ax.scatter([t for t, _ in beside_ok], [d * 1000 for _, d in beside_ok], s=4, color="tab:orange",
+                   label=f"acknowledged by {result.node} directly, from its own machine")
     t = result.tally
     resumed = next((m.at for m in result.markers if m.what == "writes resumed"), None)
     if resumed is not None and t.unavailable > 0:

@@ -155,9 +155,13 @@ def print_status(status: LabStatus) -> None:
 def drill_table(rows: list[dict[str, Any]]) -> Table:
     """`pglab drill`'s summary (:func:`pglab.drill.summary`): one row per kind of drill."""
     table = Table(title="pglab drill", title_justify="left")
-    for column in ("Drill", "Runs", "Unavailable s (min / median / max)", "Acked lost", "Failed, committed",
-                   "Leader (old -> new)", "Outcome"):
-        table.add_column(column, justify="right" if column in ("Runs", "Acked lost", "Failed, committed") else "left")
+    table.add_column("Drill", no_wrap=True)
+    table.add_column("Runs", justify="right")
+    table.add_column("Writes down (s)\nmin / median / max", no_wrap=True)
+    table.add_column("Acked\nlost", justify="right")
+    table.add_column("Failed but\ncommitted", justify="right")
+    table.add_column("Leader\nold -> new", no_wrap=True)
+    table.add_column("Result", no_wrap=True)
     for r in rows:
         u = r["unavailable_s"]
         spread = "-" if u is None else f"{u['min']:.2f} / {u['median']:.2f} / {u['max']:.2f}"

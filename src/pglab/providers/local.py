@@ -237,6 +237,13 @@ class LocalProvider(Provider):
                              "processes are matched by their cgroup); run pglab as root")
         self.firewall.partition(node.name, self.address(node), cgroup.nft_match())
 
+    def spawn_beside(self, node: Node, argv: list[str], env: dict[str, str]) -> subprocess.Popen[str] | None:
+        cgroup = self.cgroup(node)
+        if cgroup is None or not cgroup.exists():
+            return None
+        return subprocess.Popen([str(self.exec_wrapper), str(cgroup.path), "root", *argv], env={**os.environ, **env},
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+
     def is_partitioned(self, node: Node) -> bool:
         return self.firewall.is_partitioned(node.name)
 
