@@ -81,8 +81,8 @@ class NodeCgroup:
                 os.kill(pid, 9)
 
     def remove(self) -> None:
-        """Remove the cgroup (empty by then) and its lab's parent once that is empty too."""
-        for directory in (self.path, self.path.parent):
+        """Remove the cgroup (empty by then), and its parents (the lab, pglab) once empty too."""
+        for directory in (self.path, self.path.parent, self.path.parent.parent):
             with contextlib.suppress(OSError):
                 directory.rmdir()
 
