@@ -17,7 +17,7 @@ import click
 import psycopg
 from rich.markup import escape
 
-from pglab import operations, topology, ui
+from pglab import operations, secrets, topology, ui
 from pglab import verify as verification
 from pglab.lab import InputError, Lab, PglabError
 
@@ -181,7 +181,7 @@ def up(topology_file: Path, timeout: float, as_json: bool) -> None:
            "(`pglab status` shows any pending restart)" if result.parameters_changed else "") + ".\n"
         f"  writes:   PGPASSFILE={escape(str(result.pgpass))} psql '{result.dsn}'\n"
         f"  reads:    PGPASSFILE={escape(str(result.pgpass))} psql '{result.replicas_dsn}'\n"
-        f"  stats:    {result.stats_url} (user admin)\n"
+        f"  stats:    {result.stats_url} (user {secrets.HAPROXY_STATS.user})\n"
         f"  secrets:  {escape(str(result.secrets_file))}",
         highlight=False,
     )
@@ -348,7 +348,7 @@ def psql(topology_file: Path, node: str | None, psql_args: tuple[str, ...]) -> N
     env = {**os.environ, "PGPASSFILE": str(pgpass), "PGCONNECT_TIMEOUT": "5"}
     binary = shutil.which("psql")
     if binary is None:
-        raise PglabError("psql is not installed: install postgresql-client-15")
+        raise PglabError(f"psql is not installed: install postgresql-client-{lab.topology.postgres.version}")
     os.execvpe(binary, [binary, dsn, *psql_args], env)
 
 

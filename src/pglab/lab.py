@@ -20,6 +20,7 @@ from pglab import ansible, paths, prerequisites, render, topology, waiting
 from pglab.errors import InputError, PglabError
 from pglab.haproxy import Backend
 from pglab.providers import Prerequisite, Provider, get_provider
+from pglab.secrets import HAPROXY_STATS, RESTAPI, SUPERUSER
 from pglab.stacks.base import Health
 from pglab.stacks.patroni import Endpoints, PatroniStack
 from pglab.topology import Node, Topology
@@ -142,6 +143,8 @@ class Lab:
             haproxy=self.haproxy_address(),
             restapi_port=ports.patroni,
             haproxy_stats_port=ports.haproxy_stats,
+            restapi_user=RESTAPI.user,
+            haproxy_stats_user=HAPROXY_STATS.user,
         )
         return PatroniStack(endpoints, self.secrets(), timeout=timeout)
 
@@ -171,11 +174,11 @@ class Lab:
 
     def dsn(self, port: int | None = None, host: str | None = None, dbname: str = "postgres") -> str:
         default_host, default_port = self.writes_endpoint()
-        return f"postgresql://postgres@{host or default_host}:{port or default_port}/{dbname}"
+        return f"postgresql://{SUPERUSER.user}@{host or default_host}:{port or default_port}/{dbname}"
 
     def connect_kwargs(self) -> dict[str, Any]:
         """libpq keywords for the superuser, for psycopg."""
-        return {"user": "postgres", "password": self.secrets()["patroni_superuser_password"],
+        return {"user": SUPERUSER.user, "password": self.secrets()[SUPERUSER.password_variable],
                 "connect_timeout": 3}
 
     # Lifecycle -------------------------------------------------------------------------------

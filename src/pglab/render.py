@@ -63,6 +63,7 @@ def lab_variables(topology: Topology, provider: Provider) -> dict[str, Any]:
         "haproxy_stats_port": ports.haproxy_stats,
         "haproxy_postgres_port": ports.postgres,
         "haproxy_health_port": ports.patroni,
+        **secrets.user_variables(),
         **provider.inventory_vars(),
         # Nodes on this machine share its installed components (Patroni's venv ...).
         **(prerequisites.machine_variables(topology) if provider.nodes_on_this_machine else {}),
@@ -87,7 +88,7 @@ def pgpass_lines(topology: Topology, provider: Provider, password: str) -> str:
     for node in topology.with_role("haproxy"):
         targets += [(provider.address(node), topology.ports.haproxy_primary),
                     (provider.address(node), topology.ports.haproxy_replicas)]
-    return "".join(f"{host}:{port}:*:postgres:{password}\n" for host, port in targets)
+    return "".join(f"{host}:{port}:*:{secrets.SUPERUSER.user}:{password}\n" for host, port in targets)
 
 
 def write_if_changed(path: Path, text: str) -> bool:
