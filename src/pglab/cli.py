@@ -133,11 +133,13 @@ def init(topology_file: Path, name: str, stack: str, provider: str, dcs: str, fo
 @file_option
 @reports_errors
 def render(topology_file: Path) -> None:
-    """Write the Vagrantfile, the Ansible inventory and the secrets into .pglab/<name>/."""
+    """Write the Ansible inventory and the secrets (and the vagrant provider's Vagrantfile) into
+    .pglab/<name>/."""
     lab = Lab.from_file(topology_file)
     rendered = lab.render()
+    extra = "".join(f", {path.name} {path}" for path in rendered.provider_files)
     ui.console.print(f"rendered {rendered.lab_dir}: inventory {rendered.inventory}, "
-                     f"Vagrantfile {rendered.vagrantfile}, secrets {rendered.secrets_file} (0600)", markup=False)
+                     f"secrets {rendered.secrets_file} (0600){extra}", markup=False)
 
 
 @main.command()

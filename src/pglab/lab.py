@@ -79,6 +79,7 @@ class Lab:
         self.topology = topo
         self.topology_file = topology_file
         self.dir = paths.lab_dir(topology_file, topo.name)
+        self.layout = paths.LabLayout.at(self.dir)
         self.provider: Provider = get_provider(topo, self.dir)
         self._secrets: dict[str, str] | None = None
 
@@ -98,11 +99,11 @@ class Lab:
     # Files -----------------------------------------------------------------------------------
     @property
     def inventory(self) -> Path:
-        return self.dir / "inventory"
+        return self.layout.inventory
 
     @property
     def secrets_file(self) -> Path:
-        return self.inventory / "group_vars" / "all" / "secrets.yml"
+        return self.layout.secrets
 
     def secrets(self) -> dict[str, str]:
         """The lab's passwords, read once (they never change for a lab's life)."""
@@ -115,7 +116,7 @@ class Lab:
 
     @property
     def pgpass(self) -> Path:
-        return self.dir / "pgpass"
+        return self.layout.pgpass
 
     def node(self, name: str) -> Node:
         """The node called ``name``, or an InputError listing the lab's nodes."""
@@ -126,7 +127,7 @@ class Lab:
 
     def render(self) -> render.RenderedLab:
         self._secrets = None  # rendering may create them
-        return render.render(self.topology, self.provider)
+        return render.render(self.topology, self.provider, self.layout)
 
     # Addresses and clients -------------------------------------------------------------------
     def address(self, node_name: str) -> str:
@@ -241,14 +242,14 @@ class Lab:
         problems = self.provider.preflight()
         if problems:
             raise PglabError(" ".join(problems))
-        on_event(Step("rendering inventory and Vagrantfile"))
+        on_event(Step("rendering the inventory"))
         rendered = self.render()
         on_event(Step(f"creating machines ({self.provider.name})"))
         self.provider.create()
         rendered = self.render()  # connection details can change once machines exist
         on_event(Step("running playbooks/site.yml"))
         result = ansible.run_playbook(paths.playbook("site.yml"), rendered.inventory,
-                                      self.dir / "ansible", on_event)
+                                      self.layout.ansible, on_event)
         if not result.succeeded:
             raise PglabError(self._failure_text("`pglab up`", result))
         on_event(Step("waiting for a healthy cluster"))
