@@ -1,8 +1,9 @@
 """Render a lab's files from its topology: the Ansible inventory, the secrets, and what the
 provider renders for itself (the vagrant provider's Vagrantfile).
 
-Nothing here talks to a machine; every function is a pure transformation plus file writes into
-the lab directory, so rendering is easy to unit-test and safe to repeat.
+Nothing here changes a machine (the vagrant provider only asks vagrant for SSH settings); the
+rest is a pure transformation plus file writes into the lab directory, written only when their
+content changes, so rendering is easy to unit-test and safe to repeat.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 One file per check, run in order (services, replication, routing, switchover, manual failover,
 node loss, configuration change, final). ``conftest.py`` adds ``--pglab-file`` and the session
-fixtures; the helpers below are shared by the checks. Machines are reached through testinfra's
-ansible backend on the lab's own inventory, the cluster through the stack client and SQL, and
-changes through :mod:`pglab.operations`: never through a provider's internals.
+fixtures; the helpers below are shared by the checks. Services' states come from the provider's
+interface (``Provider.services``), sockets from testinfra's ansible backend on the lab's own
+inventory, the cluster (leader, replicas) from the stack client and SQL, and changes through
+:mod:`pglab.operations`: never through a provider's internals.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def rows_on(lab: Lab, node: str, password: str, minimum: int, timeout: float = R
     return wait_for(check, timeout)
 
 
-# Machines, through testinfra -----------------------------------------------------------------
+# Machines: sockets through testinfra, services through the provider ----------------------------
 
 def infra(lab: Lab, node: str) -> Any:
     """A testinfra host for ``node`` through the ansible backend on the lab's own inventory: it
