@@ -120,6 +120,7 @@ BILLION_LAUGHS = "\n".join(
 HOSTILE = {
     "alias-bomb": BILLION_LAUGHS,
     "recursive-alias": "nodes: &n [*n]\n",
+    "undefined-alias": "nodes: *n\n",
     "deep-lists": "nodes: " + "[" * 5000 + "]" * 5000 + "\n",
     "deep-mappings": "nodes:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 200)),
     "deep-flow-mappings": "name: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n",
@@ -127,6 +128,9 @@ HOSTILE = {
                                        for i in range(2000)),
     "many-small-nodes": "nodes:\n" + "".join(f"  - {{name: n{i}, address: 192.168.11.{i + 1}, roles: [postgres]}}\n"
                                              for i in range(200)),
+    "thousands-of-values": "x: [" + ",".join(["1"] * 4900) + "]\n",
+    "thousands-of-aliases": "a: &a 1\nb: [" + ",".join(["*a"] * 4000) + "]\n",
+    "thousands-of-anchors": "a: [" + ",".join(f"&a{i} 1" for i in range(3000)) + "]\n",
     "long-integer": "name: pglab\nvagrant: {memory: " + "9" * 5000 + "}\n",
     "control-character": default_yaml().replace("name: pglab", "name: pg\x07lab"),
     "escape-sequence-in-name": default_yaml().replace("name: pglab", 'name: "\\e[31mred\\e[0m"'),
