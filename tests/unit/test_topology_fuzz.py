@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pglab.topology import MAX_FILE_BYTES, Topology, TopologyError, default_yaml, load, parse, parse_bytes
 
 SOURCE = "fuzz.yml"
-FUZZ = settings(derandomize=True, max_examples=150, deadline=None, database=None,
+FUZZ = settings(derandomize=True, max_examples=100, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 DEFAULT = yaml.safe_load(default_yaml())
 
