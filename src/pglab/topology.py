@@ -429,14 +429,20 @@ def _explain(exc: ValidationError, data: dict[str, Any], tree: yaml.Node | None,
         loc, message = ctx_error.loc, ctx_error.message
     else:
         loc, message = tuple(err["loc"]), _message_for(err, data)
-        if loc[:2] == ("postgres", "parameters") and len(loc) > 3:
+        if loc[:2] == ("postgres", "parameters") and loc[-1] == "[key]":
+            loc, message = loc[:3], "a setting's name must be text, such as max_connections"
+        elif loc[:2] == ("postgres", "parameters") and len(loc) > 3:
             # A setting's value failed every member of its union; pydantic names each member.
             loc, message = loc[:3], "a setting's value must be a number, a string, or true/false"
     line = _line_of(tree, loc) or 1
     where = f"{source}, line {line}" if line else source
     extra = len(exc.errors()) - 1
     more = f" ({extra} more problem(s) may follow once this one is fixed.)" if extra else ""
-    return f"{where}, field {_dotted(loc, data)}: {message}.{more}"
+    if err["type"] == "invalid_key":  # the last part names a key, not a list index
+        field = ".".join(([_dotted(loc[:-1], data)] if loc[:-1] else []) + [str(loc[-1])])
+    else:
+        field = _dotted(loc, data)
+    return f"{where}, field {field}: {message}.{more}"
 
 
 def _message_for(err: dict[str, Any], data: dict[str, Any]) -> str:
@@ -458,8 +464,9 @@ def _message_for(err: dict[str, Any], data: dict[str, Any]) -> str:
     if kind in ("ip_v4_address", "ip_v4_network"):
         what = "address such as 192.168.11.120" if kind == "ip_v4_address" else "network such as 192.168.11.0/24"
         return f"{_short(repr(err['input']))} is not an IPv4 {what}; write it that way"
-    if kind == "invalid_key":
-        return f"the key {_short(repr(loc[-1]), 40)} is not a name; keys are names such as name, nodes, ports"
+    if kind == "invalid_key":  # a key YAML read as a number, a date ...: no field has such a name
+        allowed = ", ".join(_allowed_keys(loc[:-1]))
+        return f"unknown key {_short(str(loc[-1]), 40)!r}; remove it or use one of: {allowed}"
     if kind == "too_short":
         return "must not be empty; list at least one entry"
     if kind == "too_long":
@@ -521,7 +528,7 @@ def _line_of(tree: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
         if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if k.value == part), None)
+            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
             if match is None:
                 break
             line = match[0].start_mark.line + 1
