@@ -124,7 +124,11 @@ def init(topology_file: Path, name: str, stack: str, provider: str, dcs: str, fo
         raise InputError(str(exc)) from None
     if topology_file.exists() and not force:
         raise InputError(f"{topology_file} already exists; edit it, or pass --force to overwrite it.")
-    topology_file.write_text(text)
+    try:
+        topology_file.write_text(text)
+    except OSError as exc:
+        raise InputError(f"{topology_file}: cannot be written ({exc.strerror or exc}); "
+                         "pass a writable path with --file.") from None
     ui.console.print(f"wrote {topology_file}: lab {name!r}, stack {stack}, provider {provider}. "
                      "Next: `pglab up`.", markup=False)
 

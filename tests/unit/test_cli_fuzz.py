@@ -116,3 +116,9 @@ def test_markup_in_an_error_is_printed_as_written(tmp_path: Path) -> None:
     path = tmp_path / "[/red]lab.yml"
     result = _invoke(["status", "-f", str(path)])
     assert result.exit_code == 2 and "[/red]lab.yml" in result.output, result.output
+
+
+@pytest.mark.parametrize("target", ["/nonexistent-dir/pglab.yml", "/proc/pglab.yml"])
+def test_init_says_when_it_cannot_write(target: str) -> None:
+    result = _invoke(["init", "-f", target])
+    assert result.exit_code == 2 and "cannot be written" in result.output, result.output
