@@ -166,9 +166,9 @@ def stop_node(lab: Lab, name: str, mode: StopMode = "stop", timeout: float = 90,
 
 def start_node(lab: Lab, name: str, timeout: float = 120, on_event: EventSink = _ignore) -> OpResult:
     node = lab.node(name)
+    stack = lab.stack()  # first: a lab never created is said so, before any machine is asked
     started = time.monotonic()
     lab.provider.start(node)
-    stack = lab.stack()
     details: dict[str, Any] = {"node": name}
     summary = f"started {name}"
     if "postgres" in node.roles:
