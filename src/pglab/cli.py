@@ -17,7 +17,7 @@ import click
 import psycopg
 from rich.markup import escape
 
-from pglab import operations, secrets, topology, ui
+from pglab import drill, operations, secrets, topology, ui
 from pglab import verify as verification
 from pglab.lab import InputError, Lab, PglabError
 
@@ -88,7 +88,8 @@ def main() -> None:
     \b
     Rehearse failover (each command waits for the outcome and says how long it took):
       pglab switchover [--to NODE]     pglab failover --to NODE
-      pglab stop NODE [--crash|--hang] pglab start NODE
+      pglab stop NODE [--crash|--hang|--partition]     pglab start NODE
+      pglab drill crash --count 3      measure what clients see: write outage, lost writes
       pglab config set max_connections=200, then pglab restart --rolling
       pglab verify      prove it: services, replication, routing, switchover, failover,
                         node loss and a restart-requiring change, as a results table
@@ -184,7 +185,9 @@ def up(topology_file: Path, timeout: float, as_json: bool) -> None:
         f"[bold green]lab {lab.topology.name} is healthy[/bold green] in {result.seconds:.1f} s; "
         f"Ansible changed {result.changed} thing(s)"
         + (f"; postgres.parameters applied: {', '.join(result.parameters_changed)} "
-           "(`pglab status` shows any pending restart)" if result.parameters_changed else "") + ".\n"
+           "(`pglab status` shows any pending restart)" if result.parameters_changed else "")
+        + (f"; patroni settings applied: {', '.join(f'{k}={v}' for k, v in result.patroni_changed.items())}"
+           if result.patroni_changed else "") + ".\n"
         f"  writes:   PGPASSFILE={escape(str(result.pgpass))} psql '{result.dsn}'\n"
         f"  reads:    PGPASSFILE={escape(str(result.pgpass))} psql '{result.replicas_dsn}'\n"
         f"  stats:    {result.stats_url} (user {secrets.HAPROXY_STATS.user})\n"
@@ -260,7 +263,11 @@ def failover(topology_file: Path, to: str, timeout: float, as_json: bool) -> Non
 @file_option
 @click.argument("node")
 @click.option("--crash", "mode", flag_value="crash", help="kill -9 every process of the node.")
-@click.option("--hang", "mode", flag_value="hang", help="Freeze the node (SIGSTOP); `pglab start` thaws it.")
+@click.option("--hang", "mode", flag_value="hang",
+              help="Freeze every process of the node at once; `pglab start` thaws it.")
+@click.option("--partition", "mode", flag_value="partition",
+              help="Cut the node off the network to every other node (its processes keep running); "
+                   "`pglab start` heals it.")
 @timeout_option
 @json_option
 @reports_errors
@@ -281,7 +288,7 @@ def stop(topology_file: Path, node: str, mode: str | None, timeout: float, as_js
 @json_option
 @reports_errors
 def start(topology_file: Path, node: str, timeout: float, as_json: bool) -> None:
-    """Start (or thaw) a node and wait until it rejoins, a former leader as a streaming replica."""
+    """Start (or thaw, or reconnect) a node and wait until it rejoins, a former leader as a streaming replica."""
     lab = Lab.from_file(topology_file)
     _run_operation(f"start {node}", operations.start_node, as_json, lab, node, timeout)
 
@@ -328,6 +335,58 @@ def config_show(topology_file: Path) -> None:
 def restart(topology_file: Path, rolling: bool, timeout: float, as_json: bool) -> None:
     """Restart members pending a restart (every member if none is pending), until none is pending."""
     _run_operation("restart", operations.restart, as_json, Lab.from_file(topology_file), rolling, timeout)
+
+
+@main.command("drill")
+@file_option
+@click.argument("kind", type=click.Choice(drill.KINDS))
+@click.option("--count", default=1, show_default=True, type=click.IntRange(1, 100),
+              help="Drills to run, one after another.")
+@click.option("--node", metavar="NODE", help="The node a crash, hang or partition hits (default: the leader).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the JSON lines (drills.jsonl) and PNG timelines go (default: .pglab/<name>/drills).")
+@timeout_option
+@json_option
+@reports_errors
+def drill_command(topology_file: Path, kind: str, count: int, node: str | None, out_dir: Path | None,
+                  timeout: float, as_json: bool) -> None:
+    """Rehearse a failure and measure what clients see: write unavailability, acknowledged writes
+    lost, failed writes that committed anyway, the leader change.
+
+    \b
+    KIND: switchover | failover | crash | hang | partition | restart (rolling).
+    A write probe inserts one row per attempt through the write endpoint (HAProxy 5000) while the
+    fault hits the leader (or --node), the cluster recovers and the node comes back; then the rows
+    are read back from the new primary. One JSON line and one PNG timeline per drill go to --out.
+    Exits 1 if an acknowledged write was lost or the cluster did not recover.
+    """
+    from pglab import timeline
+
+    lab = Lab.from_file(topology_file)
+    drill.check_kind(lab, kind, node)
+    out = out_dir or lab.dir / "drills"
+    results = []
+    for number in range(1, count + 1):
+        with ui.Progress(f"drill {kind} {number}/{count}") as progress:
+            result = drill.run(lab, kind, number, node, timeout, on_event=progress,
+                               log=lambda text: ui.err_console.print(text, highlight=False))
+        drill.write_json_line(result, out)
+        png = timeline.write_png(result, out / drill.png_name(result))
+        results.append(result)
+        t = result.tally
+        ui.err_console.print(
+            f"drill {kind} #{number}: {result.old_leader} -> {result.new_leader}, writes unavailable "
+            f"{t.unavailable:.2f} s, {t.failed} failed attempts, {len(t.lost)} acknowledged lost, "
+            f"{len(t.failed_committed)} failed but committed; {png}"
+            + (f"\n  problem: {result.problem}" if result.problem else ""), highlight=False)
+    rows = drill.summary(results)
+    if as_json:
+        ui.print_json({"out": str(out), "summary": rows, "drills": [r.as_json() for r in results]})
+    else:
+        ui.console.print(ui.drill_table(rows))
+        ui.console.print(f"JSON lines: {out / 'drills.jsonl'}; timelines: {out}/*.png", highlight=False)
+    if not all(r.ok for r in results):
+        sys.exit(1)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

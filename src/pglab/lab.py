@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,7 @@ class UpResult:
     stats_url: str
     secrets_file: Path
     pgpass: Path
+    patroni_changed: dict[str, Any] = field(default_factory=dict)  # patroni: settings applied
 
 
 class Lab:
@@ -257,12 +258,16 @@ class Lab:
         parameters = self.converge_parameters()
         if parameters:
             on_event(Step("applied postgres.parameters: " + ", ".join(f"{k}={v}" for k, v in parameters.items())))
+        patroni_changed = self.converge_patroni()
+        if patroni_changed:
+            on_event(Step("applied patroni: " + ", ".join(f"{k}={v}" for k, v in patroni_changed.items())))
         haproxy = self.haproxy_address()
         ports = self.topology.ports
         return UpResult(
             seconds=time.monotonic() - started,
             changed=result.changed,
             parameters_changed=parameters,
+            patroni_changed=patroni_changed,
             health=health,
             dsn=self.dsn(),
             replicas_dsn=self.dsn(port=ports.haproxy_replicas) if haproxy else "",
@@ -281,6 +286,16 @@ class Lab:
         changed = {name: value for name, value in wanted.items() if _setting_text(current.get(name)) != value}
         if changed:
             stack.set_parameters(changed)
+        return changed
+
+    def converge_patroni(self) -> dict[str, Any]:
+        """Bring Patroni's dynamic configuration to the topology's ``patroni:`` section (ttl,
+        synchronous_mode ...: bootstrap alone would never change them). Returns what changed."""
+        stack = self.stack()
+        current = stack.dynamic_config()
+        changed = {key: value for key, value in self.topology.patroni.dynamic().items() if current.get(key) != value}
+        if changed:
+            stack.set_dynamic(changed)
         return changed
 
     def wait_healthy(self, timeout: float = 120.0, on_event: EventSink = _ignore) -> Health:

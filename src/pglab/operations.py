@@ -125,7 +125,9 @@ def failover(lab: Lab, to: str, timeout: float = 90, on_event: EventSink = _igno
                     {"old_leader": old, "new_leader": to, "promoted_after": round(promoted_after, 2)})
 
 
-StopMode = Literal["stop", "crash", "hang"]
+StopMode = Literal["stop", "crash", "hang", "partition"]
+FAULTS = {"stop": "stopped", "crash": "crashed (every process killed)", "hang": "froze (every process)",
+          "partition": "cut off the network"}
 
 
 def stop_node(lab: Lab, name: str, mode: StopMode = "stop", timeout: float = 90,
@@ -135,8 +137,9 @@ def stop_node(lab: Lab, name: str, mode: StopMode = "stop", timeout: float = 90,
     stack = lab.stack()
     was_leader = is_postgres and stack.leader() == name
     started = time.monotonic()
-    {"stop": lab.provider.stop, "crash": lab.provider.crash, "hang": lab.provider.hang}[mode](node)
-    verb = {"stop": "stopped", "crash": "crashed (SIGKILL)", "hang": "froze (SIGSTOP)"}[mode]
+    {"stop": lab.provider.stop, "crash": lab.provider.crash, "hang": lab.provider.hang,
+     "partition": lab.provider.partition}[mode](node)
+    verb = FAULTS[mode]
     details: dict[str, Any] = {"node": name, "mode": mode, "was_leader": was_leader}
     summary = f"{verb} {name}"
     if was_leader:

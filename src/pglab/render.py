@@ -59,6 +59,7 @@ def lab_variables(topology: Topology, provider: Provider) -> dict[str, Any]:
         "patroni_dcs_port": ports.consul if topology.dcs == "consul" else ports.etcd,
         "patroni_restapi_port": ports.patroni,
         "patroni_postgresql_parameters": dict(topology.postgres.parameters),
+        **{f"patroni_{key}": value for key, value in topology.patroni.dynamic().items()},
         "etcd_client_port": ports.etcd,
         "etcd_peer_port": ports.etcd_peer,
         "haproxy_primary_port": ports.haproxy_primary,

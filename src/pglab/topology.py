@@ -108,6 +108,36 @@ class PostgresSettings(_Strict):
     parameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 
+class PatroniSettings(_Strict):
+    """Patroni's dynamic configuration knobs: set at bootstrap, converged by every `pglab up`."""
+
+    ttl: Annotated[int, Field(ge=20)] = 20  # Patroni 4 refuses less
+    loop_wait: Annotated[int, Field(ge=1)] = 2
+    retry_timeout: Annotated[int, Field(ge=1)] = 5
+    maximum_lag_on_failover: Annotated[int, Field(ge=0)] = 1048576
+    synchronous_mode: bool = False
+    synchronous_mode_strict: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PatroniSettings:
+        if self.loop_wait + 2 * self.retry_timeout > self.ttl:
+            raise _FieldProblem(
+                ("patroni", "ttl"),
+                f"ttl {self.ttl} is shorter than loop_wait + 2 x retry_timeout "
+                f"({self.loop_wait} + 2 x {self.retry_timeout}), so a healthy leader could lose its lock; "
+                f"raise ttl to at least {self.loop_wait + 2 * self.retry_timeout} or lower the other two",
+            )
+        if self.synchronous_mode_strict and not self.synchronous_mode:
+            raise _FieldProblem(("patroni", "synchronous_mode_strict"),
+                                "synchronous_mode_strict only applies with synchronous_mode: true; "
+                                "set synchronous_mode: true too, or remove synchronous_mode_strict")
+        return self
+
+    def dynamic(self) -> dict[str, Any]:
+        """The settings in Patroni's own words (its /config keys)."""
+        return self.model_dump()
+
+
 class VagrantSettings(_Strict):
     box: str = "debian/bookworm64"
     hypervisor: Literal["libvirt", "virtualbox"] = "libvirt"
@@ -121,6 +151,7 @@ class Topology(_Strict):
     stack: Stack = "patroni"
     dcs: Dcs = "etcd"
     postgres: PostgresSettings = PostgresSettings()
+    patroni: PatroniSettings = PatroniSettings()
     network: Network = Network()
     ports: Ports = Ports()
     vagrant: VagrantSettings = VagrantSettings()
@@ -147,6 +178,9 @@ class Topology(_Strict):
                     "use a smaller address or a larger loopback network",
                 )
         _check_roles(self)
+        if self.stack != "patroni" and "patroni" in self.model_fields_set:
+            raise _FieldProblem(("patroni",), f"the patroni section applies to stack patroni, not {self.stack}; "
+                                "remove it or set stack: patroni")
         if self.provider == "local" and self.dcs == "consul" and self.stack == "patroni":
             raise _FieldProblem(
                 ("dcs",),
@@ -567,6 +601,10 @@ _COMMENTS = {
     "dcs": "etcd | consul (consul only with provider: vagrant)",
     "postgres.scope": "the Patroni cluster name (as `patronictl list` shows it)",
     "postgres.parameters": "any postgresql.conf setting, applied cluster-wide",
+    "patroni": "Patroni's dynamic configuration; `pglab up` applies changes",
+    "patroni.ttl": "seconds before a silent leader loses its lock (>= 20)",
+    "patroni.maximum_lag_on_failover": "bytes a replica may lag and still be promoted",
+    "patroni.synchronous_mode": "true: a commit waits for a replica; no acknowledged write lost",
     "vagrant.hypervisor": "libvirt | virtualbox",
     "nodes": "roles: dcs, postgres, haproxy, monitor; a node may hold several",
 }
@@ -600,6 +638,7 @@ def default_yaml(
         "name": name, "provider": provider, "stack": stack,
         **({"dcs": dcs} if stack == "patroni" else {}),
         "postgres": {"version": postgres["version"], "scope": name, "parameters": EXAMPLE_PARAMETERS},
+        **({"patroni": PatroniSettings().model_dump(mode="json")} if stack == "patroni" else {}),
         "network": {**Network().model_dump(mode="json"), **({"loopback": loopback} if loopback else {})},
         "vagrant": VagrantSettings().model_dump(mode="json"),
     }

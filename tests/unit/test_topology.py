@@ -251,6 +251,28 @@ MALFORMED = [
         id="unsupported-postgres-version",
     ),
     pytest.param(
+        _mutate(_set("patroni", ttl=10)), "patroni.ttl", "ttl: 10", "at least 20",
+        id="patroni-ttl-too-short",
+    ),
+    pytest.param(
+        _mutate(_set("patroni", ttl=20, retry_timeout=10)), "patroni.ttl", "ttl: 20", "raise ttl to at least 22",
+        id="patroni-ttl-below-loop-and-retries",
+    ),
+    pytest.param(
+        _mutate(_set("patroni", synchronous_mode_strict=True)), "patroni.synchronous_mode_strict",
+        "synchronous_mode_strict: true", "set synchronous_mode: true",
+        id="patroni-strict-without-synchronous-mode",
+    ),
+    pytest.param(
+        _mutate(_set("patroni", synchronous_mode="sometimes")), "patroni.synchronous_mode",
+        "synchronous_mode: sometimes", "boolean",
+        id="patroni-synchronous-mode-not-a-boolean",
+    ),
+    pytest.param(
+        _mutate(_set("patroni", tll=30)), "patroni.tll", "tll: 30", "did you mean 'ttl'?",
+        id="patroni-unknown-key",
+    ),
+    pytest.param(
         _edit("    address: 192.168.11.121", "   address: 192.168.11.121"),
         None, "   address: 192.168.11.121", "not valid YAML",
         id="yaml-syntax-error",
@@ -342,3 +364,14 @@ def test_load_missing_file_says_run_init(tmp_path: Path) -> None:
     assert "no such file" in message
     assert "pglab init" in message
     assert "\n" not in message
+
+
+def test_patroni_section_reaches_the_roles_and_defaults_to_asynchronous() -> None:
+    from pglab.providers import get_provider
+    from pglab.render import lab_variables
+
+    topo = parse(_mutate(_set("patroni", ttl=30, synchronous_mode=True)))
+    assert topo.patroni.ttl == 30 and topo.patroni.synchronous_mode is True
+    assert parse(_default()).patroni.synchronous_mode is False
+    variables = lab_variables(topo, get_provider(topo, Path("/nonexistent")))
+    assert variables["patroni_ttl"] == 30 and variables["patroni_synchronous_mode"] is True

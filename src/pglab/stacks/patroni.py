@@ -187,6 +187,12 @@ class PatroniStack(Stack):
         if status != 200:
             raise StackError(f"Patroni refused the configuration change (HTTP {status}): {text.strip()}")
 
+    def set_dynamic(self, settings: dict[str, Any]) -> None:
+        """Change top-level keys of Patroni's dynamic configuration (ttl, synchronous_mode ...)."""
+        status, text = self.call_any("PATCH", "/config", settings)
+        if status != 200:
+            raise StackError(f"Patroni refused the configuration change (HTTP {status}): {text.strip()}")
+
     def restart(self, node: str) -> None:
         status, text = self.call(node, "POST", "/restart", {}, timeout=120)
         if status not in (200, 503) or (status == 503 and "restart is not needed" not in text):
