@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import shutil
 import sys
 import xmlrpc.client
@@ -14,13 +15,39 @@ from typing import Any
 
 import click
 import psycopg
+from rich.markup import escape
 
-from pglab import drill, operations, topology, ui
+from pglab import drill, operations, secrets, topology, ui
 from pglab import verify as verification
 from pglab.lab import InputError, Lab, PglabError
 
+
+class Seconds(click.ParamType):
+    """A timeout: a finite number of seconds, more than 0 and at most a day."""
+
+    name = "SECONDS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds; write for example 120", param, ctx)
+        if not 0 < seconds <= 86400:  # also false for nan
+            self.fail(f"{value!r} is not between 0 and 86400 seconds (a day)", param, ctx)
+        return seconds
+
+
+class FilePath(click.Path):
+    """A path; one with a NUL character (which no file can have) is refused, not a traceback."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if "\0" in str(value):
+            self.fail("a path cannot contain a NUL character", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 file_option = click.option(
-    "-f", "--file", "topology_file", type=click.Path(path_type=Path), default=topology.DEFAULT_FILE,
+    "-f", "--file", "topology_file", type=FilePath(path_type=Path), default=topology.DEFAULT_FILE,
     envvar="PGLAB_FILE", show_default=True, show_envvar=True,
     help="The lab's topology YAML (written by `pglab init`).",
 )
@@ -35,13 +62,12 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except PglabError as exc:
-            ui.err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+            ui.print_error(str(exc))
             sys.exit(exc.exit_code)
         except (OSError, psycopg.Error, xmlrpc.client.Error) as exc:
             # A service of the lab did not answer: say which, without a traceback.
             message = str(exc).strip() or type(exc).__name__
-            ui.err_console.print(f"[bold red]error:[/bold red] {type(exc).__name__}: {message}. Is the lab up? "
-                                 "See `pglab status` and `pglab logs NODE`.", highlight=False, soft_wrap=True)
+            ui.print_error(f"{type(exc).__name__}: {message}. Is the lab up? See `pglab status` and `pglab logs NODE`.")
             sys.exit(1)
 
     return wrapper
@@ -99,20 +125,26 @@ def init(topology_file: Path, name: str, stack: str, provider: str, dcs: str, fo
         raise InputError(str(exc)) from None
     if topology_file.exists() and not force:
         raise InputError(f"{topology_file} already exists; edit it, or pass --force to overwrite it.")
-    topology_file.write_text(text)
+    try:
+        topology_file.write_text(text)
+    except OSError as exc:
+        raise InputError(f"{topology_file}: cannot be written ({exc.strerror or exc}); "
+                         "pass a writable path with --file.") from None
     ui.console.print(f"wrote {topology_file}: lab {name!r}, stack {stack}, provider {provider}. "
-                     "Next: `pglab up`.")
+                     "Next: `pglab up`.", markup=False)
 
 
 @main.command()
 @file_option
 @reports_errors
 def render(topology_file: Path) -> None:
-    """Write the Vagrantfile, the Ansible inventory and the secrets into .pglab/<name>/."""
+    """Write the Ansible inventory and the secrets (and the vagrant provider's Vagrantfile) into
+    .pglab/<name>/."""
     lab = Lab.from_file(topology_file)
     rendered = lab.render()
+    extra = "".join(f", {path.name} {path}" for path in rendered.provider_files)
     ui.console.print(f"rendered {rendered.lab_dir}: inventory {rendered.inventory}, "
-                     f"Vagrantfile {rendered.vagrantfile}, secrets {rendered.secrets_file} (0600)")
+                     f"secrets {rendered.secrets_file} (0600){extra}", markup=False)
 
 
 @main.command()
@@ -134,7 +166,7 @@ def prepare(topology_file: Path) -> None:
 
 @main.command()
 @file_option
-@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for health.")
+@click.option("--timeout", type=Seconds(), default=180.0, show_default=True, help="Seconds to wait for health.")
 @json_option
 @reports_errors
 def up(topology_file: Path, timeout: float, as_json: bool) -> None:
@@ -156,10 +188,10 @@ def up(topology_file: Path, timeout: float, as_json: bool) -> None:
            "(`pglab status` shows any pending restart)" if result.parameters_changed else "")
         + (f"; patroni settings applied: {', '.join(f'{k}={v}' for k, v in result.patroni_changed.items())}"
            if result.patroni_changed else "") + ".\n"
-        f"  writes:   PGPASSFILE={result.pgpass} psql '{result.dsn}'\n"
-        f"  reads:    PGPASSFILE={result.pgpass} psql '{result.replicas_dsn}'\n"
-        f"  stats:    {result.stats_url} (user admin)\n"
-        f"  secrets:  {result.secrets_file}",
+        f"  writes:   PGPASSFILE={escape(str(result.pgpass))} psql '{result.dsn}'\n"
+        f"  reads:    PGPASSFILE={escape(str(result.pgpass))} psql '{result.replicas_dsn}'\n"
+        f"  stats:    {result.stats_url} (user {secrets.HAPROXY_STATS.user})\n"
+        f"  secrets:  {escape(str(result.secrets_file))}",
         highlight=False,
     )
 
@@ -184,7 +216,7 @@ def destroy(topology_file: Path) -> None:
     """Stop every process (or VM) of the lab and remove its directory."""
     lab = Lab.from_file(topology_file)
     lab.destroy()
-    ui.console.print(f"destroyed lab {lab.topology.name}: {lab.dir} removed")
+    ui.console.print(f"destroyed lab {lab.topology.name}: {lab.dir} removed", markup=False)
 
 
 def _run_operation(title: str, operation: Callable[..., Any], as_json: bool, *args: Any, **kwargs: Any) -> None:
@@ -194,10 +226,10 @@ def _run_operation(title: str, operation: Callable[..., Any], as_json: bool, *ar
     if as_json:
         ui.print_json(result)
     else:
-        ui.console.print(f"[green]{result.summary}[/green]", highlight=False)
+        ui.console.print(f"[green]{escape(result.summary)}[/green]", highlight=False)
 
 
-timeout_option = click.option("--timeout", default=90.0, show_default=True,
+timeout_option = click.option("--timeout", type=Seconds(), default=90.0, show_default=True,
                               help="Seconds to wait for the outcome before failing.")
 
 
@@ -251,7 +283,8 @@ def stop(topology_file: Path, node: str, mode: str | None, timeout: float, as_js
 @main.command()
 @file_option
 @click.argument("node")
-@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the node to rejoin.")
+@click.option("--timeout", type=Seconds(), default=120.0, show_default=True,
+              help="Seconds to wait for the node to rejoin.")
 @json_option
 @reports_errors
 def start(topology_file: Path, node: str, timeout: float, as_json: bool) -> None:
@@ -268,7 +301,7 @@ def config() -> None:
 @config.command("set")
 @file_option
 @click.argument("assignments", nargs=-1, required=True, metavar="NAME=VALUE...")
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for Patroni.")
+@click.option("--timeout", type=Seconds(), default=60.0, show_default=True, help="Seconds to wait for Patroni.")
 @json_option
 @reports_errors
 def config_set(topology_file: Path, assignments: tuple[str, ...], timeout: float, as_json: bool) -> None:
@@ -296,7 +329,7 @@ def config_show(topology_file: Path) -> None:
 @click.option("--rolling/--in-place", default=True, show_default=True,
               help="Replicas one at a time then the leader by switchover; or every member restarted in place, "
                    "one at a time, the leader included (a brief write outage).")
-@click.option("--timeout", default=240.0, show_default=True, help="Seconds to wait for each step.")
+@click.option("--timeout", type=Seconds(), default=240.0, show_default=True, help="Seconds to wait for each step.")
 @json_option
 @reports_errors
 def restart(topology_file: Path, rolling: bool, timeout: float, as_json: bool) -> None:
@@ -380,7 +413,7 @@ def psql(topology_file: Path, node: str | None, psql_args: tuple[str, ...]) -> N
     env = {**os.environ, "PGPASSFILE": str(pgpass), "PGCONNECT_TIMEOUT": "5"}
     binary = shutil.which("psql")
     if binary is None:
-        raise PglabError("psql is not installed: install postgresql-client-15")
+        raise PglabError(f"psql is not installed: install postgresql-client-{lab.topology.postgres.version}")
     os.execvpe(binary, [binary, dsn, *psql_args], env)
 
 
@@ -388,17 +421,20 @@ def psql(topology_file: Path, node: str | None, psql_args: tuple[str, ...]) -> N
 @file_option
 @click.argument("node")
 @click.option("--service", help="Only this service (patroni, etcd, haproxy).")
-@click.option("-n", "--lines", default=50, show_default=True, help="How many lines per log.")
+@click.option("-n", "--lines", type=click.IntRange(1, 100_000), default=50, show_default=True,
+              help="How many lines per log.")
 @reports_errors
 def logs(topology_file: Path, node: str, service: str | None, lines: int) -> None:
     """Show the last lines of a node's service logs."""
     lab = Lab.from_file(topology_file)
+    if service is not None and not re.fullmatch(r"[a-z][a-z0-9_-]{0,40}", service):
+        raise InputError(f"{service!r} is not a service name; name one such as patroni, etcd or haproxy")
     print(lab.provider.logs(lab.node(node), service, lines))
 
 
 @main.command()
 @file_option
-@click.option("--junit-xml", "junit_xml", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
+@click.option("--junit-xml", "junit_xml", type=FilePath(path_type=Path, dir_okay=False), metavar="PATH",
               help="Also write the results as JUnit XML (for CI).")
 @click.option("-k", "keyword", metavar="EXPR",
               help="Only the checks matching this pytest -k expression, e.g. 'services or routing'.")
@@ -425,13 +461,14 @@ def verify(topology_file: Path, junit_xml: Path | None, keyword: str | None, kee
         if report.passed:
             ui.console.print(f"[bold green]all {ran} tests of {len(report.checks)} check(s) passed[/bold green] "
                              f"in {report.seconds:.1f} s"
-                             + (f"; JUnit XML: {junit_xml}" if junit_xml else ""), highlight=False)
+                             + (f"; JUnit XML: {escape(str(junit_xml))}" if junit_xml else ""), highlight=False)
         else:
             what = (f"{len(report.failures)} of {ran} tests failed" if ran
-                    else f"no check ran{f' (nothing matches -k {keyword!r})' if keyword else ''}")
+                    else f"no check ran{f' (nothing matches -k {escape(repr(keyword))})' if keyword else ''}")
             ui.console.print(
                 f"[bold red]{what}[/bold red] after {report.seconds:.1f} s. The lab was left as it is for "
-                f"inspection: `pglab status -f {topology_file}`, `pglab logs NODE -f {topology_file}`.",
+                f"inspection: `pglab status -f {escape(str(topology_file))}`, "
+                f"`pglab logs NODE -f {escape(str(topology_file))}`.",
                 highlight=False,
             )
     if not report.passed:

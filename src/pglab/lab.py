@@ -20,6 +20,7 @@ from pglab import ansible, paths, prerequisites, render, topology, waiting
 from pglab.errors import InputError, PglabError
 from pglab.haproxy import Backend
 from pglab.providers import Prerequisite, Provider, get_provider
+from pglab.secrets import HAPROXY_STATS, RESTAPI, SUPERUSER
 from pglab.stacks.base import Health
 from pglab.stacks.patroni import Endpoints, PatroniStack
 from pglab.topology import Node, Topology
@@ -79,6 +80,7 @@ class Lab:
         self.topology = topo
         self.topology_file = topology_file
         self.dir = paths.lab_dir(topology_file, topo.name)
+        self.layout = paths.LabLayout.at(self.dir)
         self.provider: Provider = get_provider(topo, self.dir)
         self._secrets: dict[str, str] | None = None
 
@@ -98,11 +100,11 @@ class Lab:
     # Files -----------------------------------------------------------------------------------
     @property
     def inventory(self) -> Path:
-        return self.dir / "inventory"
+        return self.layout.inventory
 
     @property
     def secrets_file(self) -> Path:
-        return self.inventory / "group_vars" / "all" / "secrets.yml"
+        return self.layout.secrets
 
     def secrets(self) -> dict[str, str]:
         """The lab's passwords, read once (they never change for a lab's life)."""
@@ -115,7 +117,7 @@ class Lab:
 
     @property
     def pgpass(self) -> Path:
-        return self.dir / "pgpass"
+        return self.layout.pgpass
 
     def node(self, name: str) -> Node:
         """The node called ``name``, or an InputError listing the lab's nodes."""
@@ -126,7 +128,7 @@ class Lab:
 
     def render(self) -> render.RenderedLab:
         self._secrets = None  # rendering may create them
-        return render.render(self.topology, self.provider)
+        return render.render(self.topology, self.provider, self.layout)
 
     # Addresses and clients -------------------------------------------------------------------
     def address(self, node_name: str) -> str:
@@ -143,6 +145,8 @@ class Lab:
             haproxy=self.haproxy_address(),
             restapi_port=ports.patroni,
             haproxy_stats_port=ports.haproxy_stats,
+            restapi_user=RESTAPI.user,
+            haproxy_stats_user=HAPROXY_STATS.user,
         )
         return PatroniStack(endpoints, self.secrets(), timeout=timeout)
 
@@ -172,11 +176,11 @@ class Lab:
 
     def dsn(self, port: int | None = None, host: str | None = None, dbname: str = "postgres") -> str:
         default_host, default_port = self.writes_endpoint()
-        return f"postgresql://postgres@{host or default_host}:{port or default_port}/{dbname}"
+        return f"postgresql://{SUPERUSER.user}@{host or default_host}:{port or default_port}/{dbname}"
 
     def connect_kwargs(self) -> dict[str, Any]:
         """libpq keywords for the superuser, for psycopg."""
-        return {"user": "postgres", "password": self.secrets()["patroni_superuser_password"],
+        return {"user": SUPERUSER.user, "password": self.secrets()[SUPERUSER.password_variable],
                 "connect_timeout": 3}
 
     # Lifecycle -------------------------------------------------------------------------------
@@ -239,14 +243,14 @@ class Lab:
         problems = self.provider.preflight()
         if problems:
             raise PglabError(" ".join(problems))
-        on_event(Step("rendering inventory and Vagrantfile"))
+        on_event(Step("rendering the inventory"))
         rendered = self.render()
         on_event(Step(f"creating machines ({self.provider.name})"))
         self.provider.create()
         rendered = self.render()  # connection details can change once machines exist
         on_event(Step("running playbooks/site.yml"))
         result = ansible.run_playbook(paths.playbook("site.yml"), rendered.inventory,
-                                      self.dir / "ansible", on_event)
+                                      self.layout.ansible, on_event)
         if not result.succeeded:
             raise PglabError(self._failure_text("`pglab up`", result))
         on_event(Step("waiting for a healthy cluster"))

@@ -22,6 +22,11 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
 
 
+def print_error(message: str) -> None:
+    """``error: message`` on stderr; the message is shown as written (never read as rich markup)."""
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+
+
 class Progress:
     """An event sink for long operations: a live line on a terminal, plain lines elsewhere; on
     stderr, so that `--json` output on stdout stays parseable."""

@@ -68,10 +68,18 @@ def test_rendering_twice_changes_nothing_on_disk(lab: Lab) -> None:
     assert {p: p.stat().st_mtime_ns for p in files} == files
 
 
-def test_vagrantfile_names_every_node(lab: Lab) -> None:
-    text = lab.render().vagrantfile.read_text()
+def test_the_local_provider_gets_no_vagrantfile(lab: Lab) -> None:
+    rendered = lab.render()
+    assert rendered.provider_files == []
+    assert not (lab.dir / "Vagrantfile").exists()
+
+
+def test_the_vagrant_provider_renders_a_vagrantfile_naming_every_node(tmp_path: Path) -> None:
+    lab = Lab.from_file(write_topology(tmp_path, name="vtest", provider="vagrant"))
+    files = lab.provider.rendered_files()
+    assert list(files) == [lab.dir / "Vagrantfile"]
     for node in lab.topology.nodes:
-        assert node.name in text and str(node.address) in text
+        assert node.name in files[lab.dir / "Vagrantfile"] and str(node.address) in files[lab.dir / "Vagrantfile"]
 
 
 def test_wheel_carries_roles_playbooks_and_templates(tmp_path: Path) -> None:

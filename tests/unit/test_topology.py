@@ -292,11 +292,6 @@ MALFORMED = [
     pytest.param(
         _default() + "1: x\n", "1", "1: x", "unknown key",
         id="non-string-key",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="a non-string key is reported as 'field [1]: Keys should be strings' "
-            "at the mapping's first line, not the key's line",
-        ),
     ),
     pytest.param(
         _default() + "name: other\n", "name", "name: other", "twice",

@@ -49,6 +49,10 @@ class Provider(ABC):
     def inventory_vars(self) -> dict[str, Any]:
         """Variables for every host: where paths live, how services are supervised."""
 
+    def rendered_files(self) -> dict[Path, str]:
+        """Files the provider needs in the lab directory, by path, with their content."""
+        return {}
+
     def preflight(self) -> list[str]:
         """Problems that would make ``create`` fail (busy addresses ...), one sentence each."""
         return []

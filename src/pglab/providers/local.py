@@ -36,6 +36,21 @@ from pglab.topology import Node
 from pglab.waiting import poll, wait_until
 
 
+def program_name(node: str, service: str) -> str:
+    """The supervisor program running ``service`` on ``node``: ``NODE-SERVICE``, the name
+    roles/pglab/tasks/service.yml gives it. Node names may hold dashes and service names never
+    do, so the last dash splits a program name back exactly (see :func:`program_node`)."""
+    if "-" in service or not service:
+        raise ValueError(f"a service name must be a word without dashes, not {service!r}")
+    return f"{node}-{service}"
+
+
+def program_node(program: str) -> tuple[str, str]:
+    """(node, service) of a program named by :func:`program_name`."""
+    node, _, service = program.rpartition("-")
+    return node, service
+
+
 class LocalProvider(Provider):
     name = "local"
     nodes_on_this_machine = True
@@ -277,8 +292,8 @@ class LocalProvider(Provider):
             frozen = {pid for pid in self.node_pids(node) if _is_stopped(pid)}
         states = {}
         for info in self._rpc().supervisor.getAllProcessInfo():
-            if info["name"].startswith(node.name + "-"):
-                service = info["name"][len(node.name) + 1:]
+            owner, service = program_node(info["name"])
+            if owner == node.name:
                 states[service] = "FROZEN" if info["pid"] in frozen else info["statename"]
         return states
 
@@ -316,7 +331,7 @@ class LocalProvider(Provider):
         return [
             info["name"]
             for info in self._rpc().supervisor.getAllProcessInfo()
-            if info["name"].startswith(node.name + "-")
+            if program_node(info["name"])[0] == node.name
         ]
 
     def _lab_pids(self) -> Iterator[int]:

@@ -13,6 +13,7 @@ import shlex
 import shutil
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pglab.errors import PglabError
@@ -83,6 +84,11 @@ class VagrantProvider(Provider):
             "pglab_hba_networks": [str(self.topology.network.subnet)],
             "patroni_venv": "/opt/patroni",
         }
+
+    def rendered_files(self) -> dict[Path, str]:
+        from pglab.render import vagrantfile
+
+        return {self.lab_dir / "Vagrantfile": vagrantfile(self.topology)}
 
     def prerequisites(self) -> list[Prerequisite]:
         has_vagrant = shutil.which("vagrant") is not None

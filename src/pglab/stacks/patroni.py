@@ -24,7 +24,8 @@ class Endpoints:
     haproxy: str | None
     restapi_port: int
     haproxy_stats_port: int
-    haproxy_stats_user: str = "admin"
+    restapi_user: str
+    haproxy_stats_user: str
 
 
 class PatroniStack(Stack):
@@ -48,7 +49,8 @@ class PatroniStack(Stack):
         """An authenticated (unsafe) REST call; returns the HTTP status and the body's text."""
         request = urllib.request.Request(self._url(node, path), method=method,
                                          data=json.dumps(body or {}).encode())
-        token = base64.b64encode(f"patroni:{self.secrets['patroni_restapi_password']}".encode()).decode()
+        credentials = f"{self.endpoints.restapi_user}:{self.secrets['patroni_restapi_password']}"
+        token = base64.b64encode(credentials.encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
         request.add_header("Content-Type", "application/json")
         try:
