@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from pglab import ansible, paths, prerequisites, render, topology, waiting
 from pglab.errors import InputError, PglabError
 from pglab.haproxy import Backend
 from pglab.providers import Prerequisite, Provider, get_provider
+from pglab.secrets import SUPERUSER
 from pglab.stacks import Stack, StackSite, stack_class
 from pglab.stacks.base import Health
 from pglab.topology import Node, Topology
@@ -75,6 +76,7 @@ class UpResult:
     stats_url: str
     secrets_file: Path
     pgpass: Path
+    patroni_changed: dict[str, Any] = field(default_factory=dict)  # patroni: settings applied
 
 
 class Lab:
@@ -82,6 +84,7 @@ class Lab:
         self.topology = topo
         self.topology_file = topology_file
         self.dir = paths.lab_dir(topology_file, topo.name)
+        self.layout = paths.LabLayout.at(self.dir)
         self.provider: Provider = get_provider(topo, self.dir)
         self._secrets: dict[str, str] | None = None
 
@@ -101,11 +104,11 @@ class Lab:
     # Files -----------------------------------------------------------------------------------
     @property
     def inventory(self) -> Path:
-        return self.dir / "inventory"
+        return self.layout.inventory
 
     @property
     def secrets_file(self) -> Path:
-        return self.inventory / "group_vars" / "all" / "secrets.yml"
+        return self.layout.secrets
 
     def secrets(self) -> dict[str, str]:
         """The lab's passwords, read once (they never change for a lab's life)."""
@@ -118,7 +121,7 @@ class Lab:
 
     @property
     def pgpass(self) -> Path:
-        return self.dir / "pgpass"
+        return self.layout.pgpass
 
     def node(self, name: str) -> Node:
         """The node called ``name``, or an InputError listing the lab's nodes."""
@@ -129,7 +132,7 @@ class Lab:
 
     def render(self) -> render.RenderedLab:
         self._secrets = None  # rendering may create them
-        return render.render(self.topology, self.provider)
+        return render.render(self.topology, self.provider, self.layout)
 
     # Addresses and clients -------------------------------------------------------------------
     def address(self, node_name: str) -> str:
@@ -155,14 +158,22 @@ class Lab:
         write = self.stack().client_endpoints().get("write")
         if write is not None:
             return write.host, write.port
-        return self.address(self.topology.with_role("postgres")[0]), self.topology.ports.postgres
+        return self.address(self.topology.with_role("postgres")[0].name), self.topology.ports.postgres
+
+    def writes_conninfo(self) -> dict[str, Any]:
+        """psycopg keywords for the writes endpoint as the superuser; with several hosts, libpq
+        picks the one that takes writes (target_session_attrs=read-write)."""
+        host, port = self.writes_endpoint()
+        several = {"target_session_attrs": "read-write"} if "," in host else {}
+        return {"host": host, "port": port, "dbname": "postgres", **self.connect_kwargs(), **several}
 
     def endpoints(self) -> dict[str, str]:
         """Client connection strings (libpq URIs, no password) and the pgpass file that has it."""
         found = self.stack().client_endpoints()
         first = self.topology.with_role("postgres")[0]
-        write = found["write"].uri() if "write" in found else self.dsn(host=self.address(first.name))
-        read = found["read"].uri() if "read" in found else ""
+        user = SUPERUSER.user
+        write = found["write"].uri(user) if "write" in found else self.dsn(host=self.address(first.name))
+        read = found["read"].uri(user) if "read" in found else ""
         return {"write": write, "read": read, "pgpass": str(self.pgpass)}
 
     def status(self) -> LabStatus:
@@ -187,12 +198,12 @@ class Lab:
     def dsn(self, port: int | None = None, host: str | None = None, dbname: str = "postgres") -> str:
         """A URI to one host (default: a PostgreSQL node's port); see :meth:`endpoints` for the
         lab's write and read entry points."""
-        return f"postgresql://postgres@{host or self.address(self.topology.with_role('postgres')[0].name)}:" \
-               f"{port or self.topology.ports.postgres}/{dbname}"
+        host = host or self.address(self.topology.with_role("postgres")[0].name)
+        return f"postgresql://{SUPERUSER.user}@{host}:{port or self.topology.ports.postgres}/{dbname}"
 
     def connect_kwargs(self) -> dict[str, Any]:
         """libpq keywords for the superuser, for psycopg."""
-        return {"user": "postgres", "password": self.secrets()["patroni_superuser_password"],
+        return {"user": SUPERUSER.user, "password": self.secrets()[SUPERUSER.password_variable],
                 "connect_timeout": 3}
 
     # Lifecycle -------------------------------------------------------------------------------
@@ -250,14 +261,14 @@ class Lab:
         problems = self.provider.preflight()
         if problems:
             raise PglabError(" ".join(problems))
-        on_event(Step("rendering inventory and Vagrantfile"))
+        on_event(Step("rendering the inventory"))
         rendered = self.render()
         on_event(Step(f"creating machines ({self.provider.name})"))
         self.provider.create()
         rendered = self.render()  # connection details can change once machines exist
         on_event(Step("running playbooks/site.yml"))
         result = ansible.run_playbook(paths.playbook("site.yml"), rendered.inventory,
-                                      self.dir / "ansible", on_event)
+                                      self.layout.ansible, on_event)
         if not result.succeeded:
             raise PglabError(self._failure_text("`pglab up`", result))
         on_event(Step("waiting for a healthy cluster"))
@@ -265,12 +276,16 @@ class Lab:
         parameters = self.converge_parameters()
         if parameters:
             on_event(Step("applied postgres.parameters: " + ", ".join(f"{k}={v}" for k, v in parameters.items())))
+        patroni_changed = self.converge_patroni()
+        if patroni_changed:
+            on_event(Step("applied patroni: " + ", ".join(f"{k}={v}" for k, v in patroni_changed.items())))
         haproxy = self.haproxy_address()
         endpoints = self.endpoints()
         return UpResult(
             seconds=time.monotonic() - started,
             changed=result.changed,
             parameters_changed=parameters,
+            patroni_changed=patroni_changed,
             health=health,
             dsn=endpoints["write"],
             replicas_dsn=endpoints["read"],
@@ -289,6 +304,16 @@ class Lab:
         changed = {name: value for name, value in wanted.items() if _setting_text(current.get(name)) != value}
         if changed:
             stack.set_parameters(changed)
+        return changed
+
+    def converge_patroni(self) -> dict[str, Any]:
+        """Bring Patroni's dynamic configuration to the topology's ``patroni:`` section (ttl,
+        synchronous_mode ...: bootstrap alone would never change them). Returns what changed."""
+        stack = self.stack()
+        current = stack.dynamic_config()
+        changed = {key: value for key, value in self.topology.patroni.dynamic().items() if current.get(key) != value}
+        if changed:
+            stack.set_dynamic(changed)
         return changed
 
     def wait_healthy(self, timeout: float = 120.0, on_event: EventSink = _ignore) -> Health:

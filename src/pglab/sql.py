@@ -7,11 +7,13 @@ from typing import Any
 
 import psycopg
 
+from pglab.secrets import SUPERUSER
+
 CONNECT_TIMEOUT = 3
 STATEMENT_TIMEOUT_MS = 5000
 
 
-def connect(host: str, port: int, password: str, dbname: str = "postgres", user: str = "postgres",
+def connect(host: str, port: int, password: str, dbname: str = "postgres", user: str = SUPERUSER.user,
             autocommit: bool = True) -> psycopg.Connection:
     """A session at host:port. ``host`` may list several hosts ("a,b"): libpq then tries them in
     turn for the one that takes writes (target_session_attrs=read-write), as a multi-host URI does."""

@@ -21,7 +21,8 @@ nodes:
 """
 
 
-@pytest.mark.parametrize("command", [["up"], ["render"], ["status"], ["destroy"], ["switchover"], ["verify"]])
+@pytest.mark.parametrize("command", [["up"], ["render"], ["status"], ["destroy"], ["switchover"], ["verify"],
+                                     ["drill", "crash"]])
 def test_bad_topology_exits_2_and_creates_nothing(tmp_path: Path, command: list[str]) -> None:
     path = tmp_path / "pglab.yml"
     path.write_text(COMPACT)
@@ -38,12 +39,12 @@ def test_missing_topology_file_says_run_init(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_init_writes_the_seed_lab_and_refuses_to_overwrite(tmp_path: Path) -> None:
+def test_init_writes_the_classic_lab_and_refuses_to_overwrite(tmp_path: Path) -> None:
     path = tmp_path / "pglab.yml"
     runner = CliRunner()
     assert runner.invoke(main, ["init", "-f", str(path)]).exit_code == 0
     topo = topology.load(path)
-    assert [n.name for n in topo.nodes] == ["consul", "haproxy", "pg1", "pg2", "pg3"]
+    assert [n.name for n in topo.nodes] == ["dcs", "haproxy", "pg1", "pg2", "pg3"]
     again = runner.invoke(main, ["init", "-f", str(path)])
     assert again.exit_code == 2 and "--force" in again.output
     assert runner.invoke(main, ["init", "-f", str(path), "--force", "--name", "other"]).exit_code == 0
@@ -77,3 +78,18 @@ def test_a_directory_is_not_a_topology(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["up", "-f", str(tmp_path)])
     assert result.exit_code == 2
     assert "cannot be read as a topology" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("args", "hint"), [
+    (["drill", "meteor"], "'meteor' is not one of"),
+    (["drill", "switchover", "--node", "pg2"], "--node applies to crash, hang, partition"),
+    (["drill", "crash", "--node", "pg9"], "no node named 'pg9'"),
+])
+def test_drill_refuses_bad_input_with_exit_2_before_touching_the_lab(tmp_path: Path, args: list[str],
+                                                                      hint: str) -> None:
+    path = tmp_path / "pglab.yml"
+    path.write_text(topology.default_yaml(loopback="127.0.22.0/24"))
+    result = CliRunner().invoke(main, [*args, "-f", str(path)])
+    assert result.exit_code == 2, result.output
+    assert hint in result.output
+    assert list(tmp_path.iterdir()) == [path]

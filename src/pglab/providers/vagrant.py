@@ -13,6 +13,7 @@ import shlex
 import shutil
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pglab.errors import PglabError
@@ -24,6 +25,7 @@ logging.getLogger("vagrant").addHandler(logging.NullHandler())
 import vagrant  # noqa: E402
 
 T = TypeVar("T")
+PARTITION_TABLE = "pglab_partition"  # nftables table inside a guest cut off by `stop --partition`
 LOG_FILE = "vagrant.log"
 SSH_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
 # VM states (after python-vagrant's normalisation) in which the VM is frozen, not stopped.
@@ -83,6 +85,11 @@ class VagrantProvider(Provider):
             "patroni_venv": "/opt/patroni",
         }
 
+    def rendered_files(self) -> dict[Path, str]:
+        from pglab.render import vagrantfile
+
+        return {self.lab_dir / "Vagrantfile": vagrantfile(self.topology)}
+
     def prerequisites(self) -> list[Prerequisite]:
         has_vagrant = shutil.which("vagrant") is not None
         needs = [Prerequisite("vagrant", "vagrant", has_vagrant)]
@@ -118,6 +125,9 @@ class VagrantProvider(Provider):
         self._run(f"halt {node.name}", lambda v: v.halt(vm_name=node.name))
 
     def start(self, node: Node) -> None:
+        if self._state(node) == vagrant.Vagrant.RUNNING:
+            self._ssh(node, f"sudo nft delete table inet {PARTITION_TABLE} 2>/dev/null || true")
+            return
         if self._state(node) in SUSPENDED:
             self._run(f"resume {node.name}", lambda v: v.resume(vm_name=node.name))
         else:
@@ -131,6 +141,17 @@ class VagrantProvider(Provider):
     def hang(self, node: Node) -> None:
         # A suspended VM keeps its TCP peers waiting, as SIGSTOP does to a process.
         self._run(f"suspend {node.name}", lambda v: v.suspend(vm_name=node.name))
+
+    def partition(self, node: Node) -> None:
+        # Inside the guest: drop everything to and from the other nodes' private addresses.
+        others = ", ".join(str(n.address) for n in self.topology.nodes if n.name != node.name)
+        self._ssh(node, "sudo sh -c " + shlex.quote(
+            f"command -v nft >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables; "
+            f"nft add table inet {PARTITION_TABLE}; "
+            f"nft 'add chain inet {PARTITION_TABLE} in {{ type filter hook input priority 0; policy accept; }}'; "
+            f"nft 'add chain inet {PARTITION_TABLE} out {{ type filter hook output priority 0; policy accept; }}'; "
+            f"nft 'add rule inet {PARTITION_TABLE} in ip saddr {{ {others} }} drop'; "
+            f"nft 'add rule inet {PARTITION_TABLE} out ip daddr {{ {others} }} drop'"))
 
     def services(self, node: Node) -> dict[str, str]:
         units = self._units(node)

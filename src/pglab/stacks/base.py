@@ -33,6 +33,11 @@ def leader_of(members: list[Member]) -> str | None:
     return next((m.name for m in members if m.role == "leader" and m.state == "running"), None)
 
 
+def streaming_replicas_of(members: list[Member]) -> list[Member]:
+    """The members that stream from a leader."""
+    return [m for m in members if m.role != "leader" and m.state == "streaming"]
+
+
 @dataclass
 class Health:
     leader: str | None
@@ -47,7 +52,7 @@ class Health:
 
     @property
     def streaming_replicas(self) -> list[Member]:
-        return [m for m in self.members if m.role != "leader" and m.state == "streaming"]
+        return streaming_replicas_of(self.members)
 
 
 @dataclass(frozen=True)

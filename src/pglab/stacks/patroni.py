@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pglab import haproxy
+from pglab.secrets import HAPROXY_STATS, RESTAPI
 from pglab.stacks.base import ClientEndpoint, Health, Member, Stack, StackError, StackSite
 
 
@@ -24,7 +25,8 @@ class Endpoints:
     haproxy: str | None
     restapi_port: int
     haproxy_stats_port: int
-    haproxy_stats_user: str = "admin"
+    restapi_user: str
+    haproxy_stats_user: str
     haproxy_primary_port: int = 5000
     haproxy_replicas_port: int = 5001
 
@@ -46,6 +48,8 @@ class PatroniStack(Stack):
             haproxy=site.addresses[haproxy[0].name] if haproxy else None,
             restapi_port=ports.patroni,
             haproxy_stats_port=ports.haproxy_stats,
+            restapi_user=RESTAPI.user,
+            haproxy_stats_user=HAPROXY_STATS.user,
             haproxy_primary_port=ports.haproxy_primary,
             haproxy_replicas_port=ports.haproxy_replicas,
         )
@@ -71,7 +75,8 @@ class PatroniStack(Stack):
         """An authenticated (unsafe) REST call; returns the HTTP status and the body's text."""
         request = urllib.request.Request(self._url(node, path), method=method,
                                          data=json.dumps(body or {}).encode())
-        token = base64.b64encode(f"patroni:{self.secrets['patroni_restapi_password']}".encode()).decode()
+        credentials = f"{self.endpoints.restapi_user}:{self.secrets['patroni_restapi_password']}"
+        token = base64.b64encode(credentials.encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
         request.add_header("Content-Type", "application/json")
         try:
@@ -211,6 +216,12 @@ class PatroniStack(Stack):
     def set_parameters(self, parameters: dict[str, Any]) -> None:
         """Change cluster-wide PostgreSQL parameters through Patroni's dynamic configuration."""
         status, text = self.call_any("PATCH", "/config", {"postgresql": {"parameters": parameters}})
+        if status != 200:
+            raise StackError(f"Patroni refused the configuration change (HTTP {status}): {text.strip()}")
+
+    def set_dynamic(self, settings: dict[str, Any]) -> None:
+        """Change top-level keys of Patroni's dynamic configuration (ttl, synchronous_mode ...)."""
+        status, text = self.call_any("PATCH", "/config", settings)
         if status != 200:
             raise StackError(f"Patroni refused the configuration change (HTTP {status}): {text.strip()}")
 
