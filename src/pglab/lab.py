@@ -309,6 +309,8 @@ class Lab:
     def converge_patroni(self) -> dict[str, Any]:
         """Bring Patroni's dynamic configuration to the topology's ``patroni:`` section (ttl,
         synchronous_mode ...: bootstrap alone would never change them). Returns what changed."""
+        if self.topology.stack != "patroni":
+            return {}
         stack = self.stack()
         current = stack.dynamic_config()
         changed = {key: value for key, value in self.topology.patroni.dynamic().items() if current.get(key) != value}
