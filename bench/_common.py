@@ -18,6 +18,8 @@ def parse_args(description: str, runs_help: str, default_loopback: str, argv: li
     parser.add_argument("--runs", type=int, default=3, help=f"{runs_help} (default 3)")
     parser.add_argument("--loopback", default=default_loopback, help=f"loopback range (default {default_loopback})")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--stack", choices=["patroni", "pg_auto_failover"], default="patroni",
+                        help="the HA stack of the lab (default patroni)")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -31,10 +33,10 @@ def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def write_topology(directory: Path, name: str, loopback: str) -> Path:
-    """The default lab under the benchmark's own name and loopback range."""
+def write_topology(directory: Path, name: str, loopback: str, stack: topology.Stack = "patroni") -> Path:
+    """The default lab of ``stack`` under the benchmark's own name and loopback range."""
     path = directory / "pglab.yml"
-    path.write_text(topology.default_yaml(name=name, loopback=loopback))
+    path.write_text(topology.default_yaml(name=name, loopback=loopback, stack=stack))
     return path
 
 

@@ -62,14 +62,14 @@ def main(kind: str, doc: str, argv: list[str] | None = None) -> int:
     args = parse_args(doc, "drills on the same lab, one after another", DEFAULT_LOOPBACK, argv)
     results: list[drill.DrillResult] = []
     with tempfile.TemporaryDirectory(prefix=f"pglab-bench-{kind}-") as tmp:
-        lab = Lab.from_file(write_topology(Path(tmp), LAB_NAME, args.loopback))
+        lab = Lab.from_file(write_topology(Path(tmp), LAB_NAME, args.loopback, args.stack))
         missing = lab.missing_prerequisites()
         if missing:
             log("this benchmark needs a lab without package installs, but these are missing: "
                 + "; ".join(missing) + ". Install them first (as root: `pglab prepare`), then run it again.")
             return 1
         try:
-            log(f"lab {LAB_NAME} on {args.loopback}: up ...")
+            log(f"lab {LAB_NAME} ({args.stack}) on {args.loopback}: up ...")
             log(f"lab {LAB_NAME}: healthy after {bring_up(lab):.1f} s")
             for number in range(1, args.runs + 1):
                 result = drill.run(lab, kind, number, log=log)

@@ -4,7 +4,7 @@ Brings up one lab (``benchha``, default topology) on its own loopback range in a
 directory, runs `pglab drill crash` (or ``--kind hang|partition|failover|restart``) on it
 ``--runs`` times and always destroys it. See bench/_ha.py and src/pglab/drill.py.
 
-    .venv/bin/python bench/failover.py [--kind crash] [--runs 3] [--loopback 127.0.32.0/24] [--json]
+    .venv/bin/python bench/failover.py [--kind crash] [--runs 3] [--loopback 127.0.32.0/24] [--stack STACK] [--json]
 """
 
 from __future__ import annotations

@@ -78,9 +78,10 @@ def timed_up(lab: Lab, what: str) -> Timed:
     return Timed(seconds=ended - started, phases=phases, changed=result.changed)
 
 
-def one_run(number: int, loopback: str, converge: bool, log: Any) -> tuple[Timed, Timed | None]:
+def one_run(number: int, loopback: str, converge: bool, log: Any,
+            stack: str = "patroni") -> tuple[Timed, Timed | None]:
     with tempfile.TemporaryDirectory(prefix="pglab-bench-up-") as tmp:
-        lab = Lab.from_file(write_topology(Path(tmp), LAB_NAME, loopback))
+        lab = Lab.from_file(write_topology(Path(tmp), LAB_NAME, loopback, stack))  # type: ignore[arg-type]
         try:
             log(f"run {number}: up ...")
             first = timed_up(lab, f"run {number}")
@@ -96,9 +97,10 @@ def one_run(number: int, loopback: str, converge: bool, log: Any) -> tuple[Timed
             lab.destroy()
 
 
-def check_prerequisites(loopback: str) -> list[str]:
+def check_prerequisites(loopback: str, stack: str = "patroni") -> list[str]:
     with tempfile.TemporaryDirectory(prefix="pglab-bench-up-") as tmp:
-        return Lab.from_file(write_topology(Path(tmp), LAB_NAME, loopback)).missing_prerequisites()
+        path = write_topology(Path(tmp), LAB_NAME, loopback, stack)  # type: ignore[arg-type]
+        return Lab.from_file(path).missing_prerequisites()
 
 
 def phase_text(phases: dict[str, float]) -> str:
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args("Seconds from nothing to a healthy pglab lab.", "labs to bring up one after another",
                       DEFAULT_LOOPBACK, argv)
 
-    missing = check_prerequisites(args.loopback)
+    missing = check_prerequisites(args.loopback, args.stack)
     if missing:
         log("bench/up.py measures a lab without package installs, but these are missing: "
             + "; ".join(missing) + ". Install them first (as root: `pglab prepare`), then run it again.")
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     converge: Timed | None = None
     try:
         for number in range(1, args.runs + 1):
-            first, again = one_run(number, args.loopback, converge=number == 1, log=log)
+            first, again = one_run(number, args.loopback, converge=number == 1, log=log, stack=args.stack)
             runs.append(first)
             converge = converge or again
     except BenchFailure as exc:

@@ -149,14 +149,18 @@ def render(topology_file: Path) -> None:
 
 @main.command()
 @file_option
+@click.option("--stack", type=click.Choice(["patroni", "pg_auto_failover"]), default="patroni", show_default=True,
+              help="Without a topology file: prepare for the default lab of this stack.")
 @reports_errors
-def prepare(topology_file: Path) -> None:
-    """Install what the lab needs on this machine (as root: apt packages and Patroni's venv).
+def prepare(topology_file: Path, stack: str) -> None:
+    """Install what the lab needs on this machine (as root: apt packages and Patroni's venv, or
+    pg_auto_failover's packages).
 
     `pglab up` does this by itself when something is missing; without a topology file the
-    default lab's needs are installed.
+    default lab's needs (of --stack) are installed.
     """
-    lab = Lab.from_file(topology_file) if topology_file.exists() else Lab.default(topology_file)
+    lab = (Lab.from_file(topology_file) if topology_file.exists()
+           else Lab.default(topology_file, stack))  # type: ignore[arg-type]
     missing = lab.missing_prerequisites()
     if missing:
         with ui.Progress("prepare") as progress:
@@ -189,9 +193,10 @@ def up(topology_file: Path, timeout: float, as_json: bool) -> None:
         + (f"; patroni settings applied: {', '.join(f'{k}={v}' for k, v in result.patroni_changed.items())}"
            if result.patroni_changed else "") + ".\n"
         f"  writes:   PGPASSFILE={escape(str(result.pgpass))} psql '{result.dsn}'\n"
-        f"  reads:    PGPASSFILE={escape(str(result.pgpass))} psql '{result.replicas_dsn}'\n"
-        f"  stats:    {result.stats_url} (user {secrets.HAPROXY_STATS.user})\n"
-        f"  secrets:  {escape(str(result.secrets_file))}",
+        + (f"  reads:    PGPASSFILE={escape(str(result.pgpass))} psql '{result.replicas_dsn}'\n"
+           if result.replicas_dsn else "")
+        + (f"  stats:    {result.stats_url} (user {secrets.HAPROXY_STATS.user})\n" if result.stats_url else "")
+        + f"  secrets:  {escape(str(result.secrets_file))}",
         highlight=False,
     )
 
@@ -295,7 +300,8 @@ def start(topology_file: Path, node: str, timeout: float, as_json: bool) -> None
 
 @main.group()
 def config() -> None:
-    """Cluster-wide PostgreSQL configuration through Patroni's dynamic configuration."""
+    """Cluster-wide PostgreSQL configuration (Patroni's dynamic configuration, or ALTER SYSTEM on
+    every pg_auto_failover node)."""
 
 
 @config.command("set")
@@ -320,8 +326,9 @@ def config_set(topology_file: Path, assignments: tuple[str, ...], timeout: float
 @file_option
 @reports_errors
 def config_show(topology_file: Path) -> None:
-    """Print Patroni's dynamic configuration (JSON), like `patronictl show-config`."""
-    ui.print_json(Lab.from_file(topology_file).stack().dynamic_config())
+    """Print the stack's configuration (JSON): Patroni's dynamic configuration (like
+    `patronictl show-config`), or the pg_auto_failover formation's settings and parameters."""
+    ui.print_json(Lab.from_file(topology_file).stack().configuration())
 
 
 @main.command()
@@ -395,7 +402,8 @@ def drill_command(topology_file: Path, kind: str, count: int, node: str | None, 
 @click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
 @reports_errors
 def psql(topology_file: Path, node: str | None, psql_args: tuple[str, ...]) -> None:
-    """Open psql through HAProxy (the leader), or on NODE directly; extra arguments go to psql.
+    """Open psql on the leader (through HAProxy or the multi-host URI), or on NODE directly;
+    extra arguments go to psql.
 
     Example: pglab psql -- -c 'select pg_is_in_recovery()'
     """
@@ -406,7 +414,7 @@ def psql(topology_file: Path, node: str | None, psql_args: tuple[str, ...]) -> N
         lab.node(node)
         dsn = lab.dsn(host=lab.address(node), port=lab.topology.ports.postgres)
     else:
-        dsn = lab.dsn()
+        dsn = lab.endpoints()["write"]  # HAProxy's writes port, or the multi-host URI
     pgpass = lab.pgpass
     if not pgpass.exists():
         raise PglabError(f"lab {lab.topology.name} has not been created ({pgpass} is missing); run `pglab up`.")

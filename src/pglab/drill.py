@@ -113,8 +113,7 @@ def run(lab: Lab, kind: str, number: int = 1, node: str | None = None, timeout: 
     health = lab.wait_healthy(timeout * 2, on_event)
     old_leader = health.leader
     target = node or old_leader
-    host, port = lab.writes_endpoint()
-    conninfo = {"host": host, "port": port, "dbname": "postgres", **lab.connect_kwargs()}
+    conninfo = lab.writes_conninfo()
     probe.prepare_table(conninfo)
     writer = probe.WriteProbe(conninfo)
     beside = _spawn_beside(lab, target) if kind == "partition" and target else None
@@ -127,7 +126,7 @@ def run(lab: Lab, kind: str, number: int = 1, node: str | None = None, timeout: 
     fault_at, fault_wall = time.monotonic(), time.time()
     try:
         if not writer.wait_succeeding(time.monotonic(), WARMUP, 60):
-            raise PglabError(f"writes through {host}:{port} did not succeed before the {kind}: "
+            raise PglabError(f"writes through {conninfo['host']}:{conninfo['port']} did not succeed before the {kind}: "
                              f"{writer.last_error()}")
         fault_at, fault_wall = time.monotonic(), time.time()
         markers.append(Marker(0.0, f"{kind} {target or ''}".strip()))

@@ -20,9 +20,9 @@ from pglab import ansible, paths, prerequisites, render, topology, waiting
 from pglab.errors import InputError, PglabError
 from pglab.haproxy import Backend
 from pglab.providers import Prerequisite, Provider, get_provider
-from pglab.secrets import HAPROXY_STATS, RESTAPI, SUPERUSER
+from pglab.secrets import SUPERUSER
+from pglab.stacks import Stack, StackSite, stack_class
 from pglab.stacks.base import Health
-from pglab.stacks.patroni import Endpoints, PatroniStack
 from pglab.topology import Node, Topology
 
 
@@ -59,6 +59,10 @@ class LabStatus:
     haproxy: list[Backend]
     services: dict[str, dict[str, str]]
     last_leader_change: dict[str, Any] | None
+    # Client connection strings: write, read (libpq URIs) and the pgpass file with the password.
+    endpoints: dict[str, str]
+    # The stack's own published URI (pg_auto_failover's formation URI), if it has one.
+    uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,9 +97,9 @@ class Lab:
             raise InputError(str(exc)) from None
 
     @classmethod
-    def default(cls, path: str | Path) -> Lab:
-        """The lab `pglab init` would write at ``path``, without writing it."""
-        return cls(topology.parse(topology.default_yaml(), str(path)), Path(path))
+    def default(cls, path: str | Path, stack: topology.Stack = "patroni") -> Lab:
+        """The lab `pglab init --stack STACK` would write at ``path``, without writing it."""
+        return cls(topology.parse(topology.default_yaml(stack=stack), str(path)), Path(path))
 
     # Files -----------------------------------------------------------------------------------
     @property
@@ -138,24 +142,38 @@ class Lab:
         nodes = self.topology.with_role("haproxy")
         return self.provider.address(nodes[0]) if nodes else None
 
-    def stack(self, timeout: float = 2.0) -> PatroniStack:
-        ports = self.topology.ports
-        endpoints = Endpoints(
-            postgres={n.name: self.provider.address(n) for n in self.topology.with_role("postgres")},
-            haproxy=self.haproxy_address(),
-            restapi_port=ports.patroni,
-            haproxy_stats_port=ports.haproxy_stats,
-            restapi_user=RESTAPI.user,
-            haproxy_stats_user=HAPROXY_STATS.user,
-        )
-        return PatroniStack(endpoints, self.secrets(), timeout=timeout)
+    def stack(self, timeout: float = 2.0) -> Stack:
+        """The client of the topology's stack (Patroni, pg_auto_failover) for this lab."""
+        site = StackSite(self.topology, {n.name: self.provider.address(n) for n in self.topology.nodes},
+                         self.secrets())
+        return stack_class(self.topology.stack).from_site(site, timeout=timeout)
+
+    def routes_writes(self) -> bool:
+        """Whether clients have one entry point that follows the leader (HAProxy, multi-host URI)."""
+        return "write" in self.stack().client_endpoints()
 
     def writes_endpoint(self) -> tuple[str, int]:
-        """Where clients write: HAProxy's primary port, or the first PostgreSQL node without one."""
-        haproxy = self.haproxy_address()
-        if haproxy:
-            return haproxy, self.topology.ports.haproxy_primary
+        """Where clients write (host may list several hosts: libpq then picks the one taking
+        writes); the first PostgreSQL node when the lab has no such entry point."""
+        write = self.stack().client_endpoints().get("write")
+        if write is not None:
+            return write.host, write.port
         return self.address(self.topology.with_role("postgres")[0]), self.topology.ports.postgres
+
+    def writes_conninfo(self) -> dict[str, Any]:
+        """psycopg keywords for the superuser at the writes endpoint; with several hosts (a
+        multi-host URI) libpq tries each in turn for the one that takes writes."""
+        host, port = self.writes_endpoint()
+        several = {"target_session_attrs": "read-write"} if "," in host else {}
+        return {"host": host, "port": port, "dbname": "postgres", **self.connect_kwargs(), **several}
+
+    def endpoints(self) -> dict[str, str]:
+        """Client connection strings (libpq URIs, no password) and the pgpass file that has it."""
+        found = self.stack().client_endpoints()
+        first = self.topology.with_role("postgres")[0]
+        write = found["write"].uri() if "write" in found else self.dsn(host=self.address(first.name))
+        read = found["read"].uri() if "read" in found else ""
+        return {"write": write, "read": read, "pgpass": str(self.pgpass)}
 
     def status(self) -> LabStatus:
         """Members, HAProxy routing, every node's services and the last leader change."""
@@ -172,11 +190,15 @@ class Lab:
             haproxy=health.routing,
             services={n.name: self.provider.services(n) for n in self.topology.nodes},
             last_leader_change=history[-1] if history else None,
+            endpoints=self.endpoints(),
+            uri=stack.uri(),
         )
 
     def dsn(self, port: int | None = None, host: str | None = None, dbname: str = "postgres") -> str:
-        default_host, default_port = self.writes_endpoint()
-        return f"postgresql://{SUPERUSER.user}@{host or default_host}:{port or default_port}/{dbname}"
+        """A URI to one host (default: a PostgreSQL node's port); see :meth:`endpoints` for the
+        lab's write and read entry points."""
+        return f"postgresql://{SUPERUSER.user}@{host or self.address(self.topology.with_role('postgres')[0].name)}:" \
+               f"{port or self.topology.ports.postgres}/{dbname}"
 
     def connect_kwargs(self) -> dict[str, Any]:
         """libpq keywords for the superuser, for psycopg."""
@@ -233,11 +255,6 @@ class Lab:
 
     def up(self, on_event: EventSink = _ignore, timeout: float = 180.0) -> UpResult:
         started = time.monotonic()
-        if self.topology.stack != "patroni":
-            raise InputError(
-                f"{self.topology_file}, field stack: pglab can validate and render a {self.topology.stack} lab "
-                "but cannot build one yet; set stack: patroni to bring a lab up."
-            )
         on_event(Step("checking prerequisites"))
         self.check_prerequisites(on_event)
         problems = self.provider.preflight()
@@ -262,26 +279,26 @@ class Lab:
         if patroni_changed:
             on_event(Step("applied patroni: " + ", ".join(f"{k}={v}" for k, v in patroni_changed.items())))
         haproxy = self.haproxy_address()
-        ports = self.topology.ports
+        endpoints = self.endpoints()
         return UpResult(
             seconds=time.monotonic() - started,
             changed=result.changed,
             parameters_changed=parameters,
             patroni_changed=patroni_changed,
             health=health,
-            dsn=self.dsn(),
-            replicas_dsn=self.dsn(port=ports.haproxy_replicas) if haproxy else "",
-            stats_url=f"http://{haproxy}:{ports.haproxy_stats}/" if haproxy else "",
+            dsn=endpoints["write"],
+            replicas_dsn=endpoints["read"],
+            stats_url=f"http://{haproxy}:{self.topology.ports.haproxy_stats}/" if haproxy else "",
             secrets_file=rendered.secrets_file,
             pgpass=rendered.pgpass,
         )
 
     def converge_parameters(self) -> dict[str, str]:
-        """Bring Patroni's dynamic configuration to the topology's postgres.parameters (they only
-        reach the cluster by bootstrap otherwise). Returns what changed; a change that needs a
-        restart is left pending for `pglab restart`, never restarted here."""
+        """Bring the stack's cluster-wide parameters (Patroni's dynamic configuration, ALTER SYSTEM
+        on pg_auto_failover's nodes) to the topology's postgres.parameters. Returns what changed; a
+        change that needs a restart is left pending for `pglab restart`, never restarted here."""
         stack = self.stack()
-        current = (stack.dynamic_config().get("postgresql") or {}).get("parameters") or {}
+        current = stack.parameters()
         wanted = {name: _setting_text(value) for name, value in self.topology.postgres.parameters.items()}
         changed = {name: value for name, value in wanted.items() if _setting_text(current.get(name)) != value}
         if changed:
@@ -291,8 +308,10 @@ class Lab:
     def converge_patroni(self) -> dict[str, Any]:
         """Bring Patroni's dynamic configuration to the topology's ``patroni:`` section (ttl,
         synchronous_mode ...: bootstrap alone would never change them). Returns what changed."""
+        if self.topology.stack != "patroni":
+            return {}
         stack = self.stack()
-        current = stack.dynamic_config()
+        current = stack.dynamic_config()  # type: ignore[attr-defined]
         changed = {key: value for key, value in self.topology.patroni.dynamic().items() if current.get(key) != value}
         if changed:
             stack.set_dynamic(changed)

@@ -64,7 +64,7 @@ def _postgres_node(lab: Lab, name: str) -> None:
 
 
 def writes_ok(lab: Lab) -> tuple[bool, str]:
-    """Whether writes through the lab's entry point (HAProxy 5000) reach a primary."""
+    """Whether writes through the lab's entry point (HAProxy 5000, the multi-host URI) reach a primary."""
     host, port = lab.writes_endpoint()
     ok, detail = sql.writable(host, port, lab.secrets()["patroni_superuser_password"])
     return ok, (f"writes reach {detail}" if ok else f"writes through {host}:{port} fail: {detail}")
@@ -97,7 +97,7 @@ def switchover(lab: Lab, to: str | None = None, timeout: float = 90, on_event: E
     return OpResult(
         "switchover", seconds,
         f"switchover {old} -> {after.leader}: timeline {old_timeline} -> {new_timeline}; new leader after "
-        f"{promoted_after:.1f} s, healthy (old leader streaming, HAProxy following) after {seconds:.1f} s",
+        f"{promoted_after:.1f} s, healthy (old leader streaming, writes following) after {seconds:.1f} s",
         {"old_leader": old, "new_leader": after.leader, "old_timeline": old_timeline,
          "new_timeline": new_timeline, "promoted_after": round(promoted_after, 2)},
     )
@@ -150,11 +150,11 @@ def stop_node(lab: Lab, name: str, mode: StopMode = "stop", timeout: float = 90,
         wait_until(promoted, timeout, "a replica to be promoted", on_event)
         details["new_leader"] = stack.leader()
         details["promoted_after"] = round(time.monotonic() - started, 2)
-        if lab.haproxy_address():
-            wait_until(lambda: writes_ok(lab), timeout, "writes through HAProxy to resume", on_event)
+        if lab.routes_writes():
+            wait_until(lambda: writes_ok(lab), timeout, "writes through the lab's entry point to resume", on_event)
             details["writes_after"] = round(time.monotonic() - started, 2)
         summary += (f" (the leader): {details['new_leader']} promoted after {details['promoted_after']:.1f} s"
-                    + (f", writes through HAProxy resumed after {details['writes_after']:.1f} s"
+                    + (f", writes resumed after {details['writes_after']:.1f} s"
                        if "writes_after" in details else ""))
     elif is_postgres:
         def gone() -> tuple[bool, str]:
@@ -234,7 +234,7 @@ def set_config(lab: Lab, parameters: dict[str, str], timeout: float = 60,
             pending = [m.name for m in stack.members() if m.pending_restart]
             return set(running) <= set(pending), "pending: " + ", ".join(pending)
 
-        wait_until(all_pending, timeout, "Patroni to mark members pending restart", on_event)
+        wait_until(all_pending, timeout, "members to be marked pending restart", on_event)
         summary = (f"set {', '.join(f'{k}={v}' for k, v in parameters.items())}; "
                    f"{', '.join(needs_restart)} need(s) a restart: pending on {', '.join(running)}. "
                    "Run `pglab restart --rolling` to apply.")

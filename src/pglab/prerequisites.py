@@ -15,6 +15,7 @@ from pglab.providers.base import Prerequisite
 from pglab.topology import Topology
 
 VENV_PACKAGE = "patroni (PyPI, in a venv: python3-venv)"
+PG_AUTOCTL_PACKAGE = "pg-auto-failover-cli"
 
 
 def _binary(name: str, *fallbacks: str) -> bool:
@@ -35,8 +36,16 @@ def on_this_machine(topology: Topology) -> list[Prerequisite]:
     needed = [
         Prerequisite(str(bin_dir / "postgres"), f"postgresql-{topology.postgres.version}",
                      (bin_dir / "postgres").exists()),
-        Prerequisite(f"{venv}/bin/patroni", VENV_PACKAGE, (venv / "bin" / "patroni").exists()),
     ]
+    if topology.stack == "patroni":
+        needed.append(Prerequisite(f"{venv}/bin/patroni", VENV_PACKAGE, (venv / "bin" / "patroni").exists()))
+    else:
+        extension = Path(f"/usr/share/postgresql/{topology.postgres.version}/extension/pgautofailover.control")
+        needed += [
+            Prerequisite("pg_autoctl", PG_AUTOCTL_PACKAGE, _binary("pg_autoctl")),
+            Prerequisite(f"the pgautofailover extension ({extension})",
+                         f"postgresql-{topology.postgres.version}-auto-failover", extension.exists()),
+        ]
     if topology.with_role("dcs"):
         needed.append(Prerequisite("etcd", "etcd-server", _binary("etcd")))
     if topology.with_role("haproxy"):
@@ -51,7 +60,7 @@ def on_this_machine(topology: Topology) -> list[Prerequisite]:
 def prepare_roles(topology: Topology) -> list[str]:
     """The roles whose package tasks playbooks/prepare.yml runs on this machine."""
     roles = ["etcd"] if topology.with_role("dcs") else []
-    roles += ["postgresql", "patroni"]
+    roles += ["postgresql", "patroni" if topology.stack == "patroni" else "pg_auto_failover"]
     if paths.is_root():
         roles.append("pglab")  # nftables, for network partitions
     return roles + (["haproxy"] if topology.with_role("haproxy") else [])

@@ -28,7 +28,12 @@ REPLICATION = Account("replicator", "patroni_replication_user", "patroni_replica
 REWIND = Account("rewinder", "patroni_rewind_user", "patroni_rewind_password", "pg_rewind user")
 RESTAPI = Account("patroni", "patroni_restapi_user", "patroni_restapi_password", "Patroni REST API")
 HAPROXY_STATS = Account("admin", "haproxy_stats_user", "haproxy_stats_password", "HAProxy stats page")
-ACCOUNTS = (SUPERUSER, REPLICATION, REWIND, RESTAPI, HAPROXY_STATS)
+# pg_auto_failover names its own users; their passwords are still generated per lab.
+PGAF_MONITOR = Account("autoctl_node", "pg_auto_failover_monitor_user", "pg_auto_failover_monitor_password",
+                       "pg_auto_failover monitor")
+PGAF_REPLICATION = Account("pgautofailover_replicator", "pg_auto_failover_replication_user",
+                           "pg_auto_failover_replication_password", "pg_auto_failover replication user")
+ACCOUNTS = (SUPERUSER, REPLICATION, REWIND, RESTAPI, HAPROXY_STATS, PGAF_MONITOR, PGAF_REPLICATION)
 
 # Inventory variable -> what it protects. Ansible reads the file as group_vars/all/secrets.yml.
 SECRET_VARIABLES = {a.password_variable: f"{a.what} ({a.user})" for a in ACCOUNTS}

@@ -15,10 +15,13 @@ STATEMENT_TIMEOUT_MS = 5000
 
 def connect(host: str, port: int, password: str, dbname: str = "postgres", user: str = SUPERUSER.user,
             autocommit: bool = True) -> psycopg.Connection:
+    """A session at host:port. ``host`` may list several hosts ("a,b"): libpq then tries them in
+    turn for the one that takes writes (target_session_attrs=read-write), as a multi-host URI does."""
+    several = {"target_session_attrs": "read-write"} if "," in host else {}
     return psycopg.connect(
         host=host, port=port, dbname=dbname, user=user, password=password, autocommit=autocommit,
         connect_timeout=CONNECT_TIMEOUT, options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-        application_name="pglab",
+        application_name="pglab", **several,
     )
 
 

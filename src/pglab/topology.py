@@ -145,6 +145,16 @@ class VagrantSettings(_Strict):
     cpus: Annotated[int, Field(ge=1, le=256)] = 1
 
 
+class PgAutoFailoverSettings(_Strict):
+    """stack pg_auto_failover: the formation the data nodes join and how it replicates."""
+
+    formation: Annotated[str, Field(pattern=NAME_PATTERN)] = "default"
+    # Standbys that must acknowledge each commit (pg_auto_failover's number_sync_standbys).
+    number_sync_standbys: Annotated[int, Field(ge=0)] = 0
+    # Data node name -> candidate priority (0 never promoted .. 100); unlisted nodes keep 50.
+    candidate_priorities: dict[str, Annotated[int, Field(ge=0, le=100)]] = Field(default_factory=dict)
+
+
 class Topology(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)] = "pglab"
     provider: Provider = "local"
@@ -155,6 +165,7 @@ class Topology(_Strict):
     network: Network = Network()
     ports: Ports = Ports()
     vagrant: VagrantSettings = VagrantSettings()
+    pg_auto_failover: PgAutoFailoverSettings = PgAutoFailoverSettings()
     nodes: Annotated[list[Node], Field(min_length=1, max_length=MAX_NODES)]
 
     @model_validator(mode="after")
@@ -256,6 +267,12 @@ def _check_roles(topo: Topology) -> None:
                 "pg_auto_failover keeps its state in its monitor, not in a DCS; replace role dcs "
                 "with monitor, or set stack: patroni",
             )
+        if topo.stack == "pg_auto_failover" and "haproxy" in node.roles:
+            raise _FieldProblem(
+                ("nodes", i, "roles"),
+                "pg_auto_failover clients reach the primary through the formation's multi-host URI "
+                "(target_session_attrs=read-write), not HAProxy; remove role haproxy, or set stack: patroni",
+            )
         if "monitor" in node.roles and "postgres" in node.roles:
             raise _FieldProblem(
                 ("nodes", i, "roles"),
@@ -272,6 +289,33 @@ def _check_roles(topo: Topology) -> None:
         raise _FieldProblem(
             ("nodes",),
             "stack pg_auto_failover needs exactly one node with the role monitor",
+        )
+    if topo.stack == "pg_auto_failover":
+        _check_pg_auto_failover(topo)
+
+
+def _check_pg_auto_failover(topo: Topology) -> None:
+    data_nodes = [n.name for n in topo.with_role("postgres")]
+    settings = topo.pg_auto_failover
+    for name in settings.candidate_priorities:
+        if name not in data_nodes:
+            raise _FieldProblem(
+                ("pg_auto_failover", "candidate_priorities", name),
+                f"{name!r} is not a data node; list only nodes with the role postgres "
+                f"({', '.join(data_nodes)})",
+            )
+    if settings.number_sync_standbys > max(len(data_nodes) - 2, 0):
+        raise _FieldProblem(
+            ("pg_auto_failover", "number_sync_standbys"),
+            f"{settings.number_sync_standbys} synchronous standbys need at least "
+            f"{settings.number_sync_standbys + 2} data nodes (pg_auto_failover keeps one standby spare so "
+            f"writes go on when a standby is lost); lower it or add data nodes",
+        )
+    if len(data_nodes) > 1 and not any(settings.candidate_priorities.get(n, 50) > 0 for n in data_nodes):
+        raise _FieldProblem(
+            ("pg_auto_failover", "candidate_priorities"),
+            "every data node has candidate priority 0, so none could ever be promoted; give at least "
+            "one a priority above 0",
         )
 
 
@@ -588,10 +632,9 @@ DEFAULT_NODES: dict[str, list[tuple[str, str, Role, str | None]]] = {
         ("pg3", "192.168.11.122", "postgres", None),
     ],
     "pg_auto_failover": [
-        ("monitor", "192.168.11.151", "monitor", "pg_auto_failover monitor"),
-        ("haproxy", "192.168.11.101", "haproxy", "5000 -> primary, 7000 -> stats"),
-        ("pg1", "192.168.11.152", "postgres", "PostgreSQL + pg_autoctl keeper"),
-        ("pg2", "192.168.11.153", "postgres", None),
+        ("monitor", "192.168.11.151", "monitor", "the pg_auto_failover monitor (port ports.monitor, 5431)"),
+        ("pg1", "192.168.11.152", "postgres", "PostgreSQL + its pg_autoctl keeper"),
+        ("pg2", "192.168.11.153", "postgres", "add pg3 (192.168.11.154) for a third data node"),
     ],
 }
 EXAMPLE_PARAMETERS: dict[str, str | int | float | bool] = {"max_connections": 100}
@@ -606,6 +649,8 @@ _COMMENTS = {
     "patroni.maximum_lag_on_failover": "bytes a replica may lag and still be promoted",
     "patroni.synchronous_mode": "true: a commit waits for a replica; no acknowledged write lost",
     "vagrant.hypervisor": "libvirt | virtualbox",
+    "pg_auto_failover.number_sync_standbys": "standbys that must confirm each commit (at most data nodes - 2)",
+    "pg_auto_failover.candidate_priorities": "e.g. {pg1: 50, pg2: 50}; 0 = never promoted, default 50",
     "nodes": "roles: dcs, postgres, haproxy, monitor; a node may hold several",
 }
 _HEADER = [
@@ -641,13 +686,15 @@ def default_yaml(
         **({"patroni": PatroniSettings().model_dump(mode="json")} if stack == "patroni" else {}),
         "network": {**Network().model_dump(mode="json"), **({"loopback": loopback} if loopback else {})},
         "vagrant": VagrantSettings().model_dump(mode="json"),
+        **({"pg_auto_failover": PgAutoFailoverSettings().model_dump(mode="json")}
+           if stack == "pg_auto_failover" else {}),
     }
     lines = list(_HEADER)
     for key, value in values.items():
         if isinstance(value, dict):
             lines.append(_line(key, None, key))
             for inner, inner_value in value.items():
-                if isinstance(inner_value, dict):
+                if isinstance(inner_value, dict) and inner_value:
                     lines.append(_line(f"  {inner}", None, f"{key}.{inner}"))
                     lines += [_line(f"    {k}", v, "") for k, v in inner_value.items()]
                 else:

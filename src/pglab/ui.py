@@ -95,18 +95,25 @@ def print_json(value: Any) -> None:
 
 def members_table(cluster: str, members: list[Member]) -> Table:
     table = Table(title=f"Cluster: {cluster}", title_justify="left")
+    # The stack's own state words (pg_auto_failover's current and assigned state), when it has them.
+    own_states = any(m.assigned_state for m in members)
     # Names, hosts and roles are never wrapped or cut ("127.0.11.1…" would mislead); headers may wrap.
     for column in ("Member", "Host", "Role"):
         table.add_column(column, no_wrap=True)
-    table.add_column("State", overflow="fold")
-    table.add_column("TL", justify="right")
-    table.add_column("Lag in MB", justify="right")
-    table.add_column("Pending restart", justify="center", max_width=8)
+    if own_states:
+        table.add_column("Current", no_wrap=True)
+        table.add_column("Assigned", no_wrap=True)
+    else:
+        table.add_column("State", overflow="fold")
+    table.add_column("TL", justify="right", no_wrap=True)
+    table.add_column("Lag in MB", justify="right", min_width=3, max_width=6)
+    table.add_column("Pending restart", justify="center", max_width=8, min_width=7)
     for m in members:
         role = {"leader": "Leader", "replica": "Replica"}.get(m.role, m.role)
         style = "bold green" if m.role == "leader" else ("red" if m.state not in ("running", "streaming") else "")
+        states = [m.current_state or m.state, m.assigned_state or ""] if own_states else [m.state]
         table.add_row(
-            m.name, m.host, role, m.state,
+            m.name, f"{m.host}:{m.port}" if m.port else m.host, role, *states,
             "" if m.timeline is None else str(m.timeline),
             "" if m.lag_mb is None or m.role == "leader" else f"{m.lag_mb:g}",
             "*" if m.pending_restart else "",
@@ -147,6 +154,13 @@ def print_status(status: LabStatus) -> None:
         for name, state in services.items():
             if state != "RUNNING":
                 console.print(f"[yellow]{node}: {name} is {state}[/yellow]")
+    if status.uri:
+        console.print(f"formation URI: {status.uri}", highlight=False)
+    console.print(f"writes: PGPASSFILE={status.endpoints['pgpass']} psql '{status.endpoints['write']}'",
+                  highlight=False)
+    if status.endpoints.get("read"):
+        console.print(f"reads:  PGPASSFILE={status.endpoints['pgpass']} psql '{status.endpoints['read']}'",
+                      highlight=False)
     change = status.last_leader_change
     if change:
         console.print(f"last leader change: {change['new_leader'] or 'a member'} became leader at "

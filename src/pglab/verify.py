@@ -18,6 +18,7 @@ import pytest
 
 from pglab.checks import CHECKS_DIR
 from pglab.lab import InputError, Lab
+from pglab.stacks import STACKS
 
 Outcome = str  # passed, failed, skipped, error
 
@@ -56,7 +57,11 @@ class VerifyReport:
 
 
 def _check_name(path: Path) -> str:
-    return re.sub(r"^test_\d+_", "", path.stem).replace("_", " ")
+    """``test_01_services_pg_auto_failover.py`` -> ``services``: a stack's own file of a check."""
+    name = re.sub(r"^test_\d+_", "", path.stem)
+    for stack in STACKS:
+        name = name.removesuffix(f"_{stack}")
+    return name.replace("_", " ")
 
 
 def _first_line(text: str) -> str:

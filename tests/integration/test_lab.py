@@ -58,6 +58,10 @@ def test_status_json_reports_one_leader_and_two_streaming_replicas(lab: Lab) -> 
     assert [m["state"] for m in status["members"]].count("streaming") == 2
     primary_up = [b["server"] for b in status["haproxy"] if b["proxy"] == "primary" and b["status"] == "UP"]
     assert primary_up == [status["leader"]]
+    haproxy = lab.haproxy_address()
+    assert status["endpoints"] == {"write": f"postgresql://postgres@{haproxy}:5000/postgres",
+                                   "read": f"postgresql://postgres@{haproxy}:5001/postgres",
+                                   "pgpass": str(lab.pgpass)}
 
 
 def test_second_up_changes_nothing(lab: Lab) -> None:

@@ -68,6 +68,6 @@ def test_verify_names_a_stopped_replica(lab: Lab) -> None:
     assert by_node[replica].outcome == "failed"
     assert by_node[replica].message.startswith(f"{replica} is not streaming"), by_node[replica].message
     assert all(r.outcome == "passed" for n, r in by_node.items() if n != replica)
-    rows = next(r for r in report.results if r.name == "rows written through haproxy reach every replica")
+    rows = next(r for r in report.results if r.name == "rows written through the writes endpoint reach every replica")
     assert rows.outcome == "failed" and replica in rows.message
     assert lab.stack().health().healthy

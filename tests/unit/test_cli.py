@@ -57,12 +57,15 @@ def test_init_rejects_consul_on_the_local_provider(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_up_refuses_a_stack_it_cannot_build_before_creating_anything(tmp_path: Path) -> None:
+def test_init_writes_a_pg_auto_failover_lab(tmp_path: Path) -> None:
     path = tmp_path / "pglab.yml"
-    path.write_text(topology.default_yaml(stack="pg_auto_failover"))
-    result = CliRunner().invoke(main, ["up", "-f", str(path)])
-    assert result.exit_code == 2 and "stack: patroni" in result.output
-    assert list(tmp_path.iterdir()) == [path]
+    result = CliRunner().invoke(main, ["init", "-f", str(path), "--stack", "pg_auto_failover"])
+    assert result.exit_code == 0, result.output
+    topo = topology.load(path)
+    assert topo.stack == "pg_auto_failover"
+    assert [n.name for n in topo.with_role("monitor")] == ["monitor"]
+    assert [n.name for n in topo.with_role("postgres")] == ["pg1", "pg2"]
+    assert not topo.with_role("haproxy") and not topo.with_role("dcs")
 
 
 def test_help_teaches_the_commands() -> None:

@@ -65,7 +65,7 @@ def test_default_yaml_parses(stack: str) -> None:
     assert topo.postgres.version == 15
     assert topo.postgres.scope == "pglab"
     assert len(topo.with_role("postgres")) >= 2
-    assert len(topo.with_role("haproxy")) == 1
+    assert len(topo.with_role("haproxy")) == (1 if stack == "patroni" else 0)
     if stack == "patroni":
         assert topo.dcs == "etcd"
         assert len(topo.with_role("dcs")) == 1
@@ -197,9 +197,24 @@ MALFORMED = [
         id="monitor-role-with-patroni",
     ),
     pytest.param(
-        _mutate(_node(1, roles=["haproxy", "dcs"]), stack=_PAF),
-        "nodes[1] (haproxy).roles", "[haproxy, dcs]", "set stack: patroni",
+        _mutate(_node(1, roles=["postgres", "dcs"]), stack=_PAF),
+        "nodes[1] (pg1).roles", "[postgres, dcs]", "set stack: patroni",
         id="dcs-role-with-pg-auto-failover",
+    ),
+    pytest.param(
+        _mutate(_node(1, roles=["postgres", "haproxy"]), stack=_PAF),
+        "nodes[1] (pg1).roles", "[postgres, haproxy]", "multi-host URI",
+        id="haproxy-role-with-pg-auto-failover",
+    ),
+    pytest.param(
+        _mutate(lambda d: d["pg_auto_failover"].update(candidate_priorities={"pg9": 10}), stack=_PAF),
+        "pg_auto_failover.candidate_priorities.pg9", "candidate_priorities", "not a data node",
+        id="priority-of-an-unknown-node",
+    ),
+    pytest.param(
+        _mutate(lambda d: d["pg_auto_failover"].update(number_sync_standbys=1), stack=_PAF),
+        "pg_auto_failover.number_sync_standbys", "number_sync_standbys", "at least 3 data nodes",
+        id="too-many-sync-standbys",
     ),
     pytest.param(
         _mutate(_node(2, name="PG1")),

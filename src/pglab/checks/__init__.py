@@ -1,11 +1,12 @@
 """`pglab verify`: a pytest + testinfra suite shipped inside the package, run against a live lab.
 
 One file per check, run in order (services, replication, routing, switchover, manual failover,
-node loss, configuration change, final). ``conftest.py`` adds ``--pglab-file`` and the session
-fixtures; the helpers below are shared by the checks. Services' states come from the provider's
-interface (``Provider.services``), sockets from testinfra's ansible backend on the lab's own
-inventory, the cluster (leader, replicas) from the stack client and SQL, and changes through
-:mod:`pglab.operations`: never through a provider's internals.
+node loss, configuration change, final). A file that serves one stack only says so with
+``STACKS = ("patroni",)``; the suite keeps the files of the lab's stack. ``conftest.py`` adds
+``--pglab-file`` and the session fixtures; the helpers below are shared by the checks. Services'
+states come from the provider's interface (``Provider.services``), sockets from testinfra's
+ansible backend on the lab's own inventory, the cluster (leader, replicas) from the stack client
+and SQL, and changes through :mod:`pglab.operations`: never through a provider's internals.
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ def streaming_state(lab: Lab, replica: str, leader_name: str, password: str) -> 
         return False, f"{replica} is not streaming (state: {member.state if member else 'absent'})"
     host, port = node_endpoint(lab, leader_name)
     rows = sql.query(host, port, password, "SELECT state FROM pg_stat_replication WHERE application_name = %s",
-                     (replica,))
+                     (lab.stack().application_name(replica),))
     if not rows:
         return False, f"{replica} is missing from pg_stat_replication on the leader {leader_name}"
     if rows[0][0] != "streaming":

@@ -1,6 +1,6 @@
 """The verify suite's option (``--pglab-file``), session fixtures and per-node parametrization.
 
-Tests that take ``dcs_node``, ``postgres_node`` or ``haproxy_node`` run once per node of that
+Tests that take ``dcs_node``, ``postgres_node``, ``haproxy_node`` or ``monitor_node`` run once per node of that
 role, with the node's name as the test id (the runner reports it in the "node" column).
 """
 
@@ -15,7 +15,8 @@ import pytest
 
 from pglab.lab import Lab
 
-_ROLE_FIXTURES = {"dcs_node": "dcs", "postgres_node": "postgres", "haproxy_node": "haproxy"}
+_ROLE_FIXTURES = {"dcs_node": "dcs", "postgres_node": "postgres", "haproxy_node": "haproxy",
+                  "monitor_node": "monitor"}
 _saved_path: list[str | None] = []
 
 
@@ -50,6 +51,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if fixture in metafunc.fixturenames:
             nodes = [n.name for n in _lab_from_config(metafunc.config).topology.with_role(role)]  # type: ignore[arg-type]
             metafunc.parametrize(fixture, nodes, ids=nodes, scope="function")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the checks of the lab's stack: a module with ``STACKS`` serves only those stacks."""
+    stack = _lab_from_config(config).topology.stack
+    keep = [i for i in items if stack in getattr(i.module, "STACKS", (stack,))]  # type: ignore[attr-defined]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,8 @@ from pglab import sql
 from pglab.checks import infra, service_state
 from pglab.lab import Lab
 
+STACKS = ("patroni",)
+
 
 def _get_json(url: str) -> object:
     with urllib.request.urlopen(url, timeout=3) as response:

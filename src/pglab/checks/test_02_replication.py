@@ -1,5 +1,5 @@
 """Check 2, replication: one leader, every replica streaming to it with little lag, and rows
-written through the writes port (HAProxy 5000) visible on every replica within 10 s."""
+written through the writes endpoint (HAProxy 5000, or the multi-host URI) visible on every replica within 10 s."""
 
 from __future__ import annotations
 
@@ -39,17 +39,18 @@ def test_member_leads_or_streams(lab: Lab, postgres_node: str, password: str) ->
     host, port = node_endpoint(lab, current)
     rows = {name: (state, lag) for name, state, lag in sql.query(host, port, password, REPLICATION_VIEW)}
     member = by_name[postgres_node]
-    assert postgres_node in rows, (
+    name = lab.stack().application_name(postgres_node)
+    assert name in rows, (
         f"{postgres_node} is not streaming (state: {member.state or 'unknown'}): it is missing from "
         f"pg_stat_replication on the leader {current}; members: {describe(by_name)}")
-    state, lag = rows[postgres_node]
+    state, lag = rows[name]
     assert state == "streaming", f"{postgres_node} is not streaming (state: {state}) from the leader {current}"
     lag_mb = (lag or 0) / 1048576
     assert lag_mb < LAG_LIMIT_MB, (
         f"{postgres_node} replays {lag_mb:.1f} MB behind the leader {current} (limit {LAG_LIMIT_MB} MB)")
 
 
-def test_rows_written_through_haproxy_reach_every_replica(lab: Lab, password: str) -> None:
+def test_rows_written_through_the_writes_endpoint_reach_every_replica(lab: Lab, password: str) -> None:
     current = leader(lab)
     create_rows(lab, password)
     deadline = time.monotonic() + REPLICATION_TIMEOUT

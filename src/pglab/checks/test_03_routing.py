@@ -9,6 +9,8 @@ from pglab import sql
 from pglab.checks import leader, node_at, streaming_replicas
 from pglab.lab import Lab
 
+STACKS = ("patroni",)
+
 
 def _server(lab: Lab, name: str, port: int, password: str, what: str) -> tuple[bool, str]:
     address = lab.address(name)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pglab.errors import PglabError
+from pglab.topology import Topology
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,11 @@ class Member:
     pending_restart: bool = False
     # Patroni's pending_restart_reason: parameter -> {"old_value": ..., "new_value": ...}
     pending_changes: dict[str, dict[str, str]] = field(default_factory=dict)
+    port: int | None = None
+    # The stack's own words, where it has them (pg_auto_failover: the monitor's current and
+    # assigned state of the node).
+    current_state: str | None = None
+    assigned_state: str | None = None
 
 
 def leader_of(members: list[Member]) -> str | None:
@@ -49,6 +55,36 @@ class Health:
         return streaming_replicas_of(self.members)
 
 
+@dataclass(frozen=True)
+class ClientEndpoint:
+    """Where clients connect for writes or reads: one host (a router) or several, with libpq's
+    target_session_attrs picking the right one."""
+
+    hosts: tuple[str, ...]
+    port: int
+    target_session_attrs: str | None = None
+
+    @property
+    def host(self) -> str:
+        """libpq's host value: the hosts, comma-separated."""
+        return ",".join(self.hosts)
+
+    def uri(self, user: str = "postgres", dbname: str = "postgres") -> str:
+        """A libpq URI without a password (it comes from the lab's pgpass file)."""
+        hosts = ",".join(f"{h}:{self.port}" for h in self.hosts)
+        attrs = f"?target_session_attrs={self.target_session_attrs}" if self.target_session_attrs else ""
+        return f"postgresql://{user}@{hosts}/{dbname}{attrs}"
+
+
+@dataclass(frozen=True)
+class StackSite:
+    """What a stack client is told of a lab: its topology, where each node answers, its secrets."""
+
+    topology: Topology
+    addresses: dict[str, str]  # node name -> address
+    secrets: dict[str, str]
+
+
 class StackError(PglabError):
     """The HA stack refused or could not do what was asked."""
 
@@ -59,6 +95,11 @@ class Stack(ABC):
 
     name: str = ""
 
+    @classmethod
+    @abstractmethod
+    def from_site(cls, site: StackSite, timeout: float = 2.0) -> Stack:
+        """The client for a lab, from its topology, node addresses and secrets."""
+
     @abstractmethod
     def members(self) -> list[Member]:
         """Every member with its role and state, including members that are down."""
@@ -66,6 +107,14 @@ class Stack(ABC):
     @abstractmethod
     def health(self) -> Health:
         """One leader, every replica streaming, the router sending writes to the leader."""
+
+    @abstractmethod
+    def client_endpoints(self) -> dict[str, ClientEndpoint]:
+        """Where clients write (``write``) and read (``read``); empty when the lab has no router."""
+
+    def uri(self) -> str | None:
+        """The stack's own published connection string, if it has one."""
+        return None
 
     def leader(self) -> str | None:
         """The running leader (primary), if there is one."""
@@ -84,8 +133,20 @@ class Stack(ABC):
         """Change cluster-wide PostgreSQL parameters (a restart, if needed, is left pending)."""
 
     @abstractmethod
+    def parameters(self) -> dict[str, Any]:
+        """The cluster-wide PostgreSQL parameters as configured (applied or pending)."""
+
+    @abstractmethod
+    def configuration(self) -> dict[str, Any]:
+        """The stack's configuration, for `pglab config show`."""
+
+    @abstractmethod
     def restart(self, node: str) -> None:
         """Restart PostgreSQL on one member, in place."""
+
+    def application_name(self, member: str) -> str:
+        """The name the member's WAL receiver gives the primary (pg_stat_replication)."""
+        return member
 
     def history(self) -> list[dict[str, Any]]:
         """Leader changes, oldest first: ``timeline``, ``reason``, ``time``, ``new_leader``."""

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pglab import haproxy
-from pglab.stacks.base import Health, Member, Stack, StackError
+from pglab.secrets import HAPROXY_STATS, RESTAPI
+from pglab.stacks.base import ClientEndpoint, Health, Member, Stack, StackError, StackSite
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class Endpoints:
     haproxy_stats_port: int
     restapi_user: str
     haproxy_stats_user: str
+    haproxy_primary_port: int = 5000
+    haproxy_replicas_port: int = 5001
 
 
 class PatroniStack(Stack):
@@ -35,6 +38,29 @@ class PatroniStack(Stack):
         self.endpoints = endpoints
         self.secrets = secrets
         self.timeout = timeout
+
+    @classmethod
+    def from_site(cls, site: StackSite, timeout: float = 2.0) -> PatroniStack:
+        topo, ports = site.topology, site.topology.ports
+        haproxy = topo.with_role("haproxy")
+        endpoints = Endpoints(
+            postgres={n.name: site.addresses[n.name] for n in topo.with_role("postgres")},
+            haproxy=site.addresses[haproxy[0].name] if haproxy else None,
+            restapi_port=ports.patroni,
+            haproxy_stats_port=ports.haproxy_stats,
+            restapi_user=RESTAPI.user,
+            haproxy_stats_user=HAPROXY_STATS.user,
+            haproxy_primary_port=ports.haproxy_primary,
+            haproxy_replicas_port=ports.haproxy_replicas,
+        )
+        return cls(endpoints, site.secrets, timeout=timeout)
+
+    def client_endpoints(self) -> dict[str, ClientEndpoint]:
+        """HAProxy's writes (leader) and reads (replicas) ports, when the lab has HAProxy."""
+        if not self.endpoints.haproxy:
+            return {}
+        return {"write": ClientEndpoint((self.endpoints.haproxy,), self.endpoints.haproxy_primary_port),
+                "read": ClientEndpoint((self.endpoints.haproxy,), self.endpoints.haproxy_replicas_port)}
 
     # REST ------------------------------------------------------------------------------------
     def _url(self, node: str, path: str) -> str:
@@ -180,6 +206,12 @@ class PatroniStack(Stack):
         if config is None:
             raise StackError("no member answered for /config")
         return config
+
+    def parameters(self) -> dict[str, Any]:
+        return dict((self.dynamic_config().get("postgresql") or {}).get("parameters") or {})
+
+    def configuration(self) -> dict[str, Any]:
+        return self.dynamic_config()
 
     def set_parameters(self, parameters: dict[str, Any]) -> None:
         """Change cluster-wide PostgreSQL parameters through Patroni's dynamic configuration."""

@@ -1,0 +1,295 @@
+"""The pg_auto_failover stack client: the formation's state from the monitor, operations through
+the monitor's SQL API (what `pg_autoctl show state`, `perform switchover` and `perform promotion`
+call), settings and restarts on the data nodes themselves.
+
+It is given node addresses and credentials; it never knows how the machines were made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql as q
+
+from pglab import sql
+from pglab.stacks.base import ClientEndpoint, Health, Member, Stack, StackError, StackSite
+
+MONITOR_DB = "pg_auto_failover"
+MONITOR_USER = "autoctl_node"
+# States in which a node is the formation's primary and takes writes.
+PRIMARY_STATES = frozenset({"single", "wait_primary", "primary", "join_primary", "apply_settings"})
+# pg_autoctl starts PostgreSQL with -h ADDRESS while its own include says listen_addresses = '*':
+# PostgreSQL flags that as pending restart although no restart would change anything.
+NEVER_PENDING = frozenset({"listen_addresses"})
+
+NODES_QUERY = """
+SELECT nodename, nodehost, nodeport, reportedstate::text, goalstate::text, reportedpgisrunning, health,
+       reportedtli, reportedlsn::text, candidatepriority, replicationquorum, reportedrepstate
+FROM pgautofailover.node WHERE formationid = %s ORDER BY nodeid
+"""
+PENDING_QUERY = """
+SELECT DISTINCT ON (f.name) f.name, s.setting, f.setting
+FROM pg_file_settings f JOIN pg_settings s ON s.name = f.name
+WHERE s.pending_restart AND f.error IS NULL
+ORDER BY f.name, f.seqno DESC
+"""
+
+
+@dataclass(frozen=True)
+class MonitorEndpoints:
+    monitor: str  # address of the monitor's PostgreSQL
+    monitor_port: int
+    postgres: dict[str, str]  # data node name -> address
+    postgres_port: int
+    formation: str = "default"
+
+
+class PgAutoFailoverStack(Stack):
+    name = "pg_auto_failover"
+
+    def __init__(self, endpoints: MonitorEndpoints, secrets: dict[str, str], timeout: float = 2.0) -> None:
+        self.endpoints = endpoints
+        self.secrets = secrets
+        self.timeout = timeout
+
+    @classmethod
+    def from_site(cls, site: StackSite, timeout: float = 2.0) -> PgAutoFailoverStack:
+        topo = site.topology
+        monitor = topo.with_role("monitor")[0]
+        endpoints = MonitorEndpoints(
+            monitor=site.addresses[monitor.name],
+            monitor_port=topo.ports.monitor,
+            postgres={n.name: site.addresses[n.name] for n in topo.with_role("postgres")},
+            postgres_port=topo.ports.postgres,
+            formation=topo.pg_auto_failover.formation,
+        )
+        return cls(endpoints, site.secrets, timeout)
+
+    # Connections -----------------------------------------------------------------------------
+    def _monitor(self) -> psycopg.Connection:
+        return psycopg.connect(
+            host=self.endpoints.monitor, port=self.endpoints.monitor_port, dbname=MONITOR_DB, user=MONITOR_USER,
+            password=self.secrets["pg_auto_failover_monitor_password"], autocommit=True,
+            connect_timeout=max(int(self.timeout), 1), application_name="pglab",
+        )
+
+    def _monitor_rows(self, query: str, params: Any = None) -> list[tuple]:
+        with self._monitor() as conn:
+            return conn.execute(query, params).fetchall()
+
+    def _node(self, name: str) -> psycopg.Connection:
+        return sql.connect(self.endpoints.postgres[name], self.endpoints.postgres_port,
+                           self.secrets["patroni_superuser_password"])
+
+    # Stack -----------------------------------------------------------------------------------
+    def monitor_nodes(self) -> list[tuple] | None:
+        """The monitor's rows for the formation's nodes, or None when the monitor does not answer."""
+        try:
+            return self._monitor_rows(NODES_QUERY, (self.endpoints.formation,))
+        except (OSError, psycopg.Error):
+            return None
+
+    def members(self) -> list[Member]:
+        return self._members(self.monitor_nodes())
+
+    def _members(self, rows: list[tuple] | None) -> list[Member]:
+        by_name = {r[0]: r for r in rows or []}
+        leader_lsn = next((_lsn(r[8]) for r in by_name.values() if _leading(r[3], r[4])), None)
+        members = []
+        for name, address in self.endpoints.postgres.items():
+            row = by_name.get(name)
+            if row is None:
+                state = "monitor unreachable" if rows is None else "not registered"
+                members.append(Member(name=name, host=address, role="", state=state))
+                continue
+            _, host, port, current, assigned, pg_running, health, tli, lsn, _prio, _quorum, _sync = row
+            role = "leader" if _leading(current, assigned) else "replica"
+            if health == 0:
+                state = "unreachable"
+            elif not pg_running:
+                state = "stopped"
+            elif role == "leader":
+                state = "running"
+            elif current == assigned == "secondary":
+                state = "streaming"
+            else:
+                state = current if current == assigned else f"{current} -> {assigned}"
+            lag = None
+            if role == "replica" and leader_lsn is not None and _lsn(lsn) is not None:
+                lag = round(max(leader_lsn - _lsn(lsn), 0) / 1048576, 1)  # type: ignore[operator]
+            pending = self._pending(name) if health == 1 and pg_running else {}
+            members.append(Member(
+                name=name, host=host, port=port, role=role, state=state, timeline=tli, lag_mb=lag,
+                pending_restart=bool(pending), pending_changes=pending,
+                current_state=current, assigned_state=assigned,
+            ))
+        return members
+
+    def _pending(self, name: str) -> dict[str, dict[str, str]]:
+        """Settings pending a restart on the node: name -> old (running) and new (file) value."""
+        try:
+            with self._node(name) as conn:
+                rows = conn.execute(PENDING_QUERY).fetchall()
+        except (OSError, psycopg.Error):
+            return {}
+        return {n: {"old_value": old, "new_value": new} for n, old, new in rows if n not in NEVER_PENDING}
+
+    def health(self) -> Health:
+        rows = self.monitor_nodes()
+        members = self._members(rows)
+        problems = [] if rows is not None else [
+            f"the monitor at {self.endpoints.monitor}:{self.endpoints.monitor_port} does not answer"]
+        leaders = [m for m in members if m.role == "leader" and m.state == "running"]
+        if rows is not None and len(leaders) != 1:
+            problems.append(f"{len(leaders)} running primaries (expected 1)")
+        for m in members:
+            if m.role == "replica" and m.state != "streaming":
+                problems.append(f"{m.name} is {m.state or 'unknown'}, not a streaming secondary")
+            elif m.role == "" and rows is not None:
+                problems.append(f"{m.name} is {m.state}")
+        # The monitor fails over to a standby only once the primary has reported it in sync: until
+        # then a lost primary would leave the formation without one.
+        sync = {r[0]: r[11] for r in rows or []}
+        if len(leaders) == 1 and len(members) > 1 and sync.get(leaders[0].name) not in ("sync", "quorum"):
+            problems.append(f"the primary {leaders[0].name} reports its standbys as "
+                            f"{sync.get(leaders[0].name) or 'unknown'}, not yet in sync")
+        return Health(leaders[0].name if len(leaders) == 1 else None, members, problems)
+
+    def client_endpoints(self) -> dict[str, ClientEndpoint]:
+        hosts = tuple(self.endpoints.postgres.values())
+        port = self.endpoints.postgres_port
+        return {"write": ClientEndpoint(hosts, port, "read-write"),
+                "read": ClientEndpoint(hosts, port, "standby")}
+
+    def uri(self) -> str | None:
+        """The formation's URI as the monitor publishes it (`pg_autoctl show uri --formation`)."""
+        try:
+            rows = self._monitor_rows("SELECT pgautofailover.formation_uri(%s)", (self.endpoints.formation,))
+        except (OSError, psycopg.Error):
+            return None
+        return rows[0][0] if rows else None
+
+    # Operations ------------------------------------------------------------------------------
+    def _perform(self, what: str, query: str, params: tuple, settle: float = 30.0) -> str:
+        """Call a monitor function that starts a transition. pg_autoctl may report a monitor error
+        for a transition that did start: judge by the assigned states, not only by the error. The
+        monitor refuses while the formation is still moving (a primary back in wait_primary after
+        a standby restarted): try again until it has settled, for up to ``settle`` seconds."""
+        deadline = time.monotonic() + settle
+        while True:
+            before = {r[0]: r[4] for r in self.monitor_nodes() or []}
+            try:
+                self._monitor_rows(query, params)
+                return f"{what} started"
+            except psycopg.Error as exc:
+                time.sleep(0.5)
+                after = {r[0]: r[4] for r in self.monitor_nodes() or []}
+                if after and after != before:
+                    return f"{what} started (the monitor said: {sql.first_line(exc)})"
+                if time.monotonic() > deadline:
+                    raise StackError(f"the monitor refused the {what}: {sql.first_line(exc)}") from None
+            except OSError as exc:
+                raise StackError(f"the monitor does not answer: {exc}") from None
+            time.sleep(0.5)
+
+    def switchover(self, candidate: str | None = None, leader: str | None = None) -> str:
+        """`pg_autoctl perform switchover` (the monitor picks the standby), or `perform promotion`
+        of ``candidate``."""
+        if candidate:
+            return self.failover(candidate)
+        return self._perform("switchover", "SELECT pgautofailover.perform_failover(%s, 0)",
+                             (self.endpoints.formation,))
+
+    def failover(self, candidate: str) -> str:
+        """`pg_autoctl perform promotion` of ``candidate``."""
+        return self._perform(f"promotion of {candidate}", "SELECT pgautofailover.perform_promotion(%s, %s)",
+                             (self.endpoints.formation, candidate))
+
+    def set_parameters(self, parameters: dict[str, Any]) -> None:
+        """ALTER SYSTEM on every data node that answers, then a reload (a node rebuilt later
+        gets the primary's postgresql.auto.conf with its base backup or pg_rewind)."""
+        reached, errors = [], []
+        for name in self.endpoints.postgres:
+            try:
+                with self._node(name) as conn:
+                    for key, value in parameters.items():
+                        conn.execute(q.SQL("ALTER SYSTEM SET {} = {}").format(q.Identifier(key),
+                                                                            q.Literal(str(value))))
+                    conn.execute("SELECT pg_reload_conf()")
+                reached.append(name)
+            except (OSError, psycopg.Error) as exc:
+                errors.append(f"{name}: {sql.first_line(exc)}")
+        if not reached:
+            raise StackError("no data node took the configuration change: " + "; ".join(errors))
+
+    def parameters(self) -> dict[str, Any]:
+        """The settings pglab set with ALTER SYSTEM, as the primary has them."""
+        leader = self.leader() or next(iter(self.endpoints.postgres))
+        try:
+            with self._node(leader) as conn:
+                rows = conn.execute("SELECT name, setting FROM pg_file_settings "
+                                    "WHERE sourcefile LIKE '%%/postgresql.auto.conf' AND error IS NULL "
+                                    "ORDER BY seqno").fetchall()
+        except (OSError, psycopg.Error) as exc:
+            raise StackError(f"{leader} does not answer: {sql.first_line(exc)}") from None
+        return dict(rows)
+
+    def configuration(self) -> dict[str, Any]:
+        rows = self._monitor_rows("SELECT number_sync_standbys FROM pgautofailover.formation WHERE formationid = %s",
+                                  (self.endpoints.formation,))
+        nodes = {r[0]: {"candidate_priority": r[9], "replication_quorum": r[10]} for r in self.monitor_nodes() or []}
+        return {"formation": self.endpoints.formation, "number_sync_standbys": rows[0][0] if rows else None,
+                "nodes": nodes, "uri": self.uri(), "parameters": self.parameters()}
+
+    def restart(self, node: str, timeout: float = 120.0) -> None:
+        """Restart PostgreSQL in place: a fast shutdown signalled from inside the server (the
+        keeper, which runs PostgreSQL, starts it again at once); returns once it answers again."""
+        try:
+            with self._node(node) as conn:
+                started = conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]  # type: ignore[index]
+                pid = int(conn.execute("SELECT pg_read_file('postmaster.pid')").fetchone()[0].split()[0])  # type: ignore[index]
+                # The shutdown may end this very session before it answers: judge by the start time.
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute(q.SQL("COPY (SELECT 1) TO PROGRAM {}").format(q.Literal(f"kill -INT {pid}")))
+        except (OSError, psycopg.Error) as exc:
+            raise StackError(f"could not restart PostgreSQL on {node}: {sql.first_line(exc)}") from None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, psycopg.Error), self._node(node) as conn:
+                now = conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]  # type: ignore[index]
+                if now > started:
+                    return
+            time.sleep(0.3)
+        raise StackError(f"PostgreSQL on {node} did not come back within {timeout:.0f} s of its restart")
+
+    def application_name(self, member: str) -> str:
+        """pg_autoctl names each standby's replication connection after its node id."""
+        rows = self._monitor_rows("SELECT nodeid FROM pgautofailover.node WHERE formationid = %s AND nodename = %s",
+                                  (self.endpoints.formation, member))
+        return f"pgautofailover_standby_{rows[0][0]}" if rows else member
+
+    def history(self) -> list[dict[str, Any]]:
+        """Promotions, oldest first: the monitor's events assigning wait_primary to a standby."""
+        try:
+            rows = self._monitor_rows(
+                "SELECT reportedtli, eventtime::text, nodename, description FROM pgautofailover.event "
+                "WHERE formationid = %s AND reportedstate = 'stop_replication' AND goalstate = 'wait_primary' "
+                "ORDER BY eventid", (self.endpoints.formation,))
+        except (OSError, psycopg.Error):
+            return []
+        return [{"timeline": tli, "time": at, "new_leader": name, "reason": text} for tli, at, name, text in rows]
+
+
+def _leading(current: str, assigned: str) -> bool:
+    return current in PRIMARY_STATES and assigned in PRIMARY_STATES
+
+
+def _lsn(text: str | None) -> int | None:
+    if not text or "/" not in text:
+        return None
+    high, low = text.split("/")
+    return (int(high, 16) << 32) + int(low, 16)

@@ -1,0 +1,115 @@
+"""A real pg_auto_failover lab (monitor, primary, secondary) on the second test range: up ends
+healthy with the multi-host URIs, status --json reports them, rows written through the write URI
+reach the secondary, a second up changes nothing, a switchover moves the primary, and destroy
+leaves no process, port or file."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pglab import operations
+from pglab.lab import Lab, UpResult
+from pglab.providers.local import LocalProvider, _environments
+from tests.conftest import SECOND_LOOPBACK, loopback_address, write_topology
+
+
+@pytest.fixture(scope="module")
+def pgaf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, UpResult]]:
+    path = write_topology(tmp_path_factory.mktemp("pgaf"), name="itest-pgaf", loopback=SECOND_LOOPBACK,
+                          stack="pg_auto_failover")
+    lab = Lab.from_file(path)
+    if lab.missing_prerequisites() and os.geteuid() != 0:
+        pytest.skip("the pg_auto_failover test needs: " + "; ".join(lab.missing_prerequisites()))
+    try:
+        yield lab, lab.up(timeout=180)
+    finally:
+        lab.destroy()
+
+
+def _listening(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex((host, port)) == 0
+
+
+def test_up_ends_with_a_primary_a_secondary_and_the_uris(pgaf: tuple[Lab, UpResult]) -> None:
+    _, result = pgaf
+    assert result.health.healthy, result.health.problems
+    assert sorted((m.current_state, m.assigned_state) for m in result.health.members) == [
+        ("primary", "primary"), ("secondary", "secondary")]
+    hosts = f"{loopback_address(152, second=True)}:5432,{loopback_address(153, second=True)}:5432"
+    assert result.dsn == f"postgresql://postgres@{hosts}/postgres?target_session_attrs=read-write"
+    assert result.replicas_dsn == f"postgresql://postgres@{hosts}/postgres?target_session_attrs=standby"
+
+
+def test_status_json_reports_members_and_endpoints(pgaf: tuple[Lab, UpResult]) -> None:
+    lab, result = pgaf
+    out = subprocess.run([sys.executable, "-m", "pglab.cli", "status", "--json", "-f", str(lab.topology_file)],
+                         check=True, capture_output=True, text=True).stdout
+    status = json.loads(out)
+    assert status["healthy"] is True
+    assert status["endpoints"]["write"] == result.dsn and status["endpoints"]["read"] == result.replicas_dsn
+    assert status["endpoints"]["pgpass"] == str(lab.pgpass)
+    assert "target_session_attrs=read-write" in status["uri"]
+    assert status["services"] == {n: {"pgautofailover": "RUNNING"} for n in ("monitor", "pg1", "pg2")}
+
+
+def test_rows_written_through_the_write_uri_reach_the_secondary(pgaf: tuple[Lab, UpResult]) -> None:
+    lab, result = pgaf
+    env = {**os.environ, "PGPASSFILE": str(lab.pgpass)}
+    sql = "DROP TABLE IF EXISTS itest; CREATE TABLE itest AS SELECT generate_series(1, 50) AS i"
+    subprocess.run(["psql", result.dsn, "-XAtc", sql], check=True, env=env, capture_output=True)
+    secondary = next(m for m in result.health.members if m.current_state == "secondary")
+    deadline = time.monotonic() + 10
+    while True:
+        with psycopg.connect(host=secondary.host, port=5432, dbname="postgres", **lab.connect_kwargs()) as conn:
+            found = conn.execute("SELECT count(*) FROM pg_tables WHERE tablename = 'itest'").fetchone()[0]  # type: ignore[index]
+            if found:
+                assert conn.execute("SELECT count(*) FROM itest").fetchone()[0] == 50  # type: ignore[index]
+                break
+        assert time.monotonic() < deadline, f"table itest not on {secondary.name} within 10 s"
+        time.sleep(0.2)
+
+
+def test_second_up_changes_nothing(pgaf: tuple[Lab, UpResult]) -> None:
+    lab, _ = pgaf
+    result = lab.up(timeout=60)
+    assert result.changed == 0
+    assert result.parameters_changed == {}
+    assert result.health.healthy
+
+
+def test_switchover_moves_the_primary(pgaf: tuple[Lab, UpResult]) -> None:
+    lab, _ = pgaf
+    before = lab.stack().leader()
+    result = operations.switchover(lab)
+    assert result.details["old_leader"] == before
+    assert result.details["new_leader"] not in (None, before)
+    assert result.details["new_timeline"] > result.details["old_timeline"]
+    assert operations.writes_ok(lab)[0]
+
+
+def test_destroy_leaves_no_process_port_or_file(pgaf: tuple[Lab, UpResult]) -> None:
+    lab, _ = pgaf
+    provider = lab.provider
+    assert isinstance(provider, LocalProvider)
+    lab.destroy()
+    marker = f"SUPERVISOR_SERVER_URL=unix://{provider.socket}".encode()
+    assert [pid for pid, env in _environments() if marker in env] == []
+    busy = [(host, port) for host, port in [(loopback_address(151, second=True), 5431),
+                                            (loopback_address(152, second=True), 5432),
+                                            (loopback_address(153, second=True), 5432)]
+            if _listening(host, port)]
+    assert busy == []
+    assert not lab.dir.exists() and not provider.run_dir.exists()
+    assert not Path(lab.topology_file).parent.joinpath(".pglab").exists()
