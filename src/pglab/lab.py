@@ -241,6 +241,7 @@ class Lab:
         on_event(Step("rendering inventory and Vagrantfile"))
         rendered = self.render()
         on_event(Step(f"creating machines ({self.provider.name})"))
+        self.provider.report = lambda text: on_event(Step(text))
         self.provider.create()
         rendered = self.render()  # connection details can change once machines exist
         on_event(Step("running playbooks/site.yml"))

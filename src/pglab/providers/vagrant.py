@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from pglab import libvirt
 from pglab.errors import PglabError
 from pglab.providers.base import Prerequisite, Provider
 from pglab.topology import Node
@@ -37,6 +38,13 @@ UNIT_STATES = {
     "inactive": "STOPPED",
     "failed": "FATAL",
 }
+# Lines of `vagrant up` worth a progress line: each VM's way from nothing to SSH.
+MILESTONES = ("Creating image", "Creating domain", "Starting domain", "Waiting for domain to get an IP",
+              "Waiting for machine to boot", "Machine booted and ready", "Setting hostname",
+              "Configuring and enabling network", "Domain is already running", "Machine already provisioned",
+              "Resuming domain")
+# Under software emulation (no KVM) every VM boots on the host's CPUs: a few at a time.
+BOOT_BATCH_WITHOUT_KVM = 3
 
 
 class VagrantError(PglabError):
@@ -97,13 +105,20 @@ class VagrantProvider(Provider):
 
     # Lifecycle -------------------------------------------------------------------------------
     def create(self) -> None:
-        self._run("up", lambda v: v.up(provider=self.topology.vagrant.hypervisor))
+        names = [n.name for n in self.topology.nodes]
+        software = self.topology.vagrant.hypervisor == "libvirt" and self.topology.vagrant.driver == "qemu"
+        batch = BOOT_BATCH_WITHOUT_KVM if software else len(names)
+        for i in range(0, len(names), batch):
+            self._up(names[i:i + batch])
 
     def destroy(self) -> None:
         dot_vagrant = self.lab_dir / ".vagrant"
         # Without both there is no VM to remove, and vagrant need not even be installed.
         if (self.lab_dir / "Vagrantfile").is_file() and dot_vagrant.is_dir():
             self._run("destroy -f", lambda v: v.destroy())
+        # What vagrant lost track of (a run killed before .vagrant was written): found by its names.
+        if self.topology.vagrant.hypervisor == "libvirt" and libvirt.available():
+            libvirt.purge(self.topology.name)
         shutil.rmtree(dot_vagrant, ignore_errors=True)
         (self.lab_dir / LOG_FILE).unlink(missing_ok=True)
 
@@ -152,6 +167,29 @@ class VagrantProvider(Provider):
         return self._ssh(node, f"sudo journalctl {flags} -n {int(lines)} --no-pager")
 
     # Helpers ---------------------------------------------------------------------------------
+    def _up(self, names: list[str]) -> None:
+        """`vagrant up NAMES`, its output appended to vagrant.log, its milestones reported."""
+        command = ["vagrant", "up", f"--provider={self.topology.vagrant.hypervisor}", *names]
+        if not shutil.which("vagrant"):
+            raise VagrantError("`vagrant up` cannot run: the vagrant executable cannot be found. Install vagrant.")
+        self.lab_dir.mkdir(parents=True, exist_ok=True)
+        self.report(f"vagrant up {' '.join(names)}")
+        with (self.lab_dir / LOG_FILE).open("a") as log, subprocess.Popen(
+            command, cwd=self.lab_dir, env=self._env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, text=True, errors="replace",
+        ) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                log.write(line)
+                log.flush()
+                if line.startswith("==> ") and any(m in line for m in MILESTONES):
+                    self.report(line[4:].strip())
+        if process.returncode != 0:
+            raise VagrantError(
+                f"`{' '.join(command[:2])} {' '.join(names)}` failed in {self.lab_dir} (exit {process.returncode}). "
+                f"Last lines of {self.lab_dir / LOG_FILE}:\n{self._log_tail()}"
+            )
+
     def _vagrant(self) -> vagrant.Vagrant:
         log = vagrant.make_file_cm(str(self.lab_dir / LOG_FILE))
         return vagrant.Vagrant(root=str(self.lab_dir), out_cm=log, err_cm=log, env=self._env())
