@@ -194,6 +194,7 @@ def _configure_guest(root: Path, work: Path) -> None:
     (root / "etc/network/interfaces").write_text(
         "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n\n"
         "allow-hotplug eth0\niface eth0 inet dhcp\n")
+    _boot_time_identity(root, work)
     # SSH answers fast without reverse DNS (the VMs have no resolver worth asking).
     (root / "etc/ssh/sshd_config.d/pglab.conf").write_text("UseDNS no\n")
     (root / "etc/resolv.conf").write_text("")
@@ -214,6 +215,44 @@ def _configure_guest(root: Path, work: Path) -> None:
     _chroot(root, ["systemctl", "enable", "pglab-ssh-host-keys.service"], work)
     for lists in (root / "var/lib/apt/lists").glob("*_dists_*"):
         lists.unlink()
+
+
+# Vagrant would set each VM's name and lab address over SSH (minutes under emulation); the kernel
+# command line the Vagrantfile gives each VM carries them instead: systemd.hostname=NAME sets the
+# name, and this script the address (pglab.address=ADDRESS/PREFIX on eth1, the private network).
+ADDRESS_SCRIPT = """#!/bin/sh
+set -e
+for word in $(cat /proc/cmdline); do
+  case "$word" in pglab.address=*) address="${word#pglab.address=}" ;; esac
+done
+[ -n "$address" ] || exit 0
+ip link set eth1 up
+ip address replace "$address" dev eth1
+sed -i "s/^127.0.1.1 .*/127.0.1.1 $(hostname)/" /etc/hosts
+"""
+ADDRESS_UNIT = """[Unit]
+Description=The lab address from the kernel command line (pglab.address=)
+ConditionKernelCommandLine=pglab.address
+Wants=sys-subsystem-net-devices-eth1.device
+After=sys-subsystem-net-devices-eth1.device
+Before=network-online.target ssh.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/pglab-address
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def _boot_time_identity(root: Path, work: Path) -> None:
+    script = root / "usr/local/sbin/pglab-address"
+    script.write_text(ADDRESS_SCRIPT)
+    script.chmod(0o755)
+    (root / "etc/systemd/system/pglab-address.service").write_text(ADDRESS_UNIT)
+    _chroot(root, ["systemctl", "enable", "pglab-address.service"], work)
 
 
 def _insecure_key() -> str:

@@ -134,6 +134,8 @@ class VmHost:
             for command in self.setup_commands():
                 _run(command)
             self._wait_for_libvirtd()
+            for lab in self.labs:  # domains a killed run left defined would block `vagrant up`
+                libvirt.purge(lab)
         except BaseException:
             self.stop()
             raise

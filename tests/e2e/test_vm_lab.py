@@ -36,13 +36,16 @@ nodes:
 PGLAB = [sys.executable, "-m", "pglab.cli"]
 
 
+def driver() -> str:
+    return os.environ.get("PGLAB_E2E_DRIVER", "qemu")  # kvm where /dev/kvm boots stock kernels (CI)
+
+
 def topology_text() -> str:
-    driver = os.environ.get("PGLAB_E2E_DRIVER", "qemu")  # kvm where /dev/kvm boots stock kernels (CI)
     if os.environ.get("PGLAB_E2E_FULL") == "1":
         text = topology.default_yaml(name=LAB, provider="vagrant")
-        text = text.replace("box: debian/bookworm64", f"box: {box.BOX_NAME}\n  driver: {driver}")
+        text = text.replace("box: debian/bookworm64", f"box: {box.BOX_NAME}\n  driver: {driver()}")
         return text.replace("scope: otus", f"scope: {LAB}").replace("scope: pglab", f"scope: {LAB}")
-    return COMPACT.replace("DRIVER", driver)
+    return COMPACT.replace("DRIVER", driver())
 
 
 def pglab(host: VmHost, *args: str, lab_file: Path) -> subprocess.CompletedProcess[str]:
@@ -74,7 +77,7 @@ def test_vm_lab_up_verify_converge_destroy(tmp_path: Path) -> None:
     lab_file = tmp_path / "pglab.yml"
     lab_file.write_text(topology_text())
     junit = Path(os.environ.get("PGLAB_E2E_JUNIT", tmp_path / "verify.xml"))
-    host = VmHost(subnets=(MANAGEMENT_SUBNET, SUBNET), labs=(LAB,))
+    host = VmHost(subnets=(MANAGEMENT_SUBNET, SUBNET), labs=(LAB,), hide_kvm=driver() == "qemu")
     with host.running():
         try:
             started = time.monotonic()

@@ -246,6 +246,9 @@ def test_the_offline_box_boots_its_kernel_under_emulation() -> None:
     assert f'config.vm.box = "{box.BOX_NAME}"' in text
     assert f'libvirt.kernel = "{boot.kernel}"' in text and f'libvirt.initrd = "{boot.initrd}"' in text
     assert 'libvirt.cmd_line = "root=/dev/vda rw' in text
+    # Name and address ride on the kernel command line; vagrant configures neither over SSH.
+    assert "systemd.hostname=alpha pglab.address=10.20.0.10/16" in text
+    assert "node.vm.hostname" not in text and text.count("auto_config: false") == 2
     assert 'libvirt.driver = "qemu"' in text
     assert 'libvirt.qemuargs value: "tcg,tb-size=128"' in text
     assert "config.vm.boot_timeout" in text
