@@ -16,7 +16,9 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from pglab import box, libvirt, topology
+import pytest
+
+from pglab import box, libvirt, topology, waiting
 from pglab.vmhost import MANAGEMENT_SUBNET, VmHost
 
 LAB = "vme2e"
@@ -68,8 +70,10 @@ def qemu_processes() -> list[int]:
     return pids
 
 
-def test_vm_lab_up_verify_converge_destroy(tmp_path: Path) -> None:
+def test_vm_lab_up_verify_converge_destroy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     figures: dict[str, object] = {}
+    if driver() == "qemu":  # guests 10x slower than the host: every wait of pglab's lasts longer
+        monkeypatch.setenv(waiting.TIMEOUT_SCALE_VARIABLE, os.environ.get(waiting.TIMEOUT_SCALE_VARIABLE, "4"))
     started = time.monotonic()
     box.build(lambda text: print(f"box: {text}", flush=True))
     figures["box_s"] = round(time.monotonic() - started)

@@ -78,3 +78,19 @@ def test_a_namespace_with_its_routes_is_made_and_removed(tmp_path: Path) -> None
         host.stop()
     assert not host.namespace_exists() and host.routes() == []
     assert not host.subnets_file.exists()
+
+
+def test_slow_machines_scale_every_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pglab import waiting
+
+    calls = []
+
+    def never() -> tuple[bool, str]:
+        calls.append(1)
+        return False, "not yet"
+
+    monkeypatch.setenv(waiting.TIMEOUT_SCALE_VARIABLE, "3")
+    done, _detail, elapsed = waiting.poll(never, 0.1, interval=0.02)
+    assert not done and elapsed >= 0.3
+    monkeypatch.setenv(waiting.TIMEOUT_SCALE_VARIABLE, "nonsense")
+    assert waiting.timeout_scale() == 1.0

@@ -78,11 +78,14 @@ class VagrantProvider(Provider):
             "ansible_ssh_private_key_file": key,
             # Vagrant reuses addresses and ports across labs: host keys would only get in the way.
             "ansible_ssh_common_args": SSH_ARGS,
+            # A busy VM (software emulation) can take longer than Ansible's 10 s to answer sudo.
+            "ansible_ssh_timeout": 60,
+            "ansible_ssh_retries": 3,
             **common,
         }
 
     def inventory_vars(self) -> dict[str, Any]:
-        return {
+        variables: dict[str, Any] = {
             "pglab_node_root": "",
             "pglab_service_manager": "systemd",
             "pglab_service_user": "postgres",
@@ -90,6 +93,15 @@ class VagrantProvider(Provider):
             "pglab_hba_networks": [str(self.topology.network.subnet)],
             "patroni_venv": "/opt/patroni",
         }
+        if self._emulated():
+            # Guests 10x slower than the host, sharing its CPUs: etcd's sub-second elections and
+            # Patroni's 5 s DCS retries would flap under load.
+            variables |= {"etcd_heartbeat_interval": 500, "etcd_election_timeout": 5000,
+                          "patroni_ttl": 30, "patroni_retry_timeout": 10}
+        return variables
+
+    def _emulated(self) -> bool:
+        return self.topology.vagrant.hypervisor == "libvirt" and self.topology.vagrant.driver == "qemu"
 
     def prerequisites(self) -> list[Prerequisite]:
         has_vagrant = shutil.which("vagrant") is not None
@@ -106,8 +118,7 @@ class VagrantProvider(Provider):
     # Lifecycle -------------------------------------------------------------------------------
     def create(self) -> None:
         names = [n.name for n in self.topology.nodes]
-        software = self.topology.vagrant.hypervisor == "libvirt" and self.topology.vagrant.driver == "qemu"
-        batch = BOOT_BATCH_WITHOUT_KVM if software else len(names)
+        batch = BOOT_BATCH_WITHOUT_KVM if self._emulated() else len(names)
         for i in range(0, len(names), batch):
             self._up(names[i:i + batch])
 
