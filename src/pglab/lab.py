@@ -143,7 +143,7 @@ class Lab:
             restapi_port=ports.patroni,
             haproxy_stats_port=ports.haproxy_stats,
         )
-        return PatroniStack(endpoints, self.secrets(), timeout=timeout)
+        return PatroniStack(endpoints, self.secrets(), timeout=timeout * waiting.timeout_scale())
 
     def writes_endpoint(self) -> tuple[str, int]:
         """Where clients write: HAProxy's primary port, or the first PostgreSQL node without one."""
@@ -176,7 +176,7 @@ class Lab:
     def connect_kwargs(self) -> dict[str, Any]:
         """libpq keywords for the superuser, for psycopg."""
         return {"user": "postgres", "password": self.secrets()["patroni_superuser_password"],
-                "connect_timeout": 3}
+                "connect_timeout": round(3 * waiting.timeout_scale())}
 
     # Lifecycle -------------------------------------------------------------------------------
     def prerequisites(self) -> list[Prerequisite]:

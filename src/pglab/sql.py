@@ -7,6 +7,8 @@ from typing import Any
 
 import psycopg
 
+from pglab.waiting import timeout_scale
+
 CONNECT_TIMEOUT = 3
 STATEMENT_TIMEOUT_MS = 5000
 
@@ -15,7 +17,8 @@ def connect(host: str, port: int, password: str, dbname: str = "postgres", user:
             autocommit: bool = True) -> psycopg.Connection:
     return psycopg.connect(
         host=host, port=port, dbname=dbname, user=user, password=password, autocommit=autocommit,
-        connect_timeout=CONNECT_TIMEOUT, options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+        connect_timeout=round(CONNECT_TIMEOUT * timeout_scale()),
+        options=f"-c statement_timeout={round(STATEMENT_TIMEOUT_MS * timeout_scale())}",
         application_name="pglab",
     )
 
