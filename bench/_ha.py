@@ -1,9 +1,10 @@
 """The harness shared by bench/switchover.py and bench/failover.py: `pglab drill` on a lab of its own.
 
-One lab (``benchha``, default topology, own loopback range) is brought up in a temporary
-directory and reused by every run; it is always destroyed. Each run is one
-:func:`pglab.drill.run` (write probe through HAProxy, the fault, recovery, the node restored,
-the table read back from the new primary); the figures are the drill's.
+One lab (``benchha``, the default topology of ``--stack``, own loopback range) is brought up in a
+temporary directory and reused by every run; it is always destroyed. Each run is one
+:func:`pglab.drill.run` (write probe through the lab's write endpoint: HAProxy, or the
+pg_auto_failover formation's multi-host URI; the fault, recovery, the node restored, the table
+read back from the new primary); the figures are the drill's.
 """
 
 from __future__ import annotations
@@ -38,10 +39,11 @@ def bring_up(lab: Lab) -> float:
     return time.monotonic() - started
 
 
-def report(kind: str, loopback: str, results: list[drill.DrillResult], as_json: bool) -> None:
+def report(kind: str, loopback: str, results: list[drill.DrillResult], as_json: bool,
+           stack: str = "patroni") -> None:
     rows = drill.summary(results)
     if as_json:
-        print(json.dumps({"lab": LAB_NAME, "loopback": loopback, "kind": kind, "summary": rows,
+        print(json.dumps({"lab": LAB_NAME, "stack": stack, "loopback": loopback, "kind": kind, "summary": rows,
                           "runs": [r.as_json() for r in results]}, indent=2))
         return
     print(f"{'run':>3}  {'leader':<12}  {'unavailable (s)':>15}  {'failed':>6}  {'acked':>6}  {'lost':>4}  "
@@ -53,9 +55,9 @@ def report(kind: str, loopback: str, results: list[drill.DrillResult], as_json: 
               + (f"  {r.problem}" if r.problem else ""))
     for row in rows:
         u = row["unavailable_s"]
-        print(f"{kind} over {row['drills']} run(s): write unavailability min {u['min']:.2f}  median {u['median']:.2f}"
-              f"  max {u['max']:.2f} s; acknowledged writes lost: {row['lost']}; failed but committed: "
-              f"{row['failed_committed']}")
+        print(f"{kind} ({stack}) over {row['drills']} run(s): write unavailability min {u['min']:.2f}  "
+              f"median {u['median']:.2f}  max {u['max']:.2f} s; acknowledged writes lost: {row['lost']}; "
+              f"failed but committed: {row['failed_committed']}")
 
 
 def main(kind: str, doc: str, argv: list[str] | None = None) -> int:
@@ -81,10 +83,10 @@ def main(kind: str, doc: str, argv: list[str] | None = None) -> int:
         except (BenchFailure, PglabError, StackError, psycopg.Error) as exc:
             log(f"FAILED ({type(exc).__name__}): {exc}")
             if results:
-                report(kind, args.loopback, results, args.json)
+                report(kind, args.loopback, results, args.json, args.stack)
             return 1
         finally:
             log(f"lab {LAB_NAME}: destroy")
             lab.destroy()
-    report(kind, args.loopback, results, args.json)
+    report(kind, args.loopback, results, args.json, args.stack)
     return 0

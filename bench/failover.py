@@ -1,6 +1,6 @@
 """Write unavailability and acknowledged writes lost when the leader's node fails.
 
-Brings up one lab (``benchha``, default topology) on its own loopback range in a temporary
+Brings up one lab (``benchha``, the default topology of ``--stack``) on its own loopback range in a temporary
 directory, runs `pglab drill crash` (or ``--kind hang|partition|failover|restart``) on it
 ``--runs`` times and always destroys it. See bench/_ha.py and src/pglab/drill.py.
 

@@ -1,6 +1,6 @@
 """Write unavailability and acknowledged writes lost during a planned switchover.
 
-Brings up one lab (``benchha``, default topology) on its own loopback range in a temporary
+Brings up one lab (``benchha``, the default topology of ``--stack``) on its own loopback range in a temporary
 directory, runs `pglab drill switchover` on it ``--runs`` times and always destroys it.
 See bench/_ha.py and src/pglab/drill.py.
 
@@ -14,4 +14,4 @@ import sys
 from _ha import main
 
 if __name__ == "__main__":
-    sys.exit(main("switchover", "Write unavailability and lost writes during a Patroni switchover."))
+    sys.exit(main("switchover", "Write unavailability and lost writes during a planned switchover."))

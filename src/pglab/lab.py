@@ -158,11 +158,11 @@ class Lab:
         write = self.stack().client_endpoints().get("write")
         if write is not None:
             return write.host, write.port
-        return self.address(self.topology.with_role("postgres")[0]), self.topology.ports.postgres
+        return self.address(self.topology.with_role("postgres")[0].name), self.topology.ports.postgres
 
     def writes_conninfo(self) -> dict[str, Any]:
-        """psycopg keywords for the superuser at the writes endpoint; with several hosts (a
-        multi-host URI) libpq tries each in turn for the one that takes writes."""
+        """psycopg keywords for the writes endpoint as the superuser; with several hosts, libpq
+        picks the one that takes writes (target_session_attrs=read-write)."""
         host, port = self.writes_endpoint()
         several = {"target_session_attrs": "read-write"} if "," in host else {}
         return {"host": host, "port": port, "dbname": "postgres", **self.connect_kwargs(), **several}
@@ -171,8 +171,9 @@ class Lab:
         """Client connection strings (libpq URIs, no password) and the pgpass file that has it."""
         found = self.stack().client_endpoints()
         first = self.topology.with_role("postgres")[0]
-        write = found["write"].uri() if "write" in found else self.dsn(host=self.address(first.name))
-        read = found["read"].uri() if "read" in found else ""
+        user = SUPERUSER.user
+        write = found["write"].uri(user) if "write" in found else self.dsn(host=self.address(first.name))
+        read = found["read"].uri(user) if "read" in found else ""
         return {"write": write, "read": read, "pgpass": str(self.pgpass)}
 
     def status(self) -> LabStatus:
@@ -197,8 +198,8 @@ class Lab:
     def dsn(self, port: int | None = None, host: str | None = None, dbname: str = "postgres") -> str:
         """A URI to one host (default: a PostgreSQL node's port); see :meth:`endpoints` for the
         lab's write and read entry points."""
-        return f"postgresql://{SUPERUSER.user}@{host or self.address(self.topology.with_role('postgres')[0].name)}:" \
-               f"{port or self.topology.ports.postgres}/{dbname}"
+        host = host or self.address(self.topology.with_role("postgres")[0].name)
+        return f"postgresql://{SUPERUSER.user}@{host}:{port or self.topology.ports.postgres}/{dbname}"
 
     def connect_kwargs(self) -> dict[str, Any]:
         """libpq keywords for the superuser, for psycopg."""

@@ -67,11 +67,11 @@ def lab_variables(topology: Topology, provider: Provider) -> dict[str, Any]:
         "haproxy_stats_port": ports.haproxy_stats,
         "haproxy_postgres_port": ports.postgres,
         "haproxy_health_port": ports.patroni,
-        **secrets.user_variables(),
         "pg_auto_failover_monitor_port": ports.monitor,
         "pg_auto_failover_formation": topology.pg_auto_failover.formation,
         "pg_auto_failover_number_sync_standbys": topology.pg_auto_failover.number_sync_standbys,
         "pg_auto_failover_candidate_priorities": dict(topology.pg_auto_failover.candidate_priorities),
+        **secrets.user_variables(),
         **provider.inventory_vars(),
         # Nodes on this machine share its installed components (Patroni's venv ...).
         **(prerequisites.machine_variables(topology) if provider.nodes_on_this_machine else {}),

@@ -28,7 +28,8 @@ REPLICATION = Account("replicator", "patroni_replication_user", "patroni_replica
 REWIND = Account("rewinder", "patroni_rewind_user", "patroni_rewind_password", "pg_rewind user")
 RESTAPI = Account("patroni", "patroni_restapi_user", "patroni_restapi_password", "Patroni REST API")
 HAPROXY_STATS = Account("admin", "haproxy_stats_user", "haproxy_stats_password", "HAProxy stats page")
-# pg_auto_failover names its own users; their passwords are still generated per lab.
+# pg_auto_failover names these two itself: keepers and pglab reach the monitor as autoctl_node, and
+# standbys replicate (and rewind) as pgautofailover_replicator.
 PGAF_MONITOR = Account("autoctl_node", "pg_auto_failover_monitor_user", "pg_auto_failover_monitor_password",
                        "pg_auto_failover monitor")
 PGAF_REPLICATION = Account("pgautofailover_replicator", "pg_auto_failover_replication_user",

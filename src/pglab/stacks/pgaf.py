@@ -247,7 +247,47 @@ class PgAutoFailoverStack(Stack):
 
     def restart(self, node: str, timeout: float = 120.0) -> None:
         """Restart PostgreSQL in place: a fast shutdown signalled from inside the server (the
-        keeper, which runs PostgreSQL, starts it again at once); returns once it answers again."""
+        keeper, which runs PostgreSQL, starts it again at once); returns once it answers again.
+
+        The monitor fails a primary over as soon as its keeper reports PostgreSQL down, so while
+        the primary restarts the other nodes are no candidates (priority 0), and get their
+        priority back once the formation has settled again."""
+        saved: dict[str, int] = {}
+        if self.leader() == node:
+            saved = {r[0]: r[9] for r in self.monitor_nodes() or [] if r[0] != node and r[9] > 0}
+            for name in saved:
+                self._set_priority(name, 0)
+            self._wait_settled(timeout)
+        try:
+            self._restart_in_place(node, timeout)
+            if saved:
+                self._wait_settled(timeout)
+        finally:
+            for name, priority in saved.items():
+                self._set_priority(name, priority)
+        if saved:
+            self._wait_settled(timeout)
+
+    def _set_priority(self, node: str, priority: int) -> None:
+        self._monitor_rows("SELECT pgautofailover.set_node_candidate_priority(%s, %s, %s)",
+                           (self.endpoints.formation, node, priority))
+
+    def _wait_settled(self, timeout: float) -> None:
+        """Until every node is in the state the monitor assigned it, with one primary."""
+        deadline = time.monotonic() + timeout
+        detail = "no answer from the monitor"
+        while time.monotonic() < deadline:
+            rows = self.monitor_nodes()
+            if rows:
+                moving = [f"{r[0]} {r[3]} -> {r[4]}" for r in rows if r[3] != r[4] or not r[5]]
+                primaries = [r[0] for r in rows if _leading(r[3], r[4])]
+                if not moving and len(primaries) == 1:
+                    return
+                detail = ", ".join(moving) or f"{len(primaries)} primaries"
+            time.sleep(0.3)
+        raise StackError(f"the formation did not settle within {timeout:.0f} s: {detail}")
+
+    def _restart_in_place(self, node: str, timeout: float) -> None:
         try:
             with self._node(node) as conn:
                 started = conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]  # type: ignore[index]

@@ -1,0 +1,62 @@
+"""The pg_auto_failover stack without processes: its default lab on both providers, the stack
+registry, the client endpoints, and the service names the roles and the vagrant provider share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from pglab import paths, render
+from pglab.providers.vagrant import VagrantProvider
+from pglab.stacks import stack_class
+from pglab.stacks.base import ClientEndpoint, StackSite
+from pglab.stacks.pgaf import PgAutoFailoverStack
+from pglab.topology import default_yaml, parse
+
+PGAF = "pg_auto_failover"
+
+
+def _service_name(role: str) -> str:
+    tasks = yaml.safe_load((paths.roles_dir() / role / "tasks" / "main.yml").read_text())
+    runs = [t for t in tasks if t.get("ansible.builtin.import_role", {}).get("tasks_from") == "service"]
+    assert len(runs) == 1, f"{role} runs one service"
+    return str(runs[0]["vars"]["pglab_service_name"])
+
+
+def test_the_registry_picks_the_client_by_stack() -> None:
+    assert stack_class(PGAF) is PgAutoFailoverStack
+    assert stack_class("patroni").__name__ == "PatroniStack"
+
+
+def test_endpoints_are_the_multi_host_uris() -> None:
+    topo = parse(default_yaml(stack=PGAF, loopback="127.0.41.0/24"))
+    addresses = {n.name: str(topo.loopback_address(n)) for n in topo.nodes}
+    stack = PgAutoFailoverStack.from_site(StackSite(topo, addresses, {}))
+    endpoints = stack.client_endpoints()
+    hosts = "127.0.41.152:5432,127.0.41.153:5432"
+    assert endpoints["write"].uri() == f"postgresql://postgres@{hosts}/postgres?target_session_attrs=read-write"
+    assert endpoints["read"].uri() == f"postgresql://postgres@{hosts}/postgres?target_session_attrs=standby"
+    assert endpoints["write"].host == "127.0.41.152,127.0.41.153"
+    assert ClientEndpoint(("h",), 5000).uri("u", "d") == "postgresql://u@h:5000/d"
+
+
+def test_vagrant_units_are_the_services_the_roles_run(tmp_path: Path) -> None:
+    topo = parse(default_yaml(stack=PGAF, provider="vagrant"))
+    provider = VagrantProvider(topo, tmp_path)
+    assert provider._units(topo.node("monitor")) == [_service_name("pg_auto_failover_monitor")]
+    assert provider._units(topo.node("pg1")) == [_service_name("pg_auto_failover")]
+
+
+def test_a_vagrant_lab_renders_with_systemd_and_the_formation(tmp_path: Path) -> None:
+    topo = parse(default_yaml(stack=PGAF, provider="vagrant"))
+    provider = VagrantProvider(topo, tmp_path)
+    variables = render.lab_variables(topo, provider)
+    assert variables["pglab_service_manager"] == "systemd"
+    assert variables["pglab_stack"] == PGAF
+    assert variables["pg_auto_failover_monitor_port"] == 5431
+    assert variables["pg_auto_failover_formation"] == "default"
+    hosts = render.inventory_hosts(topo, provider)["all"]
+    assert list(hosts["children"]["pglab_monitor"]["hosts"]) == ["monitor"]
+    assert list(hosts["children"]["pglab_postgres"]["hosts"]) == ["pg1", "pg2"]
+    assert render.vagrantfile(topo).count("config.vm.define") == 3
