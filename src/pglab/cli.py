@@ -17,9 +17,9 @@ import click
 import psycopg
 from rich.markup import escape
 
-from pglab import drill, operations, secrets, topology, ui
+from pglab import box, drill, operations, secrets, topology, ui
 from pglab import verify as verification
-from pglab.lab import InputError, Lab, PglabError
+from pglab.lab import InputError, Lab, PglabError, Step
 
 
 class Seconds(click.ParamType):
@@ -326,8 +326,8 @@ def config_set(topology_file: Path, assignments: tuple[str, ...], timeout: float
 @file_option
 @reports_errors
 def config_show(topology_file: Path) -> None:
-    """Print the stack's configuration (JSON): Patroni's dynamic configuration, or the
-    pg_auto_failover formation's settings and parameters."""
+    """Print the stack's configuration (JSON): Patroni's dynamic configuration (like
+    `patronictl show-config`), or the pg_auto_failover formation's settings and parameters."""
     ui.print_json(Lab.from_file(topology_file).stack().configuration())
 
 
@@ -481,6 +481,33 @@ def verify(topology_file: Path, junit_xml: Path | None, keyword: str | None, kee
             )
     if not report.passed:
         sys.exit(1)
+
+
+@main.group(name="box")
+def box_group() -> None:
+    """The offline Debian 12 box for VMs (vagrant.box: pglab/debian12)."""
+
+
+@box_group.command(name="build")
+@click.option("--force", is_flag=True, help="Rebuild even when the box is already added.")
+@reports_errors
+def box_build(force: bool) -> None:
+    """Build pglab/debian12 here (debootstrap, as root) and add it to Vagrant; reused when present.
+
+    It holds PostgreSQL 15, etcd, HAProxy, pg_auto_failover and Patroni's venv, so VMs made from
+    it need no internet. Its kernel and initrd are kept in pglab's cache for libvirt to boot.
+    """
+    with ui.Progress("box build") as progress:
+        result = box.build(lambda text: progress(Step(text)), force=force)
+    done = f"built and added in {result.seconds:.0f} s" if result.built else "already added"
+    ui.console.print(f"box {result.name}: {done}; kernel {result.boot.kernel}", highlight=False)
+
+
+@box_group.command(name="remove")
+@reports_errors
+def box_remove() -> None:
+    """Remove pglab/debian12 from Vagrant and its kernel from pglab's cache."""
+    box.remove(ui.console.print)
 
 
 if __name__ == "__main__":

@@ -146,7 +146,7 @@ class Lab:
         """The client of the topology's stack (Patroni, pg_auto_failover) for this lab."""
         site = StackSite(self.topology, {n.name: self.provider.address(n) for n in self.topology.nodes},
                          self.secrets())
-        return stack_class(self.topology.stack).from_site(site, timeout=timeout)
+        return stack_class(self.topology.stack).from_site(site, timeout=timeout * waiting.timeout_scale())
 
     def routes_writes(self) -> bool:
         """Whether clients have one entry point that follows the leader (HAProxy, multi-host URI)."""
@@ -204,7 +204,7 @@ class Lab:
     def connect_kwargs(self) -> dict[str, Any]:
         """libpq keywords for the superuser, for psycopg."""
         return {"user": SUPERUSER.user, "password": self.secrets()[SUPERUSER.password_variable],
-                "connect_timeout": 3}
+                "connect_timeout": round(3 * waiting.timeout_scale())}
 
     # Lifecycle -------------------------------------------------------------------------------
     def prerequisites(self) -> list[Prerequisite]:
@@ -264,6 +264,7 @@ class Lab:
         on_event(Step("rendering the inventory"))
         rendered = self.render()
         on_event(Step(f"creating machines ({self.provider.name})"))
+        self.provider.report = lambda text: on_event(Step(text))
         self.provider.create()
         rendered = self.render()  # connection details can change once machines exist
         on_event(Step("running playbooks/site.yml"))
@@ -312,7 +313,7 @@ class Lab:
         if self.topology.stack != "patroni":
             return {}
         stack = self.stack()
-        current = stack.dynamic_config()
+        current = stack.dynamic_config()  # type: ignore[attr-defined]
         changed = {key: value for key, value in self.topology.patroni.dynamic().items() if current.get(key) != value}
         if changed:
             stack.set_dynamic(changed)

@@ -15,7 +15,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from pglab import paths, prerequisites, secrets
+from pglab import box, paths, prerequisites, secrets
 from pglab.providers.base import Provider
 from pglab.topology import Topology
 
@@ -87,7 +87,9 @@ def vagrantfile(topology: Topology) -> str:
         undefined=jinja2.StrictUndefined,
         autoescape=False,
     )
-    return env.get_template(paths.vagrantfile_template().name).render(topology=topology)
+    # The offline box has no bootloader: libvirt boots the kernel kept beside it.
+    boot = box.boot_files(topology.vagrant.box) if box.is_local(topology.vagrant.box) else None
+    return env.get_template(paths.vagrantfile_template().name).render(topology=topology, boot=boot)
 
 
 def pgpass_lines(topology: Topology, provider: Provider, password: str) -> str:

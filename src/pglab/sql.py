@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 
 from pglab.secrets import SUPERUSER
+from pglab.waiting import timeout_scale
 
 CONNECT_TIMEOUT = 3
 STATEMENT_TIMEOUT_MS = 5000
@@ -20,7 +21,8 @@ def connect(host: str, port: int, password: str, dbname: str = "postgres", user:
     several = {"target_session_attrs": "read-write"} if "," in host else {}
     return psycopg.connect(
         host=host, port=port, dbname=dbname, user=user, password=password, autocommit=autocommit,
-        connect_timeout=CONNECT_TIMEOUT, options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+        connect_timeout=round(CONNECT_TIMEOUT * timeout_scale()),
+        options=f"-c statement_timeout={round(STATEMENT_TIMEOUT_MS * timeout_scale())}",
         application_name="pglab", **several,
     )
 

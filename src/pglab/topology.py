@@ -139,8 +139,11 @@ class PatroniSettings(_Strict):
 
 
 class VagrantSettings(_Strict):
+    # A public Debian 12 box; `pglab box build` makes the offline one, pglab/debian12.
     box: str = "debian/bookworm64"
     hypervisor: Literal["libvirt", "virtualbox"] = "libvirt"
+    # libvirt only: kvm (hardware virtualization) or qemu (software emulation, where KVM is missing).
+    driver: Literal["kvm", "qemu"] = "kvm"
     memory: Annotated[int, Field(ge=512, le=1024 * 1024)] = 1024
     cpus: Annotated[int, Field(ge=1, le=256)] = 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,8 +14,11 @@ from tests.conftest import write_topology
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A conftest hook sees every collected item: mark only the tests of this directory.
+    here = Path(__file__).parent
     for item in items:
-        item.add_marker(pytest.mark.integration)
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import time
 
 import psycopg
 
+from pglab import waiting
 from pglab.lab import Lab, UpResult
 from tests.conftest import loopback_address
 
@@ -87,8 +88,17 @@ def test_status_tells_the_truth_when_the_dcs_is_down(lab: Lab) -> None:
     dcs = lab.topology.with_role("dcs")[0].name
     operations.stop_node(lab, dcs)
     try:
-        time.sleep(8)  # past Patroni's retry_timeout (5 s): the leader has demoted itself by now
-        status = lab.status()
+        # Past Patroni's retry_timeout the leader demotes itself, restarting PostgreSQL read-only;
+        # on a busy machine that takes a while: wait until every member settled, then judge.
+        time.sleep(lab.topology.patroni.retry_timeout + 1)
+        statuses = [lab.status()]
+
+        def settled() -> tuple[bool, str]:
+            statuses[0] = lab.status()
+            return all(m.state.startswith("running") for m in statuses[0].members), str(statuses[0].members)
+
+        waiting.poll(settled, 40, interval=1)
+        status = statuses[0]
         assert not status.healthy
         assert any("DCS" in p for p in status.problems), status.problems
         assert all(m.state.startswith("running") for m in status.members), status.members

@@ -9,11 +9,12 @@ import stat
 import subprocess
 from pathlib import Path
 
-import jinja2
 import pytest
 
+from pglab import box
 from pglab.errors import PglabError
 from pglab.providers.vagrant import VagrantProvider
+from pglab.render import vagrantfile
 from pglab.topology import Topology, default_yaml, parse
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,15 +50,7 @@ esac
 
 
 def render(topology: Topology) -> str:
-    # Loaded the way render.py loads it.
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(REPO),
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    return env.get_template("Vagrantfile.j2").render(topology=topology)
+    return vagrantfile(topology)
 
 
 @pytest.fixture
@@ -228,7 +221,7 @@ def test_lifecycle_commands(two_nodes: Topology, fake_vagrant: Path, tmp_path: P
     provider.hang(alpha)
     provider.start(alpha)
     calls = fake_vagrant.read_text().splitlines()
-    for expected in ("up --provider=virtualbox", "halt alpha", "halt alpha --force",
+    for expected in ("up --provider=virtualbox alpha beta", "halt alpha", "halt alpha --force",
                      "suspend alpha", "up alpha --provider=virtualbox"):
         assert expected in calls, calls
 
@@ -238,7 +231,7 @@ def test_a_failed_command_explains_itself(
 ) -> None:
     script = Path(os.environ["PATH"]) / "vagrant"
     script.write_text("#!/bin/sh\necho 'The box could not be found' >&2\nexit 1\n")
-    with pytest.raises(PglabError, match=r"(?s)`vagrant up` failed.*box could not be found"):
+    with pytest.raises(PglabError, match=r"(?s)`vagrant up alpha beta` failed.*box could not be found"):
         VagrantProvider(two_nodes, tmp_path).create()
 
 
@@ -254,3 +247,68 @@ def test_partition_cuts_the_other_nodes_inside_the_guest_and_start_heals(
     assert f"ip daddr {{ {beta.address} }} drop" in calls and f"ip saddr {{ {beta.address} }} drop" in calls
     assert str(alpha.address) not in calls.split("ip daddr")[1].split("drop")[0]
     assert "nft delete table inet pglab_partition" in calls and "up alpha" not in calls
+
+
+# The offline box and software emulation ---------------------------------------------------------
+
+OFFLINE = TWO_NODES.replace("hypervisor: virtualbox", f"hypervisor: libvirt\n  box: {box.BOX_NAME}\n  driver: qemu")
+
+
+def test_the_offline_box_boots_its_kernel_under_emulation() -> None:
+    text = render(parse(OFFLINE))
+    boot = box.boot_files()
+    assert f'config.vm.box = "{box.BOX_NAME}"' in text
+    assert f'libvirt.kernel = "{boot.kernel}"' in text and f'libvirt.initrd = "{boot.initrd}"' in text
+    assert 'libvirt.cmd_line = "root=/dev/vda rw' in text
+    # Name and address ride on the kernel command line; vagrant configures neither over SSH.
+    assert "systemd.hostname=alpha pglab.address=10.20.0.10/16" in text
+    assert "node.vm.hostname" not in text and text.count("auto_config: false") == 2
+    assert 'libvirt.driver = "qemu"' in text
+    assert 'libvirt.qemuargs value: "tcg,tb-size=128"' in text
+    assert "config.vm.boot_timeout" in text
+
+
+def test_a_public_box_on_kvm_has_no_kernel_or_emulation_settings(default_lab: Topology) -> None:
+    text = render(default_lab)
+    assert 'libvirt.driver = "kvm"' in text
+    assert "libvirt.kernel" not in text and "qemuargs" not in text and "boot_timeout" not in text
+
+
+def test_libvirt_names_say_which_lab_made_them(two_nodes: Topology) -> None:
+    text = render(two_nodes)
+    assert 'libvirt.default_prefix = "pglab-duo-"' in text
+    assert 'libvirt.management_network_name = "pglab-duo-mgmt"' in text
+    assert text.count('libvirt__network_name: "pglab-duo"') == 2
+
+
+@pytest.mark.parametrize("text", [TWO_NODES, OFFLINE])
+def test_vagrant_validates_the_vagrantfile(text: str, tmp_path: Path) -> None:
+    if shutil.which("vagrant") is None:
+        pytest.skip("vagrant is not installed")
+    (tmp_path / "Vagrantfile").write_text(render(parse(text)))
+    # `validate` checks every provider block; the ones not installed are ignored.
+    result = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=tmp_path, capture_output=True,
+                            text=True, env={**os.environ, "VAGRANT_CHECKPOINT_DISABLE": "1"}, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "validated successfully" in result.stdout
+
+
+def test_the_vagrant_inventory_passes_ansible_inventory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import sys
+
+    from pglab.lab import Lab
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no vagrant: the inventory written before `vagrant up`
+    lab_file = tmp_path / "pglab.yml"
+    lab_file.write_text(OFFLINE)
+    rendered = Lab.from_file(lab_file).render()
+    inventory_bin = Path(sys.executable).parent / "ansible-inventory"
+    result = subprocess.run([str(inventory_bin), "-i", str(rendered.inventory), "--list"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)
+    assert sorted(listed["pglab_postgres"]["hosts"]) == ["alpha", "beta"]
+    alpha = listed["_meta"]["hostvars"]["alpha"]
+    assert alpha["ansible_user"] == "vagrant" and alpha["ansible_become"] is True
+    assert alpha["pglab_service_manager"] == "systemd" and alpha["pglab_address"] == "10.20.0.10"

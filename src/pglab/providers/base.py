@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ class Provider(ABC):
     def __init__(self, topology: Topology, lab_dir: Path) -> None:
         self.topology = topology
         self.lab_dir = lab_dir
+        # Progress of long lifecycle steps (a VM booting ...), one line each; the lab sets it.
+        self.report: Callable[[str], None] = _silent
 
     # Facts -----------------------------------------------------------------------------------
     @abstractmethod
@@ -108,3 +111,7 @@ class Provider(ABC):
     @abstractmethod
     def logs(self, node: Node, service: str | None = None, lines: int = 50) -> str:
         """The last lines of the node's service logs."""
+
+
+def _silent(_text: str) -> None:
+    pass

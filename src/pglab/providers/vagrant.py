@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pglab import libvirt
 from pglab.errors import PglabError
 from pglab.providers.base import Prerequisite, Provider
 from pglab.topology import Node
@@ -39,6 +40,13 @@ UNIT_STATES = {
     "inactive": "STOPPED",
     "failed": "FATAL",
 }
+# Lines of `vagrant up` worth a progress line: each VM's way from nothing to SSH.
+MILESTONES = ("Creating image", "Creating domain", "Starting domain", "Waiting for domain to get an IP",
+              "Waiting for machine to boot", "Machine booted and ready", "Setting hostname",
+              "Configuring and enabling network", "Domain is already running", "Machine already provisioned",
+              "Resuming domain")
+# Under software emulation (no KVM) every VM boots on the host's CPUs: a few at a time.
+BOOT_BATCH_WITHOUT_KVM = 3
 
 
 class VagrantError(PglabError):
@@ -72,11 +80,14 @@ class VagrantProvider(Provider):
             "ansible_ssh_private_key_file": key,
             # Vagrant reuses addresses and ports across labs: host keys would only get in the way.
             "ansible_ssh_common_args": SSH_ARGS,
+            # A busy VM (software emulation) can take longer than Ansible's 10 s to answer sudo.
+            "ansible_ssh_timeout": 60,
+            "ansible_ssh_retries": 3,
             **common,
         }
 
     def inventory_vars(self) -> dict[str, Any]:
-        return {
+        variables: dict[str, Any] = {
             "pglab_node_root": "",
             "pglab_service_manager": "systemd",
             "pglab_service_user": "postgres",
@@ -84,6 +95,15 @@ class VagrantProvider(Provider):
             "pglab_hba_networks": [str(self.topology.network.subnet)],
             "patroni_venv": "/opt/patroni",
         }
+        if self._emulated():
+            # Guests 10x slower than the host, sharing its CPUs: etcd's sub-second elections would
+            # flap under load. (Patroni's timings are the topology's `patroni:` section: an
+            # emulated lab sets calmer ones there, as tests/e2e does.)
+            variables |= {"etcd_heartbeat_interval": 500, "etcd_election_timeout": 5000}
+        return variables
+
+    def _emulated(self) -> bool:
+        return self.topology.vagrant.hypervisor == "libvirt" and self.topology.vagrant.driver == "qemu"
 
     def rendered_files(self) -> dict[Path, str]:
         from pglab.render import vagrantfile
@@ -104,13 +124,19 @@ class VagrantProvider(Provider):
 
     # Lifecycle -------------------------------------------------------------------------------
     def create(self) -> None:
-        self._run("up", lambda v: v.up(provider=self.topology.vagrant.hypervisor))
+        names = [n.name for n in self.topology.nodes]
+        batch = BOOT_BATCH_WITHOUT_KVM if self._emulated() else len(names)
+        for i in range(0, len(names), batch):
+            self._up(names[i:i + batch])
 
     def destroy(self) -> None:
         dot_vagrant = self.lab_dir / ".vagrant"
         # Without both there is no VM to remove, and vagrant need not even be installed.
         if (self.lab_dir / "Vagrantfile").is_file() and dot_vagrant.is_dir():
             self._run("destroy -f", lambda v: v.destroy())
+        # What vagrant lost track of (a run killed before .vagrant was written): found by its names.
+        if self.topology.vagrant.hypervisor == "libvirt" and libvirt.available():
+            libvirt.purge(self.topology.name)
         shutil.rmtree(dot_vagrant, ignore_errors=True)
         (self.lab_dir / LOG_FILE).unlink(missing_ok=True)
 
@@ -173,6 +199,29 @@ class VagrantProvider(Provider):
         return self._ssh(node, f"sudo journalctl {flags} -n {int(lines)} --no-pager")
 
     # Helpers ---------------------------------------------------------------------------------
+    def _up(self, names: list[str]) -> None:
+        """`vagrant up NAMES`, its output appended to vagrant.log, its milestones reported."""
+        command = ["vagrant", "up", f"--provider={self.topology.vagrant.hypervisor}", *names]
+        if not shutil.which("vagrant"):
+            raise VagrantError("`vagrant up` cannot run: the vagrant executable cannot be found. Install vagrant.")
+        self.lab_dir.mkdir(parents=True, exist_ok=True)
+        self.report(f"vagrant up {' '.join(names)}")
+        with (self.lab_dir / LOG_FILE).open("a") as log, subprocess.Popen(
+            command, cwd=self.lab_dir, env=self._env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, text=True, errors="replace",
+        ) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                log.write(line)
+                log.flush()
+                if line.startswith("==> ") and any(m in line for m in MILESTONES):
+                    self.report(line[4:].strip())
+        if process.returncode != 0:
+            raise VagrantError(
+                f"`{' '.join(command[:2])} {' '.join(names)}` failed in {self.lab_dir} (exit {process.returncode}). "
+                f"Last lines of {self.lab_dir / LOG_FILE}:\n{self._log_tail()}"
+            )
+
     def _vagrant(self) -> vagrant.Vagrant:
         log = vagrant.make_file_cm(str(self.lab_dir / LOG_FILE))
         return vagrant.Vagrant(root=str(self.lab_dir), out_cm=log, err_cm=log, env=self._env())
