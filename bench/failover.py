@@ -1,37 +1,26 @@
-"""Write unavailability and acknowledged writes lost when the leader crashes.
+"""Write unavailability and acknowledged writes lost when the leader's node fails.
 
 Brings up one lab (``benchha``, default topology) on its own loopback range in a temporary
-directory and reuses it for every run; always destroys it. Each run writes one row per statement
-through HAProxy (5000) for 3 s, kills every process of the leader's node with SIGKILL
-(``operations.stop_node(mode="crash")``, which returns once a replica is promoted and writes
-through HAProxy resume), starts the old leader again (``operations.start_node``: it rejoins as a
-replica, with pg_rewind when needed), keeps writing until writes have succeeded for 3 s after
-that, then reads the table back through HAProxy. See bench/_ha.py and bench/_writer.py.
+directory, runs `pglab drill crash` (or ``--kind hang|partition|failover|restart``) on it
+``--runs`` times and always destroys it. See bench/_ha.py and src/pglab/drill.py.
 
-    .venv/bin/python bench/failover.py [--runs 3] [--loopback 127.0.32.0/24] [--json]
+    .venv/bin/python bench/failover.py [--kind crash] [--runs 3] [--loopback 127.0.32.0/24] [--json]
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
 
-from _ha import Log, Scenario, main
+from _ha import main
 
-from pglab import operations
-from pglab.lab import Lab
-from pglab.operations import OpResult
-
-
-def perform(lab: Lab, leader: str, on_event: Any, log: Log) -> list[OpResult]:
-    crashed = operations.stop_node(lab, leader, mode="crash", on_event=on_event)
-    log(crashed.summary)
-    started = operations.start_node(lab, leader, on_event=on_event)
-    log(started.summary)
-    return [crashed, started]
-
-
-SCENARIO = Scenario("failover", "crash of the leader", perform)
+from pglab.drill import KINDS
 
 if __name__ == "__main__":
-    sys.exit(main(SCENARIO, "Write unavailability and lost writes when the leader node is killed (SIGKILL)."))
+    kind = "crash"
+    if "--kind" in sys.argv:
+        at = sys.argv.index("--kind")
+        kind = sys.argv[at + 1] if at + 1 < len(sys.argv) else ""
+        del sys.argv[at:at + 2]
+    if kind not in KINDS:
+        sys.exit(f"--kind must be one of {', '.join(KINDS)}")
+    sys.exit(main(kind, f"Write unavailability and lost writes in a `pglab drill {kind}`."))

@@ -1,10 +1,8 @@
 """Write unavailability and acknowledged writes lost during a planned switchover.
 
 Brings up one lab (``benchha``, default topology) on its own loopback range in a temporary
-directory and reuses it for every run; always destroys it. Each run writes one row per statement
-through HAProxy (5000) for 3 s, asks Patroni for a switchover (Patroni picks the target) with
-``operations.switchover``, keeps writing until writes have succeeded for 3 s after it returned,
-then reads the table back through HAProxy. See bench/_ha.py and bench/_writer.py.
+directory, runs `pglab drill switchover` on it ``--runs`` times and always destroys it.
+See bench/_ha.py and src/pglab/drill.py.
 
     .venv/bin/python bench/switchover.py [--runs 3] [--loopback 127.0.32.0/24] [--json]
 """
@@ -12,22 +10,8 @@ then reads the table back through HAProxy. See bench/_ha.py and bench/_writer.py
 from __future__ import annotations
 
 import sys
-from typing import Any
 
-from _ha import Log, Scenario, main
-
-from pglab import operations
-from pglab.lab import Lab
-from pglab.operations import OpResult
-
-
-def perform(lab: Lab, leader: str, on_event: Any, log: Log) -> list[OpResult]:
-    result = operations.switchover(lab, on_event=on_event)
-    log(result.summary)
-    return [result]
-
-
-SCENARIO = Scenario("switchover", "switchover", perform)
+from _ha import main
 
 if __name__ == "__main__":
-    sys.exit(main(SCENARIO, "Write unavailability and lost writes during a Patroni switchover."))
+    sys.exit(main("switchover", "Write unavailability and lost writes during a Patroni switchover."))

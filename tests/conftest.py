@@ -1,13 +1,23 @@
-"""Shared test helpers: test labs live on their own loopback ranges (127.0.21.x and up), so the
-suite never fights a lab a user runs on 127.0.11.x."""
+"""Shared test helpers: test labs live on their own loopback ranges (127.0.21.x and 127.0.22.x
+unless PGLAB_TEST_NET moves them), so the suite never fights a lab a user runs on 127.0.11.x, and
+two test runs on one machine (PGLAB_TEST_NET=41 and 51, say) never fight each other."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pglab import topology
 
-TEST_LOOPBACK = "127.0.21.0/24"
+TEST_NET = int(os.environ.get("PGLAB_TEST_NET", "21"))
+TEST_LOOPBACK = f"127.0.{TEST_NET}.0/24"
+# A second range for tests that bring up their own lab beside the session-wide one.
+SECOND_LOOPBACK = f"127.0.{TEST_NET + 1}.0/24"
+
+
+def loopback_address(host: int, second: bool = False) -> str:
+    """The test loopback address of a node at host number ``host`` (192.168.11.<host>)."""
+    return f"127.0.{TEST_NET + int(second)}.{host}"
 
 
 def write_topology(directory: Path, name: str = "itest", loopback: str = TEST_LOOPBACK, **kwargs: str) -> Path:

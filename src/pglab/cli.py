@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import shutil
 import sys
 import xmlrpc.client
@@ -14,13 +15,39 @@ from typing import Any
 
 import click
 import psycopg
+from rich.markup import escape
 
-from pglab import box, operations, topology, ui
+from pglab import box, drill, operations, secrets, topology, ui
 from pglab import verify as verification
 from pglab.lab import InputError, Lab, PglabError, Step
 
+
+class Seconds(click.ParamType):
+    """A timeout: a finite number of seconds, more than 0 and at most a day."""
+
+    name = "SECONDS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds; write for example 120", param, ctx)
+        if not 0 < seconds <= 86400:  # also false for nan
+            self.fail(f"{value!r} is not between 0 and 86400 seconds (a day)", param, ctx)
+        return seconds
+
+
+class FilePath(click.Path):
+    """A path; one with a NUL character (which no file can have) is refused, not a traceback."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if "\0" in str(value):
+            self.fail("a path cannot contain a NUL character", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 file_option = click.option(
-    "-f", "--file", "topology_file", type=click.Path(path_type=Path), default=topology.DEFAULT_FILE,
+    "-f", "--file", "topology_file", type=FilePath(path_type=Path), default=topology.DEFAULT_FILE,
     envvar="PGLAB_FILE", show_default=True, show_envvar=True,
     help="The lab's topology YAML (written by `pglab init`).",
 )
@@ -35,13 +62,12 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except PglabError as exc:
-            ui.err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+            ui.print_error(str(exc))
             sys.exit(exc.exit_code)
         except (OSError, psycopg.Error, xmlrpc.client.Error) as exc:
             # A service of the lab did not answer: say which, without a traceback.
             message = str(exc).strip() or type(exc).__name__
-            ui.err_console.print(f"[bold red]error:[/bold red] {type(exc).__name__}: {message}. Is the lab up? "
-                                 "See `pglab status` and `pglab logs NODE`.", highlight=False, soft_wrap=True)
+            ui.print_error(f"{type(exc).__name__}: {message}. Is the lab up? See `pglab status` and `pglab logs NODE`.")
             sys.exit(1)
 
     return wrapper
@@ -62,9 +88,11 @@ def main() -> None:
     \b
     Rehearse failover (each command waits for the outcome and says how long it took):
       pglab switchover [--to NODE]     pglab failover --to NODE
-      pglab stop NODE [--crash|--hang] pglab start NODE
+      pglab stop NODE [--crash|--hang|--partition]     pglab start NODE
+      pglab drill crash --count 3      measure what clients see: write outage, lost writes
       pglab config set max_connections=200, then pglab restart --rolling
-      pglab verify      the seed's whole homework as checks, with a results table
+      pglab verify      prove it: services, replication, routing, switchover, failover,
+                        node loss and a restart-requiring change, as a results table
 
     Provider `local` (default) runs every node as processes on this machine, each on its own
     loopback address (127.0.11.x); provider `vagrant` makes one VM per node.
@@ -73,7 +101,8 @@ def main() -> None:
 
 @main.command()
 @file_option
-@click.option("--name", default="otus", show_default=True, help="Lab name (and .pglab/<name>/).")
+@click.option("--name", default=topology.Topology.model_fields["name"].default, show_default=True,
+              help="Lab name, also the Patroni cluster name (scope) and the directory .pglab/<name>/.")
 @click.option("--stack", type=click.Choice(["patroni", "pg_auto_failover"]), default="patroni",
               show_default=True, help="The HA stack.")
 @click.option("--provider", type=click.Choice(["local", "vagrant"]), default="local",
@@ -83,7 +112,12 @@ def main() -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing topology file.")
 @reports_errors
 def init(topology_file: Path, name: str, stack: str, provider: str, dcs: str, force: bool) -> None:
-    """Write a topology YAML: by default the seed's lab (consul/etcd, haproxy, pg1..pg3)."""
+    """Write a topology YAML: by default the classic Patroni lab.
+
+    \b
+    Nodes: dcs (etcd, or Consul on VMs), haproxy (5000 -> leader, 5001 -> replicas, 7000 -> stats),
+    pg1, pg2, pg3 (PostgreSQL + Patroni). Edit the file, then `pglab up`.
+    """
     text = topology.default_yaml(name, stack, provider, dcs)  # type: ignore[arg-type]
     try:
         topology.parse(text, str(topology_file))
@@ -91,20 +125,26 @@ def init(topology_file: Path, name: str, stack: str, provider: str, dcs: str, fo
         raise InputError(str(exc)) from None
     if topology_file.exists() and not force:
         raise InputError(f"{topology_file} already exists; edit it, or pass --force to overwrite it.")
-    topology_file.write_text(text)
+    try:
+        topology_file.write_text(text)
+    except OSError as exc:
+        raise InputError(f"{topology_file}: cannot be written ({exc.strerror or exc}); "
+                         "pass a writable path with --file.") from None
     ui.console.print(f"wrote {topology_file}: lab {name!r}, stack {stack}, provider {provider}. "
-                     "Next: `pglab up`.")
+                     "Next: `pglab up`.", markup=False)
 
 
 @main.command()
 @file_option
 @reports_errors
 def render(topology_file: Path) -> None:
-    """Write the Vagrantfile, the Ansible inventory and the secrets into .pglab/<name>/."""
+    """Write the Ansible inventory and the secrets (and the vagrant provider's Vagrantfile) into
+    .pglab/<name>/."""
     lab = Lab.from_file(topology_file)
     rendered = lab.render()
+    extra = "".join(f", {path.name} {path}" for path in rendered.provider_files)
     ui.console.print(f"rendered {rendered.lab_dir}: inventory {rendered.inventory}, "
-                     f"Vagrantfile {rendered.vagrantfile}, secrets {rendered.secrets_file} (0600)")
+                     f"secrets {rendered.secrets_file} (0600){extra}", markup=False)
 
 
 @main.command()
@@ -126,7 +166,7 @@ def prepare(topology_file: Path) -> None:
 
 @main.command()
 @file_option
-@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for health.")
+@click.option("--timeout", type=Seconds(), default=180.0, show_default=True, help="Seconds to wait for health.")
 @json_option
 @reports_errors
 def up(topology_file: Path, timeout: float, as_json: bool) -> None:
@@ -145,11 +185,13 @@ def up(topology_file: Path, timeout: float, as_json: bool) -> None:
         f"[bold green]lab {lab.topology.name} is healthy[/bold green] in {result.seconds:.1f} s; "
         f"Ansible changed {result.changed} thing(s)"
         + (f"; postgres.parameters applied: {', '.join(result.parameters_changed)} "
-           "(`pglab status` shows any pending restart)" if result.parameters_changed else "") + ".\n"
-        f"  writes:   PGPASSFILE={result.pgpass} psql '{result.dsn}'\n"
-        f"  reads:    PGPASSFILE={result.pgpass} psql '{result.replicas_dsn}'\n"
-        f"  stats:    {result.stats_url} (user admin)\n"
-        f"  secrets:  {result.secrets_file}",
+           "(`pglab status` shows any pending restart)" if result.parameters_changed else "")
+        + (f"; patroni settings applied: {', '.join(f'{k}={v}' for k, v in result.patroni_changed.items())}"
+           if result.patroni_changed else "") + ".\n"
+        f"  writes:   PGPASSFILE={escape(str(result.pgpass))} psql '{result.dsn}'\n"
+        f"  reads:    PGPASSFILE={escape(str(result.pgpass))} psql '{result.replicas_dsn}'\n"
+        f"  stats:    {result.stats_url} (user {secrets.HAPROXY_STATS.user})\n"
+        f"  secrets:  {escape(str(result.secrets_file))}",
         highlight=False,
     )
 
@@ -174,7 +216,7 @@ def destroy(topology_file: Path) -> None:
     """Stop every process (or VM) of the lab and remove its directory."""
     lab = Lab.from_file(topology_file)
     lab.destroy()
-    ui.console.print(f"destroyed lab {lab.topology.name}: {lab.dir} removed")
+    ui.console.print(f"destroyed lab {lab.topology.name}: {lab.dir} removed", markup=False)
 
 
 def _run_operation(title: str, operation: Callable[..., Any], as_json: bool, *args: Any, **kwargs: Any) -> None:
@@ -184,10 +226,10 @@ def _run_operation(title: str, operation: Callable[..., Any], as_json: bool, *ar
     if as_json:
         ui.print_json(result)
     else:
-        ui.console.print(f"[green]{result.summary}[/green]", highlight=False)
+        ui.console.print(f"[green]{escape(result.summary)}[/green]", highlight=False)
 
 
-timeout_option = click.option("--timeout", default=90.0, show_default=True,
+timeout_option = click.option("--timeout", type=Seconds(), default=90.0, show_default=True,
                               help="Seconds to wait for the outcome before failing.")
 
 
@@ -198,7 +240,7 @@ timeout_option = click.option("--timeout", default=90.0, show_default=True,
 @json_option
 @reports_errors
 def switchover(topology_file: Path, to: str | None, timeout: float, as_json: bool) -> None:
-    """Planned switchover: the leader hands over to a replica and rejoins as a replica.
+    """Planned switchover, like `patronictl switchover`: the leader hands over and rejoins as a replica.
 
     Waits until the new leader runs, the old one streams again and HAProxy routes writes (5000)
     to the new leader.
@@ -213,7 +255,7 @@ def switchover(topology_file: Path, to: str | None, timeout: float, as_json: boo
 @json_option
 @reports_errors
 def failover(topology_file: Path, to: str, timeout: float, as_json: bool) -> None:
-    """Manual failover to a chosen replica, as in the seed (works without a healthy leader)."""
+    """Manual failover to a chosen replica, like `patronictl failover` (works without a healthy leader)."""
     _run_operation("failover", operations.failover, as_json, Lab.from_file(topology_file), to, timeout)
 
 
@@ -221,12 +263,16 @@ def failover(topology_file: Path, to: str, timeout: float, as_json: bool) -> Non
 @file_option
 @click.argument("node")
 @click.option("--crash", "mode", flag_value="crash", help="kill -9 every process of the node.")
-@click.option("--hang", "mode", flag_value="hang", help="Freeze the node (SIGSTOP); `pglab start` thaws it.")
+@click.option("--hang", "mode", flag_value="hang",
+              help="Freeze every process of the node at once; `pglab start` thaws it.")
+@click.option("--partition", "mode", flag_value="partition",
+              help="Cut the node off the network to every other node (its processes keep running); "
+                   "`pglab start` heals it.")
 @timeout_option
 @json_option
 @reports_errors
 def stop(topology_file: Path, node: str, mode: str | None, timeout: float, as_json: bool) -> None:
-    """Take a whole node down (like `systemctl stop patroni` in the seed) and wait for the outcome.
+    """Take a whole node down, like `systemctl stop patroni` on a server, and wait for the outcome.
 
     Stopping the leader waits until a replica is promoted and writes through HAProxy resume.
     """
@@ -237,11 +283,12 @@ def stop(topology_file: Path, node: str, mode: str | None, timeout: float, as_js
 @main.command()
 @file_option
 @click.argument("node")
-@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the node to rejoin.")
+@click.option("--timeout", type=Seconds(), default=120.0, show_default=True,
+              help="Seconds to wait for the node to rejoin.")
 @json_option
 @reports_errors
 def start(topology_file: Path, node: str, timeout: float, as_json: bool) -> None:
-    """Start (or thaw) a node and wait until it rejoins, a former leader as a streaming replica."""
+    """Start (or thaw, or reconnect) a node and wait until it rejoins, a former leader as a streaming replica."""
     lab = Lab.from_file(topology_file)
     _run_operation(f"start {node}", operations.start_node, as_json, lab, node, timeout)
 
@@ -254,11 +301,13 @@ def config() -> None:
 @config.command("set")
 @file_option
 @click.argument("assignments", nargs=-1, required=True, metavar="NAME=VALUE...")
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for Patroni.")
+@click.option("--timeout", type=Seconds(), default=60.0, show_default=True, help="Seconds to wait for Patroni.")
 @json_option
 @reports_errors
 def config_set(topology_file: Path, assignments: tuple[str, ...], timeout: float, as_json: bool) -> None:
-    """Set parameters on every member; says which need a restart (then: pglab restart --rolling).
+    """Set parameters on every member, like `patronictl edit-config`; says which need a restart.
+
+    Then `pglab restart --rolling` applies those.
 
     Example: pglab config set max_connections=200 work_mem=8MB
     """
@@ -271,7 +320,7 @@ def config_set(topology_file: Path, assignments: tuple[str, ...], timeout: float
 @file_option
 @reports_errors
 def config_show(topology_file: Path) -> None:
-    """Print Patroni's dynamic configuration (JSON)."""
+    """Print Patroni's dynamic configuration (JSON), like `patronictl show-config`."""
     ui.print_json(Lab.from_file(topology_file).stack().dynamic_config())
 
 
@@ -280,12 +329,64 @@ def config_show(topology_file: Path) -> None:
 @click.option("--rolling/--in-place", default=True, show_default=True,
               help="Replicas one at a time then the leader by switchover; or every member restarted in place, "
                    "one at a time, the leader included (a brief write outage).")
-@click.option("--timeout", default=240.0, show_default=True, help="Seconds to wait for each step.")
+@click.option("--timeout", type=Seconds(), default=240.0, show_default=True, help="Seconds to wait for each step.")
 @json_option
 @reports_errors
 def restart(topology_file: Path, rolling: bool, timeout: float, as_json: bool) -> None:
     """Restart members pending a restart (every member if none is pending), until none is pending."""
     _run_operation("restart", operations.restart, as_json, Lab.from_file(topology_file), rolling, timeout)
+
+
+@main.command("drill")
+@file_option
+@click.argument("kind", type=click.Choice(drill.KINDS))
+@click.option("--count", default=1, show_default=True, type=click.IntRange(1, 100),
+              help="Drills to run, one after another.")
+@click.option("--node", metavar="NODE", help="The node a crash, hang or partition hits (default: the leader).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the JSON lines (drills.jsonl) and PNG timelines go (default: .pglab/<name>/drills).")
+@timeout_option
+@json_option
+@reports_errors
+def drill_command(topology_file: Path, kind: str, count: int, node: str | None, out_dir: Path | None,
+                  timeout: float, as_json: bool) -> None:
+    """Rehearse a failure and measure what clients see: write unavailability, acknowledged writes
+    lost, failed writes that committed anyway, the leader change.
+
+    \b
+    KIND: switchover | failover | crash | hang | partition | restart (rolling).
+    A write probe inserts one row per attempt through the write endpoint (HAProxy 5000) while the
+    fault hits the leader (or --node), the cluster recovers and the node comes back; then the rows
+    are read back from the new primary. One JSON line and one PNG timeline per drill go to --out.
+    Exits 1 if an acknowledged write was lost or the cluster did not recover.
+    """
+    from pglab import timeline
+
+    lab = Lab.from_file(topology_file)
+    drill.check_kind(lab, kind, node)
+    out = out_dir or lab.dir / "drills"
+    results = []
+    for number in range(1, count + 1):
+        with ui.Progress(f"drill {kind} {number}/{count}") as progress:
+            result = drill.run(lab, kind, number, node, timeout, on_event=progress,
+                               log=lambda text: ui.err_console.print(text, highlight=False))
+        drill.write_json_line(result, out)
+        png = timeline.write_png(result, out / drill.png_name(result))
+        results.append(result)
+        t = result.tally
+        ui.err_console.print(
+            f"drill {kind} #{number}: {result.old_leader} -> {result.new_leader}, writes unavailable "
+            f"{t.unavailable:.2f} s, {t.failed} failed attempts, {len(t.lost)} acknowledged lost, "
+            f"{len(t.failed_committed)} failed but committed; {png}"
+            + (f"\n  problem: {result.problem}" if result.problem else ""), highlight=False)
+    rows = drill.summary(results)
+    if as_json:
+        ui.print_json({"out": str(out), "summary": rows, "drills": [r.as_json() for r in results]})
+    else:
+        ui.console.print(ui.drill_table(rows))
+        ui.console.print(f"JSON lines: {out / 'drills.jsonl'}; timelines: {out}/*.png", highlight=False)
+    if not all(r.ok for r in results):
+        sys.exit(1)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -312,7 +413,7 @@ def psql(topology_file: Path, node: str | None, psql_args: tuple[str, ...]) -> N
     env = {**os.environ, "PGPASSFILE": str(pgpass), "PGCONNECT_TIMEOUT": "5"}
     binary = shutil.which("psql")
     if binary is None:
-        raise PglabError("psql is not installed: install postgresql-client-15")
+        raise PglabError(f"psql is not installed: install postgresql-client-{lab.topology.postgres.version}")
     os.execvpe(binary, [binary, dsn, *psql_args], env)
 
 
@@ -320,17 +421,20 @@ def psql(topology_file: Path, node: str | None, psql_args: tuple[str, ...]) -> N
 @file_option
 @click.argument("node")
 @click.option("--service", help="Only this service (patroni, etcd, haproxy).")
-@click.option("-n", "--lines", default=50, show_default=True, help="How many lines per log.")
+@click.option("-n", "--lines", type=click.IntRange(1, 100_000), default=50, show_default=True,
+              help="How many lines per log.")
 @reports_errors
 def logs(topology_file: Path, node: str, service: str | None, lines: int) -> None:
     """Show the last lines of a node's service logs."""
     lab = Lab.from_file(topology_file)
+    if service is not None and not re.fullmatch(r"[a-z][a-z0-9_-]{0,40}", service):
+        raise InputError(f"{service!r} is not a service name; name one such as patroni, etcd or haproxy")
     print(lab.provider.logs(lab.node(node), service, lines))
 
 
 @main.command()
 @file_option
-@click.option("--junit-xml", "junit_xml", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
+@click.option("--junit-xml", "junit_xml", type=FilePath(path_type=Path, dir_okay=False), metavar="PATH",
               help="Also write the results as JUnit XML (for CI).")
 @click.option("-k", "keyword", metavar="EXPR",
               help="Only the checks matching this pytest -k expression, e.g. 'services or routing'.")
@@ -357,13 +461,14 @@ def verify(topology_file: Path, junit_xml: Path | None, keyword: str | None, kee
         if report.passed:
             ui.console.print(f"[bold green]all {ran} tests of {len(report.checks)} check(s) passed[/bold green] "
                              f"in {report.seconds:.1f} s"
-                             + (f"; JUnit XML: {junit_xml}" if junit_xml else ""), highlight=False)
+                             + (f"; JUnit XML: {escape(str(junit_xml))}" if junit_xml else ""), highlight=False)
         else:
             what = (f"{len(report.failures)} of {ran} tests failed" if ran
-                    else f"no check ran{f' (nothing matches -k {keyword!r})' if keyword else ''}")
+                    else f"no check ran{f' (nothing matches -k {escape(repr(keyword))})' if keyword else ''}")
             ui.console.print(
                 f"[bold red]{what}[/bold red] after {report.seconds:.1f} s. The lab was left as it is for "
-                f"inspection: `pglab status -f {topology_file}`, `pglab logs NODE -f {topology_file}`.",
+                f"inspection: `pglab status -f {escape(str(topology_file))}`, "
+                f"`pglab logs NODE -f {escape(str(topology_file))}`.",
                 highlight=False,
             )
     if not report.passed:

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from pglab import ansible, paths, prerequisites, render, topology, waiting
 from pglab.errors import InputError, PglabError
 from pglab.haproxy import Backend
 from pglab.providers import Prerequisite, Provider, get_provider
+from pglab.secrets import HAPROXY_STATS, RESTAPI, SUPERUSER
 from pglab.stacks.base import Health
 from pglab.stacks.patroni import Endpoints, PatroniStack
 from pglab.topology import Node, Topology
@@ -71,6 +72,7 @@ class UpResult:
     stats_url: str
     secrets_file: Path
     pgpass: Path
+    patroni_changed: dict[str, Any] = field(default_factory=dict)  # patroni: settings applied
 
 
 class Lab:
@@ -78,6 +80,7 @@ class Lab:
         self.topology = topo
         self.topology_file = topology_file
         self.dir = paths.lab_dir(topology_file, topo.name)
+        self.layout = paths.LabLayout.at(self.dir)
         self.provider: Provider = get_provider(topo, self.dir)
         self._secrets: dict[str, str] | None = None
 
@@ -97,11 +100,11 @@ class Lab:
     # Files -----------------------------------------------------------------------------------
     @property
     def inventory(self) -> Path:
-        return self.dir / "inventory"
+        return self.layout.inventory
 
     @property
     def secrets_file(self) -> Path:
-        return self.inventory / "group_vars" / "all" / "secrets.yml"
+        return self.layout.secrets
 
     def secrets(self) -> dict[str, str]:
         """The lab's passwords, read once (they never change for a lab's life)."""
@@ -114,7 +117,7 @@ class Lab:
 
     @property
     def pgpass(self) -> Path:
-        return self.dir / "pgpass"
+        return self.layout.pgpass
 
     def node(self, name: str) -> Node:
         """The node called ``name``, or an InputError listing the lab's nodes."""
@@ -125,7 +128,7 @@ class Lab:
 
     def render(self) -> render.RenderedLab:
         self._secrets = None  # rendering may create them
-        return render.render(self.topology, self.provider)
+        return render.render(self.topology, self.provider, self.layout)
 
     # Addresses and clients -------------------------------------------------------------------
     def address(self, node_name: str) -> str:
@@ -142,6 +145,8 @@ class Lab:
             haproxy=self.haproxy_address(),
             restapi_port=ports.patroni,
             haproxy_stats_port=ports.haproxy_stats,
+            restapi_user=RESTAPI.user,
+            haproxy_stats_user=HAPROXY_STATS.user,
         )
         return PatroniStack(endpoints, self.secrets(), timeout=timeout * waiting.timeout_scale())
 
@@ -171,11 +176,11 @@ class Lab:
 
     def dsn(self, port: int | None = None, host: str | None = None, dbname: str = "postgres") -> str:
         default_host, default_port = self.writes_endpoint()
-        return f"postgresql://postgres@{host or default_host}:{port or default_port}/{dbname}"
+        return f"postgresql://{SUPERUSER.user}@{host or default_host}:{port or default_port}/{dbname}"
 
     def connect_kwargs(self) -> dict[str, Any]:
         """libpq keywords for the superuser, for psycopg."""
-        return {"user": "postgres", "password": self.secrets()["patroni_superuser_password"],
+        return {"user": SUPERUSER.user, "password": self.secrets()[SUPERUSER.password_variable],
                 "connect_timeout": round(3 * waiting.timeout_scale())}
 
     # Lifecycle -------------------------------------------------------------------------------
@@ -238,7 +243,7 @@ class Lab:
         problems = self.provider.preflight()
         if problems:
             raise PglabError(" ".join(problems))
-        on_event(Step("rendering inventory and Vagrantfile"))
+        on_event(Step("rendering the inventory"))
         rendered = self.render()
         on_event(Step(f"creating machines ({self.provider.name})"))
         self.provider.report = lambda text: on_event(Step(text))
@@ -246,7 +251,7 @@ class Lab:
         rendered = self.render()  # connection details can change once machines exist
         on_event(Step("running playbooks/site.yml"))
         result = ansible.run_playbook(paths.playbook("site.yml"), rendered.inventory,
-                                      self.dir / "ansible", on_event)
+                                      self.layout.ansible, on_event)
         if not result.succeeded:
             raise PglabError(self._failure_text("`pglab up`", result))
         on_event(Step("waiting for a healthy cluster"))
@@ -254,12 +259,16 @@ class Lab:
         parameters = self.converge_parameters()
         if parameters:
             on_event(Step("applied postgres.parameters: " + ", ".join(f"{k}={v}" for k, v in parameters.items())))
+        patroni_changed = self.converge_patroni()
+        if patroni_changed:
+            on_event(Step("applied patroni: " + ", ".join(f"{k}={v}" for k, v in patroni_changed.items())))
         haproxy = self.haproxy_address()
         ports = self.topology.ports
         return UpResult(
             seconds=time.monotonic() - started,
             changed=result.changed,
             parameters_changed=parameters,
+            patroni_changed=patroni_changed,
             health=health,
             dsn=self.dsn(),
             replicas_dsn=self.dsn(port=ports.haproxy_replicas) if haproxy else "",
@@ -278,6 +287,16 @@ class Lab:
         changed = {name: value for name, value in wanted.items() if _setting_text(current.get(name)) != value}
         if changed:
             stack.set_parameters(changed)
+        return changed
+
+    def converge_patroni(self) -> dict[str, Any]:
+        """Bring Patroni's dynamic configuration to the topology's ``patroni:`` section (ttl,
+        synchronous_mode ...: bootstrap alone would never change them). Returns what changed."""
+        stack = self.stack()
+        current = stack.dynamic_config()
+        changed = {key: value for key, value in self.topology.patroni.dynamic().items() if current.get(key) != value}
+        if changed:
+            stack.set_dynamic(changed)
         return changed
 
     def wait_healthy(self, timeout: float = 120.0, on_event: EventSink = _ignore) -> Health:

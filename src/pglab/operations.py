@@ -8,6 +8,7 @@ events; each returns an :class:`OpResult` saying what happened and how long it t
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,8 +17,7 @@ from typing import Any, Literal
 from pglab import sql, waiting
 from pglab.errors import InputError, PglabError, WaitTimeout
 from pglab.lab import EventSink, Lab, Waiting, _ignore
-from pglab.stacks.base import Member, leader_of
-from pglab.stacks.patroni import PatroniStack, StackError
+from pglab.stacks.base import Member, Stack, StackError, leader_of
 
 OperationTimeout = WaitTimeout  # the operation was started but its outcome did not come in time
 
@@ -42,7 +42,7 @@ def _member(members: list[Member], name: str) -> Member | None:
     return next((m for m in members if m.name == name), None)
 
 
-def _serving(stack: PatroniStack, name: str) -> Callable[[], tuple[bool, str]]:
+def _serving(stack: Stack, name: str) -> Callable[[], tuple[bool, str]]:
     """A check: the member is back in the cluster, streaming or leading."""
 
     def check() -> tuple[bool, str]:
@@ -125,7 +125,9 @@ def failover(lab: Lab, to: str, timeout: float = 90, on_event: EventSink = _igno
                     {"old_leader": old, "new_leader": to, "promoted_after": round(promoted_after, 2)})
 
 
-StopMode = Literal["stop", "crash", "hang"]
+StopMode = Literal["stop", "crash", "hang", "partition"]
+FAULTS = {"stop": "stopped", "crash": "crashed (every process killed)", "hang": "froze (every process)",
+          "partition": "cut off the network"}
 
 
 def stop_node(lab: Lab, name: str, mode: StopMode = "stop", timeout: float = 90,
@@ -135,8 +137,9 @@ def stop_node(lab: Lab, name: str, mode: StopMode = "stop", timeout: float = 90,
     stack = lab.stack()
     was_leader = is_postgres and stack.leader() == name
     started = time.monotonic()
-    {"stop": lab.provider.stop, "crash": lab.provider.crash, "hang": lab.provider.hang}[mode](node)
-    verb = {"stop": "stopped", "crash": "crashed (SIGKILL)", "hang": "froze (SIGSTOP)"}[mode]
+    {"stop": lab.provider.stop, "crash": lab.provider.crash, "hang": lab.provider.hang,
+     "partition": lab.provider.partition}[mode](node)
+    verb = FAULTS[mode]
     details: dict[str, Any] = {"node": name, "mode": mode, "was_leader": was_leader}
     summary = f"{verb} {name}"
     if was_leader:
@@ -166,9 +169,9 @@ def stop_node(lab: Lab, name: str, mode: StopMode = "stop", timeout: float = 90,
 
 def start_node(lab: Lab, name: str, timeout: float = 120, on_event: EventSink = _ignore) -> OpResult:
     node = lab.node(name)
+    stack = lab.stack()  # first: a lab never created is said so, before any machine is asked
     started = time.monotonic()
     lab.provider.start(node)
-    stack = lab.stack()
     details: dict[str, Any] = {"node": name}
     summary = f"started {name}"
     if "postgres" in node.roles:
@@ -181,13 +184,25 @@ def start_node(lab: Lab, name: str, timeout: float = 120, on_event: EventSink = 
     return OpResult("start", seconds, summary + f"; cluster healthy after {seconds:.1f} s", details)
 
 
+# PostgreSQL's own rule for setting names (custom ones have a dot: auto_explain.log_min_duration).
+PARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
+MAX_VALUE_LENGTH = 4096
+
+
 def parse_assignments(assignments: list[str]) -> dict[str, str]:
+    """``NAME=VALUE`` arguments as a dict, or an InputError naming the first bad one."""
     parameters = {}
     for item in assignments:
         name, sep, value = item.partition("=")
-        if not sep or not name.strip():
+        name, value = name.strip(), value.strip()
+        if not sep or not name:
             raise InputError(f"{item!r} is not NAME=VALUE; write for example max_connections=200")
-        parameters[name.strip()] = value.strip()
+        if len(name) > 63 or not PARAMETER_NAME.fullmatch(name):
+            raise InputError(f"{name!r} is not a PostgreSQL setting name; write for example max_connections=200")
+        if len(value) > MAX_VALUE_LENGTH or not value.isprintable():
+            raise InputError(f"the value of {name} must be printable text of at most {MAX_VALUE_LENGTH} "
+                             "characters (no control characters or line breaks)")
+        parameters[name] = value
     return parameters
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -36,6 +37,29 @@ def vagrantfile_template() -> Path:
 def lab_dir(topology_file: Path, lab_name: str) -> Path:
     """``.pglab/<name>/`` beside the topology file."""
     return topology_file.resolve().parent / ".pglab" / lab_name
+
+
+@dataclass(frozen=True)
+class LabLayout:
+    """The files of a lab directory (``.pglab/<name>/``): rendering writes them, the lab reads them.
+    Providers add their own (the local provider's ``nodes`` link, the vagrant provider's
+    Vagrantfile) under ``root``."""
+
+    root: Path
+    inventory: Path
+    hosts: Path
+    variables: Path  # the topology as the roles' variables
+    secrets: Path  # the lab's generated passwords, mode 0600
+    pgpass: Path  # a libpq password file for the superuser, mode 0600
+    ansible: Path  # ansible-runner's private data directory: artifacts of the last runs
+
+    @classmethod
+    def at(cls, root: Path) -> LabLayout:
+        inventory = root / "inventory"
+        group_vars = inventory / "group_vars" / "all"
+        return cls(root=root, inventory=inventory, hosts=inventory / "hosts.yml",
+                   variables=group_vars / "pglab.yml", secrets=group_vars / "secrets.yml",
+                   pgpass=root / "pgpass", ansible=root / "ansible")
 
 
 def is_root() -> bool:

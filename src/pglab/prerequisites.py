@@ -43,6 +43,8 @@ def on_this_machine(topology: Topology) -> list[Prerequisite]:
         needed.append(Prerequisite("haproxy", "haproxy", _binary("haproxy", "/usr/sbin/haproxy")))
     if paths.is_root():
         needed.append(Prerequisite("user postgres", "postgresql-common", _user_exists("postgres")))
+        # `stop --partition` and `drill partition` cut a node off with nftables (root only).
+        needed.append(Prerequisite("nft", "nftables", _binary("nft", "/usr/sbin/nft")))
     return needed
 
 
@@ -50,6 +52,8 @@ def prepare_roles(topology: Topology) -> list[str]:
     """The roles whose package tasks playbooks/prepare.yml runs on this machine."""
     roles = ["etcd"] if topology.with_role("dcs") else []
     roles += ["postgresql", "patroni"]
+    if paths.is_root():
+        roles.append("pglab")  # nftables, for network partitions
     return roles + (["haproxy"] if topology.with_role("haproxy") else [])
 
 

@@ -1,7 +1,9 @@
-"""Render a lab's files from its topology: the Vagrantfile, the Ansible inventory, the secrets.
+"""Render a lab's files from its topology: the Ansible inventory, the secrets, and what the
+provider renders for itself (the vagrant provider's Vagrantfile).
 
-Nothing here talks to a machine; every function is a pure transformation plus file writes into
-the lab directory, so rendering is easy to unit-test and safe to repeat.
+Nothing here changes a machine (the vagrant provider only asks vagrant for SSH settings); the
+rest is a pure transformation plus file writes into the lab directory, written only when their
+content changes, so rendering is easy to unit-test and safe to repeat.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ class RenderedLab:
     inventory: Path
     secrets_file: Path
     pgpass: Path
-    vagrantfile: Path
+    # What the provider rendered for itself (the vagrant provider's Vagrantfile).
+    provider_files: list[Path]
 
 
 def inventory_hosts(topology: Topology, provider: Provider) -> dict[str, Any]:
@@ -56,6 +59,7 @@ def lab_variables(topology: Topology, provider: Provider) -> dict[str, Any]:
         "patroni_dcs_port": ports.consul if topology.dcs == "consul" else ports.etcd,
         "patroni_restapi_port": ports.patroni,
         "patroni_postgresql_parameters": dict(topology.postgres.parameters),
+        **{f"patroni_{key}": value for key, value in topology.patroni.dynamic().items()},
         "etcd_client_port": ports.etcd,
         "etcd_peer_port": ports.etcd_peer,
         "haproxy_primary_port": ports.haproxy_primary,
@@ -63,6 +67,7 @@ def lab_variables(topology: Topology, provider: Provider) -> dict[str, Any]:
         "haproxy_stats_port": ports.haproxy_stats,
         "haproxy_postgres_port": ports.postgres,
         "haproxy_health_port": ports.patroni,
+        **secrets.user_variables(),
         **provider.inventory_vars(),
         # Nodes on this machine share its installed components (Patroni's venv ...).
         **(prerequisites.machine_variables(topology) if provider.nodes_on_this_machine else {}),
@@ -89,7 +94,7 @@ def pgpass_lines(topology: Topology, provider: Provider, password: str) -> str:
     for node in topology.with_role("haproxy"):
         targets += [(provider.address(node), topology.ports.haproxy_primary),
                     (provider.address(node), topology.ports.haproxy_replicas)]
-    return "".join(f"{host}:{port}:*:postgres:{password}\n" for host, port in targets)
+    return "".join(f"{host}:{port}:*:{secrets.SUPERUSER.user}:{password}\n" for host, port in targets)
 
 
 def write_if_changed(path: Path, text: str) -> bool:
@@ -101,20 +106,15 @@ def write_if_changed(path: Path, text: str) -> bool:
     return True
 
 
-def render(topology: Topology, provider: Provider) -> RenderedLab:
-    lab = provider.lab_dir
-    lab.mkdir(parents=True, exist_ok=True)
-    inventory = lab / "inventory"
-    secrets_file = inventory / "group_vars" / "all" / "secrets.yml"
-    lab_secrets = secrets.load_or_create(secrets_file)
-    write_if_changed(inventory / "hosts.yml",
-                     HEADER + yaml.safe_dump(inventory_hosts(topology, provider), sort_keys=False))
-    write_if_changed(inventory / "group_vars" / "all" / "pglab.yml",
-                     HEADER + yaml.safe_dump(lab_variables(topology, provider), sort_keys=False))
-    pgpass = lab / "pgpass"
+def render(topology: Topology, provider: Provider, layout: paths.LabLayout) -> RenderedLab:
+    layout.root.mkdir(parents=True, exist_ok=True)
+    lab_secrets = secrets.load_or_create(layout.secrets)
+    write_if_changed(layout.hosts, HEADER + yaml.safe_dump(inventory_hosts(topology, provider), sort_keys=False))
+    write_if_changed(layout.variables, HEADER + yaml.safe_dump(lab_variables(topology, provider), sort_keys=False))
     secrets.write_private(
-        pgpass, pgpass_lines(topology, provider, lab_secrets["patroni_superuser_password"])
+        layout.pgpass, pgpass_lines(topology, provider, lab_secrets[secrets.SUPERUSER.password_variable])
     )
-    vagrant_file = lab / "Vagrantfile"
-    write_if_changed(vagrant_file, vagrantfile(topology))
-    return RenderedLab(lab, inventory, secrets_file, pgpass, vagrant_file)
+    provider_files = provider.rendered_files()
+    for path, text in provider_files.items():
+        write_if_changed(path, text)
+    return RenderedLab(layout.root, layout.inventory, layout.secrets, layout.pgpass, list(provider_files))

@@ -4,18 +4,39 @@ from __future__ import annotations
 
 import os
 import secrets as _random
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+
+@dataclass(frozen=True)
+class Account:
+    """A user the lab's services know, and the inventory variables that carry its name and its
+    generated password to the roles."""
+
+    user: str
+    user_variable: str
+    password_variable: str
+    what: str
+
+
+# The one place the lab's user names are chosen: rendering passes them to the roles, and pglab's
+# own clients (psql, psycopg, Patroni's REST API, HAProxy's stats page) log in with them.
+SUPERUSER = Account("postgres", "patroni_superuser", "patroni_superuser_password", "PostgreSQL superuser")
+REPLICATION = Account("replicator", "patroni_replication_user", "patroni_replication_password", "replication user")
+REWIND = Account("rewinder", "patroni_rewind_user", "patroni_rewind_password", "pg_rewind user")
+RESTAPI = Account("patroni", "patroni_restapi_user", "patroni_restapi_password", "Patroni REST API")
+HAPROXY_STATS = Account("admin", "haproxy_stats_user", "haproxy_stats_password", "HAProxy stats page")
+ACCOUNTS = (SUPERUSER, REPLICATION, REWIND, RESTAPI, HAPROXY_STATS)
+
 # Inventory variable -> what it protects. Ansible reads the file as group_vars/all/secrets.yml.
-SECRET_VARIABLES = {
-    "patroni_superuser_password": "PostgreSQL superuser (postgres)",
-    "patroni_replication_password": "replication user (replicator)",
-    "patroni_rewind_password": "pg_rewind user (rewinder)",
-    "patroni_restapi_password": "Patroni REST API (patroni)",
-    "haproxy_stats_password": "HAProxy stats page (admin)",
-}
+SECRET_VARIABLES = {a.password_variable: f"{a.what} ({a.user})" for a in ACCOUNTS}
+
+
+def user_variables() -> dict[str, str]:
+    """The roles' variables naming each account's user."""
+    return {a.user_variable: a.user for a in ACCOUNTS}
 
 
 def _new_password() -> str:

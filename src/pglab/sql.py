@@ -7,13 +7,14 @@ from typing import Any
 
 import psycopg
 
+from pglab.secrets import SUPERUSER
 from pglab.waiting import timeout_scale
 
 CONNECT_TIMEOUT = 3
 STATEMENT_TIMEOUT_MS = 5000
 
 
-def connect(host: str, port: int, password: str, dbname: str = "postgres", user: str = "postgres",
+def connect(host: str, port: int, password: str, dbname: str = "postgres", user: str = SUPERUSER.user,
             autocommit: bool = True) -> psycopg.Connection:
     return psycopg.connect(
         host=host, port=port, dbname=dbname, user=user, password=password, autocommit=autocommit,

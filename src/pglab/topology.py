@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
+import stat
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,6 +25,14 @@ Dcs = Literal["etcd", "consul"]
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 DEFAULT_FILE = "pglab.yml"
+
+# Bounds far above any real lab, so that a hostile or broken file is refused before it costs time.
+MAX_FILE_BYTES = 64 * 1024
+MAX_YAML_DEPTH = 16  # nodes[i].roles[j] is four levels deep
+MAX_YAML_VALUES = 2000  # every scalar and collection, counting each alias as what it expands to
+MAX_NODES = 64
+# libyaml's parser when PyYAML has it (the usual wheels do): twenty times faster than pure Python.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class TopologyError(ValueError):
@@ -94,8 +104,38 @@ class Network(_Strict):
 
 class PostgresSettings(_Strict):
     version: Literal[15] = 15
-    scope: Annotated[str, Field(pattern=NAME_PATTERN)] = "otus"
+    scope: Annotated[str, Field(pattern=NAME_PATTERN)] = "pglab"
     parameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class PatroniSettings(_Strict):
+    """Patroni's dynamic configuration knobs: set at bootstrap, converged by every `pglab up`."""
+
+    ttl: Annotated[int, Field(ge=20)] = 20  # Patroni 4 refuses less
+    loop_wait: Annotated[int, Field(ge=1)] = 2
+    retry_timeout: Annotated[int, Field(ge=1)] = 5
+    maximum_lag_on_failover: Annotated[int, Field(ge=0)] = 1048576
+    synchronous_mode: bool = False
+    synchronous_mode_strict: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PatroniSettings:
+        if self.loop_wait + 2 * self.retry_timeout > self.ttl:
+            raise _FieldProblem(
+                ("patroni", "ttl"),
+                f"ttl {self.ttl} is shorter than loop_wait + 2 x retry_timeout "
+                f"({self.loop_wait} + 2 x {self.retry_timeout}), so a healthy leader could lose its lock; "
+                f"raise ttl to at least {self.loop_wait + 2 * self.retry_timeout} or lower the other two",
+            )
+        if self.synchronous_mode_strict and not self.synchronous_mode:
+            raise _FieldProblem(("patroni", "synchronous_mode_strict"),
+                                "synchronous_mode_strict only applies with synchronous_mode: true; "
+                                "set synchronous_mode: true too, or remove synchronous_mode_strict")
+        return self
+
+    def dynamic(self) -> dict[str, Any]:
+        """The settings in Patroni's own words (its /config keys)."""
+        return self.model_dump()
 
 
 class VagrantSettings(_Strict):
@@ -104,20 +144,21 @@ class VagrantSettings(_Strict):
     hypervisor: Literal["libvirt", "virtualbox"] = "libvirt"
     # libvirt only: kvm (hardware virtualization) or qemu (software emulation, where KVM is missing).
     driver: Literal["kvm", "qemu"] = "kvm"
-    memory: Annotated[int, Field(ge=512)] = 1024
-    cpus: Annotated[int, Field(ge=1)] = 1
+    memory: Annotated[int, Field(ge=512, le=1024 * 1024)] = 1024
+    cpus: Annotated[int, Field(ge=1, le=256)] = 1
 
 
 class Topology(_Strict):
-    name: Annotated[str, Field(pattern=NAME_PATTERN)] = "otus"
+    name: Annotated[str, Field(pattern=NAME_PATTERN)] = "pglab"
     provider: Provider = "local"
     stack: Stack = "patroni"
     dcs: Dcs = "etcd"
     postgres: PostgresSettings = PostgresSettings()
+    patroni: PatroniSettings = PatroniSettings()
     network: Network = Network()
     ports: Ports = Ports()
     vagrant: VagrantSettings = VagrantSettings()
-    nodes: Annotated[list[Node], Field(min_length=1)]
+    nodes: Annotated[list[Node], Field(min_length=1, max_length=MAX_NODES)]
 
     @model_validator(mode="after")
     def _check_lab(self) -> Topology:
@@ -140,11 +181,14 @@ class Topology(_Strict):
                     "use a smaller address or a larger loopback network",
                 )
         _check_roles(self)
+        if self.stack != "patroni" and "patroni" in self.model_fields_set:
+            raise _FieldProblem(("patroni",), f"the patroni section applies to stack patroni, not {self.stack}; "
+                                "remove it or set stack: patroni")
         if self.provider == "local" and self.dcs == "consul" and self.stack == "patroni":
             raise _FieldProblem(
                 ("dcs",),
-                "Consul has no package in the registries this machine reaches, so the local provider "
-                "runs etcd; set dcs: etcd (Consul is supported with provider: vagrant)",
+                "the local provider runs etcd only (Debian 12 packages no Consul); set dcs: etcd, "
+                "or use Consul with provider: vagrant",
             )
         return self
 
@@ -239,26 +283,75 @@ def _check_roles(topo: Topology) -> None:
 def load(path: str | Path) -> Topology:
     """Read and validate a topology file, or raise :class:`TopologyError`."""
     path = Path(path)
+    fix = "Pass a topology YAML with --file, or write one with `pglab init`."
     try:
-        text = path.read_text()
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise TopologyError(_printable(f"{path}: is {kind}, not a topology file. {fix}"))
+        with path.open("rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
-        raise TopologyError(
+        raise TopologyError(_printable(
             f"{path}: no such file. Run `pglab init` to write the default lab there, "
             "or pass the right file with --file."
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+        )) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise TopologyError(
-            f"{path}: cannot be read as a topology ({reason}). Pass a readable UTF-8 YAML file with --file, "
-            "or write one with `pglab init`."
-        ) from None
-    return parse(text, str(path))
+        raise TopologyError(_printable(f"{path}: cannot be read as a topology ({reason}). {fix}")) from None
+    return parse_bytes(data, str(path))
+
+
+def parse_bytes(data: bytes, source: str = DEFAULT_FILE) -> Topology:
+    """Validate a topology file's raw content: UTF-8 text of a sane size, then :func:`parse`."""
+    if len(data) > MAX_FILE_BYTES:
+        raise TopologyError(_printable(
+            f"{source}: is larger than {MAX_FILE_BYTES // 1024} KiB, far more than any topology needs; "
+            "check that --file names the lab's YAML (`pglab init` writes a complete one in 2 KiB)."
+        ))
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise TopologyError(_printable(
+            f"{source}: holds binary data (a NUL byte at offset {nul}), not YAML text; "
+            "check that --file names the lab's YAML, or write one with `pglab init`."
+        ))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TopologyError(_printable(
+            f"{source}: is not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); "
+            "save it as UTF-8, or write one with `pglab init`."
+        )) from None
+    return parse(text, source)
 
 
 def parse(text: str, source: str = DEFAULT_FILE) -> Topology:
+    """Validate topology text, or raise :class:`TopologyError` with one printable paragraph.
+
+    The text is measured first (size, nesting, alias expansion) on PyYAML's event stream, which
+    needs no recursion, so no input can make pglab spend more than a moment on it.
+    """
     try:
-        data = yaml.safe_load(text)
-        tree = yaml.compose(text)
+        return _parse(text, source)
+    except TopologyError as exc:
+        raise TopologyError(_printable(str(exc))) from None
+    except (ValueError, TypeError, RecursionError, MemoryError) as exc:  # a last guard: never a traceback
+        raise TopologyError(_printable(
+            f"{source}: cannot be used as a topology ({type(exc).__name__}: {_short(str(exc))}); "
+            "compare it with what `pglab init` writes."
+        )) from None
+
+
+def _parse(text: str, source: str) -> Topology:
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        raise TopologyError(f"{source}: is larger than {MAX_FILE_BYTES // 1024} KiB, far more than any "
+                            "topology needs; `pglab init` writes a complete one in 2 KiB.")
+    try:
+        _measure(text, source)
+        tree = yaml.compose(text, Loader=_LOADER)
+        data = yaml.SafeLoader("").construct_document(tree) if tree is not None else None
+    except TopologyError:
+        raise
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -266,6 +359,18 @@ def parse(text: str, source: str = DEFAULT_FILE) -> Topology:
             f"{source}{where}: the file is not valid YAML ({exc.problem or exc}). "
             "Fix the syntax there: check indentation, a missing colon, or an unclosed quote or bracket."
         ) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (control characters ...)
+        line = text.count("\n", 0, exc.position) + 1
+        raise TopologyError(
+            f"{source}, line {line}: the character {_codepoint(exc.character)} is not allowed in YAML; "
+            "remove it (control characters cannot appear in a topology file)."
+        ) from None
+    except yaml.YAMLError as exc:
+        raise TopologyError(f"{source}: the file is not valid YAML ({_short(str(exc))}); "
+                            "compare it with what `pglab init` writes.") from None
+    except ValueError as exc:  # e.g. an integer longer than Python converts
+        raise TopologyError(f"{source}: a value cannot be read ({_short(str(exc))}); "
+                            "write plain numbers and strings as `pglab init` does.") from None
     duplicate = _first_duplicate_key(tree)
     if duplicate is not None:
         key, line = duplicate
@@ -284,6 +389,56 @@ def parse(text: str, source: str = DEFAULT_FILE) -> Topology:
         return Topology.model_validate(data)
     except ValidationError as exc:
         raise TopologyError(_explain(exc, data, tree, source)) from None
+
+
+def _measure(text: str, source: str) -> None:
+    """Refuse deep nesting and big documents (aliases counted as what they expand to, so an
+    alias bomb is refused before anything expands it), reading only PyYAML's event stream."""
+    sizes: dict[str, int] = {}  # anchor -> how many values it expands to
+    open_collections: list[list[Any]] = []  # [anchor, size so far, line]
+    total = 0
+    for event in yaml.parse(text, Loader=_LOADER):
+        line = event.start_mark.line + 1 if event.start_mark else 1
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(open_collections) >= MAX_YAML_DEPTH:
+                raise TopologyError(f"{source}, line {line}: values are nested more than {MAX_YAML_DEPTH} "
+                                    "levels deep; a topology needs four (nodes, a node, its roles).")
+            open_collections.append([event.anchor, 1])
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            anchor, size = open_collections.pop()
+        elif isinstance(event, yaml.ScalarEvent):
+            anchor, size = event.anchor, 1
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor not in sizes:
+                inside = any(anchor == event.anchor for anchor, _size in open_collections)
+                problem = "a value that contains it" if inside else f"no anchor &{event.anchor} defined before it"
+                raise TopologyError(f"{source}, line {line}: the alias *{event.anchor} refers to {problem}; "
+                                    "write the value out instead.")
+            anchor, size = None, sizes[event.anchor]
+        else:
+            continue
+        if anchor is not None:
+            sizes[anchor] = size
+        if open_collections:
+            open_collections[-1][1] += size
+        total += size if isinstance(event, yaml.AliasEvent) else 1
+        if total > MAX_YAML_VALUES or (open_collections and open_collections[-1][1] > MAX_YAML_VALUES):
+            raise TopologyError(f"{source}, line {line}: the file holds more than {MAX_YAML_VALUES} values "
+                                "(aliases counted as what they expand to); a topology needs a few dozen.")
+
+
+def _codepoint(character: int | str) -> str:
+    return f"U+{character if isinstance(character, int) else ord(character):04X}"
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _printable(text: str) -> str:
+    """One paragraph a terminal shows as written: control characters escaped, never obeyed."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def _first_duplicate_key(node: yaml.Node | None) -> tuple[str, int] | None:
@@ -311,11 +466,20 @@ def _explain(exc: ValidationError, data: dict[str, Any], tree: yaml.Node | None,
         loc, message = ctx_error.loc, ctx_error.message
     else:
         loc, message = tuple(err["loc"]), _message_for(err, data)
+        if loc[:2] == ("postgres", "parameters") and loc[-1] == "[key]":
+            loc, message = loc[:3], "a setting's name must be text, such as max_connections"
+        elif loc[:2] == ("postgres", "parameters") and len(loc) > 3:
+            # A setting's value failed every member of its union; pydantic names each member.
+            loc, message = loc[:3], "a setting's value must be a number, a string, or true/false"
     line = _line_of(tree, loc) or 1
     where = f"{source}, line {line}" if line else source
     extra = len(exc.errors()) - 1
     more = f" ({extra} more problem(s) may follow once this one is fixed.)" if extra else ""
-    return f"{where}, field {_dotted(loc, data)}: {message}.{more}"
+    if err["type"] == "invalid_key":  # the last part names a key, not a list index
+        field = ".".join(([_dotted(loc[:-1], data)] if loc[:-1] else []) + [str(loc[-1])])
+    else:
+        field = _dotted(loc, data)
+    return f"{where}, field {field}: {message}.{more}"
 
 
 def _message_for(err: dict[str, Any], data: dict[str, Any]) -> str:
@@ -328,25 +492,45 @@ def _message_for(err: dict[str, Any], data: dict[str, Any]) -> str:
         return f"unknown key {loc[-1]!r}; {hint}remove it or use one of: {', '.join(allowed)}"
     if kind == "literal_error":
         expected = err["ctx"]["expected"]
-        return f"{err['input']!r} is not supported; use one of {expected}"
+        return f"{_short(repr(err['input']))} is not supported; use one of {expected}"
     if kind == "missing":
         return "is required; add it (see `pglab init` for a complete example)"
     if kind == "string_pattern_mismatch":
-        return (f"{err['input']!r} is not a valid name; use lowercase letters, digits and dashes, "
+        return (f"{_short(repr(err['input']))} is not a valid name; use lowercase letters, digits and dashes, "
                 "starting with a letter (at most 31 characters)")
     if kind in ("ip_v4_address", "ip_v4_network"):
         what = "address such as 192.168.11.120" if kind == "ip_v4_address" else "network such as 192.168.11.0/24"
-        return f"{err['input']!r} is not an IPv4 {what}; write it that way"
+        return f"{_short(repr(err['input']))} is not an IPv4 {what}; write it that way"
+    if kind == "invalid_key":  # a key YAML read as a number, a date ...: no field has such a name
+        allowed = ", ".join(_allowed_keys(loc[:-1]))
+        return f"unknown key {_short(str(loc[-1]), 40)!r}; remove it or use one of: {allowed}"
     if kind == "too_short":
         return "must not be empty; list at least one entry"
-    if kind in ("greater_than_equal", "less_than_equal", "int_parsing", "int_type"):
-        bound = (err.get("ctx") or {}).get("ge")
-        minimum = f" of at least {bound}" if bound is not None else ""
-        return f"{err['input']!r} is not accepted; write a whole number{minimum}"
+    if kind == "too_long":
+        return f"lists {err['ctx']['actual_length']} entries; at most {err['ctx']['max_length']} are allowed"
+    if kind in ("greater_than_equal", "less_than_equal", "int_parsing", "int_type", "int_from_float",
+                "finite_number"):
+        ctx = err.get("ctx") or {}
+        bounds = [f"at least {ctx['ge']}" if "ge" in ctx else "", f"at most {ctx['le']}" if "le" in ctx else ""]
+        bound = " and ".join(b for b in bounds if b)
+        return f"{_short(repr(err['input']))} is not accepted; write a whole number{' ' + bound if bound else ''}"
+    wanted = {"string_type": "a text value", "list_type": "a list, such as [a, b]",
+              "model_type": "a mapping of keys (see `pglab init`)", "dict_type": "a mapping of keys",
+              "model_attributes_type": "a mapping of keys (see `pglab init`)"}.get(kind)
+    if wanted:
+        return f"is {_yaml_kind(err['input'])}; write {wanted} here"
     message = str(err["msg"])
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
     return message if ";" in message else f"{message}; fix the value here"
+
+
+def _yaml_kind(value: Any) -> str:
+    if value is None:
+        return "empty"
+    kinds = {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list", dict: "a mapping"}
+    return next((f"{name} ({_short(repr(value), 40)})" if name in ("a number", "text", "true/false") else name
+                 for kind, name in kinds.items() if isinstance(value, kind)), f"a {type(value).__name__}")
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
@@ -381,7 +565,7 @@ def _line_of(tree: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
         if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if k.value == part), None)
+            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
             if match is None:
                 break
             line = match[0].start_mark.line + 1
@@ -395,55 +579,100 @@ def _line_of(tree: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
 
 
 # The default lab -----------------------------------------------------------------------------
+# What `pglab init` writes: every value comes from the model's defaults above, except the lab's
+# own choices below (its nodes, an example parameter); the comments teach the schema.
+
+DEFAULT_NODES: dict[str, list[tuple[str, str, Role, str | None]]] = {
+    "patroni": [
+        ("dcs", "192.168.11.100", "dcs", "the DCS: etcd, or Consul on VMs"),
+        ("haproxy", "192.168.11.101", "haproxy", "5000 -> leader, 5001 -> replicas, 7000 -> stats"),
+        ("pg1", "192.168.11.120", "postgres", "PostgreSQL + Patroni"),
+        ("pg2", "192.168.11.121", "postgres", None),
+        ("pg3", "192.168.11.122", "postgres", None),
+    ],
+    "pg_auto_failover": [
+        ("monitor", "192.168.11.151", "monitor", "pg_auto_failover monitor"),
+        ("haproxy", "192.168.11.101", "haproxy", "5000 -> primary, 7000 -> stats"),
+        ("pg1", "192.168.11.152", "postgres", "PostgreSQL + pg_autoctl keeper"),
+        ("pg2", "192.168.11.153", "postgres", None),
+    ],
+}
+EXAMPLE_PARAMETERS: dict[str, str | int | float | bool] = {"max_connections": 100}
+_COMMENTS = {
+    "provider": "local | vagrant",
+    "stack": "patroni | pg_auto_failover",
+    "dcs": "etcd | consul (consul only with provider: vagrant)",
+    "postgres.scope": "the Patroni cluster name (as `patronictl list` shows it)",
+    "postgres.parameters": "any postgresql.conf setting, applied cluster-wide",
+    "patroni": "Patroni's dynamic configuration; `pglab up` applies changes",
+    "patroni.ttl": "seconds before a silent leader loses its lock (>= 20)",
+    "patroni.maximum_lag_on_failover": "bytes a replica may lag and still be promoted",
+    "patroni.synchronous_mode": "true: a commit waits for a replica; no acknowledged write lost",
+    "vagrant.hypervisor": "libvirt | virtualbox",
+    "nodes": "roles: dcs, postgres, haproxy, monitor; a node may hold several",
+}
+_HEADER = [
+    "# pglab topology: one file describes the lab on every provider.",
+    "# provider local: each node is a set of processes on this machine, bound to",
+    "#   network.loopback with the same host number (192.168.11.120 -> 127.0.11.120).",
+    "# provider vagrant: each node is a VM with its address in network.subnet.",
+]
+
+
+def _default(model: type[BaseModel], field: str) -> Any:
+    return model.model_fields[field].get_default(call_default_factory=True)
+
 
 def default_yaml(
-    name: str = "otus", stack: Stack = "patroni", provider: Provider = "local", dcs: Dcs = "etcd",
-    loopback: str = "127.0.11.0/24",
+    name: str | None = None, stack: Stack | None = None, provider: Provider | None = None, dcs: Dcs | None = None,
+    loopback: str | None = None,
 ) -> str:
-    """The text ``pglab init`` writes: the seed's lab, commented so it teaches its own schema."""
-    if stack == "patroni":
-        nodes = [
-            ("consul", "192.168.11.100", "dcs", "the DCS (etcd, or Consul on VMs); the seed's name is kept"),
-            ("haproxy", "192.168.11.101", "haproxy", "5000 -> leader, 5001 -> replicas, 7000 -> stats"),
-            ("pg1", "192.168.11.120", "postgres", "PostgreSQL + Patroni"),
-            ("pg2", "192.168.11.121", "postgres", None),
-            ("pg3", "192.168.11.122", "postgres", None),
-        ]
-    else:
-        nodes = [
-            ("monitor", "192.168.11.151", "monitor", "pg_auto_failover monitor"),
-            ("haproxy", "192.168.11.101", "haproxy", "5000 -> primary, 7000 -> stats"),
-            ("pg1", "192.168.11.152", "postgres", "PostgreSQL + pg_autoctl keeper"),
-            ("pg2", "192.168.11.153", "postgres", None),
-        ]
-    lines = [
-        "# pglab topology: one file describes the lab on every provider.",
-        "# provider local: each node is a set of processes on this machine, bound to",
-        "#   network.loopback with the same host number (192.168.11.120 -> 127.0.11.120).",
-        "# provider vagrant: each node is a VM with its address in network.subnet.",
-        f"name: {name}",
-        f"provider: {provider}           # local | vagrant",
-        f"stack: {stack}            # patroni | pg_auto_failover",
-    ]
-    if stack == "patroni":
-        lines.append(f"dcs: {dcs}                 # etcd | consul (consul only with provider: vagrant)")
-    lines += [
-        "postgres:",
-        "  version: 15",
-        "  scope: otus               # the Patroni cluster name",
-        "  parameters:               # any postgresql.conf setting, applied cluster-wide",
-        "    max_connections: 100",
-        "network:",
-        "  subnet: 192.168.11.0/24",
-        f"  loopback: {loopback}",
-        "vagrant:",
-        "  box: debian/bookworm64",
-        "  hypervisor: libvirt       # libvirt | virtualbox",
-        "  memory: 1024",
-        "  cpus: 1",
-        "nodes:                      # roles: dcs, postgres, haproxy, monitor; a node may hold several",
-    ]
-    for node_name, address, role, comment in nodes:
-        suffix = f"   # {comment}" if comment else ""
-        lines += [f"  - name: {node_name}{suffix}", f"    address: {address}", f"    roles: [{role}]"]
+    """The text ``pglab init`` writes: the classic HA lab, commented so it teaches its own schema.
+    Arguments left out take the model's defaults.
+
+    The values are written as YAML scalars whatever they hold, so a bad ``name`` is refused by
+    :func:`parse` with the usual message instead of changing the file's structure."""
+    name = name if name is not None else _default(Topology, "name")
+    stack = stack or _default(Topology, "stack")
+    provider = provider or _default(Topology, "provider")
+    dcs = dcs or _default(Topology, "dcs")
+    postgres = PostgresSettings().model_dump(mode="json")
+    values: dict[str, Any] = {
+        "name": name, "provider": provider, "stack": stack,
+        **({"dcs": dcs} if stack == "patroni" else {}),
+        "postgres": {"version": postgres["version"], "scope": name, "parameters": EXAMPLE_PARAMETERS},
+        **({"patroni": PatroniSettings().model_dump(mode="json")} if stack == "patroni" else {}),
+        "network": {**Network().model_dump(mode="json"), **({"loopback": loopback} if loopback else {})},
+        "vagrant": VagrantSettings().model_dump(mode="json"),
+    }
+    lines = list(_HEADER)
+    for key, value in values.items():
+        if isinstance(value, dict):
+            lines.append(_line(key, None, key))
+            for inner, inner_value in value.items():
+                if isinstance(inner_value, dict):
+                    lines.append(_line(f"  {inner}", None, f"{key}.{inner}"))
+                    lines += [_line(f"    {k}", v, "") for k, v in inner_value.items()]
+                else:
+                    lines.append(_line(f"  {inner}", inner_value, f"{key}.{inner}"))
+        else:
+            lines.append(_line(key, value, key))
+    lines.append(_line("nodes", None, "nodes"))
+    for node_name, address, role, comment in DEFAULT_NODES[stack]:
+        lines.append(f"  - name: {_scalar(node_name)}" + (f"   # {comment}" if comment else ""))
+        lines += [f"    address: {_scalar(address)}", f"    roles: [{role}]"]
     return "\n".join(lines) + "\n"
+
+
+def _line(key: str, value: Any, path: str) -> str:
+    text = f"{key}:" + ("" if value is None else f" {_scalar(value)}")
+    comment = _COMMENTS.get(path)
+    return f"{text:<27} # {comment}" if comment else text
+
+
+def _scalar(value: Any) -> str:
+    """``value`` as one YAML scalar on one line: plain when that reads back the same, else quoted."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        return yaml.safe_dump(value, default_flow_style=True).split("\n")[0]
+    plain = bool(value) and all(c.isalnum() or c in "-_./" for c in value) and value.isascii()
+    return value if plain and yaml.safe_load(value) == value else json.dumps(value)

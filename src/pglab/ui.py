@@ -22,6 +22,11 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
 
 
+def print_error(message: str) -> None:
+    """``error: message`` on stderr; the message is shown as written (never read as rich markup)."""
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+
+
 class Progress:
     """An event sink for long operations: a live line on a terminal, plain lines elsewhere; on
     stderr, so that `--json` output on stdout stays parseable."""
@@ -150,3 +155,22 @@ def print_status(status: LabStatus) -> None:
         console.print("[green]healthy[/green]")
     else:
         console.print("[red]unhealthy: " + "; ".join(status.problems) + "[/red]")
+
+
+def drill_table(rows: list[dict[str, Any]]) -> Table:
+    """`pglab drill`'s summary (:func:`pglab.drill.summary`): one row per kind of drill."""
+    table = Table(title="pglab drill", title_justify="left")
+    table.add_column("Drill", no_wrap=True)
+    table.add_column("Runs", justify="right")
+    table.add_column("Writes down (s)\nmin / median / max", no_wrap=True)
+    table.add_column("Acked\nlost", justify="right")
+    table.add_column("Failed but\ncommitted", justify="right")
+    table.add_column("Leader\nold -> new", no_wrap=True)
+    table.add_column("Result", no_wrap=True)
+    for r in rows:
+        u = r["unavailable_s"]
+        spread = "-" if u is None else f"{u['min']:.2f} / {u['median']:.2f} / {u['max']:.2f}"
+        outcome = Text("ok" if r["ok"] else "FAILED", style="green" if r["ok"] else "bold red")
+        table.add_row(r["kind"], str(r["drills"]), spread, str(r["lost"]), str(r["failed_committed"]),
+                      "\n".join(r["leaders"]), outcome)
+    return table

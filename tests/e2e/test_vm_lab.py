@@ -28,6 +28,7 @@ COMPACT = f"""\
 name: {LAB}
 provider: vagrant
 postgres: {{scope: {LAB}}}
+patroni: {{ttl: 30, retry_timeout: 10}}   # guests 10x slower than the host: calmer DCS timings
 network: {{subnet: {SUBNET}}}
 vagrant: {{box: {box.BOX_NAME}, driver: DRIVER, memory: 1024, cpus: 1}}
 nodes:
@@ -46,7 +47,9 @@ def topology_text() -> str:
     if os.environ.get("PGLAB_E2E_FULL") == "1":
         text = topology.default_yaml(name=LAB, provider="vagrant")
         text = text.replace("box: debian/bookworm64", f"box: {box.BOX_NAME}\n  driver: {driver()}")
-        return text.replace("scope: otus", f"scope: {LAB}").replace("scope: pglab", f"scope: {LAB}")
+        text = re.sub(r"(?m)^(\s+)ttl: 20\b", r"\1ttl: 30", text)
+        text = re.sub(r"(?m)^(\s+)retry_timeout: 5\b", r"\1retry_timeout: 10", text)
+        return re.sub(r"(?m)^(\s+)scope: \S+", rf"\1scope: {LAB}", text)
     return COMPACT.replace("DRIVER", driver())
 
 

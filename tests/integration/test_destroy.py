@@ -7,12 +7,13 @@ from pathlib import Path
 
 from pglab.lab import Lab
 from pglab.providers.local import LocalProvider, _environments
+from tests.conftest import SECOND_LOOPBACK, loopback_address
 
-COMPACT = """\
+COMPACT = f"""\
 name: compact
 network:
   subnet: 192.168.11.0/24
-  loopback: 127.0.22.0/24
+  loopback: {SECOND_LOOPBACK}
 nodes:
   - name: solo
     address: 192.168.11.120
@@ -43,7 +44,7 @@ def test_compact_lab_comes_up_and_destroy_leaves_nothing(tmp_path: Path) -> None
     leftovers = [pid for pid, env in _environments() if marker in env]
     assert leftovers == [], f"processes of the lab still running: {leftovers}"
     ports = [5432, 8008, 2379, 2380, 5000, 5001, 7000]
-    assert [p for p in ports if _listening("127.0.22.120", p)] == []
+    assert [p for p in ports if _listening(loopback_address(120, second=True), p)] == []
     assert not lab.dir.exists()
     assert not provider.run_dir.exists()
     assert not (tmp_path / ".pglab").exists()

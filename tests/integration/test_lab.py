@@ -10,6 +10,7 @@ import time
 import psycopg
 
 from pglab.lab import Lab, UpResult
+from tests.conftest import loopback_address
 
 
 def _connect(lab: Lab, host: str, port: int, dbname: str = "postgres") -> psycopg.Connection:
@@ -26,7 +27,7 @@ def test_up_ends_with_one_leader_and_two_streaming_replicas(lab_and_result: tupl
 
 def test_database_created_through_haproxy_appears_on_both_replicas(lab: Lab) -> None:
     haproxy = lab.haproxy_address()
-    assert haproxy == "127.0.21.101"
+    assert haproxy == loopback_address(101)
     with _connect(lab, haproxy, lab.topology.ports.haproxy_primary) as conn:
         conn.execute("DROP DATABASE IF EXISTS test")
         conn.execute("CREATE DATABASE test")
@@ -64,6 +65,7 @@ def test_second_up_changes_nothing(lab: Lab) -> None:
     result = lab.up(timeout=60)
     assert result.changed == 0
     assert result.parameters_changed == {}
+    assert result.patroni_changed == {}
     assert result.health.healthy
     assert {m.name: m.timeline for m in result.health.members} == before
 

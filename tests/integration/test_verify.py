@@ -10,6 +10,7 @@ from pathlib import Path
 from pglab import operations
 from pglab.checks import drop_rows
 from pglab.lab import Lab
+from pglab.providers.local import program_name
 from pglab.verify import run_verify
 
 CHECKS = ["services", "replication", "routing", "switchover", "manual failover", "node loss", "config change",
@@ -38,11 +39,11 @@ def test_verify_passes_on_a_healthy_lab_and_writes_junit_xml(lab: Lab, tmp_path:
 def test_verify_names_haproxy_when_it_is_stopped(lab: Lab) -> None:
     haproxy = lab.topology.with_role("haproxy")[0].name
     rpc = lab.provider._rpc()  # type: ignore[attr-defined]
-    rpc.supervisor.stopProcess(f"{haproxy}-haproxy")
+    rpc.supervisor.stopProcess(program_name(haproxy, "haproxy"))
     try:
         report = run_verify(lab.topology_file, None, "services or routing", True)
     finally:
-        rpc.supervisor.startProcess(f"{haproxy}-haproxy")
+        rpc.supervisor.startProcess(program_name(haproxy, "haproxy"))
         lab.wait_healthy(60)
     assert not report.passed
     assert {r.check for r in report.results} == {"services", "routing"}

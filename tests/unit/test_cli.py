@@ -38,12 +38,12 @@ def test_missing_topology_file_says_run_init(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_init_writes_the_seed_lab_and_refuses_to_overwrite(tmp_path: Path) -> None:
+def test_init_writes_the_classic_lab_and_refuses_to_overwrite(tmp_path: Path) -> None:
     path = tmp_path / "pglab.yml"
     runner = CliRunner()
     assert runner.invoke(main, ["init", "-f", str(path)]).exit_code == 0
     topo = topology.load(path)
-    assert [n.name for n in topo.nodes] == ["consul", "haproxy", "pg1", "pg2", "pg3"]
+    assert [n.name for n in topo.nodes] == ["dcs", "haproxy", "pg1", "pg2", "pg3"]
     again = runner.invoke(main, ["init", "-f", str(path)])
     assert again.exit_code == 2 and "--force" in again.output
     assert runner.invoke(main, ["init", "-f", str(path), "--force", "--name", "other"]).exit_code == 0

@@ -12,7 +12,7 @@ import yaml
 
 from pglab import paths, render
 from pglab.lab import Lab
-from tests.conftest import write_topology
+from tests.conftest import loopback_address, write_topology
 
 
 @pytest.fixture
@@ -23,16 +23,16 @@ def lab(tmp_path: Path) -> Lab:
 def test_inventory_maps_nodes_to_loopback_and_groups(lab: Lab) -> None:
     rendered = lab.render()
     hosts = yaml.safe_load((rendered.inventory / "hosts.yml").read_text())["all"]
-    assert hosts["hosts"]["pg1"]["pglab_address"] == "127.0.21.120"
-    assert hosts["hosts"]["consul"]["ansible_connection"] == "local"
+    assert hosts["hosts"]["pg1"]["pglab_address"] == loopback_address(120)
+    assert hosts["hosts"]["dcs"]["ansible_connection"] == "local"
     assert set(hosts["children"]["pglab_postgres"]["hosts"]) == {"pg1", "pg2", "pg3"}
-    assert set(hosts["children"]["pglab_dcs"]["hosts"]) == {"consul"}
+    assert set(hosts["children"]["pglab_dcs"]["hosts"]) == {"dcs"}
     assert set(hosts["children"]["pglab_haproxy"]["hosts"]) == {"haproxy"}
 
 
 def test_lab_variables_carry_topology_and_provider(lab: Lab) -> None:
     variables = render.lab_variables(lab.topology, lab.provider)
-    assert variables["patroni_scope"] == "otus"
+    assert variables["patroni_scope"] == "rtest"  # init names the cluster after the lab
     assert variables["pglab_service_manager"] == "supervisor"
     assert variables["pglab_hba_networks"] == ["127.0.0.0/8"]
     assert variables["haproxy_primary_port"] == 5000
@@ -68,10 +68,18 @@ def test_rendering_twice_changes_nothing_on_disk(lab: Lab) -> None:
     assert {p: p.stat().st_mtime_ns for p in files} == files
 
 
-def test_vagrantfile_names_every_node(lab: Lab) -> None:
-    text = lab.render().vagrantfile.read_text()
+def test_the_local_provider_gets_no_vagrantfile(lab: Lab) -> None:
+    rendered = lab.render()
+    assert rendered.provider_files == []
+    assert not (lab.dir / "Vagrantfile").exists()
+
+
+def test_the_vagrant_provider_renders_a_vagrantfile_naming_every_node(tmp_path: Path) -> None:
+    lab = Lab.from_file(write_topology(tmp_path, name="vtest", provider="vagrant"))
+    files = lab.provider.rendered_files()
+    assert list(files) == [lab.dir / "Vagrantfile"]
     for node in lab.topology.nodes:
-        assert node.name in text and str(node.address) in text
+        assert node.name in files[lab.dir / "Vagrantfile"] and str(node.address) in files[lab.dir / "Vagrantfile"]
 
 
 def test_wheel_carries_roles_playbooks_and_templates(tmp_path: Path) -> None:

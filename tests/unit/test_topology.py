@@ -63,7 +63,7 @@ def test_default_yaml_parses(stack: str) -> None:
     assert topo.stack == stack
     assert topo.provider == "local"
     assert topo.postgres.version == 15
-    assert topo.postgres.scope == "otus"
+    assert topo.postgres.scope == "pglab"
     assert len(topo.with_role("postgres")) >= 2
     assert len(topo.with_role("haproxy")) == 1
     if stack == "patroni":
@@ -75,11 +75,11 @@ def test_default_yaml_parses(stack: str) -> None:
         assert not topo.with_role("dcs")
 
 
-def test_default_patroni_lab_matches_seed() -> None:
+def test_default_patroni_lab_is_the_classic_lab() -> None:
     topo = parse(_default("patroni"), SOURCE)
-    assert topo.name == "otus"
+    assert topo.name == "pglab"
     assert [(n.name, str(n.address), n.roles) for n in topo.nodes] == [
-        ("consul", "192.168.11.100", ["dcs"]),
+        ("dcs", "192.168.11.100", ["dcs"]),
         ("haproxy", "192.168.11.101", ["haproxy"]),
         ("pg1", "192.168.11.120", ["postgres"]),
         ("pg2", "192.168.11.121", ["postgres"]),
@@ -112,7 +112,7 @@ def test_loopback_address_custom_network() -> None:
     topo = parse(_edit("loopback: 127.0.11.0/24", "loopback: 127.0.21.0/24"), SOURCE)
     assert topo.network.loopback == ipaddress.IPv4Network("127.0.21.0/24")
     assert topo.loopback_address(topo.node("pg1")) == ipaddress.IPv4Address("127.0.21.120")
-    assert topo.loopback_address(topo.node("consul")) == ipaddress.IPv4Address("127.0.21.100")
+    assert topo.loopback_address(topo.node("dcs")) == ipaddress.IPv4Address("127.0.21.100")
 
 
 def test_node_lookup_names_known_nodes() -> None:
@@ -251,12 +251,34 @@ MALFORMED = [
         id="unsupported-postgres-version",
     ),
     pytest.param(
+        _mutate(_set("patroni", ttl=10)), "patroni.ttl", "ttl: 10", "at least 20",
+        id="patroni-ttl-too-short",
+    ),
+    pytest.param(
+        _mutate(_set("patroni", ttl=20, retry_timeout=10)), "patroni.ttl", "ttl: 20", "raise ttl to at least 22",
+        id="patroni-ttl-below-loop-and-retries",
+    ),
+    pytest.param(
+        _mutate(_set("patroni", synchronous_mode_strict=True)), "patroni.synchronous_mode_strict",
+        "synchronous_mode_strict: true", "set synchronous_mode: true",
+        id="patroni-strict-without-synchronous-mode",
+    ),
+    pytest.param(
+        _mutate(_set("patroni", synchronous_mode="sometimes")), "patroni.synchronous_mode",
+        "synchronous_mode: sometimes", "boolean",
+        id="patroni-synchronous-mode-not-a-boolean",
+    ),
+    pytest.param(
+        _mutate(_set("patroni", tll=30)), "patroni.tll", "tll: 30", "did you mean 'ttl'?",
+        id="patroni-unknown-key",
+    ),
+    pytest.param(
         _edit("    address: 192.168.11.121", "   address: 192.168.11.121"),
         None, "   address: 192.168.11.121", "not valid YAML",
         id="yaml-syntax-error",
     ),
     pytest.param(
-        _edit("scope: otus ", "scope: 'otus "), None, None, "not valid YAML",
+        _edit("scope: pglab ", "scope: 'pglab "), None, None, "not valid YAML",
         id="yaml-unclosed-quote",
     ),
     pytest.param(
@@ -270,11 +292,6 @@ MALFORMED = [
     pytest.param(
         _default() + "1: x\n", "1", "1: x", "unknown key",
         id="non-string-key",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="a non-string key is reported as 'field [1]: Keys should be strings' "
-            "at the mapping's first line, not the key's line",
-        ),
     ),
     pytest.param(
         _default() + "name: other\n", "name", "name: other", "twice",
@@ -327,8 +344,8 @@ def test_only_first_of_several_problems_is_explained() -> None:
 def test_load_reads_a_file(tmp_path: Path) -> None:
     path = tmp_path / "pglab.yml"
     path.write_text(_default())
-    assert load(path).name == "otus"
-    assert load(str(path)).nodes[0].name == "consul"
+    assert load(path).name == "pglab"
+    assert load(str(path)).nodes[0].name == "dcs"
 
 
 def test_load_error_names_the_file(tmp_path: Path) -> None:
@@ -347,3 +364,14 @@ def test_load_missing_file_says_run_init(tmp_path: Path) -> None:
     assert "no such file" in message
     assert "pglab init" in message
     assert "\n" not in message
+
+
+def test_patroni_section_reaches_the_roles_and_defaults_to_asynchronous() -> None:
+    from pglab.providers import get_provider
+    from pglab.render import lab_variables
+
+    topo = parse(_mutate(_set("patroni", ttl=30, synchronous_mode=True)))
+    assert topo.patroni.ttl == 30 and topo.patroni.synchronous_mode is True
+    assert parse(_default()).patroni.synchronous_mode is False
+    variables = lab_variables(topo, get_provider(topo, Path("/nonexistent")))
+    assert variables["patroni_ttl"] == 30 and variables["patroni_synchronous_mode"] is True

@@ -235,6 +235,20 @@ def test_a_failed_command_explains_itself(
         VagrantProvider(two_nodes, tmp_path).create()
 
 
+def test_partition_cuts_the_other_nodes_inside_the_guest_and_start_heals(
+    two_nodes: Topology, fake_vagrant: Path, tmp_path: Path
+) -> None:
+    provider = VagrantProvider(two_nodes, tmp_path)
+    alpha, beta = two_nodes.node("alpha"), two_nodes.node("beta")
+    provider.partition(alpha)
+    provider.start(alpha)  # running: start only heals
+    calls = fake_vagrant.read_text()
+    assert "ssh alpha --command sudo sh -c" in calls
+    assert f"ip daddr {{ {beta.address} }} drop" in calls and f"ip saddr {{ {beta.address} }} drop" in calls
+    assert str(alpha.address) not in calls.split("ip daddr")[1].split("drop")[0]
+    assert "nft delete table inet pglab_partition" in calls and "up alpha" not in calls
+
+
 # The offline box and software emulation ---------------------------------------------------------
 
 OFFLINE = TWO_NODES.replace("hypervisor: virtualbox", f"hypervisor: libvirt\n  box: {box.BOX_NAME}\n  driver: qemu")

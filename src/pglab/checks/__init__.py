@@ -2,9 +2,10 @@
 
 One file per check, run in order (services, replication, routing, switchover, manual failover,
 node loss, configuration change, final). ``conftest.py`` adds ``--pglab-file`` and the session
-fixtures; the helpers below are shared by the checks. Machines are reached through testinfra's
-ansible backend on the lab's own inventory, the cluster through the stack client and SQL, and
-changes through :mod:`pglab.operations`: never through a provider's internals.
+fixtures; the helpers below are shared by the checks. Services' states come from the provider's
+interface (``Provider.services``), sockets from testinfra's ansible backend on the lab's own
+inventory, the cluster (leader, replicas) from the stack client and SQL, and changes through
+:mod:`pglab.operations`: never through a provider's internals.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import psycopg
 
 from pglab import sql, waiting
 from pglab.lab import Lab
-from pglab.stacks.base import Member
+from pglab.stacks.base import Member, leader_of, streaming_replicas_of
 
 CHECKS_DIR = Path(__file__).resolve().parent
 
@@ -52,15 +53,19 @@ def describe(members_by_name: dict[str, Member]) -> str:
 
 
 def leader(lab: Lab) -> str:
-    """The one running leader; fails the check (naming every member's state) otherwise."""
-    by_name = members(lab)
-    leaders = [m.name for m in by_name.values() if m.role == "leader" and m.state == "running"]
-    assert len(leaders) == 1, f"expected exactly one running leader, found {len(leaders)}: {describe(by_name)}"
-    return leaders[0]
+    """The one running leader, as the stack names it; fails the check (naming every member's
+    state) when there is none, or more than one member claims to lead."""
+    listed = lab.stack().members()
+    current = leader_of(listed)
+    claiming = [m for m in listed if m.role == "leader" and m.name != current]
+    by_name = {m.name: m for m in listed}
+    assert current is not None and not claiming, (
+        f"expected exactly one running leader, found {'none' if current is None else 'more'}: {describe(by_name)}")
+    return current
 
 
 def streaming_replicas(lab: Lab) -> list[str]:
-    return sorted(m.name for m in members(lab).values() if m.role != "leader" and m.state == "streaming")
+    return sorted(m.name for m in streaming_replicas_of(lab.stack().members()))
 
 
 def a_streaming_replica(lab: Lab) -> str:
@@ -140,7 +145,7 @@ def rows_on(lab: Lab, node: str, password: str, minimum: int, timeout: float = R
     return wait_for(check, timeout)
 
 
-# Machines, through testinfra -----------------------------------------------------------------
+# Machines: sockets through testinfra, services through the provider ----------------------------
 
 def infra(lab: Lab, node: str) -> Any:
     """A testinfra host for ``node`` through the ansible backend on the lab's own inventory: it
@@ -151,22 +156,14 @@ def infra(lab: Lab, node: str) -> Any:
 
 
 def service_state(lab: Lab, node: str, service: str) -> tuple[bool, str]:
-    """Whether the node's service runs, asked of the node's service manager as the inventory
-    names it (supervisor for the local provider, systemd on VMs); with a one-line detail."""
-    host = infra(lab, node)
-    variables = host.ansible.get_variables()
-    if variables.get("pglab_service_manager") == "supervisor":
-        program = f"{node}-{service}"
-        result = host.run(f"{variables['pglab_supervisorctl']} status {program}")
-        fields = result.stdout.split()
-        state = fields[1] if len(fields) > 1 else (result.stderr.strip() or f"rc {result.rc}")
-        if state == "RUNNING" and "pid" in fields:
-            pid = int(fields[fields.index("pid") + 1].rstrip(","))
-            process = host.process.get(pid=pid)
-            return True, f"{program} RUNNING as pid {pid} ({process.comm}, user {process.user})"
-        return False, f"supervisor program {program} is {state}"
-    unit = host.service(service)
-    return unit.is_running, f"systemd unit {service} is {'running' if unit.is_running else 'not running'}"
+    """Whether the node's service runs, as the lab's provider sees it (supervisor for the local
+    provider, systemd on VMs); with a one-line detail."""
+    states = lab.provider.services(lab.node(node))
+    state = states.get(service)
+    if state == "RUNNING":
+        return True, f"{service} is RUNNING"
+    known = ", ".join(f"{name} {value}" for name, value in states.items()) or "none"
+    return False, f"{service} is {state or 'not defined'} (the node's services: {known})"
 
 
 def streaming_state(lab: Lab, replica: str, leader_name: str, password: str) -> tuple[bool, str]:

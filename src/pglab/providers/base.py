@@ -7,6 +7,7 @@ lab asks it for each node's address and Ansible connection, and for the variable
 
 from __future__ import annotations
 
+import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +52,10 @@ class Provider(ABC):
     def inventory_vars(self) -> dict[str, Any]:
         """Variables for every host: where paths live, how services are supervised."""
 
+    def rendered_files(self) -> dict[Path, str]:
+        """Files the provider needs in the lab directory, by path, with their content."""
+        return {}
+
     def preflight(self) -> list[str]:
         """Problems that would make ``create`` fail (busy addresses ...), one sentence each."""
         return []
@@ -87,7 +92,17 @@ class Provider(ABC):
 
     @abstractmethod
     def hang(self, node: Node) -> None:
-        """Freeze every process of the node (SIGSTOP); ``start`` thaws it."""
+        """Freeze every process of the node at once, children included; ``start`` thaws it."""
+
+    @abstractmethod
+    def partition(self, node: Node) -> None:
+        """Cut the node off the network to every other node while its processes keep running;
+        ``start`` heals it."""
+
+    def spawn_beside(self, node: Node, argv: list[str], env: dict[str, str]) -> subprocess.Popen[str] | None:
+        """Start a process that shares the node's fate (its network, its freezes) with stdout
+        piped, as a client on the node's own machine; None where the provider cannot."""
+        return None
 
     @abstractmethod
     def services(self, node: Node) -> dict[str, str]:

@@ -1,9 +1,12 @@
 """The local provider: every node is a set of real processes on this machine, bound to its own
 loopback address and supervised by one supervisord per lab.
 
-A node's processes are found by the environment supervisord gives them (the lab's socket URL and
-``PGLAB_NODE``), which children such as the postmaster inherit: pglab only ever signals processes
-it started, by PID.
+As root, every program of a node starts inside the node's own cgroup (see
+:mod:`pglab.providers.cgroups`), so ``hang`` freezes and ``crash`` kills every process of the node
+at once, children included, and ``partition`` cuts exactly the node's sockets off the network
+(see :mod:`pglab.providers.nft`). Without cgroups a node's processes are found by the environment
+supervisord gives them (the lab's socket URL and ``PGLAB_NODE``), by their command line naming the
+node's directory, and as their descendants: pglab only ever signals processes it started, by PID.
 """
 
 from __future__ import annotations
@@ -26,9 +29,26 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from pglab import paths
 from pglab.errors import PglabError
+from pglab.providers import nft
 from pglab.providers.base import Provider
+from pglab.providers.cgroups import NodeCgroup, v2_root
 from pglab.topology import Node
 from pglab.waiting import poll, wait_until
+
+
+def program_name(node: str, service: str) -> str:
+    """The supervisor program running ``service`` on ``node``: ``NODE-SERVICE``, the name
+    roles/pglab/tasks/service.yml gives it. Node names may hold dashes and service names never
+    do, so the last dash splits a program name back exactly (see :func:`program_node`)."""
+    if "-" in service or not service:
+        raise ValueError(f"a service name must be a word without dashes, not {service!r}")
+    return f"{node}-{service}"
+
+
+def program_node(program: str) -> tuple[str, str]:
+    """(node, service) of a program named by :func:`program_name`."""
+    node, _, service = program.rpartition("-")
+    return node, service
 
 
 class LocalProvider(Provider):
@@ -43,6 +63,9 @@ class LocalProvider(Provider):
         self.conf = self.run_dir / "supervisord.conf"
         self.socket = self.run_dir / "supervisor.sock"
         self.include_dir = self.run_dir / "supervisor.d"
+        self.exec_wrapper = self.run_dir / "pglab-exec"
+        self.cgroup_root = v2_root()
+        self.firewall = nft.LabFirewall(self.run_dir.name)
 
     # Facts -----------------------------------------------------------------------------------
     def address(self, node: Node) -> str:
@@ -70,7 +93,20 @@ class LocalProvider(Provider):
             "pglab_hba_networks": ["127.0.0.0/8"],
             "pglab_supervisorctl": self.supervisorctl_command(),
             "pglab_supervisor_include_dir": str(self.include_dir),
+            "pglab_service_exec": self._service_exec(),
         }
+
+    def _service_exec(self) -> str:
+        if self.cgroup_root is None:
+            return ""
+        node_cgroup = NodeCgroup(self.cgroup_root, self.run_dir.name, "{{ inventory_hostname }}")
+        return f"{self.exec_wrapper} {node_cgroup.path} {self.service_user}"
+
+    def cgroup(self, node: Node) -> NodeCgroup | None:
+        """The node's cgroup, when this machine gives pglab one (root, cgroup v2)."""
+        if self.cgroup_root is None:
+            return None
+        return NodeCgroup(self.cgroup_root, self.run_dir.name, node.name)
 
     def busy_ports(self) -> list[str]:
         """Addresses of this lab that something else already listens on."""
@@ -104,8 +140,16 @@ class LocalProvider(Provider):
         text = template.render(name=self.topology.name, run=self.run_dir, as_root=paths.is_root())
         if not self.conf.exists() or self.conf.read_text() != text:
             self.conf.write_text(text)
-        for node in self.topology.nodes:  # converging includes thawing a node left frozen (`stop --hang`)
+        wrapper = paths.template("pglab-exec.sh").read_text()
+        if not self.exec_wrapper.exists() or self.exec_wrapper.read_text() != wrapper:
+            self.exec_wrapper.write_text(wrapper)
+        self.exec_wrapper.chmod(0o755)
+        for node in self.topology.nodes:  # converging heals `stop --partition` and thaws `stop --hang`
+            cgroup = self.cgroup(node)
+            if cgroup is not None:
+                cgroup.create()
             self._thaw(node)
+        self.firewall.remove()
         if not self._supervisord_alive():
             subprocess.run(
                 [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf)],
@@ -137,6 +181,11 @@ class LocalProvider(Provider):
         pid = self._supervisord_pid()
         if pid:
             _signal(pid, signal.SIGKILL)
+        self.firewall.remove()
+        for node in self.topology.nodes:
+            cgroup = self.cgroup(node)
+            if cgroup is not None:
+                cgroup.remove()
         shutil.rmtree(self.run_dir, ignore_errors=True)
         if self.run_dir.exists():
             raise PglabError(f"could not remove {self.run_dir}; remove it by hand")
@@ -161,6 +210,7 @@ class LocalProvider(Provider):
                 rpc.supervisor.stopProcess(name, True)
 
     def start(self, node: Node) -> None:
+        self.firewall.heal(node.name)
         self._thaw(node)
         rpc = self._rpc()
         for name in self._programs(node):
@@ -170,22 +220,80 @@ class LocalProvider(Provider):
                     rpc.supervisor.startProcess(name, True)
 
     def crash(self, node: Node) -> None:
-        for pid in self._node_pids(node):
+        cgroup = self.cgroup(node)
+        if cgroup is not None and cgroup.exists():
+            cgroup.kill()
+        for pid in self.node_pids(node):  # stragglers started before the node had a cgroup
             _signal(pid, signal.SIGKILL)
-        poll(lambda: (not list(self._node_pids(node)), "still running"), 15)
+            _signal(pid, signal.SIGCONT)
+        poll(lambda: (not self.node_pids(node), "still running"), 15)
 
     def hang(self, node: Node) -> None:
-        for pid in self._node_pids(node):
-            _signal(pid, signal.SIGSTOP)
+        cgroup = self.cgroup(node)
+        if cgroup is not None and cgroup.exists():
+            cgroup.freeze()
+            wait_until(lambda: (cgroup.frozen(), "freezing"), 10, f"the cgroup of {node.name} to freeze",
+                       interval=0.02)
+        inside = set(cgroup.pids()) if cgroup is not None else set()
+        # Processes outside the cgroup (started before it existed, or no cgroups here): SIGSTOP,
+        # repeated until a pass finds none left running, so a child forked meanwhile is caught too.
+        def all_stopped() -> tuple[bool, str]:
+            running = [pid for pid in self.node_pids(node) if pid not in inside and not _is_stopped(pid)]
+            for pid in running:
+                _signal(pid, signal.SIGSTOP)
+            return not running, f"processes {running} still running"
+
+        wait_until(all_stopped, 10, f"every process of {node.name} to stop", interval=0.02)
+
+    def partition(self, node: Node) -> None:
+        cgroup = self.cgroup(node)
+        if cgroup is None or not cgroup.exists():
+            raise PglabError(f"cutting {node.name} off the network needs root and cgroup v2 (the node's "
+                             "processes are matched by their cgroup); run pglab as root")
+        self.firewall.partition(node.name, self.address(node), cgroup.nft_match())
+
+    def spawn_beside(self, node: Node, argv: list[str], env: dict[str, str]) -> subprocess.Popen[str] | None:
+        cgroup = self.cgroup(node)
+        if cgroup is None or not cgroup.exists():
+            return None
+        return subprocess.Popen([str(self.exec_wrapper), str(cgroup.path), "root", *argv], env={**os.environ, **env},
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+
+    def is_partitioned(self, node: Node) -> bool:
+        return self.firewall.is_partitioned(node.name)
+
+    def node_pids(self, node: Node) -> list[int]:
+        """Every live process of the node: its cgroup's, and those found by environment, command
+        line (the postmaster names the node's data directory) and descent."""
+        cgroup = self.cgroup(node)
+        found = set(cgroup.pids()) if cgroup is not None else set()
+        found.update(self._node_pids(node))
+        node_dir = f"{self.run_dir}/{node.name}/".encode()
+        children: dict[int, list[int]] = {}
+        for pid, ppid, cmdline in _processes():
+            children.setdefault(ppid, []).append(pid)
+            if node_dir in cmdline:
+                found.add(pid)
+        todo = list(found)
+        while todo:
+            for child in children.get(todo.pop(), []):
+                if child not in found:
+                    found.add(child)
+                    todo.append(child)
+        return sorted(pid for pid in found if _alive(pid))
 
     def services(self, node: Node) -> dict[str, str]:
         if not self._supervisord_alive():
             return {}
-        frozen = {pid for pid in self._node_pids(node) if _is_stopped(pid)}
+        cgroup = self.cgroup(node)
+        if cgroup is not None and cgroup.frozen():
+            frozen = set(self.node_pids(node))
+        else:
+            frozen = {pid for pid in self.node_pids(node) if _is_stopped(pid)}
         states = {}
         for info in self._rpc().supervisor.getAllProcessInfo():
-            if info["name"].startswith(node.name + "-"):
-                service = info["name"][len(node.name) + 1:]
+            owner, service = program_node(info["name"])
+            if owner == node.name:
                 states[service] = "FROZEN" if info["pid"] in frozen else info["statename"]
         return states
 
@@ -223,7 +331,7 @@ class LocalProvider(Provider):
         return [
             info["name"]
             for info in self._rpc().supervisor.getAllProcessInfo()
-            if info["name"].startswith(node.name + "-")
+            if program_node(info["name"])[0] == node.name
         ]
 
     def _lab_pids(self) -> Iterator[int]:
@@ -240,7 +348,10 @@ class LocalProvider(Provider):
                 yield pid
 
     def _thaw(self, node: Node) -> None:
-        for pid in self._node_pids(node):
+        cgroup = self.cgroup(node)
+        if cgroup is not None:
+            cgroup.thaw()
+        for pid in self.node_pids(node):
             if _is_stopped(pid):
                 _signal(pid, signal.SIGCONT)
 
@@ -252,6 +363,26 @@ def _environments() -> Iterator[tuple[int, list[bytes]]]:
                 yield int(entry.name), (entry / "environ").read_bytes().split(b"\0")
             except OSError:
                 continue
+
+
+def _processes() -> Iterator[tuple[int, int, bytes]]:
+    """(pid, parent pid, command line) of every process."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            yield int(entry.name), int(stat.rsplit(")", 1)[1].split()[1]), cmdline
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def _is_stopped(pid: int) -> bool:

@@ -13,6 +13,7 @@ import shlex
 import shutil
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pglab import libvirt
@@ -25,6 +26,7 @@ logging.getLogger("vagrant").addHandler(logging.NullHandler())
 import vagrant  # noqa: E402
 
 T = TypeVar("T")
+PARTITION_TABLE = "pglab_partition"  # nftables table inside a guest cut off by `stop --partition`
 LOG_FILE = "vagrant.log"
 SSH_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
 # VM states (after python-vagrant's normalisation) in which the VM is frozen, not stopped.
@@ -94,14 +96,18 @@ class VagrantProvider(Provider):
             "patroni_venv": "/opt/patroni",
         }
         if self._emulated():
-            # Guests 10x slower than the host, sharing its CPUs: etcd's sub-second elections and
-            # Patroni's 5 s DCS retries would flap under load.
-            variables |= {"etcd_heartbeat_interval": 500, "etcd_election_timeout": 5000,
-                          "patroni_ttl": 30, "patroni_retry_timeout": 10}
+            # Guests 10x slower than the host, sharing its CPUs: etcd's sub-second elections would
+            # flap under load (Patroni's timings are the topology's `patroni:` section).
+            variables |= {"etcd_heartbeat_interval": 500, "etcd_election_timeout": 5000}
         return variables
 
     def _emulated(self) -> bool:
         return self.topology.vagrant.hypervisor == "libvirt" and self.topology.vagrant.driver == "qemu"
+
+    def rendered_files(self) -> dict[Path, str]:
+        from pglab.render import vagrantfile
+
+        return {self.lab_dir / "Vagrantfile": vagrantfile(self.topology)}
 
     def prerequisites(self) -> list[Prerequisite]:
         has_vagrant = shutil.which("vagrant") is not None
@@ -144,6 +150,9 @@ class VagrantProvider(Provider):
         self._run(f"halt {node.name}", lambda v: v.halt(vm_name=node.name))
 
     def start(self, node: Node) -> None:
+        if self._state(node) == vagrant.Vagrant.RUNNING:
+            self._ssh(node, f"sudo nft delete table inet {PARTITION_TABLE} 2>/dev/null || true")
+            return
         if self._state(node) in SUSPENDED:
             self._run(f"resume {node.name}", lambda v: v.resume(vm_name=node.name))
         else:
@@ -157,6 +166,17 @@ class VagrantProvider(Provider):
     def hang(self, node: Node) -> None:
         # A suspended VM keeps its TCP peers waiting, as SIGSTOP does to a process.
         self._run(f"suspend {node.name}", lambda v: v.suspend(vm_name=node.name))
+
+    def partition(self, node: Node) -> None:
+        # Inside the guest: drop everything to and from the other nodes' private addresses.
+        others = ", ".join(str(n.address) for n in self.topology.nodes if n.name != node.name)
+        self._ssh(node, "sudo sh -c " + shlex.quote(
+            f"command -v nft >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables; "
+            f"nft add table inet {PARTITION_TABLE}; "
+            f"nft 'add chain inet {PARTITION_TABLE} in {{ type filter hook input priority 0; policy accept; }}'; "
+            f"nft 'add chain inet {PARTITION_TABLE} out {{ type filter hook output priority 0; policy accept; }}'; "
+            f"nft 'add rule inet {PARTITION_TABLE} in ip saddr {{ {others} }} drop'; "
+            f"nft 'add rule inet {PARTITION_TABLE} out ip daddr {{ {others} }} drop'"))
 
     def services(self, node: Node) -> dict[str, str]:
         units = self._units(node)

@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from pglab.errors import PglabError
+
 
 @dataclass(frozen=True)
 class Member:
@@ -25,6 +27,11 @@ def leader_of(members: list[Member]) -> str | None:
     return next((m.name for m in members if m.role == "leader" and m.state == "running"), None)
 
 
+def streaming_replicas_of(members: list[Member]) -> list[Member]:
+    """The members that stream from a leader."""
+    return [m for m in members if m.role != "leader" and m.state == "streaming"]
+
+
 @dataclass
 class Health:
     leader: str | None
@@ -39,10 +46,17 @@ class Health:
 
     @property
     def streaming_replicas(self) -> list[Member]:
-        return [m for m in self.members if m.role != "leader" and m.state == "streaming"]
+        return streaming_replicas_of(self.members)
+
+
+class StackError(PglabError):
+    """The HA stack refused or could not do what was asked."""
 
 
 class Stack(ABC):
+    """One HA stack's client. Operations (switchover, drills ...) are written against this
+    interface, so every stack answers the same questions in the same vocabulary."""
+
     name: str = ""
 
     @abstractmethod
@@ -52,3 +66,27 @@ class Stack(ABC):
     @abstractmethod
     def health(self) -> Health:
         """One leader, every replica streaming, the router sending writes to the leader."""
+
+    def leader(self) -> str | None:
+        """The running leader (primary), if there is one."""
+        return leader_of(self.members())
+
+    @abstractmethod
+    def switchover(self, candidate: str | None = None, leader: str | None = None) -> str:
+        """Start a planned switchover away from ``leader``; returns the stack's answer."""
+
+    @abstractmethod
+    def failover(self, candidate: str) -> str:
+        """Start a manual failover to ``candidate``, allowed without a healthy leader."""
+
+    @abstractmethod
+    def set_parameters(self, parameters: dict[str, Any]) -> None:
+        """Change cluster-wide PostgreSQL parameters (a restart, if needed, is left pending)."""
+
+    @abstractmethod
+    def restart(self, node: str) -> None:
+        """Restart PostgreSQL on one member, in place."""
+
+    def history(self) -> list[dict[str, Any]]:
+        """Leader changes, oldest first: ``timeline``, ``reason``, ``time``, ``new_leader``."""
+        return []

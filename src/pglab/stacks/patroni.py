@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pglab import haproxy
-from pglab.errors import PglabError
-from pglab.stacks.base import Health, Member, Stack, leader_of
+from pglab.stacks.base import Health, Member, Stack, StackError
 
 
 @dataclass(frozen=True)
@@ -25,7 +24,8 @@ class Endpoints:
     haproxy: str | None
     restapi_port: int
     haproxy_stats_port: int
-    haproxy_stats_user: str = "admin"
+    restapi_user: str
+    haproxy_stats_user: str
 
 
 class PatroniStack(Stack):
@@ -49,7 +49,8 @@ class PatroniStack(Stack):
         """An authenticated (unsafe) REST call; returns the HTTP status and the body's text."""
         request = urllib.request.Request(self._url(node, path), method=method,
                                          data=json.dumps(body or {}).encode())
-        token = base64.b64encode(f"patroni:{self.secrets['patroni_restapi_password']}".encode()).decode()
+        credentials = f"{self.endpoints.restapi_user}:{self.secrets['patroni_restapi_password']}"
+        token = base64.b64encode(credentials.encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
         request.add_header("Content-Type", "application/json")
         try:
@@ -153,9 +154,6 @@ class PatroniStack(Stack):
         return Health(leader, members, problems, backends)
 
     # Operations ------------------------------------------------------------------------------
-    def leader(self) -> str | None:
-        return leader_of(self.members())
-
     def switchover(self, candidate: str | None = None, leader: str | None = None) -> str:
         """Ask Patroni for a planned switchover away from ``leader`` (looked up when not given);
         returns Patroni's answer (raises on refusal)."""
@@ -189,6 +187,12 @@ class PatroniStack(Stack):
         if status != 200:
             raise StackError(f"Patroni refused the configuration change (HTTP {status}): {text.strip()}")
 
+    def set_dynamic(self, settings: dict[str, Any]) -> None:
+        """Change top-level keys of Patroni's dynamic configuration (ttl, synchronous_mode ...)."""
+        status, text = self.call_any("PATCH", "/config", settings)
+        if status != 200:
+            raise StackError(f"Patroni refused the configuration change (HTTP {status}): {text.strip()}")
+
     def restart(self, node: str) -> None:
         status, text = self.call(node, "POST", "/restart", {}, timeout=120)
         if status not in (200, 503) or (status == 503 and "restart is not needed" not in text):
@@ -201,7 +205,3 @@ class PatroniStack(Stack):
              "new_leader": r[4] if len(r) > 4 else None}
             for r in self._get_any("/history") or []
         ]
-
-
-class StackError(PglabError):
-    """The HA stack refused or could not do what was asked."""
