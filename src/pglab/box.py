@@ -35,7 +35,7 @@ BASE_PACKAGES = [
 ]
 # Every package the lab's roles install on a VM, so `pglab up` needs no mirror.
 LAB_PACKAGES = [
-    "postgresql-15", "etcd-server", "etcd-client", "haproxy", "python3-venv",
+    "postgresql-15", "etcd-server", "etcd-client", "haproxy", "python3-venv", "python3-packaging",
     "postgresql-15-auto-failover", "pg-auto-failover-cli", "nftables",
 ]
 # The same list as the patroni role's patroni_pip_packages, into the same venv (patroni_venv).
