@@ -46,14 +46,22 @@ def driver() -> str:
 
 
 def topology_text() -> str:
+    """The lab under test: the compact Patroni lab, the five-VM default (``PGLAB_E2E_FULL=1``), or
+    the pg_auto_failover lab (``PGLAB_E2E_STACK=pg_auto_failover``: monitor + two data nodes)."""
+    if os.environ.get("PGLAB_E2E_STACK", "patroni") == "pg_auto_failover":
+        return _offline(topology.default_yaml(name=LAB, provider="vagrant", stack="pg_auto_failover"))
     if os.environ.get("PGLAB_E2E_FULL") == "1":
-        text = topology.default_yaml(name=LAB, provider="vagrant")
-        # init's file names every vagrant setting (the scope follows the lab's name).
-        text = text.replace("box: debian/bookworm64", f"box: {box.BOX_NAME}").replace("driver: kvm",
-                                                                                     f"driver: {driver()}")
-        return text.replace("  ttl: 20 ", "  ttl: 30 ").replace("loop_wait: 2", "loop_wait: 10").replace(
-            "retry_timeout: 5", "retry_timeout: 10")
+        return _offline(topology.default_yaml(name=LAB, provider="vagrant"))
     return COMPACT.replace("DRIVER", driver())
+
+
+def _offline(text: str) -> str:
+    """init's file (it names every vagrant setting; the scope follows the lab's name) on the
+    offline box, with Patroni's calmer timings for emulated guests."""
+    text = text.replace("box: debian/bookworm64", f"box: {box.BOX_NAME}").replace("driver: kvm",
+                                                                                 f"driver: {driver()}")
+    return text.replace("  ttl: 20 ", "  ttl: 30 ").replace("loop_wait: 2", "loop_wait: 10").replace(
+        "retry_timeout: 5", "retry_timeout: 10")
 
 
 def pglab(host: VmHost, *args: str, lab_file: Path) -> subprocess.CompletedProcess[str]:
