@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from pglab import ansible, paths, prerequisites, render, topology, waiting
+from pglab import ansible, paths, prerequisites, render, sql, topology, waiting
 from pglab.errors import InputError, PglabError
 from pglab.haproxy import Backend
 from pglab.providers import Prerequisite, Provider, get_provider
@@ -164,8 +164,7 @@ class Lab:
         """psycopg keywords for the writes endpoint as the superuser; with several hosts, libpq
         picks the one that takes writes (target_session_attrs=read-write)."""
         host, port = self.writes_endpoint()
-        several = {"target_session_attrs": "read-write"} if "," in host else {}
-        return {"host": host, "port": port, "dbname": "postgres", **self.connect_kwargs(), **several}
+        return {"host": host, "port": port, "dbname": "postgres", **self.connect_kwargs(), **sql.writer_attrs(host)}
 
     def endpoints(self) -> dict[str, str]:
         """Client connection strings (libpq URIs, no password) and the pgpass file that has it."""
@@ -204,7 +203,7 @@ class Lab:
     def connect_kwargs(self) -> dict[str, Any]:
         """libpq keywords for the superuser, for psycopg."""
         return {"user": SUPERUSER.user, "password": self.secrets()[SUPERUSER.password_variable],
-                "connect_timeout": round(3 * waiting.timeout_scale())}
+                "connect_timeout": sql.connect_timeout()}
 
     # Lifecycle -------------------------------------------------------------------------------
     def prerequisites(self) -> list[Prerequisite]:

@@ -14,16 +14,25 @@ CONNECT_TIMEOUT = 3
 STATEMENT_TIMEOUT_MS = 5000
 
 
+def connect_timeout() -> int:
+    """Seconds libpq waits for a connection (scaled on slow, emulated machines)."""
+    return round(CONNECT_TIMEOUT * timeout_scale())
+
+
+def writer_attrs(host: str) -> dict[str, str]:
+    """libpq keywords for writing at ``host``: with several hosts ("a,b"), libpq tries them in turn
+    for the one that takes writes (target_session_attrs=read-write), as a multi-host URI does."""
+    return {"target_session_attrs": "read-write"} if "," in host else {}
+
+
 def connect(host: str, port: int, password: str, dbname: str = "postgres", user: str = SUPERUSER.user,
             autocommit: bool = True) -> psycopg.Connection:
-    """A session at host:port. ``host`` may list several hosts ("a,b"): libpq then tries them in
-    turn for the one that takes writes (target_session_attrs=read-write), as a multi-host URI does."""
-    several = {"target_session_attrs": "read-write"} if "," in host else {}
+    """A session at host:port; ``host`` may list several hosts (see :func:`writer_attrs`)."""
     return psycopg.connect(
         host=host, port=port, dbname=dbname, user=user, password=password, autocommit=autocommit,
-        connect_timeout=round(CONNECT_TIMEOUT * timeout_scale()),
+        connect_timeout=connect_timeout(),
         options=f"-c statement_timeout={round(STATEMENT_TIMEOUT_MS * timeout_scale())}",
-        application_name="pglab", **several,
+        application_name="pglab", **writer_attrs(host),
     )
 
 
