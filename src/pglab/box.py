@@ -9,6 +9,7 @@ kept beside it in pglab's cache (see :func:`boot_files`), so the Vagrantfile nam
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -77,6 +78,26 @@ def boot_files(box: str = BOX_NAME) -> BootFiles:
     return BootFiles(where / "vmlinuz", where / "initrd.img")
 
 
+def recipe() -> str:
+    """A fingerprint of what goes into the box: a box built from another recipe (an older pglab
+    with fewer packages, say) is rebuilt instead of reused."""
+    parts = [SUITE, KERNEL_CMDLINE, str(DISK_GB), *BASE_PACKAGES, "|", *LAB_PACKAGES, "|", *PATRONI_PIP, "|",
+             *DISABLED_UNITS, ADDRESS_SCRIPT, ADDRESS_UNIT]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _recipe_file() -> Path:
+    return boot_files().kernel.parent / "recipe"
+
+
+def is_current() -> bool:
+    """Whether the added box was built from this pglab's recipe (and its kernel is at hand)."""
+    boot = boot_files()
+    stamp = _recipe_file()
+    return (boot.kernel.exists() and boot.initrd.exists() and stamp.exists()
+            and stamp.read_text().strip() == recipe() and is_added())
+
+
 def is_local(box: str) -> bool:
     """Whether ``box`` is one pglab builds (and so needs the kernel from :func:`boot_files`)."""
     return box == BOX_NAME
@@ -94,9 +115,11 @@ def build(report: Report = print, force: bool = False) -> BoxResult:
     """Build and add the box unless it is there already (with its kernel); returns what was done."""
     started = time.monotonic()
     boot = boot_files()
-    if not force and is_added() and boot.kernel.exists() and boot.initrd.exists():
+    if not force and is_current():
         report(f"box {BOX_NAME} is already added; reusing it (--force rebuilds it)")
         return BoxResult(BOX_NAME, False, time.monotonic() - started, boot)
+    if not force and is_added():
+        report(f"box {BOX_NAME} was built by another version of pglab (other packages); rebuilding it")
     _check_tools()
     work = cache_dir() / "build"
     shutil.rmtree(work, ignore_errors=True)  # what a killed build left
@@ -139,6 +162,10 @@ def build(report: Report = print, force: bool = False) -> BoxResult:
         _run(["tar", "-cf", str(box_file), "-C", str(work), "metadata.json", "box.img"], work)
         report(f"vagrant box add {BOX_NAME}")
         _run(["vagrant", "box", "add", "--force", "--name", BOX_NAME, str(box_file)], work)
+        _recipe_file().write_text(recipe() + "\n")
+        for stale in _stale_base_volumes():
+            report(f"removing {stale.name}, the base volume of the box this one replaces")
+            stale.unlink()
     except BaseException:
         _unmount_all(work / "rootfs")
         raise
@@ -152,7 +179,25 @@ def remove(report: Report = print) -> None:
         subprocess.run(["vagrant", "box", "remove", "--force", "--all", BOX_NAME], check=False,
                        capture_output=True)
     shutil.rmtree(boot_files().kernel.parent, ignore_errors=True)
+    for stale in _stale_base_volumes():
+        stale.unlink()
     report(f"removed box {BOX_NAME}")
+
+
+# vagrant-libvirt uploads a box into libvirt's default pool once, as a base volume named after the
+# box and the time it was added; VMs' disks are overlays on it. A rebuilt box gets a new volume and
+# the old one (~800 MB) would stay forever. The new box has no volume until a VM is made from it,
+# so every base volume there is stale: they go when no lab's disk is left to need them.
+POOL_DIR = Path("/var/lib/libvirt/images")
+BASE_VOLUME_GLOB = BOX_NAME.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_*"
+
+
+def _stale_base_volumes() -> list[Path]:
+    bases = sorted(POOL_DIR.glob(BASE_VOLUME_GLOB))
+    lab_disks = [p for p in POOL_DIR.glob("pglab-*") if p not in bases]
+    if lab_disks:  # a lab's VM may still be an overlay on one of them
+        return []
+    return bases
 
 
 # Steps ------------------------------------------------------------------------------------------

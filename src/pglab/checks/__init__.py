@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from pglab import sql, waiting
+from pglab import operations, sql, waiting
 from pglab.lab import Lab
 from pglab.stacks.base import Member, leader_of, streaming_replicas_of
 
@@ -73,6 +73,21 @@ def a_streaming_replica(lab: Lab) -> str:
     replicas = streaming_replicas(lab)
     assert replicas, f"no streaming replica to work with: {describe(members(lab))}"
     return replicas[0]
+
+
+def a_leader_to_stop(lab: Lab, password: str) -> str:
+    """The leader, first moved by a switchover off a node that also routes the clients (HAProxy)
+    or runs the pg_auto_failover monitor, when a replica lives elsewhere: in a compact lab, stopping
+    that node would take the clients' way in away with the database, and no failover brings that back."""
+    current = leader(lab)
+    shared = {n.name for n in lab.topology.nodes if {"haproxy", "monitor"} & set(n.roles)}
+    elsewhere = [r for r in streaming_replicas(lab) if r not in shared]
+    if current not in shared or not elsewhere:
+        return current
+    operations.switchover(lab, to=elsewhere[0])
+    ok, detail = wait_streaming(lab, current, elsewhere[0], password)
+    assert ok, f"after the switchover that moved the leader off {current}: {current} {detail}"
+    return elsewhere[0]
 
 
 def node_at(lab: Lab, address: str) -> str:
