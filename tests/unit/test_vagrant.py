@@ -194,7 +194,7 @@ def test_services_ask_systemd_on_a_running_vm(
 ) -> None:
     provider = VagrantProvider(two_nodes, tmp_path)
     assert provider.services(two_nodes.node("alpha")) == {"consul": "RUNNING", "patroni": "FATAL"}
-    assert "ssh alpha --command systemctl is-active consul patroni" in fake_vagrant.read_text()
+    assert "ssh alpha --command sudo systemctl is-active consul patroni" in fake_vagrant.read_text()
 
 
 def test_a_suspended_vm_is_frozen_and_resumed(

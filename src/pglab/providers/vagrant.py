@@ -97,9 +97,11 @@ class VagrantProvider(Provider):
         }
         if self._emulated():
             # Guests 10x slower than the host, sharing its CPUs: etcd's sub-second elections would
-            # flap under load. (Patroni's timings are the topology's `patroni:` section: an
-            # emulated lab sets calmer ones there, as tests/e2e does.)
-            variables |= {"etcd_heartbeat_interval": 500, "etcd_election_timeout": 5000}
+            # flap under load, and Patroni's 3 s connections to PostgreSQL time out (each leaves a
+            # walsender behind, until a demoted leader cannot ask its own timeline). (Patroni's HA
+            # timings are the topology's `patroni:` section: an emulated lab sets calmer ones there.)
+            variables |= {"etcd_heartbeat_interval": 500, "etcd_election_timeout": 5000,
+                          "patroni_connect_timeout": 20}
         return variables
 
     def _emulated(self) -> bool:
@@ -187,8 +189,9 @@ class VagrantProvider(Provider):
             return dict.fromkeys(units, "FROZEN")
         if state != vagrant.Vagrant.RUNNING:
             return dict.fromkeys(units, "STOPPED")
-        # `is-active` exits non-zero when a unit is not active, yet prints one line per unit.
-        words = self._ssh(node, f"systemctl is-active {shlex.join(units)} || true").split()
+        # `is-active` exits non-zero when a unit is not active, yet prints one line per unit. sudo:
+        # a user's systemctl needs D-Bus, which a minimal Debian (pglab's box) does not run.
+        words = self._ssh(node, f"sudo systemctl is-active {shlex.join(units)} || true").split()
         words += ["unknown"] * (len(units) - len(words))
         return {u: UNIT_STATES.get(w, w.upper()) for u, w in zip(units, words, strict=False)}
 
