@@ -268,6 +268,12 @@ def test_the_offline_box_boots_its_kernel_under_emulation() -> None:
     assert "config.vm.boot_timeout" in text
 
 
+def test_emulated_guests_get_calmer_etcd_and_patient_patroni_connections(tmp_path: Path) -> None:
+    variables = VagrantProvider(parse(OFFLINE), tmp_path).inventory_vars()
+    assert variables["etcd_election_timeout"] == 5000
+    assert variables["patroni_connect_timeout"] == 20  # Patroni's own 3 s leaves walsenders behind
+
+
 def test_a_public_box_on_kvm_has_no_kernel_or_emulation_settings(default_lab: Topology) -> None:
     text = render(default_lab)
     assert 'libvirt.driver = "kvm"' in text
