@@ -97,11 +97,16 @@ class VagrantProvider(Provider):
         }
         if self._emulated():
             # Guests 10x slower than the host, sharing its CPUs: etcd's sub-second elections would
-            # flap under load, and Patroni's 3 s connections to PostgreSQL time out (each leaves a
-            # walsender behind, until a demoted leader cannot ask its own timeline). (Patroni's HA
-            # timings are the topology's `patroni:` section: an emulated lab sets calmer ones there.)
+            # flap under load, and Patroni's 3 s connections to PostgreSQL time out. HAProxy's
+            # checks calm down too: on a replica that is not streaming yet, every /primary or
+            # /replica check opens a replication connection to ask its timeline; four checks a
+            # second, each slower than HAProxy waits for, pile up until max_wal_senders is spent
+            # and the replica cannot stream at all. (Patroni's HA timings are the topology's
+            # `patroni:` section: an emulated lab sets calmer ones there.)
             variables |= {"etcd_heartbeat_interval": 500, "etcd_election_timeout": 5000,
-                          "patroni_connect_timeout": 20}
+                          "patroni_connect_timeout": 20,
+                          "haproxy_check_inter": "3s", "haproxy_check_fastinter": "1s",
+                          "haproxy_check_downinter": "3s", "haproxy_check_timeout": "5s"}
         return variables
 
     def _emulated(self) -> bool:
