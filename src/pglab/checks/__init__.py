@@ -171,6 +171,11 @@ def infra(lab: Lab, node: str) -> Any:
     return testinfra.get_host(f"ansible://{node}?ansible_inventory={lab.inventory}")
 
 
+def listens(lab: Lab, node: str, port: int) -> bool:
+    """Whether something on ``node`` listens on the node's lab address and ``port``."""
+    return infra(lab, node).socket(f"tcp://{lab.address(node)}:{port}").is_listening
+
+
 def service_state(lab: Lab, node: str, service: str) -> tuple[bool, str]:
     """Whether the node's service runs, as the lab's provider sees it (supervisor for the local
     provider, systemd on VMs); with a one-line detail."""

@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 
 from pglab import sql
-from pglab.checks import infra, service_state
+from pglab.checks import listens, service_state
 from pglab.lab import Lab
 
 STACKS = ("patroni",)
@@ -61,17 +61,13 @@ def test_patroni_service_runs(lab: Lab, postgres_node: str) -> None:
 
 def test_postgres_listens(lab: Lab, postgres_node: str) -> None:
     address, port = lab.address(postgres_node), lab.topology.ports.postgres
-    host = infra(lab, postgres_node)
-    assert host.socket(f"tcp://{address}:{port}").is_listening, (
-        f"{postgres_node}: nothing listens on {address}:{port} (PostgreSQL)")
+    assert listens(lab, postgres_node, port), f"{postgres_node}: nothing listens on {address}:{port} (PostgreSQL)"
 
 
 def test_haproxy_listens(lab: Lab, haproxy_node: str) -> None:
     address, ports = lab.address(haproxy_node), lab.topology.ports
-    host = infra(lab, haproxy_node)
     wanted = {"writes": ports.haproxy_primary, "reads": ports.haproxy_replicas, "stats": ports.haproxy_stats}
-    silent = [f"{port} ({what})" for what, port in wanted.items()
-              if not host.socket(f"tcp://{address}:{port}").is_listening]
+    silent = [f"{port} ({what})" for what, port in wanted.items() if not listens(lab, haproxy_node, port)]
     assert not silent, f"{haproxy_node}: HAProxy does not listen on {address} port(s) {', '.join(silent)}"
 
 

@@ -5,7 +5,7 @@ manager and each data node's PostgreSQL listens."""
 from __future__ import annotations
 
 from pglab import sql
-from pglab.checks import infra, service_state
+from pglab.checks import listens, service_state
 from pglab.lab import Lab
 from pglab.stacks.pgaf import PgAutoFailoverStack
 
@@ -36,7 +36,7 @@ def test_monitor_service_runs(lab: Lab, monitor_node: str) -> None:
 
 def test_monitor_listens(lab: Lab, monitor_node: str) -> None:
     address, port = lab.address(monitor_node), lab.topology.ports.monitor
-    assert infra(lab, monitor_node).socket(f"tcp://{address}:{port}").is_listening, (
+    assert listens(lab, monitor_node, port), (
         f"{monitor_node}: nothing listens on {address}:{port} (the monitor's PostgreSQL)")
 
 
@@ -47,8 +47,7 @@ def test_keeper_service_runs(lab: Lab, postgres_node: str) -> None:
 
 def test_postgres_listens(lab: Lab, postgres_node: str) -> None:
     address, port = lab.address(postgres_node), lab.topology.ports.postgres
-    assert infra(lab, postgres_node).socket(f"tcp://{address}:{port}").is_listening, (
-        f"{postgres_node}: nothing listens on {address}:{port} (PostgreSQL)")
+    assert listens(lab, postgres_node, port), f"{postgres_node}: nothing listens on {address}:{port} (PostgreSQL)"
 
 
 def test_node_is_registered_and_healthy(lab: Lab, postgres_node: str) -> None:
