@@ -276,7 +276,7 @@ class Lab:
         parameters = self.converge_parameters()
         if parameters:
             on_event(Step("applied postgres.parameters: " + ", ".join(f"{k}={v}" for k, v in parameters.items())))
-        patroni_changed = self.converge_patroni()
+        patroni_changed = self.converge_stack_settings()
         if patroni_changed:
             on_event(Step("applied patroni: " + ", ".join(f"{k}={v}" for k, v in patroni_changed.items())))
         haproxy = self.haproxy_address()
@@ -306,17 +306,10 @@ class Lab:
             stack.set_parameters(changed)
         return changed
 
-    def converge_patroni(self) -> dict[str, Any]:
-        """Bring Patroni's dynamic configuration to the topology's ``patroni:`` section (ttl,
-        synchronous_mode ...: bootstrap alone would never change them). Returns what changed."""
-        if self.topology.stack != "patroni":
-            return {}
-        stack = self.stack()
-        current = stack.dynamic_config()  # type: ignore[attr-defined]
-        changed = {key: value for key, value in self.topology.patroni.dynamic().items() if current.get(key) != value}
-        if changed:
-            stack.set_dynamic(changed)
-        return changed
+    def converge_stack_settings(self) -> dict[str, Any]:
+        """Bring the stack's own settings (Patroni's ttl, synchronous_mode ...: bootstrap alone
+        would never change them) to the topology. Returns what changed."""
+        return self.stack().converge_settings(self.topology)
 
     def wait_healthy(self, timeout: float = 120.0, on_event: EventSink = _ignore) -> Health:
         stack = self.stack()

@@ -144,6 +144,11 @@ class Stack(ABC):
     def restart(self, node: str) -> None:
         """Restart PostgreSQL on one member, in place."""
 
+    def converge_settings(self, topology: Topology) -> dict[str, Any]:
+        """Bring the stack's own settings (the topology's section for this stack, which bootstrap
+        alone would never change on a running cluster) to the topology. Returns what changed."""
+        return {}
+
     def application_name(self, member: str) -> str:
         """The name the member's WAL receiver gives the primary (pg_stat_replication)."""
         return member

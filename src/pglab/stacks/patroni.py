@@ -15,6 +15,7 @@ from typing import Any
 from pglab import haproxy
 from pglab.secrets import HAPROXY_STATS, RESTAPI
 from pglab.stacks.base import ClientEndpoint, Health, Member, Stack, StackError, StackSite
+from pglab.topology import Topology
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,15 @@ class PatroniStack(Stack):
         status, text = self.call_any("PATCH", "/config", settings)
         if status != 200:
             raise StackError(f"Patroni refused the configuration change (HTTP {status}): {text.strip()}")
+
+    def converge_settings(self, topology: Topology) -> dict[str, Any]:
+        """Patroni's dynamic configuration to the topology's ``patroni:`` section (ttl,
+        synchronous_mode ...)."""
+        current = self.dynamic_config()
+        changed = {key: value for key, value in topology.patroni.dynamic().items() if current.get(key) != value}
+        if changed:
+            self.set_dynamic(changed)
+        return changed
 
     def restart(self, node: str) -> None:
         status, text = self.call(node, "POST", "/restart", {}, timeout=120)
