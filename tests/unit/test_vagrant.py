@@ -13,7 +13,7 @@ import pytest
 
 from pglab import box
 from pglab.errors import PglabError
-from pglab.providers.vagrant import VagrantProvider
+from pglab.providers.vagrant import VagrantError, VagrantProvider
 from pglab.render import vagrantfile
 from pglab.topology import Topology, default_yaml, parse
 
@@ -43,7 +43,7 @@ FAKE_VAGRANT = """#!/bin/sh
 echo "$@" >> "$FAKE_VAGRANT_CALLS"
 case "$1" in
   status) printf '%s\\n' "1,${3:-alpha},provider-name,libvirt" "1,${3:-alpha},state,$FAKE_STATE" ;;
-  ssh) printf 'active\\nfailed\\n' ;;
+  ssh) printf "${FAKE_SSH_ANSWER:-active\\nfailed\\n}" ;;
   plugin) printf '%s\\n' '1,,plugin-name,vagrant-libvirt' '1,vagrant-libvirt,plugin-version,0.12' ;;
 esac
 """
@@ -195,6 +195,14 @@ def test_services_ask_systemd_on_a_running_vm(
     provider = VagrantProvider(two_nodes, tmp_path)
     assert provider.services(two_nodes.node("alpha")) == {"consul": "RUNNING", "patroni": "FATAL"}
     assert "ssh alpha --command sudo systemctl is-active consul patroni" in fake_vagrant.read_text()
+
+
+def test_a_systemctl_that_fails_is_an_error_not_unknown_services(
+    two_nodes: Topology, fake_vagrant: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_SSH_ANSWER", "Failed to connect to bus: No such file or directory\\n")
+    with pytest.raises(VagrantError, match="alpha did not answer with service states: Failed to connect to bus"):
+        VagrantProvider(two_nodes, tmp_path).services(two_nodes.node("alpha"))
 
 
 def test_a_suspended_vm_is_frozen_and_resumed(

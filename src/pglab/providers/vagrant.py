@@ -40,6 +40,8 @@ UNIT_STATES = {
     "inactive": "STOPPED",
     "failed": "FATAL",
 }
+# Every word `systemctl is-active` answers with for a unit.
+SYSTEMD_STATES = {*UNIT_STATES, "unknown", "maintenance", "refreshing"}
 # Lines of `vagrant up` worth a progress line: each VM's way from nothing to SSH.
 MILESTONES = ("Creating image", "Creating domain", "Starting domain", "Waiting for domain to get an IP",
               "Waiting for machine to boot", "Machine booted and ready", "Setting hostname",
@@ -196,9 +198,14 @@ class VagrantProvider(Provider):
             return dict.fromkeys(units, "STOPPED")
         # `is-active` exits non-zero when a unit is not active, yet prints one line per unit. sudo:
         # a user's systemctl needs D-Bus, which a minimal Debian (pglab's box) does not run.
-        words = self._ssh(node, f"sudo systemctl is-active {shlex.join(units)} || true").split()
-        words += ["unknown"] * (len(units) - len(words))
-        return {u: UNIT_STATES.get(w, w.upper()) for u, w in zip(units, words, strict=False)}
+        answer = self._ssh(node, f"sudo systemctl is-active {shlex.join(units)} 2>&1 || true")
+        words = answer.split()
+        # Anything but one state per unit is systemctl failing (no D-Bus, no sudo ...): say so
+        # rather than show every service as unknown.
+        if len(words) != len(units) or not set(words) <= SYSTEMD_STATES:
+            raise VagrantError(f"`systemctl is-active` on {node.name} did not answer with service states: "
+                               f"{answer.strip()[:300] or '(nothing)'}")
+        return {u: UNIT_STATES.get(w, w.upper()) for u, w in zip(units, words, strict=True)}
 
     def logs(self, node: Node, service: str | None = None, lines: int = 50) -> str:
         units = [service] if service else self._units(node)
