@@ -38,6 +38,7 @@ BASE_PACKAGES = [
 LAB_PACKAGES = [
     "postgresql-15", "etcd-server", "etcd-client", "haproxy", "python3-venv", "python3-packaging",
     "postgresql-15-auto-failover", "pg-auto-failover-cli", "nftables",
+    "python3-apt",  # Ansible's apt module imports it (a Consul .deb, packages a user adds)
 ]
 # The same list as the patroni role's patroni_pip_packages, into the same venv (patroni_venv).
 PATRONI_VENV = "/opt/patroni"

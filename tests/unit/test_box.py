@@ -6,8 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pglab import box
+
+ROLES = Path(__file__).resolve().parents[2] / "roles"
 
 
 def test_the_recipe_changes_with_the_packages(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,3 +44,23 @@ def test_stale_base_volumes_go_only_when_no_lab_disk_needs_them(tmp_path: Path,
     assert box._stale_base_volumes() == bases
     (tmp_path / "pglab-mylab-pg1.img").write_text("")  # a lab's VM disk, an overlay on one of them
     assert box._stale_base_volumes() == []
+
+
+def test_the_box_holds_every_package_the_roles_install() -> None:
+    """VMs from the box reach no mirror: what a role's defaults name must be in the box."""
+    named = set()
+    for defaults in ROLES.glob("*/defaults/main.yml"):
+        for key, value in (yaml.safe_load(defaults.read_text()) or {}).items():
+            if key.endswith("_packages") and key != "patroni_pip_packages" and isinstance(value, list):
+                named |= {str(v).replace("{{ postgresql_version }}", "15") for v in value}
+    assert named, "no role names its packages any more: this test reads roles/*/defaults/main.yml"
+    assert named <= {*box.BASE_PACKAGES, *box.LAB_PACKAGES}, named - {*box.BASE_PACKAGES, *box.LAB_PACKAGES}
+
+
+def test_roles_ask_dpkg_before_apt() -> None:
+    """Only pglab's packages tasks (dpkg first, apt for what is missing) and Consul's vendor
+    repository call apt: an apt task with update_cache fails on an offline VM."""
+    callers = sorted(str(path.relative_to(ROLES.parent)) for path in ROLES.glob("*/tasks/*.yml")
+                     if "ansible.builtin.apt:" in path.read_text())
+    assert callers == ["roles/consul/tasks/packages.yml", "roles/consul/tasks/repository.yml",
+                       "roles/pglab/tasks/packages.yml"]
