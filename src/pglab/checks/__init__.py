@@ -194,8 +194,10 @@ def streaming_state(lab: Lab, replica: str, leader_name: str, password: str) -> 
     if member is None or member.state != "streaming":
         return False, f"{replica} is not streaming (state: {member.state if member else 'absent'})"
     host, port = node_endpoint(lab, leader_name)
-    rows = sql.query(host, port, password, "SELECT state FROM pg_stat_replication WHERE application_name = %s",
-                     (lab.stack().application_name(replica),))
+    # A replica can have more than one walsender: a short-lived replication connection (a
+    # keeper's IDENTIFY_SYSTEM, Patroni reading a timeline) shows as "startup" beside the stream.
+    rows = sql.query(host, port, password, "SELECT state FROM pg_stat_replication WHERE application_name = %s "
+                     "ORDER BY state = 'streaming' DESC", (lab.stack().application_name(replica),))
     if not rows:
         return False, f"{replica} is missing from pg_stat_replication on the leader {leader_name}"
     if rows[0][0] != "streaming":
