@@ -201,7 +201,8 @@ def streaming_state(lab: Lab, replica: str, leader_name: str, password: str) -> 
     if not rows:
         return False, f"{replica} is missing from pg_stat_replication on the leader {leader_name}"
     if rows[0][0] != "streaming":
-        return False, f"{replica} is not streaming (state: {rows[0][0]}) from the leader {leader_name}"
+        states = ", ".join(str(row[0]) for row in rows)
+        return False, f"{replica} is not streaming (walsender state: {states}) from the leader {leader_name}"
     return True, f"{replica} streams from {leader_name}"
 
 

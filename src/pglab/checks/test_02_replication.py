@@ -21,9 +21,10 @@ from pglab.checks import (
 )
 from pglab.lab import Lab
 
+# Streaming walsenders last, so they win over a member's short-lived replication connections.
 REPLICATION_VIEW = """
 SELECT application_name, state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint
-FROM pg_stat_replication
+FROM pg_stat_replication ORDER BY state = 'streaming'
 """
 
 
