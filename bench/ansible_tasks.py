@@ -14,6 +14,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+META_ACTIONS = ("meta", "ansible.builtin.meta")
 RESULT_EVENTS = ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable")
 
 
@@ -35,6 +36,8 @@ def task_times(run: Path) -> list[tuple[str, str, float, int]]:
         if event.get("event") not in RESULT_EVENTS:
             continue
         data = event.get("event_data") or {}
+        if data.get("task_action") in META_ACTIONS:  # their start/end span whole serial batches
+            continue
         key = (data.get("play", ""), data.get("task", ""))
         if key not in slowest:
             order.append(key)
