@@ -187,21 +187,34 @@ def service_state(lab: Lab, node: str, service: str) -> tuple[bool, str]:
     return False, f"{service} is {state or 'not defined'} (the node's services: {known})"
 
 
+WALSENDERS = """
+SELECT application_name, state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint
+FROM pg_stat_replication ORDER BY state = 'streaming' DESC
+"""
+
+
+def walsenders(lab: Lab, leader_name: str, password: str) -> dict[str, list[tuple[str, int | None]]]:
+    """The leader's walsenders by application name, as (state, replay lag in bytes), a streaming
+    one first: a replica can have more than one, as a short-lived replication connection (a
+    keeper's IDENTIFY_SYSTEM, Patroni reading a timeline) shows as "startup" beside the stream."""
+    host, port = node_endpoint(lab, leader_name)
+    senders: dict[str, list[tuple[str, int | None]]] = {}
+    for name, state, lag in sql.query(host, port, password, WALSENDERS):
+        senders.setdefault(name, []).append((state, lag))
+    return senders
+
+
 def streaming_state(lab: Lab, replica: str, leader_name: str, password: str) -> tuple[bool, str]:
     """Whether ``replica`` streams from ``leader_name`` (Patroni's view and the leader's
     pg_stat_replication agree), with what was seen otherwise."""
     member = members(lab).get(replica)
     if member is None or member.state != "streaming":
         return False, f"{replica} is not streaming (state: {member.state if member else 'absent'})"
-    host, port = node_endpoint(lab, leader_name)
-    # A replica can have more than one walsender: a short-lived replication connection (a
-    # keeper's IDENTIFY_SYSTEM, Patroni reading a timeline) shows as "startup" beside the stream.
-    rows = sql.query(host, port, password, "SELECT state FROM pg_stat_replication WHERE application_name = %s "
-                     "ORDER BY state = 'streaming' DESC", (lab.stack().application_name(replica),))
-    if not rows:
+    senders = walsenders(lab, leader_name, password).get(lab.stack().application_name(replica))
+    if not senders:
         return False, f"{replica} is missing from pg_stat_replication on the leader {leader_name}"
-    if rows[0][0] != "streaming":
-        states = ", ".join(str(row[0]) for row in rows)
+    if senders[0][0] != "streaming":
+        states = ", ".join(str(state) for state, _ in senders)
         return False, f"{replica} is not streaming (walsender state: {states}) from the leader {leader_name}"
     return True, f"{replica} streams from {leader_name}"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-from pglab import sql
 from pglab.checks import (
     DATABASE,
     LAG_LIMIT_MB,
@@ -16,16 +15,10 @@ from pglab.checks import (
     describe,
     leader,
     members,
-    node_endpoint,
     rows_on,
+    walsenders,
 )
 from pglab.lab import Lab
-
-# Streaming walsenders last, so they win over a member's short-lived replication connections.
-REPLICATION_VIEW = """
-SELECT application_name, state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint
-FROM pg_stat_replication ORDER BY state = 'streaming'
-"""
 
 
 def test_exactly_one_leader(lab: Lab) -> None:
@@ -37,14 +30,13 @@ def test_member_leads_or_streams(lab: Lab, postgres_node: str, password: str) ->
     current = leader(lab)
     if postgres_node == current:
         return
-    host, port = node_endpoint(lab, current)
-    rows = {name: (state, lag) for name, state, lag in sql.query(host, port, password, REPLICATION_VIEW)}
+    senders = walsenders(lab, current, password)
     member = by_name[postgres_node]
     name = lab.stack().application_name(postgres_node)
-    assert name in rows, (
+    assert name in senders, (
         f"{postgres_node} is not streaming (state: {member.state or 'unknown'}): it is missing from "
         f"pg_stat_replication on the leader {current}; members: {describe(by_name)}")
-    state, lag = rows[name]
+    state, lag = senders[name][0]
     assert state == "streaming", f"{postgres_node} is not streaming (state: {state}) from the leader {current}"
     lag_mb = (lag or 0) / 1048576
     assert lag_mb < LAG_LIMIT_MB, (
