@@ -17,8 +17,9 @@ import click
 import psycopg
 from rich.markup import escape
 
-from pglab import box, drill, operations, secrets, topology, ui
+from pglab import box, drill, operations, secrets, topology, ui, workloads
 from pglab import verify as verification
+from pglab.crowd import CrowdSpec
 from pglab.lab import InputError, Lab, PglabError, Step
 
 
@@ -352,20 +353,32 @@ def restart(topology_file: Path, rolling: bool, timeout: float, as_json: bool) -
 @click.option("--node", metavar="NODE", help="The node a crash, hang or partition hits (default: the leader).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where the JSON lines (drills.jsonl) and PNG timelines go (default: .pglab/<name>/drills).")
+@click.option("--workload", type=click.Choice(list(workloads.WORKLOADS)), default="insert", show_default=True,
+              help="insert: one row per write; bank: transfers between accounts with a fixed total; "
+                   "append: per-key append-only lists.")
+@click.option("--clients", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Writers, each on its own connection through the write endpoint.")
+@click.option("--readers", type=click.IntRange(0, 16), default=0, show_default=True,
+              help="bank: readers summing the balances through the write and through the read endpoint "
+                   "(each); insert, append: readers looking for each write on the read endpoint.")
+@click.option("--load", "load_tps", type=click.FloatRange(0, 5000), default=0, show_default=True, metavar="TPS",
+              help="Background write load, transactions a second, so that replicas lag.")
 @timeout_option
 @json_option
 @reports_errors
 def drill_command(topology_file: Path, kind: str, count: int, node: str | None, out_dir: Path | None,
-                  timeout: float, as_json: bool) -> None:
+                  workload: str, clients: int, readers: int, load_tps: float, timeout: float, as_json: bool) -> None:
     """Rehearse a failure and measure what clients see: write unavailability, acknowledged writes
     lost, failed writes that committed anyway, the leader change.
 
     \b
     KIND: switchover | failover | crash | hang | partition | restart (rolling).
-    A write probe inserts one row per attempt through the write endpoint (HAProxy 5000) while the
-    fault hits the leader (or --node), the cluster recovers and the node comes back; then the rows
-    are read back from the new primary. One JSON line and one PNG timeline per drill go to --out.
-    Exits 1 if an acknowledged write was lost or the cluster did not recover.
+    --clients writers run the --workload through the write endpoint (HAProxy 5000, or the
+    multi-host URI) while the fault hits the leader (or --node), the cluster recovers and the node
+    comes back; then the workload's state is read back from the new primary and checked: writes
+    lost, two primaries acknowledging at once, the bank's total, the appends' order. One JSON line
+    and one PNG timeline per drill go to --out. Exits 1 on any anomaly, or if the cluster did not
+    recover.
     """
     from pglab import timeline
 
@@ -376,7 +389,8 @@ def drill_command(topology_file: Path, kind: str, count: int, node: str | None, 
     for number in range(1, count + 1):
         with ui.Progress(f"drill {kind} {number}/{count}") as progress:
             result = drill.run(lab, kind, number, node, timeout, on_event=progress,
-                               log=lambda text: ui.err_console.print(text, highlight=False))
+                               log=lambda text: ui.err_console.print(text, highlight=False), workload=workload,
+                               spec=CrowdSpec(clients, readers, load_tps))
         drill.write_json_line(result, out)
         png = timeline.write_png(result, out / drill.png_name(result))
         results.append(result)
@@ -385,7 +399,8 @@ def drill_command(topology_file: Path, kind: str, count: int, node: str | None, 
             f"drill {kind} #{number}: {result.old_leader} -> {result.new_leader}, writes unavailable "
             f"{t.unavailable:.2f} s, {t.failed} failed attempts, {len(t.lost)} acknowledged lost, "
             f"{len(t.failed_committed)} failed but committed; {png}"
-            + (f"\n  problem: {result.problem}" if result.problem else ""), highlight=False)
+            + (f"\n  problem: {result.problem}" if result.problem else "")
+            + "".join(f"\n  anomaly ({a.check}): {a.what}" for a in result.anomalies[:10]), highlight=False)
     rows = drill.summary(results)
     if as_json:
         ui.print_json({"out": str(out), "summary": rows, "drills": [r.as_json() for r in results]})

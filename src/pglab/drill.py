@@ -1,10 +1,13 @@
-"""Failure rehearsals, measured: what a client of the write endpoint sees while a fault happens.
+"""Failure rehearsals, measured: what the clients of the write endpoint see while a fault happens.
 
-One drill: wait for a healthy cluster, start a :class:`~pglab.probe.WriteProbe` through the lab's
-write endpoint, let writes succeed for a moment, trigger the fault (on the leader, or a chosen
-node), wait until writes have succeeded again for a while, restore the node, wait for a healthy
-cluster, stop the probe and read its table back from the new primary: how long writes were
-unavailable, which acknowledged writes are missing, which failed writes committed nonetheless.
+One drill: wait for a healthy cluster, start the clients (:class:`~pglab.crowd.Crowd`: ``clients``
+writers of a workload, each a :class:`~pglab.probe.WriteProbe` on its own connection through the
+lab's write endpoint, readers, background load), let writes succeed for a moment, trigger the fault
+(on the leader, or a chosen node), wait until writes have succeeded again for a while, restore the
+node, wait for a healthy cluster, stop the clients and read the workload's state back from the new
+primary: how long writes were unavailable, which acknowledged writes are missing, which failed
+writes committed nonetheless, and what the checkers (:mod:`pglab.checkers`) found: two primaries
+at once, a changed total, appends lost, doubled or out of order.
 
 Written only against :class:`~pglab.lab.Lab`, its provider and its stack (through
 :mod:`pglab.operations`), so it rehearses every stack and provider alike.
@@ -12,8 +15,10 @@ Written only against :class:`~pglab.lab.Lab`, its provider and its stack (throug
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
+import resource
 import signal
 import statistics
 import subprocess
@@ -24,7 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pglab import operations, probe
+import psycopg
+
+from pglab import checkers, figures, freshness, load, operations, probe, workloads
+from pglab.crowd import Crowd, CrowdSpec
 from pglab.errors import InputError, PglabError
 from pglab.lab import EventSink, Lab, _ignore
 from pglab.stacks.base import StackError
@@ -60,10 +68,15 @@ class DrillResult:
     # A partition's other side: a client on the cut-off node's machine (see BesideFigures).
     beside: BesideFigures | None = None
     beside_attempts: list[tuple[float, float, bool]] = field(default_factory=list)
+    clients: ClientFigures | None = None
+
+    @property
+    def anomalies(self) -> list[checkers.Anomaly]:
+        return self.clients.anomalies if self.clients else []
 
     @property
     def ok(self) -> bool:
-        return self.recovered and not self.tally.lost and self.problem is None
+        return self.recovered and not self.tally.lost and not self.anomalies and self.problem is None
 
     def as_json(self) -> dict[str, Any]:
         t = self.tally
@@ -78,6 +91,39 @@ class DrillResult:
             "markers": [{"at": round(m.at, 3), "what": m.what} for m in self.markers],
             "operations": self.operations,
             "cut_off_side": None if self.beside is None else self.beside.as_json(),
+            **(self.clients.as_json() if self.clients else {}),
+        }
+
+
+@dataclass
+class ClientFigures:
+    """What many clients add to a drill: the workload and its checks, figures per client and for
+    the drill, replica staleness, the lag at the fault, what the probe cost."""
+
+    workload: str
+    spec: CrowdSpec
+    checks: dict[str, int]  # check -> anomalies found (0: the rule held)
+    anomalies: list[checkers.Anomaly]
+    primaries: list[str]  # the servers that acknowledged writes, in the order they began to
+    discarded: dict[str, int]  # acknowledged writes missing from the new primary, per server that took them
+    per_client: list[dict[str, Any]]
+    throughput: dict[str, float | None]
+    conflicts: int
+    replication: str  # sync or async: what the primary's pg_stat_replication said before the fault
+    lag_at_fault: dict[str, Any]
+    staleness: dict[str, Any] | None  # read-your-writes through the read endpoint
+    reads: dict[str, int]  # endpoint -> successful reads (the bank's sums)
+    load: dict[str, Any] | None
+    cpu: dict[str, float]  # this process's CPU seconds during the drill, and the share of one core
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload, "clients": self.spec.clients, "readers": self.spec.readers,
+            "load_tps": self.spec.load_tps, "replication": self.replication, "checks": self.checks,
+            "anomalies": [a.as_json() for a in self.anomalies[:20]], "primaries": self.primaries,
+            "discarded": self.discarded, "conflicts": self.conflicts, "throughput": self.throughput,
+            "per_client": self.per_client, "staleness": self.staleness, "reads": self.reads,
+            "lag_at_fault": self.lag_at_fault, "load": self.load, "cpu": self.cpu,
         }
 
 
@@ -107,27 +153,37 @@ def check_kind(lab: Lab, kind: str, node: str | None) -> None:
 
 
 def run(lab: Lab, kind: str, number: int = 1, node: str | None = None, timeout: float = 90.0,
-        on_event: EventSink = _ignore, log: Callable[[str], None] = lambda _: None) -> DrillResult:
+        on_event: EventSink = _ignore, log: Callable[[str], None] = lambda _: None,
+        workload: str = "insert", spec: CrowdSpec | None = None) -> DrillResult:
     """One drill of ``kind``; never raises for what the fault did, only reports it."""
     check_kind(lab, kind, node)
+    spec = spec or CrowdSpec()
+    work = workloads.get(workload, spec.clients)
     health = lab.wait_healthy(timeout * 2, on_event)
     old_leader = health.leader
     target = node or old_leader
     conninfo = lab.writes_conninfo()
-    probe.prepare_table(conninfo)
-    writer = probe.WriteProbe(conninfo)
+    with psycopg.connect(autocommit=True, **conninfo) as conn:
+        probe.prepare_table_on(conn)  # the probe beside a cut-off node writes there, whatever the workload
+        work.prepare(conn)
+        if spec.load_tps:
+            load.prepare(conn)
+    crowd = Crowd.gather(work, spec, conninfo, lab.reads_conninfo())
     beside = _spawn_beside(lab, target) if kind == "partition" and target else None
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     markers: list[Marker] = []
     summaries: list[str] = []
     problem: str | None = None
     recovered = False
-    writer.start()
+    lag: dict[str, Any] = {}
+    cpu_before, wall_before = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    crowd.start()
     fault_at, fault_wall = time.monotonic(), time.time()
     try:
-        if not writer.wait_succeeding(time.monotonic(), WARMUP, 60):
+        if not crowd.wait_succeeding(time.monotonic(), WARMUP, 60):
             raise PglabError(f"writes through {conninfo['host']}:{conninfo['port']} did not succeed before the {kind}: "
-                             f"{writer.last_error()}")
+                             f"{crowd.last_error()}")
+        lag = load.lag(conninfo)
         fault_at, fault_wall = time.monotonic(), time.time()
         markers.append(Marker(0.0, f"{kind} {target or ''}".strip()))
         log(f"drill {kind} #{number}: {kind} of {target} (leader {old_leader}) ...")
@@ -138,10 +194,10 @@ def run(lab: Lab, kind: str, number: int = 1, node: str | None = None, timeout: 
             log(result.summary)
         except (PglabError, StackError, OSError) as exc:
             problem = f"the {kind} did not complete: {exc}"
-        recovered = writer.wait_succeeding(fault_at, HOLD, RECOVER_TIMEOUT)
+        recovered = crowd.wait_succeeding(fault_at, HOLD, RECOVER_TIMEOUT)
         if not recovered:
             problem = problem or (f"writes did not succeed for {HOLD:g} s within {RECOVER_TIMEOUT:g} s; "
-                                  f"last error: {writer.last_error()}")
+                                  f"last error: {crowd.last_error()}")
         if kind in NODE_FAULTS and target is not None:
             markers.append(Marker(time.monotonic() - fault_at, f"start {target}"))
             try:
@@ -151,34 +207,72 @@ def run(lab: Lab, kind: str, number: int = 1, node: str | None = None, timeout: 
             except (PglabError, StackError, OSError) as exc:
                 problem = problem or f"{target} did not come back: {exc}"
                 recovered = False
-            if not writer.wait_succeeding(time.monotonic(), HOLD, RECOVER_TIMEOUT):
-                problem = problem or f"writes failed after {target} came back: {writer.last_error()}"
+            if not crowd.wait_succeeding(time.monotonic(), HOLD, RECOVER_TIMEOUT):
+                problem = problem or f"writes failed after {target} came back: {crowd.last_error()}"
                 recovered = False
     finally:
-        writer.stop()
+        crowd.stop()
+        cpu_after, wall_after = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
         beside_attempts = _stop_beside(beside)
-    attempts = writer.snapshot()
+    attempts = crowd.writes()
     try:
         after = lab.wait_healthy(timeout * 2, on_event)
         markers.append(Marker(time.monotonic() - fault_at, "healthy"))
-        present = probe.read_ids(conninfo)
-    except (PglabError, StackError, OSError) as exc:
+        with psycopg.connect(autocommit=True, **conninfo) as conn:
+            outcome = work.read_back(conn)
+            beside_present = probe.read_ids_on(conn) if beside is not None else set()
+    except (PglabError, StackError, OSError, psycopg.Error) as exc:
         return DrillResult(kind, number, started, target, old_leader, None, False,
                            probe.tally(attempts, set(a.id for a in attempts if a.ok), fault_at), markers,
                            summaries, problem or f"the cluster did not become healthy again: {exc}",
                            _relative(attempts, fault_at))
-    tally = probe.tally(attempts, present, fault_at)
+    tally = probe.tally(attempts, outcome.present, fault_at)
     resumed = _writes_resumed(attempts, fault_at, tally)
     if resumed is not None:
         markers.append(Marker(resumed, "writes resumed"))
     markers.sort(key=lambda m: m.at)
-    if writer.crashed:
-        problem = problem or f"the write probe died: {writer.crashed}"
+    if crowd.crashed:
+        problem = problem or f"a client died: {crowd.crashed}"
     result = DrillResult(kind, number, started, target, old_leader, after.leader, recovered, tally, markers,
                          summaries, problem, _relative(attempts, fault_at))
+    # The probe beside a cut-off node kept wall-clock times: put them on the drill's clock.
+    beside_mono = [dataclasses.replace(a, started=a.started - fault_wall + fault_at,
+                                       ended=a.ended - fault_wall + fault_at) for a in beside_attempts]
+    result.clients = _client_figures(work, spec, crowd, attempts, outcome, beside_mono, beside_present, fault_at,
+                                     resumed, lag, (cpu_before, cpu_after, wall_after - wall_before))
     if beside is not None:
-        _judge_beside(result, beside_attempts, fault_wall, present, resumed)
+        _judge_beside(result, beside_attempts, fault_wall, beside_present, resumed)
     return result
+
+
+def _client_figures(work: workloads.Workload, spec: CrowdSpec, crowd: Crowd, attempts: list[probe.Attempt],
+                    outcome: workloads.Outcome, beside: list[probe.Attempt], beside_present: set[int],
+                    fault_at: float, resumed: float | None, lag: dict[str, Any],
+                    cpu: tuple[Any, Any, float]) -> ClientFigures:
+    """Run the checkers over every client's history and gather the figures."""
+    reads = crowd.reads()
+    anomalies = (checkers.lost(attempts, outcome.present) + checkers.lost(beside, beside_present)
+                 + checkers.split_brain(attempts + beside) + work.check(attempts, outcome, reads))
+    acks = sorted((a for a in attempts + beside if a.ok and a.server is not None), key=lambda a: a.ended)
+    primaries = list(dict.fromkeys(str(a.server) for a in acks))
+    final = acks[-1].server if acks else None
+    discarded = checkers.discarded(attempts, outcome.present, final)
+    for server, count in checkers.discarded(beside, beside_present, final).items():
+        discarded[server] = discarded.get(server, 0) + count
+    before, after, seconds = cpu
+    used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    syncs = {v.get("sync_state") for v in lag.values() if isinstance(v, dict)}
+    return ClientFigures(
+        workload=work.name, spec=spec, checks=checkers.counts(anomalies, work.checks), anomalies=anomalies,
+        primaries=primaries, discarded=discarded, per_client=figures.per_client(attempts, fault_at, resumed),
+        throughput=figures.throughput(attempts, fault_at, resumed), conflicts=sum(a.conflict for a in attempts),
+        replication="sync" if syncs & {"sync", "quorum"} else "async", lag_at_fault=lag,
+        staleness=freshness.summary(crowd.freshness.snapshot(), fault_at, resumed) if crowd.freshness else None,
+        reads={where: sum(a.ok for a in done) for where, done in reads.items()},
+        load=crowd.load_figures(seconds),
+        cpu={"seconds": round(used, 2), "wall_s": round(seconds, 2),
+             "cores": round(used / seconds, 3) if seconds > 0 else 0.0},
+    )
 
 
 def _spawn_beside(lab: Lab, target: str) -> Any:
@@ -249,7 +343,8 @@ def _writes_resumed(attempts: list[probe.Attempt], fault_at: float, tally: probe
 
 
 def _relative(attempts: list[probe.Attempt], fault_at: float) -> list[tuple[float, float, bool]]:
-    return [(a.started - fault_at, a.ended - fault_at, a.ok) for a in attempts]
+    """(started, ended, ok) after the fault; conflicts left out (the server worked)."""
+    return [(a.started - fault_at, a.ended - fault_at, a.ok) for a in attempts if not a.conflict]
 
 
 # Summaries --------------------------------------------------------------------------------------
@@ -259,19 +354,46 @@ def spread(values: list[float]) -> dict[str, float] | None:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
+def setting(line: dict[str, Any]) -> str:
+    """A drill's setting in words, from its JSON line: workload, clients, load, replication."""
+    clients = line.get("clients", 1)
+    words = [line.get("workload", "insert"), f"{clients} client{'s' if clients != 1 else ''}"]
+    if line.get("readers"):
+        words.append(f"{line['readers']} reader{'s' if line['readers'] != 1 else ''}")
+    if line.get("load_tps"):
+        words.append(f"load {line['load_tps']:g}/s")
+    if line.get("replication"):
+        words.append(line["replication"])
+    return ", ".join(words)
+
+
 def summary(results: list[DrillResult]) -> list[dict[str, Any]]:
-    """One row per kind: unavailability spread, writes lost and failed-but-committed, leaders."""
+    """One row per kind and setting (see :func:`summary_of_lines`)."""
+    return summary_of_lines([r.as_json() for r in results])
+
+
+def summary_of_lines(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per kind and setting, from drills' JSON lines: unavailability spread, writes lost
+    and failed-but-committed, anomalies per check, leaders."""
     rows = []
-    for kind in dict.fromkeys(r.kind for r in results):
-        mine = [r for r in results if r.kind == kind]
-        unavailable = spread([r.tally.unavailable for r in mine])
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for line in lines:
+        groups.setdefault((line["kind"], setting(line)), []).append(line)
+    for (kind, words), mine in groups.items():
+        unavailable = spread([line["unavailable_s"] for line in mine])
+        checks: dict[str, int] = {}
+        for line in mine:
+            for check, count in (line.get("checks") or {"lost": line["lost"]}).items():
+                checks[check] = checks.get(check, 0) + count
         rows.append({
-            "kind": kind, "drills": len(mine), "recovered": sum(r.recovered for r in mine),
+            "kind": kind, "setting": words, "drills": len(mine),
+            "recovered": sum(bool(line["recovered"]) for line in mine),
             "unavailable_s": None if unavailable is None else {k: round(v, 2) for k, v in unavailable.items()},
-            "lost": sum(len(r.tally.lost) for r in mine),
-            "failed_committed": sum(len(r.tally.failed_committed) for r in mine),
-            "leaders": [f"{r.old_leader} -> {r.new_leader}" for r in mine],
-            "ok": all(r.ok for r in mine),
+            "lost": sum(line["lost"] for line in mine),
+            "failed_committed": sum(line["failed_committed"] for line in mine),
+            "checks": checks, "anomalies": sum(checks.values()),
+            "leaders": [f"{line['old_leader']} -> {line['new_leader']}" for line in mine],
+            "ok": all(line["ok"] for line in mine),
         })
     return rows
 

@@ -166,6 +166,15 @@ class Lab:
         host, port = self.writes_endpoint()
         return {"host": host, "port": port, "dbname": "postgres", **self.connect_kwargs(), **sql.writer_attrs(host)}
 
+    def reads_conninfo(self) -> dict[str, Any] | None:
+        """psycopg keywords for the replicas' read endpoint as the superuser; None when the lab
+        has none (no router, no multi-host URI)."""
+        read = self.stack().client_endpoints().get("read")
+        if read is None:
+            return None
+        attrs = {"target_session_attrs": read.target_session_attrs} if read.target_session_attrs else {}
+        return {"host": read.host, "port": read.port, "dbname": "postgres", **self.connect_kwargs(), **attrs}
+
     def endpoints(self) -> dict[str, str]:
         """Client connection strings (libpq URIs, no password) and the pgpass file that has it."""
         found = self.stack().client_endpoints()

@@ -1,11 +1,15 @@
 """A write probe: what a client of the lab's write endpoint sees while something breaks.
 
-A :class:`WriteProbe` thread inserts one row per attempt into ``pglab_probe(id bigint primary
-key)`` through one endpoint (HAProxy's primary port), in autocommit mode, every ``interval``
-seconds. Every attempt takes a new id; an id is *acknowledged* when its INSERT returned without
-error within the client timeout. A failed or timed-out attempt is recorded, its connection dropped
-(a timed-out one is abandoned to its thread, as a client with a timeout would abandon it) and the
-next attempt opens a fresh one.
+A :class:`WriteProbe` thread runs one operation per attempt through one endpoint (HAProxy's
+primary port), every ``interval`` seconds: by default it inserts one row into ``pglab_probe(id
+bigint primary key)`` in autocommit mode; a workload (:mod:`pglab.workloads`) may give it another
+operation (a bank transfer, an append). Every attempt takes a new id; an id is *acknowledged* when
+its operation returned without error within the client timeout, and the attempt records which
+server took it (:class:`Server`: address, system identifier, timeline). A failed or timed-out
+attempt is recorded, its connection dropped (a timed-out one is abandoned to its thread, as a
+client with a timeout would abandon it) and the next attempt opens a fresh one; an attempt the
+database refused for a conflict (serialization failure, deadlock) keeps its connection: the
+server worked, the transaction lost a race.
 
 :func:`tally` compares what the probe recorded with the ids read back from the new primary:
 acknowledged writes that are missing (lost) and failed writes that committed nonetheless.
@@ -22,10 +26,12 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+import psycopg.errors
 
 from pglab.sql import first_line
 
@@ -36,117 +42,228 @@ PROBE_LIMIT = 600.0  # the probe never runs longer than this
 
 
 @dataclass(frozen=True)
+class Server:
+    """Which server a session reached: the split-brain detector tells primaries apart by these."""
+
+    address: str
+    port: int
+    system_identifier: str
+    timeline: int
+
+    def __str__(self) -> str:
+        return f"{self.address}:{self.port} (system {self.system_identifier}, timeline {self.timeline})"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"address": self.address, "port": self.port, "system_identifier": self.system_identifier,
+                "timeline": self.timeline}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Server | None:
+        return None if data is None else cls(data["address"], data["port"], data["system_identifier"],
+                                             data["timeline"])
+
+
+# One round trip when a session opens. On a primary the timeline is the one WAL is written on
+# (the WAL file name's first 8 hex digits); a standby reports the timeline it receives.
+IDENTITY_SQL = """
+SELECT host(inet_server_addr()), inet_server_port(), (SELECT system_identifier::text FROM pg_control_system()),
+       CASE WHEN pg_is_in_recovery()
+            THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver),
+                          (SELECT timeline_id FROM pg_control_checkpoint()))
+            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END
+"""
+
+
+def server_of(conn: psycopg.Connection) -> Server:
+    address, port, system_identifier, timeline = conn.execute(IDENTITY_SQL).fetchone() or ("", 0, "", 0)
+    return Server(address or "local", port or 0, system_identifier, timeline)
+
+
+@dataclass(frozen=True)
 class Attempt:
     id: int
     started: float  # time.monotonic()
     ended: float
     ok: bool
     error: str = ""
+    client: int = 0
+    server: Server | None = None  # who acknowledged it (or refused it), when a session was open
+    conflict: bool = False  # refused for a conflict (40001, 40P01): the server worked
+    detail: Any = None  # what the workload's operation returned (a transfer, an append's key ...)
+
+
+CONFLICTS = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+Operation = Callable[[psycopg.Connection, int], Any]
+
+
+def insert_row(conn: psycopg.Connection, id_: int) -> None:
+    """The default operation: one row with the attempt's id."""
+    conn.execute(f"INSERT INTO {TABLE} (id) VALUES (%s)", (id_,))
 
 
 def prepare_table(conninfo: dict[str, Any]) -> None:
     """An empty probe table on the current primary."""
     with psycopg.connect(autocommit=True, **conninfo) as conn:
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
-        conn.execute(f"TRUNCATE {TABLE}")
+        prepare_table_on(conn)
+
+
+def prepare_table_on(conn: psycopg.Connection) -> None:
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
+    conn.execute(f"TRUNCATE {TABLE}")
 
 
 def read_ids(conninfo: dict[str, Any]) -> set[int]:
     with psycopg.connect(autocommit=True, **conninfo) as conn:
-        return {row[0] for row in conn.execute(f"SELECT id FROM {TABLE}")}
+        return read_ids_on(conn)
+
+
+def read_ids_on(conn: psycopg.Connection) -> set[int]:
+    return {row[0] for row in conn.execute(f"SELECT id FROM {TABLE}")}
 
 
 class WriteProbe:
     def __init__(self, conninfo: dict[str, Any], timeout: float = CLIENT_TIMEOUT, interval: float = INTERVAL,
-                 limit: float = PROBE_LIMIT, step: int = 1) -> None:
+                 limit: float = PROBE_LIMIT, step: int = 1, start: int | None = None, client: int = 0,
+                 operation: Operation = insert_row, on_ack: Callable[[Attempt], None] | None = None) -> None:
         # libpq waits at least 2 s to connect whatever connect_timeout says; the attempt's own
         # timeout below is what bounds it.
         self.conninfo = {**conninfo, "connect_timeout": 2,
                          "options": f"-c statement_timeout={int(timeout * 1000)}", "application_name": "pglab-probe"}
         self.timeout, self.interval, self.limit, self.step = timeout, interval, limit, step
+        self.first = step if start is None else start
+        self.client, self.operation, self.on_ack = client, operation, on_ack
         self.attempts: list[Attempt] = []
         self.crashed: str | None = None
+        # Running figures, so waiting on many clients never rescans their attempts.
+        self.last_failure = 0.0
+        self.last_ack = 0.0
         self._halt = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="pglab-write-probe", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"pglab-write-probe-{client}", daemon=True)
 
     # The probe's thread ------------------------------------------------------------------------
     def _run(self) -> None:
         started = time.monotonic()
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pglab-probe-attempt")
-        conn: psycopg.Connection | None = None
+        session: tuple[psycopg.Connection, Server] | None = None
         try:
-            for id_ in itertools.count(self.step, self.step):
+            for id_ in itertools.count(self.first, self.step):
                 if self._halt.is_set() or time.monotonic() - started > self.limit:
                     break
                 begun = time.monotonic()
-                future = pool.submit(self._insert, conn, id_)
+                future = pool.submit(self._attempt, session, id_)
                 try:
-                    conn = future.result(timeout=self.timeout)
-                    self._record(Attempt(id_, begun, time.monotonic(), True))
+                    session, detail = future.result(timeout=self.timeout)
+                    self._record(Attempt(id_, begun, time.monotonic(), True, client=self.client,
+                                         server=session[1], detail=detail))
                     self._halt.wait(self.interval)
                 except concurrent.futures.TimeoutError:
                     # The attempt's thread may stay blocked (a frozen server): leave it, as a
                     # client would, and go on with a fresh thread and connection.
-                    self._record(Attempt(id_, begun, time.monotonic(), False, f"no answer within {self.timeout:g} s"))
+                    self._record(Attempt(id_, begun, time.monotonic(), False, f"no answer within {self.timeout:g} s",
+                                         client=self.client, server=session[1] if session else None))
                     pool.shutdown(wait=False)
                     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pglab-probe-attempt")
-                    conn = None
+                    session = None
+                except Conflict as exc:
+                    self._record(Attempt(id_, begun, time.monotonic(), False, exc.text, client=self.client,
+                                         server=exc.session[1], conflict=True))
+                    session = exc.session  # still open: the transaction was rolled back
+                    self._halt.wait(self.interval)
                 except psycopg.Error as exc:
-                    self._record(Attempt(id_, begun, time.monotonic(), False, first_line(exc)))
-                    conn = None  # closed by the attempt
+                    self._record(Attempt(id_, begun, time.monotonic(), False, first_line(exc), client=self.client,
+                                         server=session[1] if session else None))
+                    session = None  # closed by the attempt
                     self._halt.wait(self.interval)
         except Exception as exc:  # never die silently: the drill reports it
             self.crashed = f"{type(exc).__name__}: {first_line(exc)}"
         finally:
             pool.shutdown(wait=False)
-            _close(conn)
+            _close(session[0] if session else None)
 
-    def _insert(self, conn: psycopg.Connection | None, id_: int) -> psycopg.Connection:
-        """One attempt, in the attempt thread: the connection to use next, or an error (the
-        connection then closed)."""
+    def _attempt(self, session: tuple[psycopg.Connection, Server] | None,
+                 id_: int) -> tuple[tuple[psycopg.Connection, Server], Any]:
+        """One attempt, in the attempt thread: the session to use next and the operation's
+        result, a :class:`Conflict` (session kept), or an error (the connection then closed)."""
+        conn = session[0] if session else None
         try:
-            if conn is None:
+            if session is None:
                 conn = psycopg.connect(autocommit=True, **self.conninfo)
-            conn.execute(f"INSERT INTO {TABLE} (id) VALUES (%s)", (id_,))
+                session = (conn, server_of(conn))
+            return session, self.operation(session[0], id_)
+        except CONFLICTS as exc:
+            assert session is not None
+            with contextlib.suppress(psycopg.Error):
+                session[0].execute("ROLLBACK")
+            if session[0].info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                raise Conflict(first_line(exc), session) from None
+            _close(conn)
+            raise
         except psycopg.Error:
             _close(conn)
             raise
-        return conn
 
     def _record(self, attempt: Attempt) -> None:
         with self._lock:
             self.attempts.append(attempt)
+            if attempt.ok:
+                self.last_ack = attempt.ended
+            elif not attempt.conflict:
+                self.last_failure = attempt.ended
+        if attempt.ok and self.on_ack is not None:
+            self.on_ack(attempt)
 
     # The drill's side ----------------------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
 
+    def halt(self) -> None:
+        """Ask the probe to stop after its current attempt (see :meth:`stop`)."""
+        self._halt.set()
+
     def stop(self) -> None:
         self._halt.set()
         self._thread.join(self.timeout + 5)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def snapshot(self) -> list[Attempt]:
         with self._lock:
             return list(self.attempts)
 
     def last_error(self) -> str:
-        failed = [a for a in self.snapshot() if not a.ok]
-        return failed[-1].error if failed else "none"
+        with self._lock:
+            failed = next((a for a in reversed(self.attempts) if not a.ok and not a.conflict), None)
+        return failed.error if failed else "none"
 
     def wait_succeeding(self, since: float, hold: float, timeout: float) -> bool:
         """Wait until writes have been acknowledged for ``hold`` seconds with no failure after
         ``since`` (a time.monotonic()) or after the last failure; False after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self._thread.is_alive():
-            attempts = self.snapshot()
-            failures = [a.ended for a in attempts if not a.ok]
-            streak_from = max([since, *failures])
-            acks = [a.ended for a in attempts if a.ok and a.ended > streak_from]
-            if acks and acks[-1] - streak_from >= hold:
-                return True
-            time.sleep(0.05)
-        return False
+        return wait_succeeding([self], since, hold, timeout)
+
+
+class Conflict(Exception):
+    """The database refused the transaction for a conflict; the session is still usable."""
+
+    def __init__(self, text: str, session: tuple[psycopg.Connection, Server]) -> None:
+        super().__init__(text)
+        self.text, self.session = text, session
+
+
+def wait_succeeding(probes: list[WriteProbe], since: float, hold: float, timeout: float) -> bool:
+    """Wait until the probes' writes have been acknowledged for ``hold`` seconds with no failure
+    (conflicts aside) after ``since`` (a time.monotonic()) or after the last failure; False after
+    ``timeout`` or when every probe died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(p.alive for p in probes):
+        streak_from = max([since, *(p.last_failure for p in probes)])
+        last_ack = max(p.last_ack for p in probes)
+        if last_ack > streak_from and last_ack - streak_from >= hold:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def _close(conn: psycopg.Connection | None) -> None:
@@ -165,11 +282,12 @@ class Tally:
     lost: list[int] = field(default_factory=list)  # acknowledged, absent from the new primary
     failed_committed: list[int] = field(default_factory=list)  # failed, present nonetheless
     errors: dict[str, int] = field(default_factory=dict)  # error text -> count
+    conflicts: int = 0  # refused for a conflict (the database worked; the transaction lost a race)
 
 
 def tally(attempts: list[Attempt], present: set[int], since: float) -> Tally:
     """The figures of a probe's attempts, counting the gap from ``since`` (the fault)."""
-    acks = [since] + [a.ended for a in attempts if a.ok and a.ended >= since]
+    acks = [since, *sorted(a.ended for a in attempts if a.ok and a.ended >= since)]  # clients interleave
     gaps = [(after - before, before) for before, after in itertools.pairwise(acks)]
     longest, gap_from = max(gaps, default=(0.0, None))
     errors: dict[str, int] = {}
@@ -179,7 +297,8 @@ def tally(attempts: list[Attempt], present: set[int], since: float) -> Tally:
     return Tally(
         attempts=len(attempts),
         acknowledged=sum(a.ok for a in attempts),
-        failed=sum(not a.ok for a in attempts),
+        failed=sum(not a.ok and not a.conflict for a in attempts),
+        conflicts=sum(a.conflict for a in attempts),
         unavailable=longest,
         unavailable_from=gap_from,
         lost=sorted(a.id for a in attempts if a.ok and a.id not in present),
@@ -197,7 +316,8 @@ PROBE_ENV = "PGLAB_PROBE"
 
 
 def attempts_from_json(text: str) -> list[Attempt]:
-    return [Attempt(a["id"], a["started"], a["ended"], a["ok"], a.get("error", "")) for a in json.loads(text)]
+    return [Attempt(a["id"], a["started"], a["ended"], a["ok"], a.get("error", ""), client=-1,
+                    server=Server.from_json(a.get("server"))) for a in json.loads(text)]
 
 
 def _main() -> None:
@@ -208,8 +328,8 @@ def _main() -> None:
     stop.wait(PROBE_LIMIT)
     writer.stop()
     shift = time.time() - time.monotonic()
-    json.dump([{"id": a.id, "started": a.started + shift, "ended": a.ended + shift, "ok": a.ok, "error": a.error}
-               for a in writer.snapshot()], sys.stdout)
+    json.dump([{"id": a.id, "started": a.started + shift, "ended": a.ended + shift, "ok": a.ok, "error": a.error,
+                "server": a.server.as_json() if a.server else None} for a in writer.snapshot()], sys.stdout)
     sys.stdout.flush()
     os._exit(0)  # attempt threads blocked on a cut-off server must not hold the exit
 

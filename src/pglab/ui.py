@@ -175,16 +175,22 @@ def drill_table(rows: list[dict[str, Any]]) -> Table:
     """`pglab drill`'s summary (:func:`pglab.drill.summary`): one row per kind of drill."""
     table = Table(title="pglab drill", title_justify="left")
     table.add_column("Drill", no_wrap=True)
+    table.add_column("Setting")
     table.add_column("n", justify="right")
     table.add_column("Writes down (s)\nmin/median/max", no_wrap=True)
     table.add_column("Acked\nlost", justify="right")
     table.add_column("Failed,\ncommitted", justify="right")
+    table.add_column("Checks\n(violations)")
     table.add_column("Leader\nold->new", no_wrap=True)
     table.add_column("Result", no_wrap=True)
     for r in rows:
         u = r["unavailable_s"]
         spread = "-" if u is None else f"{u['min']:.2f}/{u['median']:.2f}/{u['max']:.2f}"
         outcome = Text("ok" if r["ok"] else "FAILED", style="green" if r["ok"] else "bold red")
-        table.add_row(r["kind"], str(r["drills"]), spread, str(r["lost"]), str(r["failed_committed"]),
+        checks = Text()
+        for i, (check, count) in enumerate(r.get("checks", {}).items()):
+            checks.append(("\n" if i else "") + f"{check} {count}", style="bold red" if count else "")
+        table.add_row(r["kind"], r.get("setting", ""), str(r["drills"]), spread, str(r["lost"]),
+                      str(r["failed_committed"]), checks,
                       "\n".join(leader.replace(" -> ", "->") for leader in r["leaders"]), outcome)
     return table

@@ -1,0 +1,97 @@
+"""The drill's clients together: ``clients`` writers of a workload through the write endpoint,
+readers (the bank's sums through the write and the read endpoint, or read-your-writes followers
+on the read endpoint), and background load. Each is a :class:`pglab.probe.WriteProbe` thread on
+its own connection; the drill starts, waits on and stops them as one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pglab import load, probe
+from pglab.freshness import Freshness
+from pglab.probe import Attempt, WriteProbe
+from pglab.workloads import Workload
+
+
+@dataclass
+class CrowdSpec:
+    """How many of each (the drill's --clients, --readers, --load)."""
+
+    clients: int = 1
+    readers: int = 0
+    load_tps: float = 0.0
+
+
+@dataclass
+class Crowd:
+    workload: Workload
+    writers: list[WriteProbe]
+    readers: dict[str, list[WriteProbe]] = field(default_factory=dict)  # endpoint -> its readers
+    freshness: Freshness | None = None
+    loaders: list[WriteProbe] = field(default_factory=list)
+
+    @classmethod
+    def gather(cls, workload: Workload, spec: CrowdSpec, writes: dict[str, Any],
+               reads: dict[str, Any] | None) -> Crowd:
+        """The probes (not started). ``reads`` is the read endpoint's conninfo (None: the lab has
+        none, so readers use the write endpoint alone)."""
+        freshness = None
+        readers: dict[str, list[WriteProbe]] = {}
+        own_reader = workload.reader()
+        if spec.readers and own_reader is not None:
+            for where, conninfo in (("write", writes), ("read", reads)):
+                if conninfo is not None:
+                    readers[where] = [WriteProbe(conninfo, start=-1, step=-1, client=1000 + i, operation=own_reader)
+                                      for i in range(spec.readers)]
+        elif spec.readers and reads is not None:
+            freshness = Freshness(workload.visible_sql())
+            readers["read"] = [WriteProbe(reads, interval=0.005, start=-1, step=-1, client=1000 + i,
+                                          operation=freshness.operation) for i in range(spec.readers)]
+        on_ack = freshness.offer if freshness is not None else None
+        n = spec.clients
+        writers = [WriteProbe(writes, start=c + 1, step=n, client=c, operation=workload.operation(c), on_ack=on_ack)
+                   for c in range(n)]
+        loaders = load.writers(writes, spec.load_tps) if spec.load_tps > 0 else []
+        return cls(workload, writers, readers, freshness, loaders)
+
+    def _all(self) -> list[WriteProbe]:
+        return [*self.loaders, *self.writers, *(r for group in self.readers.values() for r in group)]
+
+    def start(self) -> None:
+        for p in self._all():
+            p.start()
+
+    def stop(self) -> None:
+        everyone = self._all()
+        for p in everyone:
+            p.halt()  # all at once: each then finishes its current attempt in parallel
+        for p in everyone:
+            p.stop()
+
+    def wait_succeeding(self, since: float, hold: float, timeout: float) -> bool:
+        return probe.wait_succeeding(self.writers, since, hold, timeout)
+
+    def last_error(self) -> str:
+        failed = [e for e in (w.last_error() for w in self.writers) if e != "none"]
+        return failed[-1] if failed else "none"
+
+    @property
+    def crashed(self) -> str | None:
+        return next((p.crashed for p in self._all() if p.crashed), None)
+
+    def writes(self) -> list[Attempt]:
+        return sorted((a for w in self.writers for a in w.snapshot()), key=lambda a: a.started)
+
+    def reads(self) -> dict[str, list[Attempt]]:
+        return {where: [a for r in group for a in r.snapshot()] for where, group in self.readers.items()
+                if self.freshness is None}
+
+    def load_figures(self, seconds: float) -> dict[str, Any] | None:
+        if not self.loaders:
+            return None
+        done = [a for p in self.loaders for a in p.snapshot()]
+        acked = sum(a.ok for a in done)
+        return {"threads": len(self.loaders), "acknowledged": acked, "failed": len(done) - acked,
+                "tps": round(acked / seconds, 1) if seconds > 0 else None}
