@@ -91,6 +91,8 @@ def main() -> None:
       pglab switchover [--to NODE]     pglab failover --to NODE
       pglab stop NODE [--crash|--hang|--partition]     pglab start NODE
       pglab drill crash --count 3      measure what clients see: write outage, lost writes
+      pglab drill crash --clients 16 --workload bank --readers 4   many clients, checked invariants
+      pglab report      one HTML page of the drills and the last verify run
       pglab config set max_connections=200, then pglab restart --rolling
       pglab verify      prove it: services, replication, routing, switchover, failover,
                         node loss and a restart-requiring change, as a results table
@@ -384,7 +386,7 @@ def drill_command(topology_file: Path, kind: str, count: int, node: str | None, 
 
     lab = Lab.from_file(topology_file)
     drill.check_kind(lab, kind, node)
-    out = out_dir or lab.dir / "drills"
+    out = out_dir or lab.layout.drills
     results = []
     for number in range(1, count + 1):
         with ui.Progress(f"drill {kind} {number}/{count}") as progress:
@@ -409,6 +411,25 @@ def drill_command(topology_file: Path, kind: str, count: int, node: str | None, 
         ui.console.print(f"JSON lines: {out / 'drills.jsonl'}; timelines: {out}/*.png", highlight=False)
     if not all(r.ok for r in results):
         sys.exit(1)
+
+
+@main.command("report")
+@file_option
+@click.option("--drills", "drills_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the drills' JSON lines and timelines are (default: .pglab/<name>/drills).")
+@click.option("-o", "--output", type=FilePath(dir_okay=False, path_type=Path),
+              help="The HTML file to write (default: .pglab/<name>/report.html).")
+@reports_errors
+def report_command(topology_file: Path, drills_dir: Path | None, output: Path | None) -> None:
+    """Write one self-contained HTML page (plots inline, no network) from the lab's drills and its
+    last `pglab verify` run: a summary per drill kind and setting, the checks and any anomaly with
+    its evidence, the timelines, the verify results."""
+    from pglab import report
+
+    lab = Lab.from_file(topology_file)
+    out = output or lab.dir / "report.html"
+    written = report.write(lab.topology.name, drills_dir or lab.layout.drills, lab.layout.last_verify, out)
+    ui.console.print(f"report: {escape(str(written))}", highlight=False)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

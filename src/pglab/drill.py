@@ -89,7 +89,7 @@ class DrillResult:
             "failed_committed": len(t.failed_committed), "failed_committed_ids": t.failed_committed[:100],
             "errors": dict(list(t.errors.items())[:10]),
             "markers": [{"at": round(m.at, 3), "what": m.what} for m in self.markers],
-            "operations": self.operations,
+            "operations": self.operations, "timeline": png_name(self),
             "cut_off_side": None if self.beside is None else self.beside.as_json(),
             **(self.clients.as_json() if self.clients else {}),
         }
@@ -389,7 +389,8 @@ def summary_of_lines(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "kind": kind, "setting": words, "drills": len(mine),
             "recovered": sum(bool(line["recovered"]) for line in mine),
             "unavailable_s": None if unavailable is None else {k: round(v, 2) for k, v in unavailable.items()},
-            "lost": sum(line["lost"] for line in mine),
+            # every client's: the endpoint's writers and, in a partition, the one beside the cut-off node
+            "lost": sum((line.get("checks") or {}).get("lost", line["lost"]) for line in mine),
             "failed_committed": sum(line["failed_committed"] for line in mine),
             "checks": checks, "anomalies": sum(checks.values()),
             "leaders": [f"{line['old_leader']} -> {line['new_leader']}" for line in mine],
@@ -407,5 +408,10 @@ def write_json_line(result: DrillResult, out_dir: Path) -> Path:
 
 
 def png_name(result: DrillResult) -> str:
-    stamp = result.started.replace(":", "").replace("-", "").replace("+0000", "Z")
-    return f"{result.kind}-{stamp}-{result.run}.png"
+    return timeline_name(result.kind, result.started, result.run)
+
+
+def timeline_name(kind: str, started: str, run: int) -> str:
+    """The PNG timeline's file name of a drill (its JSON line has it as ``timeline``)."""
+    stamp = started.replace(":", "").replace("-", "").replace("+0000", "Z")
+    return f"{kind}-{stamp}-{run}.png"

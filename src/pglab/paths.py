@@ -52,6 +52,8 @@ class LabLayout:
     secrets: Path  # the lab's generated passwords, mode 0600
     pgpass: Path  # a libpq password file for the superuser, mode 0600
     ansible: Path  # ansible-runner's private data directory: artifacts of the last runs
+    drills: Path  # `pglab drill`'s JSON lines and timelines (unless --out)
+    last_verify: Path  # the last `pglab verify` run, as its --json, for `pglab report`
 
     @classmethod
     def at(cls, root: Path) -> LabLayout:
@@ -59,7 +61,8 @@ class LabLayout:
         group_vars = inventory / "group_vars" / "all"
         return cls(root=root, inventory=inventory, hosts=inventory / "hosts.yml",
                    variables=group_vars / "pglab.yml", secrets=group_vars / "secrets.yml",
-                   pgpass=root / "pgpass", ansible=root / "ansible")
+                   pgpass=root / "pgpass", ansible=root / "ansible", drills=root / "drills",
+                   last_verify=root / "verify.json")
 
 
 def is_root() -> bool:

@@ -8,6 +8,8 @@ from changes what runs.
 
 from __future__ import annotations
 
+import datetime
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -163,7 +165,16 @@ def run_verify(lab_file: Path, junit_xml: Path | None = None, keyword: str | Non
         hint = f"; check the -k expression {keyword!r}" if keyword else ""
         raise InputError(f"the verify suite could not run (pytest exit code {exit_code}){hint}")
     results = collector.ran()
-    return VerifyReport(results, time.monotonic() - started, exit_code, junit_xml)
+    report = VerifyReport(results, time.monotonic() - started, exit_code, junit_xml)
+    _keep(lab, report)
+    return report
+
+
+def _keep(lab: Lab, report: VerifyReport) -> None:
+    """The run, as `--json` prints it, in the lab's directory for `pglab report`."""
+    if lab.dir.is_dir():
+        record = {**report_dict(report), "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+        lab.layout.last_verify.write_text(json.dumps(record, indent=1) + "\n")
 
 
 def report_dict(report: VerifyReport) -> dict[str, Any]:
