@@ -1,9 +1,10 @@
 """Background write load (``--load TPS``), so replicas have something to lag behind, and the lag
 itself at the moment of the fault.
 
-The load is a few :class:`pglab.probe.WriteProbe` threads inserting 2 kB rows of random text (WAL
-that does not compress away) into ``pglab_load``, paced to about TPS transactions a second in all;
-their failures during the fault are expected and only counted.
+The load is :class:`pglab.probe.WriteProbe` threads, each transaction inserting four 2 kB rows of
+random text (WAL that does not compress away) into ``pglab_load``, paced to at most TPS
+transactions a second in all (each commit waits for its flush, so a busy disk gives fewer: the
+JSON line says how many); their failures during the fault are expected and only counted.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from pglab import probe
 from pglab.sql import first_line
 
 TABLE = "pglab_load"
-PER_THREAD = 250  # transactions a second one thread can pace without falling behind here
-ROW = "(SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 64))"  # 2 kB, random
+PER_THREAD = 50  # transactions a second one thread paces: a commit waits for its WAL flush
+ROWS = 4  # rows of 2 kB per transaction
+ROW = "(SELECT string_agg(md5(random()::text || r), '') FROM generate_series(1, 64))"  # 2 kB, random
 
 
 def prepare(conn: psycopg.Connection) -> None:
@@ -27,7 +29,7 @@ def prepare(conn: psycopg.Connection) -> None:
 
 
 def insert_padding(conn: psycopg.Connection, id_: int) -> None:
-    conn.execute(f"INSERT INTO {TABLE} (id, pad) VALUES (%s, {ROW})", (id_,))
+    conn.execute(f"INSERT INTO {TABLE} (id, pad) SELECT %s, {ROW} FROM generate_series(1, {ROWS}) r", (id_,))
 
 
 def writers(conninfo: dict[str, Any], tps: float) -> list[probe.WriteProbe]:
