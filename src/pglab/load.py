@@ -20,7 +20,6 @@ from pglab.sql import first_line
 TABLE = "pglab_load"
 PER_THREAD = 50  # transactions a second one thread paces: a commit waits for its WAL flush
 ROWS = 4  # rows of 2 kB per transaction
-ROW = "(SELECT string_agg(md5(random()::text || r), '') FROM generate_series(1, 64))"  # 2 kB, random
 
 
 def prepare(conn: psycopg.Connection) -> None:
@@ -29,7 +28,9 @@ def prepare(conn: psycopg.Connection) -> None:
 
 
 def insert_padding(conn: psycopg.Connection, id_: int) -> None:
-    conn.execute(f"INSERT INTO {TABLE} (id, pad) SELECT %s, {ROW} FROM generate_series(1, {ROWS}) r", (id_,))
+    # ROWS rows of 64 random md5 digests: 2 kB each
+    conn.execute(f"INSERT INTO {TABLE} (id, pad) SELECT %s, string_agg(md5(random()::text), '') "
+                 f"FROM generate_series(1, 64 * {ROWS}) g GROUP BY mod(g, {ROWS})", (id_,))
 
 
 def writers(conninfo: dict[str, Any], tps: float) -> list[probe.WriteProbe]:

@@ -47,9 +47,12 @@ def test_drill_switchover_writes_a_json_line_and_a_png(lab: Lab, tmp_path: Path)
 
 def test_drill_bank_keeps_its_total_through_a_failover(lab: Lab, tmp_path: Path) -> None:
     lab.wait_healthy(60)
-    summary = _drill(lab, tmp_path, "failover", "--workload", "bank", "--clients", "4", "--readers", "1")
+    summary = _drill(lab, tmp_path, "failover", "--workload", "bank", "--clients", "4", "--readers", "1",
+                     "--load", "50")
     [drilled] = summary["drills"]
     assert drilled["ok"] and drilled["checks"] == {"lost": 0, "split_brain": 0, "bank_total": 0, "bank_ledger": 0}
+    assert drilled["load"]["acknowledged"] > 0 and set(drilled["lag_at_fault"]) == {
+        m.name for m in lab.stack().members() if m.role != "leader"}
     # the readers summed through both endpoints, and every sum was the total
     assert drilled["reads"]["write"] > 0 and drilled["reads"]["read"] > 0
     assert drilled["acknowledged"] > 0
