@@ -50,6 +50,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="a topology setting, e.g. patroni.synchronous_mode=true (repeatable)")
     parser.add_argument("--stack", choices=["patroni", "pg_auto_failover"], default="patroni")
     parser.add_argument("--loopback", default="127.0.32.0/24", help="loopback range (default 127.0.32.0/24)")
+    parser.add_argument("--baseline", action="store_true",
+                        help="before each drill, the same kind with one insert client (today's drill), to compare "
+                             "how long each takes to run")
     parser.add_argument("--out", type=Path, help="keep the JSON lines and timelines here")
     parser.add_argument("--json", action="store_true", help="print the drills' JSON")
     args = parser.parse_args(argv)
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     spec = CrowdSpec(args.clients, args.readers, args.load)
     lines: list[dict[str, Any]] = []
+    baselines: list[tuple[str, float, bool]] = []  # (kind, seconds, ok) of one-client drills
     with tempfile.TemporaryDirectory(prefix="pglab-bench-drills-") as tmp:
         path = write_topology(Path(tmp), LAB_NAME, args.loopback, args.stack)
         apply_settings(path, args.settings)
@@ -101,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
             log(f"lab {LAB_NAME}: healthy after {time.monotonic() - started:.1f} s")
             for kind in args.kinds:
                 for number in range(1, args.runs + 1):
+                    if args.baseline:
+                        began = time.monotonic()
+                        single = drill.run(lab, kind, number, log=log)
+                        baselines.append((kind, time.monotonic() - began, single.ok))
+                        log(f"{kind} #{number} with one insert client: {baselines[-1][1]:.1f} s")
                     began = time.monotonic()
                     result = drill.run(lab, kind, number, log=log, workload=args.workload, spec=spec)
                     drill.write_json_line(result, out)
@@ -129,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{'cores':>6}  checks")
     for line in lines:
         print(row(line))
+    for (kind, seconds, ok), line in zip(baselines, lines, strict=False):
+        print(f"{kind}: one insert client {seconds:.1f} s ({'ok' if ok else 'FAILED'}), this setting "
+              f"{line['drill_s']} s: x{line['drill_s'] / seconds:.2f}")
     for summary in drill.summary_of_lines(lines):
         u = summary["unavailable_s"]
         print(f"{summary['kind']} ({summary['setting']}) x{summary['drills']}: down {u['min']:.2f}/{u['median']:.2f}/"
