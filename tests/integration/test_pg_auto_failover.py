@@ -17,7 +17,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pglab import operations
+from pglab import drill, operations
+from pglab.crowd import CrowdSpec
 from pglab.lab import Lab, UpResult
 from pglab.providers.local import LocalProvider, _environments
 from tests.conftest import SECOND_LOOPBACK, loopback_address, write_topology
@@ -97,6 +98,18 @@ def test_switchover_moves_the_primary(pgaf: tuple[Lab, UpResult]) -> None:
     assert result.details["new_leader"] not in (None, before)
     assert result.details["new_timeline"] > result.details["old_timeline"]
     assert operations.writes_ok(lab)[0]
+
+
+def test_a_drill_with_clients_keeps_every_append_list_through_a_switchover(pgaf: tuple[Lab, UpResult]) -> None:
+    """Three writers through the formation's read-write URI, a reader following them on the
+    standby URI: the same drill and checks as on Patroni."""
+    lab, _ = pgaf
+    result = drill.run(lab, "switchover", workload="append", spec=CrowdSpec(clients=3, readers=1))
+    line = result.as_json()
+    assert result.ok, (result.problem, line["anomalies"])
+    assert line["checks"] == {"lost": 0, "split_brain": 0, "append_duplicate": 0, "append_order": 0}
+    assert len(line["primaries"]) == 2 and line["replication"] == "sync"  # a standby in the quorum
+    assert line["staleness"]["before"]["followed"] > 0
 
 
 def test_destroy_leaves_no_process_port_or_file(pgaf: tuple[Lab, UpResult]) -> None:
