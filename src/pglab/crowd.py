@@ -43,12 +43,13 @@ class Crowd:
         if spec.readers and own_reader is not None:
             for where, conninfo in (("write", writes), ("read", reads)):
                 if conninfo is not None:
-                    readers[where] = [WriteProbe(conninfo, start=-1, step=-1, client=1000 + i, operation=own_reader)
-                                      for i in range(spec.readers)]
+                    readers[where] = [WriteProbe(conninfo, start=-1, step=-1, client=1000 + i, operation=own_reader,
+                                                 reads_only=True) for i in range(spec.readers)]
         elif spec.readers and reads is not None:
             freshness = Freshness(workload.visible_sql())
             readers["read"] = [WriteProbe(reads, interval=0.005, start=-1, step=-1, client=1000 + i,
-                                          operation=freshness.operation) for i in range(spec.readers)]
+                                          operation=freshness.operation, reads_only=True)
+                               for i in range(spec.readers)]
         on_ack = freshness.offer if freshness is not None else None
         n = spec.clients
         writers = [WriteProbe(writes, start=c + 1, step=n, client=c, operation=workload.operation(c), on_ack=on_ack)

@@ -70,13 +70,22 @@ SELECT host(inet_server_addr()), inet_server_port(), (SELECT system_identifier::
        CASE WHEN pg_is_in_recovery()
             THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver),
                           (SELECT timeline_id FROM pg_control_checkpoint()))
-            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END
+            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
+       pg_is_in_recovery()
 """
 
 
-def server_of(conn: psycopg.Connection) -> Server:
-    address, port, system_identifier, timeline = conn.execute(IDENTITY_SQL).fetchone() or ("", 0, "", 0)
-    return Server(address or "local", port or 0, system_identifier, timeline)
+def identify(conn: psycopg.Connection) -> tuple[Server, bool]:
+    """The server a session reached, and whether it was a standby then."""
+    address, port, system_identifier, timeline, standby = conn.execute(IDENTITY_SQL).fetchone() or (
+        "", 0, "", 0, False)
+    return Server(address or "local", port or 0, system_identifier, timeline), bool(standby)
+
+
+# A session: its connection, the server it reached, whether that server was a standby when last
+# asked. A standby's session survives its promotion, and its timeline changes then: a write that
+# succeeds on it asks again, so each write is credited to the timeline that took it.
+Session = tuple[psycopg.Connection, Server, bool]
 
 
 @dataclass(frozen=True)
@@ -124,7 +133,8 @@ def read_ids_on(conn: psycopg.Connection) -> set[int]:
 class WriteProbe:
     def __init__(self, conninfo: dict[str, Any], timeout: float = CLIENT_TIMEOUT, interval: float = INTERVAL,
                  limit: float = PROBE_LIMIT, step: int = 1, start: int | None = None, client: int = 0,
-                 operation: Operation = insert_row, on_ack: Callable[[Attempt], None] | None = None) -> None:
+                 operation: Operation = insert_row, on_ack: Callable[[Attempt], None] | None = None,
+                 reads_only: bool = False) -> None:
         # libpq waits at least 2 s to connect whatever connect_timeout says; the attempt's own
         # timeout below is what bounds it.
         self.conninfo = {**conninfo, "connect_timeout": 2,
@@ -132,6 +142,7 @@ class WriteProbe:
         self.timeout, self.interval, self.limit, self.step = timeout, interval, limit, step
         self.first = step if start is None else start
         self.client, self.operation, self.on_ack = client, operation, on_ack
+        self.reads_only = reads_only  # a reader: a standby answering is no promotion to follow
         self.attempts: list[Attempt] = []
         self.crashed: str | None = None
         # Running figures, so waiting on many clients never rescans their attempts.
@@ -145,7 +156,7 @@ class WriteProbe:
     def _run(self) -> None:
         started = time.monotonic()
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pglab-probe-attempt")
-        session: tuple[psycopg.Connection, Server] | None = None
+        session: Session | None = None
         try:
             for id_ in itertools.count(self.first, self.step):
                 if self._halt.is_set() or time.monotonic() - started > self.limit:
@@ -181,16 +192,18 @@ class WriteProbe:
             pool.shutdown(wait=False)
             _close(session[0] if session else None)
 
-    def _attempt(self, session: tuple[psycopg.Connection, Server] | None,
-                 id_: int) -> tuple[tuple[psycopg.Connection, Server], Any]:
+    def _attempt(self, session: Session | None, id_: int) -> tuple[Session, Any]:
         """One attempt, in the attempt thread: the session to use next and the operation's
         result, a :class:`Conflict` (session kept), or an error (the connection then closed)."""
         conn = session[0] if session else None
         try:
             if session is None:
                 conn = psycopg.connect(autocommit=True, **self.conninfo)
-                session = (conn, server_of(conn))
-            return session, self.operation(session[0], id_)
+                session = (conn, *identify(conn))
+            detail = self.operation(session[0], id_)
+            if session[2] and not self.reads_only:  # a write on a standby: promoted since, on a new timeline
+                session = (session[0], *identify(session[0]))
+            return session, detail
         except CONFLICTS as exc:
             assert session is not None
             with contextlib.suppress(psycopg.Error):
@@ -247,7 +260,7 @@ class WriteProbe:
 class Conflict(Exception):
     """The database refused the transaction for a conflict; the session is still usable."""
 
-    def __init__(self, text: str, session: tuple[psycopg.Connection, Server]) -> None:
+    def __init__(self, text: str, session: Session) -> None:
         super().__init__(text)
         self.text, self.session = text, session
 
