@@ -81,9 +81,12 @@ def row(line: dict[str, Any]) -> str:
     lag = ", ".join(f"{k} {v.get('replay_bytes')}" for k, v in (line.get("lag_at_fault") or {}).items()
                     if isinstance(v, dict))
     checks = " ".join(f"{k}={v}" for k, v in (line.get("checks") or {}).items())
-    return (f"{line['kind']:<10} {line['replication']:<5} {line['unavailable_s']:>7.2f} {line['acknowledged']:>7} "
+    # a drill whose cluster did not become healthy again has no client figures
+    return (f"{line['kind']:<10} {line.get('replication', '-'):<5} {line['unavailable_s']:>7.2f} "
+            f"{line['acknowledged']:>7} "
             f"{(line.get('checks') or {}).get('lost', 0):>5} {sum((line.get('discarded') or {}).values()):>9} "
-            f"{(line.get('load') or {}).get('tps') or 0:>8} {line['cpu']['cores']:>6}  {checks}  lag: {lag or '-'}")
+            f"{(line.get('load') or {}).get('tps') or 0:>8} {(line.get('cpu') or {}).get('cores', '-'):>6}  {checks}  "
+            f"lag: {lag or '-'}" + (f"  problem: {line['problem']}" if line.get("problem") else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
