@@ -69,6 +69,9 @@ class DrillResult:
     beside: BesideFigures | None = None
     beside_attempts: list[tuple[float, float, bool]] = field(default_factory=list)
     clients: ClientFigures | None = None
+    # What ran, even when the drill ended before its clients' figures could be gathered.
+    workload: str = "insert"
+    spec: CrowdSpec = field(default_factory=CrowdSpec)
 
     @property
     def anomalies(self) -> list[checkers.Anomaly]:
@@ -89,7 +92,8 @@ class DrillResult:
             "failed_committed": len(t.failed_committed), "failed_committed_ids": t.failed_committed[:100],
             "errors": dict(list(t.errors.items())[:10]),
             "markers": [{"at": round(m.at, 3), "what": m.what} for m in self.markers],
-            "operations": self.operations, "timeline": png_name(self),
+            "operations": self.operations, "timeline": png_name(self), "workload": self.workload,
+            "clients": self.spec.clients, "readers": self.spec.readers, "load_tps": self.spec.load_tps,
             "cut_off_side": None if self.beside is None else self.beside.as_json(),
             **(self.clients.as_json() if self.clients else {}),
         }
@@ -225,7 +229,7 @@ def run(lab: Lab, kind: str, number: int = 1, node: str | None = None, timeout: 
         return DrillResult(kind, number, started, target, old_leader, None, False,
                            probe.tally(attempts, set(a.id for a in attempts if a.ok), fault_at), markers,
                            summaries, problem or f"the cluster did not become healthy again: {exc}",
-                           _relative(attempts, fault_at))
+                           _relative(attempts, fault_at), workload=workload, spec=spec)
     tally = probe.tally(attempts, outcome.present, fault_at)
     resumed = _writes_resumed(attempts, fault_at, tally)
     if resumed is not None:
@@ -234,7 +238,7 @@ def run(lab: Lab, kind: str, number: int = 1, node: str | None = None, timeout: 
     if crowd.crashed:
         problem = problem or f"a client died: {crowd.crashed}"
     result = DrillResult(kind, number, started, target, old_leader, after.leader, recovered, tally, markers,
-                         summaries, problem, _relative(attempts, fault_at))
+                         summaries, problem, _relative(attempts, fault_at), workload=workload, spec=spec)
     # The probe beside a cut-off node kept wall-clock times: put them on the drill's clock.
     beside_mono = [dataclasses.replace(a, started=a.started - fault_wall + fault_at,
                                        ended=a.ended - fault_wall + fault_at) for a in beside_attempts]

@@ -55,5 +55,8 @@ def test_json_line_and_png_timeline(tmp_path: Path) -> None:
     path = drill.write_json_line(result, tmp_path)
     line = json.loads(path.read_text().splitlines()[0])
     assert line["kind"] == "switchover" and line["unavailable_s"] == 3.0 and line["ok"] is True
+    # the setting is there even when the drill ended before its clients' figures were gathered
+    assert (line["workload"], line["clients"], line["readers"], line["load_tps"]) == ("insert", 1, 0, 0.0)
+    assert drill.setting(line) == "insert, 1 client"
     png = timeline.write_png(result, tmp_path / drill.png_name(result))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
