@@ -86,8 +86,11 @@ class Crowd:
         return sorted((a for w in self.writers for a in w.snapshot()), key=lambda a: a.started)
 
     def reads(self) -> dict[str, list[Attempt]]:
-        return {where: [a for r in group for a in r.snapshot()] for where, group in self.readers.items()
-                if self.freshness is None}
+        """The workload's own readers' attempts per endpoint (the bank's sums); read-your-writes
+        followers report through :attr:`freshness` instead."""
+        if self.freshness is not None:
+            return {}
+        return {where: [a for r in group for a in r.snapshot()] for where, group in self.readers.items()}
 
     def load_figures(self, seconds: float) -> dict[str, Any] | None:
         if not self.loaders:
