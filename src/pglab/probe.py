@@ -64,14 +64,17 @@ class Server:
 
 
 # One round trip when a session opens. On a primary the timeline is the one WAL is written on
-# (the WAL file name's first 8 hex digits); a standby reports the timeline it receives.
+# (the WAL file name's first 8 hex digits); a standby reports the timeline it receives. Whether it
+# is a standby is asked once: asked twice, a promotion in between gave a primary a standby's
+# (older) timeline and no reason to ask again.
 IDENTITY_SQL = """
 SELECT host(inet_server_addr()), inet_server_port(), (SELECT system_identifier::text FROM pg_control_system()),
-       CASE WHEN pg_is_in_recovery()
+       CASE WHEN standby
             THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver),
                           (SELECT timeline_id FROM pg_control_checkpoint()))
             ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
-       pg_is_in_recovery()
+       standby
+FROM (SELECT pg_is_in_recovery() AS standby OFFSET 0) AS recovery  -- OFFSET 0: evaluated once, never inlined
 """
 
 
