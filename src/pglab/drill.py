@@ -26,7 +26,7 @@ from typing import Any
 
 from pglab import operations, probe
 from pglab.errors import InputError, PglabError
-from pglab.lab import EventSink, Lab, _ignore
+from pglab.lab import EventSink, Lab, ignore_event
 from pglab.stacks.base import StackError
 
 KINDS = ("switchover", "failover", "crash", "hang", "partition", "restart")
@@ -107,7 +107,7 @@ def check_kind(lab: Lab, kind: str, node: str | None) -> None:
 
 
 def run(lab: Lab, kind: str, number: int = 1, node: str | None = None, timeout: float = 90.0,
-        on_event: EventSink = _ignore, log: Callable[[str], None] = lambda _: None) -> DrillResult:
+        on_event: EventSink = ignore_event, log: Callable[[str], None] = lambda _: None) -> DrillResult:
     """One drill of ``kind``; never raises for what the fault did, only reports it."""
     check_kind(lab, kind, node)
     health = lab.wait_healthy(timeout * 2, on_event)

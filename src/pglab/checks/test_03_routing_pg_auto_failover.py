@@ -10,8 +10,6 @@ from pglab import sql
 from pglab.checks import leader, node_at, streaming_replicas
 from pglab.lab import Lab
 
-STACKS = ("pg_auto_failover",)
-
 
 def _reach(lab: Lab, which: str, password: str) -> tuple[bool, str]:
     endpoint = lab.stack().client_endpoints()[which]

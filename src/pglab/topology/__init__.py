@@ -1,6 +1,7 @@
 """The lab's topology (``pglab.yml``), one job per module:
 
-- :mod:`~pglab.topology.model`: the pydantic model, its defaults and the rules a lab follows;
+- :mod:`~pglab.topology.model`: the pydantic model, its defaults and the rules a lab follows; the
+  registered stacks and providers complete it (:func:`schema`);
 - :mod:`~pglab.topology.loading`: reading a possibly hostile YAML file into the model;
 - :mod:`~pglab.topology.messages`: validation errors as "file, line, field, fix";
 - :mod:`~pglab.topology.example`: the commented default lab that `pglab init` writes.
@@ -8,7 +9,7 @@
 Callers keep ``from pglab import topology`` and the names below.
 """
 
-from pglab.topology.example import DEFAULT_NODES, EXAMPLE_PARAMETERS, default_yaml
+from pglab.topology.example import EXAMPLE_PARAMETERS, default_yaml
 from pglab.topology.loading import (
     DEFAULT_FILE,
     MAX_FILE_BYTES,
@@ -25,21 +26,21 @@ from pglab.topology.model import (
     FieldProblem,
     Network,
     Node,
-    PatroniSettings,
-    PgAutoFailoverSettings,
     Ports,
     PostgresSettings,
     Provider,
     Role,
     Stack,
+    Strict,
     Topology,
     TopologyError,
     VagrantSettings,
+    schema,
 )
 
 __all__ = [
-    "DEFAULT_FILE", "DEFAULT_NODES", "EXAMPLE_PARAMETERS", "MAX_FILE_BYTES", "MAX_NODES", "MAX_YAML_DEPTH",
-    "MAX_YAML_VALUES", "NAME_PATTERN", "Dcs", "FieldProblem", "Network", "Node", "PatroniSettings",
-    "PgAutoFailoverSettings", "Ports", "PostgresSettings", "Provider", "Role", "Stack", "Topology", "TopologyError",
-    "VagrantSettings", "default_yaml", "load", "parse", "parse_bytes",
+    "DEFAULT_FILE", "EXAMPLE_PARAMETERS", "MAX_FILE_BYTES", "MAX_NODES", "MAX_YAML_DEPTH", "MAX_YAML_VALUES",
+    "NAME_PATTERN", "Dcs", "FieldProblem", "Network", "Node", "Ports", "PostgresSettings", "Provider", "Role",
+    "Stack", "Strict", "Topology", "TopologyError", "VagrantSettings", "default_yaml", "load", "parse",
+    "parse_bytes", "schema",
 ]

@@ -3,56 +3,22 @@
 from __future__ import annotations
 
 import json
+import typing
 from typing import Any
 
 import yaml
 from pydantic import BaseModel
 
-from pglab.topology.model import (
-    Dcs,
-    Network,
-    PatroniSettings,
-    PgAutoFailoverSettings,
-    PostgresSettings,
-    Provider,
-    Role,
-    Stack,
-    Topology,
-    VagrantSettings,
-)
+from pglab.topology.model import Dcs, Network, PostgresSettings, Provider, Stack, VagrantSettings, schema
 
-# What `pglab init` writes: every value comes from the model's defaults above, except the lab's
-# own choices below (its nodes, an example parameter); the comments teach the schema.
-
-DEFAULT_NODES: dict[str, list[tuple[str, str, Role, str | None]]] = {
-    "patroni": [
-        ("dcs", "192.168.11.100", "dcs", "the DCS: etcd, or Consul on VMs"),
-        ("haproxy", "192.168.11.101", "haproxy", "5000 -> leader, 5001 -> replicas, 7000 -> stats"),
-        ("pg1", "192.168.11.120", "postgres", "PostgreSQL + Patroni"),
-        ("pg2", "192.168.11.121", "postgres", None),
-        ("pg3", "192.168.11.122", "postgres", None),
-    ],
-    "pg_auto_failover": [
-        ("monitor", "192.168.11.151", "monitor", "the pg_auto_failover monitor (port ports.monitor, 5431)"),
-        ("pg1", "192.168.11.152", "postgres", "PostgreSQL + its pg_autoctl keeper"),
-        ("pg2", "192.168.11.153", "postgres", "add pg3 (192.168.11.154) for a third data node"),
-    ],
-}
+# What `pglab init` writes: every value comes from the model's defaults, except the lab's own
+# choices (its nodes, from the stack's declaration, and an example parameter); the comments
+# teach the schema.
 EXAMPLE_PARAMETERS: dict[str, str | int | float | bool] = {"max_connections": 100}
 _COMMENTS = {
-    "provider": "local | vagrant",
-    "stack": "patroni | pg_auto_failover",
-    "dcs": "etcd | consul (consul only with provider: vagrant)",
     "postgres.scope": "the cluster name (as `pglab status` and `patronictl list` show it)",
     "postgres.parameters": "any postgresql.conf setting, applied cluster-wide",
-    "patroni": "Patroni's dynamic configuration; `pglab up` applies changes",
-    "patroni.ttl": "seconds before a silent leader loses its lock (>= 20)",
-    "patroni.maximum_lag_on_failover": "bytes a replica may lag and still be promoted",
-    "patroni.synchronous_mode": "true: a commit waits for a replica; no acknowledged write lost",
     "vagrant.hypervisor": "libvirt | virtualbox",
-    "pg_auto_failover.number_sync_standbys": "standbys that must confirm each commit (<= data nodes - 2)",
-    "pg_auto_failover.candidate_priorities": "e.g. {pg1: 50, pg2: 50}; 0 = never promoted, default 50",
-    "nodes": "roles: dcs, postgres, haproxy, monitor; a node may hold several",
 }
 _HEADER = [
     "# pglab topology: one file describes the lab on every provider.",
@@ -75,43 +41,64 @@ def default_yaml(
 
     The values are written as YAML scalars whatever they hold, so a bad ``name`` is refused by
     :func:`parse` with the usual message instead of changing the file's structure."""
-    name = name if name is not None else _default(Topology, "name")
-    stack = stack or _default(Topology, "stack")
-    provider = provider or _default(Topology, "provider")
-    dcs = dcs or _default(Topology, "dcs")
+    from pglab import stacks
+
+    model = schema()
+    name = name if name is not None else _default(model, "name")
+    stack = stack or _default(model, "stack")
+    provider = provider or _default(model, "provider")
+    dcs = dcs or _default(model, "dcs")
+    spec = stacks.spec(stack) if stack in stacks.STACKS else stacks.spec(_default(model, "stack"))
     postgres = PostgresSettings().model_dump(mode="json")
     values: dict[str, Any] = {
         "name": name, "provider": provider, "stack": stack,
-        **({"dcs": dcs} if stack == "patroni" else {}),
+        **({"dcs": dcs} if spec.uses_dcs else {}),
         "postgres": {"version": postgres["version"], "scope": name, "parameters": EXAMPLE_PARAMETERS},
-        **({"patroni": PatroniSettings().model_dump(mode="json")} if stack == "patroni" else {}),
+        **({spec.name: spec.settings().model_dump(mode="json")} if spec.settings is not None else {}),
         "network": {**Network().model_dump(mode="json"), **({"loopback": loopback} if loopback else {})},
         "vagrant": VagrantSettings().model_dump(mode="json"),
-        **({"pg_auto_failover": PgAutoFailoverSettings().model_dump(mode="json")}
-           if stack == "pg_auto_failover" else {}),
     }
+    comments = {**_choices_comments(), **_COMMENTS, **spec.comments}
     lines = list(_HEADER)
     for key, value in values.items():
         if isinstance(value, dict):
-            lines.append(_line(key, None, key))
+            lines.append(_line(key, None, key, comments))
             for inner, inner_value in value.items():
                 if isinstance(inner_value, dict) and inner_value:
-                    lines.append(_line(f"  {inner}", None, f"{key}.{inner}"))
-                    lines += [_line(f"    {k}", v, "") for k, v in inner_value.items()]
+                    lines.append(_line(f"  {inner}", None, f"{key}.{inner}", comments))
+                    lines += [_line(f"    {k}", v, "", comments) for k, v in inner_value.items()]
                 else:
-                    lines.append(_line(f"  {inner}", inner_value, f"{key}.{inner}"))
+                    lines.append(_line(f"  {inner}", inner_value, f"{key}.{inner}", comments))
         else:
-            lines.append(_line(key, value, key))
-    lines.append(_line("nodes", None, "nodes"))
-    for node_name, address, role, comment in DEFAULT_NODES[stack]:
+            lines.append(_line(key, value, key, comments))
+    lines.append(_line("nodes", None, "nodes", comments))
+    for node_name, address, role, comment in ((n.name, n.address, n.role, n.comment) for n in spec.default_nodes):
         lines.append(f"  - name: {_scalar(node_name)}" + (f"   # {comment}" if comment else ""))
         lines += [f"    address: {_scalar(address)}", f"    roles: [{role}]"]
     return "\n".join(lines) + "\n"
 
 
-def _line(key: str, value: Any, path: str) -> str:
+def _choices_comments() -> dict[str, str]:
+    """The comments that list the registered choices: providers, stacks, DCS, roles."""
+    from pglab import providers, stacks
+
+    dcs_names = typing.get_args(Dcs)
+    limits = []
+    for dcs in dcs_names:
+        runners = [p for p in providers.PROVIDERS if dcs in providers.provider_class(p).dcs]
+        if len(runners) < len(providers.PROVIDERS):
+            limits.append(f"{dcs} only with provider: {' or '.join(runners)}")
+    return {
+        "provider": " | ".join(providers.PROVIDERS),
+        "stack": " | ".join(stacks.STACKS),
+        "dcs": " | ".join(dcs_names) + (f" ({'; '.join(limits)})" if limits else ""),
+        "nodes": f"roles: {', '.join(stacks.roles())}; a node may hold several",
+    }
+
+
+def _line(key: str, value: Any, path: str, comments: dict[str, str]) -> str:
     text = f"{key}:" + ("" if value is None else f" {_scalar(value)}")
-    comment = _COMMENTS.get(path)
+    comment = comments.get(path)
     return f"{text:<27} # {comment}" if comment else text
 
 

@@ -11,7 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from pglab.topology.messages import codepoint, explain, printable, short
-from pglab.topology.model import Topology, TopologyError
+from pglab.topology.model import Topology, TopologyError, schema
 
 DEFAULT_FILE = "pglab.yml"
 # Bounds far above any real lab, so that a hostile or broken file is refused before it costs time.
@@ -128,7 +128,7 @@ def _parse(text: str, source: str) -> Topology:
             f"it holds a {type(data).__name__}. Start from `pglab init`."
         )
     try:
-        return Topology.model_validate(data)
+        return schema().model_validate(data)
     except ValidationError as exc:
         raise TopologyError(explain(exc, data, tree, source)) from None
 

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from pglab.topology.model import FieldProblem, Topology
+from pglab.topology.model import FieldProblem, schema
 
 
 def codepoint(character: int | str) -> str:
@@ -99,7 +99,7 @@ def _yaml_kind(value: Any) -> str:
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    model: type[BaseModel] = Topology
+    model: type[BaseModel] = schema()
     for part in loc:
         if isinstance(part, int):
             continue

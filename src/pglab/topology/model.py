@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-Role = Literal["dcs", "postgres", "haproxy", "monitor"]
-Stack = Literal["patroni", "pg_auto_failover"]
-Provider = Literal["local", "vagrant"]
+# Roles, stacks and providers are the registered ones (see :func:`schema`); the DCS a stack may keep
+# its state in is the topology's.
+Role = str
+Stack = str
+Provider = str
 Dcs = Literal["etcd", "consul"]
+Section = TypeVar("Section", bound=BaseModel)
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 MAX_NODES = 64
@@ -25,11 +28,13 @@ class TopologyError(ValueError):
     """A topology that cannot be used; ``str()`` is the whole user-facing message."""
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """A section of the topology: unknown keys refused, values frozen."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Node(_Strict):
+class Node(Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     address: ipaddress.IPv4Address
     roles: Annotated[list[Role], Field(min_length=1)]
@@ -43,7 +48,7 @@ class Node(_Strict):
         return roles
 
 
-class Ports(_Strict):
+class Ports(Strict):
     """TCP ports, the same on every node; the local provider keeps them by giving every node
     its own loopback address."""
 
@@ -75,7 +80,7 @@ class Ports(_Strict):
         return self
 
 
-class Network(_Strict):
+class Network(Strict):
     subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.11.0/24")
     # The local provider puts each node at the same host number inside this loopback network.
     loopback: ipaddress.IPv4Network = ipaddress.IPv4Network("127.0.11.0/24")
@@ -88,43 +93,13 @@ class Network(_Strict):
         return net
 
 
-class PostgresSettings(_Strict):
+class PostgresSettings(Strict):
     version: Literal[15] = 15
     scope: Annotated[str, Field(pattern=NAME_PATTERN)] = "pglab"
     parameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 
-class PatroniSettings(_Strict):
-    """Patroni's dynamic configuration knobs: set at bootstrap, converged by every `pglab up`."""
-
-    ttl: Annotated[int, Field(ge=20)] = 20  # Patroni 4 refuses less
-    loop_wait: Annotated[int, Field(ge=1)] = 2
-    retry_timeout: Annotated[int, Field(ge=1)] = 5
-    maximum_lag_on_failover: Annotated[int, Field(ge=0)] = 1048576
-    synchronous_mode: bool = False
-    synchronous_mode_strict: bool = False
-
-    @model_validator(mode="after")
-    def _consistent(self) -> PatroniSettings:
-        if self.loop_wait + 2 * self.retry_timeout > self.ttl:
-            raise FieldProblem(
-                ("patroni", "ttl"),
-                f"ttl {self.ttl} is shorter than loop_wait + 2 x retry_timeout "
-                f"({self.loop_wait} + 2 x {self.retry_timeout}), so a healthy leader could lose its lock; "
-                f"raise ttl to at least {self.loop_wait + 2 * self.retry_timeout} or lower the other two",
-            )
-        if self.synchronous_mode_strict and not self.synchronous_mode:
-            raise FieldProblem(("patroni", "synchronous_mode_strict"),
-                                "synchronous_mode_strict only applies with synchronous_mode: true; "
-                                "set synchronous_mode: true too, or remove synchronous_mode_strict")
-        return self
-
-    def dynamic(self) -> dict[str, Any]:
-        """The settings in Patroni's own words (its /config keys)."""
-        return self.model_dump()
-
-
-class VagrantSettings(_Strict):
+class VagrantSettings(Strict):
     # A public Debian 12 box; `pglab box build` makes the offline one, pglab/debian12.
     box: str = "debian/bookworm64"
     hypervisor: Literal["libvirt", "virtualbox"] = "libvirt"
@@ -134,27 +109,18 @@ class VagrantSettings(_Strict):
     cpus: Annotated[int, Field(ge=1, le=256)] = 1
 
 
-class PgAutoFailoverSettings(_Strict):
-    """stack pg_auto_failover: the formation the data nodes join and how it replicates."""
+class Topology(Strict):
+    """What every lab has. :func:`schema` adds what the registries bring: the stack and provider
+    names, the roles, and each stack's own section (``patroni:``, ``pg_auto_failover:``)."""
 
-    formation: Annotated[str, Field(pattern=NAME_PATTERN)] = "default"
-    # Standbys that must acknowledge each commit (pg_auto_failover's number_sync_standbys).
-    number_sync_standbys: Annotated[int, Field(ge=0)] = 0
-    # Data node name -> candidate priority (0 never promoted .. 100); unlisted nodes keep 50.
-    candidate_priorities: dict[str, Annotated[int, Field(ge=0, le=100)]] = Field(default_factory=dict)
-
-
-class Topology(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)] = "pglab"
-    provider: Provider = "local"
-    stack: Stack = "patroni"
+    provider: Provider
+    stack: Stack
     dcs: Dcs = "etcd"
     postgres: PostgresSettings = PostgresSettings()
-    patroni: PatroniSettings = PatroniSettings()
     network: Network = Network()
     ports: Ports = Ports()
     vagrant: VagrantSettings = VagrantSettings()
-    pg_auto_failover: PgAutoFailoverSettings = PgAutoFailoverSettings()
     nodes: Annotated[list[Node], Field(min_length=1, max_length=MAX_NODES)]
 
     @model_validator(mode="after")
@@ -178,15 +144,8 @@ class Topology(_Strict):
                     "use a smaller address or a larger loopback network",
                 )
         _check_roles(self)
-        if self.stack != "patroni" and "patroni" in self.model_fields_set:
-            raise FieldProblem(("patroni",), f"the patroni section applies to stack patroni, not {self.stack}; "
-                                "remove it or set stack: patroni")
-        if self.provider == "local" and self.dcs == "consul" and self.stack == "patroni":
-            raise FieldProblem(
-                ("dcs",),
-                "the local provider runs etcd only (Debian 12 packages no Consul); set dcs: etcd, "
-                "or use Consul with provider: vagrant",
-            )
+        _check_sections(self)
+        _check_provider_runs_dcs(self)
         return self
 
     # Derived views used by rendering and providers -------------------------------------------
@@ -199,6 +158,13 @@ class Topology(_Strict):
                 return n
         raise KeyError(f"no node named {name!r} in lab {self.name!r}; nodes are: "
                        + ", ".join(n.name for n in self.nodes))
+
+    def section(self, name: str, model: type[Section]) -> Section:
+        """The section ``name`` (a stack's own, such as ``patroni``), typed as ``model``."""
+        value = getattr(self, name, None)
+        if not isinstance(value, model):
+            raise KeyError(f"the topology has no {name} section of type {model.__name__}")
+        return value
 
     def loopback_address(self, node: Node) -> ipaddress.IPv4Address:
         """The node's address on the local provider: same host number, loopback network."""
@@ -237,72 +203,78 @@ def _check_unique(nodes: list[Node]) -> None:
 
 
 def _check_roles(topo: Topology) -> None:
-    postgres = topo.with_role("postgres")
-    if not postgres:
+    from pglab import stacks
+
+    if not topo.with_role("postgres"):
         raise FieldProblem(
             ("nodes",),
             "no node has the role postgres; add `postgres` to the roles of at least one node "
             "(three make a proper HA lab)",
         )
+    spec = stacks.spec(topo.stack)
     for i, node in enumerate(topo.nodes):
-        if topo.stack == "patroni" and "monitor" in node.roles:
-            raise FieldProblem(
-                ("nodes", i, "roles"),
-                "role monitor belongs to stack pg_auto_failover; remove it or set stack: pg_auto_failover",
-            )
-        if topo.stack == "pg_auto_failover" and "dcs" in node.roles:
-            raise FieldProblem(
-                ("nodes", i, "roles"),
-                "pg_auto_failover keeps its state in its monitor, not in a DCS; replace role dcs "
-                "with monitor, or set stack: patroni",
-            )
-        if topo.stack == "pg_auto_failover" and "haproxy" in node.roles:
-            raise FieldProblem(
-                ("nodes", i, "roles"),
-                "pg_auto_failover clients reach the primary through the formation's multi-host URI "
-                "(target_session_attrs=read-write), not HAProxy; remove role haproxy, or set stack: patroni",
-            )
-        if "monitor" in node.roles and "postgres" in node.roles:
-            raise FieldProblem(
-                ("nodes", i, "roles"),
-                "the pg_auto_failover monitor must not share a node with a data node it watches; "
-                "put monitor on a node of its own",
-            )
-    if topo.stack == "patroni" and not topo.with_role("dcs"):
-        raise FieldProblem(
-            ("nodes",),
-            "stack patroni needs a node with the role dcs (it runs etcd or Consul); "
-            "add `dcs` to a node's roles",
-        )
-    if topo.stack == "pg_auto_failover" and len(topo.with_role("monitor")) != 1:
-        raise FieldProblem(
-            ("nodes",),
-            "stack pg_auto_failover needs exactly one node with the role monitor",
-        )
-    if topo.stack == "pg_auto_failover":
-        _check_pg_auto_failover(topo)
+        for role in node.roles:
+            if role not in spec.roles:
+                owner = next(s.name for s in stacks.specs() if role in s.roles)
+                raise FieldProblem(("nodes", i, "roles"), spec.role_notes.get(role)
+                                   or f"role {role} belongs to stack {owner}; remove it or set stack: {owner}")
+    spec.check(topo)
 
 
-def _check_pg_auto_failover(topo: Topology) -> None:
-    data_nodes = [n.name for n in topo.with_role("postgres")]
-    settings = topo.pg_auto_failover
-    for name in settings.candidate_priorities:
-        if name not in data_nodes:
-            raise FieldProblem(
-                ("pg_auto_failover", "candidate_priorities", name),
-                f"{name!r} is not a data node; list only nodes with the role postgres "
-                f"({', '.join(data_nodes)})",
-            )
-    if settings.number_sync_standbys > max(len(data_nodes) - 2, 0):
-        raise FieldProblem(
-            ("pg_auto_failover", "number_sync_standbys"),
-            f"{settings.number_sync_standbys} synchronous standbys need at least "
-            f"{settings.number_sync_standbys + 2} data nodes (pg_auto_failover keeps one standby spare so "
-            f"writes go on when a standby is lost); lower it or add data nodes",
+def _check_sections(topo: Topology) -> None:
+    """A stack's own section only in a lab of that stack, where it means something."""
+    from pglab import stacks
+
+    for spec in stacks.specs():
+        if spec.name != topo.stack and spec.settings is not None and spec.name in topo.model_fields_set:
+            raise FieldProblem((spec.name,), f"the {spec.name} section applies to stack {spec.name}, not "
+                               f"{topo.stack}; remove it or set stack: {spec.name}")
+
+
+def _check_provider_runs_dcs(topo: Topology) -> None:
+    from pglab import providers, stacks
+
+    provider = providers.provider_class(topo.provider)
+    if not stacks.spec(topo.stack).uses_dcs or topo.dcs in provider.dcs:
+        return
+    others = [name for name in providers.PROVIDERS if topo.dcs in providers.provider_class(name).dcs]
+    instead = f", or use {_dcs_title(topo.dcs)} with provider: {' or '.join(others)}" if others else ""
+    note = f" ({provider.dcs_note})" if provider.dcs_note else ""
+    raise FieldProblem(("dcs",), f"the {provider.name} provider runs {' and '.join(provider.dcs)} only{note}; "
+                       f"set dcs: {provider.dcs[0]}{instead}")
+
+
+def _dcs_title(dcs: str) -> str:
+    return {"etcd": "etcd", "consul": "Consul"}.get(dcs, dcs)
+
+
+# The schema --------------------------------------------------------------------------------------
+_SCHEMAS: dict[tuple[tuple[str, str], ...], type[Topology]] = {}
+
+
+def schema() -> type[Topology]:
+    """The topology model of the registered stacks and providers: their names, the roles the
+    stacks use and each stack's section, built once per registry content (a test may register
+    a stack of its own)."""
+    from pglab import providers, stacks
+
+    key = (*stacks.STACKS.items(), *providers.PROVIDERS.items())
+    if key not in _SCHEMAS:
+        specs = stacks.specs()
+        roles = tuple(stacks.roles())
+        stack_names, provider_names = tuple(stacks.STACKS), tuple(providers.PROVIDERS)
+        node = create_model(
+            "Node", __base__=Node,
+            # Literal of a tuple built at run time: mypy cannot see its values.
+            roles=(Annotated[list[Literal[roles]], Field(min_length=1)], ...),  # type: ignore[valid-type]
         )
-    if len(data_nodes) > 1 and not any(settings.candidate_priorities.get(n, 50) > 0 for n in data_nodes):
-        raise FieldProblem(
-            ("pg_auto_failover", "candidate_priorities"),
-            "every data node has candidate priority 0, so none could ever be promoted; give at least "
-            "one a priority above 0",
-        )
+        fields: dict[str, Any] = {
+            "provider": (Literal[provider_names], provider_names[0]),  # type: ignore[valid-type]
+            "stack": (Literal[stack_names], stack_names[0]),  # type: ignore[valid-type]
+            "nodes": (Annotated[list[node], Field(min_length=1, max_length=MAX_NODES)], ...),  # type: ignore[valid-type]
+        }
+        for spec in specs:
+            if spec.settings is not None:
+                fields[spec.name] = (spec.settings, spec.settings())
+        _SCHEMAS[key] = create_model("Topology", __base__=Topology, **fields)
+    return _SCHEMAS[key]
