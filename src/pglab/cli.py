@@ -10,7 +10,7 @@ import shutil
 import sys
 import typing
 import xmlrpc.client
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,23 @@ class Seconds(click.ParamType):
         if not 0 < seconds <= 86400:  # also false for nan
             self.fail(f"{value!r} is not between 0 and 86400 seconds (a day)", param, ctx)
         return seconds
+
+
+class Registered(click.Choice):
+    """A choice among the names a registry holds when the command runs (stacks, providers), so a
+    stack registered by a plugin or a test is offered without editing the CLI."""
+
+    def __init__(self, registry: Mapping[str, object]) -> None:
+        self.registry = registry
+        super().__init__([])
+
+    @property  # click's Choice stores a plain attribute; ours follows the registry
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self.registry)
+
+    @choices.setter
+    def choices(self, _value: object) -> None:
+        pass
 
 
 class FilePath(click.Path):
@@ -104,9 +121,9 @@ def main() -> None:
 @file_option
 @click.option("--name", default=topology.Topology.model_fields["name"].default, show_default=True,
               help="Lab name, also the Patroni cluster name (scope) and the directory .pglab/<name>/.")
-@click.option("--stack", type=click.Choice(list(stacks.STACKS)), default=stacks.default_name(),
+@click.option("--stack", type=Registered(stacks.STACKS), default=stacks.default_name(),
               show_default=True, help="The HA stack.")
-@click.option("--provider", type=click.Choice(list(providers.PROVIDERS)), default=providers.default_name(),
+@click.option("--provider", type=Registered(providers.PROVIDERS), default=providers.default_name(),
               show_default=True, help="Processes on loopback, or VMs.")
 @click.option("--dcs", type=click.Choice(typing.get_args(topology.Dcs)), default=typing.get_args(topology.Dcs)[0],
               show_default=True, help="Patroni's DCS (consul needs --provider vagrant).")
@@ -119,7 +136,7 @@ def init(topology_file: Path, name: str, stack: str, provider: str, dcs: str, fo
     Nodes: dcs (etcd, or Consul on VMs), haproxy (5000 -> leader, 5001 -> replicas, 7000 -> stats),
     pg1, pg2, pg3 (PostgreSQL + Patroni). Edit the file, then `pglab up`.
     """
-    text = topology.default_yaml(name, stack, provider, dcs)  # type: ignore[arg-type]  # click checked dcs
+    text = topology.default_yaml(name, stack, provider, dcs)
     try:
         topology.parse(text, str(topology_file))
     except topology.TopologyError as exc:
@@ -150,7 +167,7 @@ def render(topology_file: Path) -> None:
 
 @main.command()
 @file_option
-@click.option("--stack", type=click.Choice(list(stacks.STACKS)), default=stacks.default_name(), show_default=True,
+@click.option("--stack", type=Registered(stacks.STACKS), default=stacks.default_name(), show_default=True,
               help="Without a topology file: prepare for the default lab of this stack.")
 @reports_errors
 def prepare(topology_file: Path, stack: str) -> None:

@@ -40,6 +40,14 @@ def _member(members: list[Member], name: str) -> Member | None:
     return next((m for m in members if m.name == name), None)
 
 
+def _known_member(members: list[Member], name: str) -> Member:
+    """The member the stack just reported by name (the leader, a node that rejoined)."""
+    found = _member(members, name)
+    if found is None:
+        raise StackError(f"{name} is not among the cluster's members ({', '.join(m.name for m in members)})")
+    return found
+
+
 def _serving(stack: Stack, name: str) -> Callable[[], tuple[bool, str]]:
     """A check: the member is back in the cluster, streaming or leading."""
 
@@ -78,7 +86,7 @@ def switchover(lab: Lab, to: str | None = None, timeout: float = 90, on_event: E
         raise PglabError("the cluster has no running leader; use `pglab failover --to NODE` instead")
     if to == old:
         raise InputError(f"{to} is already the leader; pick a replica with --to")
-    old_timeline = _member(before.members, old).timeline  # type: ignore[union-attr]
+    old_timeline = _known_member(before.members, old).timeline
     started = time.monotonic()
     stack.switchover(to, leader=old)
 
@@ -90,7 +98,7 @@ def switchover(lab: Lab, to: str | None = None, timeout: float = 90, on_event: E
     wait_until(moved, timeout, "the new leader", on_event)
     promoted_after = time.monotonic() - started
     after = lab.wait_healthy(timeout, on_event)  # the old leader streams, HAProxy follows
-    new_timeline = _member(after.members, after.leader or "").timeline if after.leader else None  # type: ignore[union-attr]
+    new_timeline = _known_member(after.members, after.leader).timeline if after.leader else None
     seconds = time.monotonic() - started
     return OpResult(
         "switchover", seconds,
@@ -174,9 +182,9 @@ def start_node(lab: Lab, name: str, timeout: float = 120, on_event: EventSink = 
     summary = f"started {name}"
     if "postgres" in node.roles:
         wait_until(_serving(stack, name), timeout, f"{name} to rejoin", on_event)
-        member = _member(stack.members(), name)
-        details.update(role=member.role, timeline=member.timeline)  # type: ignore[union-attr]
-        summary += f": rejoined as {member.role} ({member.state}, timeline {member.timeline})"  # type: ignore[union-attr]
+        member = _known_member(stack.members(), name)
+        details.update(role=member.role, timeline=member.timeline)
+        summary += f": rejoined as {member.role} ({member.state}, timeline {member.timeline})"
     lab.wait_healthy(timeout, on_event)
     seconds = time.monotonic() - started
     return OpResult("start", seconds, summary + f"; cluster healthy after {seconds:.1f} s", details)

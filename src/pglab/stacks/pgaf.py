@@ -126,7 +126,7 @@ class PgAutoFailoverStack(Stack):
                 state = current if current == assigned else f"{current} -> {assigned}"
             lag = None
             if role == "replica" and leader_lsn is not None and _lsn(lsn) is not None:
-                lag = round(max(leader_lsn - _lsn(lsn), 0) / 1048576, 1)  # type: ignore[operator]
+                lag = round(max(leader_lsn - _lsn(lsn), 0) / 1048576, 1)  # type: ignore[operator]  # _lsn(lsn) checked above
             pending = self._pending(name) if health == 1 and pg_running else {}
             members.append(Member(
                 name=name, host=host, port=port, role=role, state=state, timeline=tli, lag_mb=lag,
@@ -296,8 +296,8 @@ class PgAutoFailoverStack(Stack):
     def _restart_in_place(self, node: str, timeout: float) -> None:
         try:
             with self._node(node) as conn:
-                started = conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]  # type: ignore[index]
-                pid = int(conn.execute("SELECT pg_read_file('postmaster.pid')").fetchone()[0].split()[0])  # type: ignore[index]
+                started = conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]  # type: ignore[index]  # one row always
+                pid = int(conn.execute("SELECT pg_read_file('postmaster.pid')").fetchone()[0].split()[0])  # type: ignore[index]  # one row always
                 # The shutdown may end this very session before it answers: judge by the start time.
                 with contextlib.suppress(psycopg.Error):
                     conn.execute(q.SQL("COPY (SELECT 1) TO PROGRAM {}").format(q.Literal(f"kill -INT {pid}")))
@@ -306,7 +306,7 @@ class PgAutoFailoverStack(Stack):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError, psycopg.Error), self._node(node) as conn:
-                now = conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]  # type: ignore[index]
+                now = conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]  # type: ignore[index]  # one row always
                 if now > started:
                     return
             time.sleep(0.3)

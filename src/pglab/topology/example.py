@@ -33,7 +33,7 @@ def _default(model: type[BaseModel], field: str) -> Any:
 
 
 def default_yaml(
-    name: str | None = None, stack: Stack | None = None, provider: Provider | None = None, dcs: Dcs | None = None,
+    name: str | None = None, stack: Stack | None = None, provider: Provider | None = None, dcs: str | None = None,
     loopback: str | None = None,
 ) -> str:
     """The text ``pglab init`` writes: the classic HA lab, commented so it teaches its own schema.

@@ -30,7 +30,7 @@ def explain(exc: ValidationError, data: dict[str, Any], tree: yaml.Node | None, 
     if isinstance(ctx_error, FieldProblem):
         loc, message = ctx_error.loc, ctx_error.message
     else:
-        loc, message = tuple(err["loc"]), _message_for(err, data)
+        loc, message = tuple(err["loc"]), _message_for(dict(err), data)
         if loc[:2] == ("postgres", "parameters") and loc[-1] == "[key]":
             loc, message = loc[:3], "a setting's name must be text, such as max_connections"
         elif loc[:2] == ("postgres", "parameters") and len(loc) > 3:
@@ -67,8 +67,8 @@ def _message_for(err: dict[str, Any], data: dict[str, Any]) -> str:
         what = "address such as 192.168.11.120" if kind == "ip_v4_address" else "network such as 192.168.11.0/24"
         return f"{short(repr(err['input']))} is not an IPv4 {what}; write it that way"
     if kind == "invalid_key":  # a key YAML read as a number, a date ...: no field has such a name
-        allowed = ", ".join(_allowed_keys(loc[:-1]))
-        return f"unknown key {short(str(loc[-1]), 40)!r}; remove it or use one of: {allowed}"
+        names = ", ".join(_allowed_keys(loc[:-1]))
+        return f"unknown key {short(str(loc[-1]), 40)!r}; remove it or use one of: {names}"
     if kind == "too_short":
         return "must not be empty; list at least one entry"
     if kind == "too_long":

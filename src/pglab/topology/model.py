@@ -266,12 +266,12 @@ def schema() -> type[Topology]:
         node = create_model(
             "Node", __base__=Node,
             # Literal of a tuple built at run time: mypy cannot see its values.
-            roles=(Annotated[list[Literal[roles]], Field(min_length=1)], ...),  # type: ignore[valid-type]
+            roles=(Annotated[list[Literal[roles]], Field(min_length=1)], ...),  # type: ignore[valid-type,arg-type]
         )
         fields: dict[str, Any] = {
-            "provider": (Literal[provider_names], provider_names[0]),  # type: ignore[valid-type]
-            "stack": (Literal[stack_names], stack_names[0]),  # type: ignore[valid-type]
-            "nodes": (Annotated[list[node], Field(min_length=1, max_length=MAX_NODES)], ...),  # type: ignore[valid-type]
+            "provider": (Literal[provider_names], provider_names[0]),
+            "stack": (Literal[stack_names], stack_names[0]),
+            "nodes": (Annotated[list[node], Field(min_length=1, max_length=MAX_NODES)], ...),
         }
         for spec in specs:
             if spec.settings is not None:
