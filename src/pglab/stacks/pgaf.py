@@ -179,6 +179,11 @@ class PgAutoFailoverStack(Stack):
             return None
         return rows[0][0] if rows else None
 
+    def extension_version(self) -> str | None:
+        """The version of the monitor's pgautofailover extension; None when it has none."""
+        rows = self._monitor_rows("SELECT extversion FROM pg_extension WHERE extname = 'pgautofailover'")
+        return str(rows[0][0]) if rows else None
+
     # Operations ------------------------------------------------------------------------------
     def _perform(self, what: str, query: str, params: tuple, settle: float = 30.0) -> str:
         """Call a monitor function that starts a transition. pg_autoctl may report a monitor error
