@@ -18,22 +18,23 @@ def _get_json(url: str) -> object:
         return json.loads(response.read() or b"null")
 
 
+def _answer(dcs_node: str, what: str, url: str) -> object:
+    try:
+        return _get_json(url)
+    except (OSError, urllib.error.URLError, ValueError) as exc:
+        raise AssertionError(f"{dcs_node}: {what} does not answer at {url}: {sql.first_line(exc)}") from None
+
+
 def _etcd_healthy(lab: Lab, dcs_node: str) -> None:
     url = f"http://{lab.address(dcs_node)}:{lab.topology.ports.etcd}/health"
-    try:
-        answer = _get_json(url)
-    except (OSError, urllib.error.URLError, ValueError) as exc:
-        raise AssertionError(f"{dcs_node}: etcd does not answer at {url}: {sql.first_line(exc)}") from None
+    answer = _answer(dcs_node, "etcd", url)
     assert isinstance(answer, dict) and answer.get("health") == "true", (
         f"{dcs_node}: etcd is not healthy: {url} answered {answer!r}")
 
 
 def _consul_healthy(lab: Lab, dcs_node: str) -> None:
     url = f"http://{lab.address(dcs_node)}:{lab.topology.ports.consul}/v1/status/leader"
-    try:
-        answer = _get_json(url)
-    except (OSError, urllib.error.URLError, ValueError) as exc:
-        raise AssertionError(f"{dcs_node}: Consul does not answer at {url}: {sql.first_line(exc)}") from None
+    answer = _answer(dcs_node, "Consul", url)
     assert answer, f"{dcs_node}: Consul has no leader ({url} answered {answer!r})"
 
 

@@ -251,7 +251,3 @@ class StackSpec(ABC):
     def box_venvs(self) -> list[tuple[str, list[str]]]:
         """Virtual environments the offline box holds for it: (path, pip packages)."""
         return []
-
-    def settings_of(self, topology: Topology) -> BaseModel | None:
-        """Its section of ``topology``."""
-        return getattr(topology, self.name, None) if self.settings is not None else None
