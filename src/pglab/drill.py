@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ import psycopg
 from pglab import checkers, figures, freshness, load, operations, probe, workloads
 from pglab.crowd import Crowd, CrowdSpec
 from pglab.errors import InputError, PglabError
-from pglab.lab import EventSink, Lab, _ignore
+from pglab.lab import EventSink, Lab, ignore_event
 from pglab.stacks.base import StackError
 
 KINDS = ("switchover", "failover", "crash", "hang", "partition", "restart")
@@ -157,7 +158,7 @@ def check_kind(lab: Lab, kind: str, node: str | None) -> None:
 
 
 def run(lab: Lab, kind: str, number: int = 1, node: str | None = None, timeout: float = 90.0,
-        on_event: EventSink = _ignore, log: Callable[[str], None] = lambda _: None,
+        on_event: EventSink = ignore_event, log: Callable[[str], None] = lambda _: None,
         workload: str = "insert", spec: CrowdSpec | None = None) -> DrillResult:
     """One drill of ``kind``; never raises for what the fault did, only reports it."""
     check_kind(lab, kind, node)
@@ -192,10 +193,10 @@ def run(lab: Lab, kind: str, number: int = 1, node: str | None = None, timeout: 
         markers.append(Marker(0.0, f"{kind} {target or ''}".strip()))
         log(f"drill {kind} #{number}: {kind} of {target} (leader {old_leader}) ...")
         try:
-            result = _fault(lab, kind, target, timeout, on_event)
-            summaries.append(result.summary)
-            markers.append(Marker(time.monotonic() - fault_at, _returned_text(kind, result.details)))
-            log(result.summary)
+            outcome = _fault(lab, kind, target, timeout, on_event)
+            summaries.append(outcome.summary)
+            markers.append(Marker(time.monotonic() - fault_at, _returned_text(kind, outcome.details)))
+            log(outcome.summary)
         except (PglabError, StackError, OSError) as exc:
             problem = f"the {kind} did not complete: {exc}"
         recovered = crowd.wait_succeeding(fault_at, HOLD, RECOVER_TIMEOUT)
@@ -223,14 +224,14 @@ def run(lab: Lab, kind: str, number: int = 1, node: str | None = None, timeout: 
         after = lab.wait_healthy(timeout * 2, on_event)
         markers.append(Marker(time.monotonic() - fault_at, "healthy"))
         with psycopg.connect(autocommit=True, **conninfo) as conn:
-            outcome = work.read_back(conn)
+            written = work.read_back(conn)
             beside_present = probe.read_ids_on(conn) if beside is not None else set()
     except (PglabError, StackError, OSError, psycopg.Error) as exc:
         return DrillResult(kind, number, started, target, old_leader, None, False,
                            probe.tally(attempts, set(a.id for a in attempts if a.ok), fault_at), markers,
                            summaries, problem or f"the cluster did not become healthy again: {exc}",
                            _relative(attempts, fault_at), workload=workload, spec=spec)
-    tally = probe.tally(attempts, outcome.present, fault_at)
+    tally = probe.tally(attempts, written.present, fault_at)
     resumed = _writes_resumed(attempts, fault_at, tally)
     if resumed is not None:
         markers.append(Marker(resumed, "writes resumed"))
@@ -242,7 +243,7 @@ def run(lab: Lab, kind: str, number: int = 1, node: str | None = None, timeout: 
     # The probe beside a cut-off node kept wall-clock times: put them on the drill's clock.
     beside_mono = [dataclasses.replace(a, started=a.started - fault_wall + fault_at,
                                        ended=a.ended - fault_wall + fault_at) for a in beside_attempts]
-    result.clients = _client_figures(work, spec, crowd, attempts, outcome, beside_mono, beside_present, fault_at,
+    result.clients = _client_figures(work, spec, crowd, attempts, written, beside_mono, beside_present, fault_at,
                                      resumed, lag, (cpu_before, cpu_after, wall_after - wall_before))
     if beside is not None:
         _judge_beside(result, beside_attempts, fault_wall, beside_present, resumed)
@@ -331,7 +332,8 @@ def _fault(lab: Lab, kind: str, target: str | None, timeout: float, on_event: Ev
         return operations.restart(lab, rolling=True, timeout=timeout * 3, on_event=on_event)
     if target is None:
         raise PglabError("the cluster has no leader to break; name a node with --node")
-    return operations.stop_node(lab, target, kind, timeout=timeout, on_event=on_event)  # type: ignore[arg-type]
+    mode = typing.cast(operations.StopMode, kind)  # one of NODE_FAULTS here: stop, crash, hang, partition
+    return operations.stop_node(lab, target, mode, timeout=timeout, on_event=on_event)
 
 
 def _returned_text(kind: str, details: dict[str, Any]) -> str:

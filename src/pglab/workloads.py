@@ -115,8 +115,8 @@ class Bank(Workload):
             # Read, compute here, write: at READ COMMITTED two such transfers could overwrite each
             # other and change the total; REPEATABLE READ refuses the second (a conflict).
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            balances = dict(conn.execute("SELECT id, balance FROM pglab_bank WHERE id IN (%s, %s)",
-                                         (source, destination)).fetchall())
+            balances: dict[int, int] = dict(conn.execute("SELECT id, balance FROM pglab_bank WHERE id IN (%s, %s)",
+                                                         (source, destination)).fetchall())
             conn.execute(  # one round trip for the writes and the commit; every value is ours, an int
                 f"UPDATE pglab_bank SET balance = {balances[source] - amount} WHERE id = {source};"
                 f"UPDATE pglab_bank SET balance = {balances[destination] + amount} WHERE id = {destination};"
@@ -129,13 +129,14 @@ class Bank(Workload):
 
     def reader(self) -> Operation:
         def balances(conn: psycopg.Connection, _id: int) -> tuple[int, int]:
-            total, count = conn.execute("SELECT coalesce(sum(balance), 0)::bigint, count(*) FROM pglab_bank").fetchone()
+            total, count = conn.execute(
+                "SELECT coalesce(sum(balance), 0)::bigint, count(*) FROM pglab_bank").fetchone() or (0, 0)
             return int(total), int(count)
 
         return balances
 
     def read_back(self, conn: psycopg.Connection) -> Outcome:
-        balances = dict(conn.execute("SELECT id, balance FROM pglab_bank").fetchall())
+        balances: dict[int, int] = dict(conn.execute("SELECT id, balance FROM pglab_bank").fetchall())
         transfers = conn.execute("SELECT id, source, destination, amount FROM pglab_bank_log").fetchall()
         return Outcome({t[0] for t in transfers}, {"balances": balances, "transfers": transfers})
 
