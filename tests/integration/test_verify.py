@@ -4,6 +4,7 @@ healthy again when these tests end."""
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from pglab import operations
 from pglab.checks import drop_rows
 from pglab.lab import Lab
 from pglab.providers.local import program_name
+from pglab.report import build as build_report
 from pglab.verify import run_verify
 
 CHECKS = ["services", "replication", "routing", "switchover", "manual failover", "node loss", "config change",
@@ -34,6 +36,11 @@ def test_verify_passes_on_a_healthy_lab_and_writes_junit_xml(lab: Lab, tmp_path:
     assert len(cases) == len(report.results)
     assert sorted({c.get("classname") for c in cases}) == CHECK_FILES
     assert lab.stack().health().healthy
+    # the run is kept beside the lab, and `pglab report` shows it
+    kept = json.loads(lab.layout.last_verify.read_text())
+    assert kept["passed"] and len(kept["results"]) == len(report.results) and kept["finished"]
+    page = build_report(lab.topology.name, tmp_path / "no-drills", lab.layout.last_verify)
+    assert "<table id='verify'>" in page and page.count("class='ok'>passed</td>") == len(report.results)
 
 
 def test_verify_names_haproxy_when_it_is_stopped(lab: Lab) -> None:
