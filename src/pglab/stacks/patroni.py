@@ -116,33 +116,18 @@ class PatroniStack(Stack):
         return self._members(self.cluster())
 
     def _members(self, view: dict[str, Any] | None) -> list[Member]:
-        view = view or {"members": []}
-        seen: dict[str, Member] = {}
-        for m in view.get("members", []):
-            lag = m.get("lag")
-            seen[m["name"]] = Member(
-                name=m["name"],
-                host=m.get("host", ""),
-                role="leader" if m.get("role") in ("leader", "standby_leader") else m.get("role", ""),
-                state=m.get("state", ""),
-                timeline=m.get("timeline"),
-                lag_mb=round(lag / 1048576, 1) if isinstance(lag, int) else None,
-                pending_restart=bool(m.get("pending_restart")),
-                pending_changes=dict(m.get("pending_restart_reason") or {}),
-            )
+        seen = members_from_cluster(view)
         # Members missing from the DCS view: ask each one itself (its REST API answers without
         # the DCS), so a lost DCS shows running replicas, not "stopped"; silent ones are down.
-        return [seen.get(name) or self._member_itself(name, address)
+        return [seen.get(name) or member_from_itself(name, address, self._own(name))
                 for name, address in self.endpoints.postgres.items()]
 
-    def _member_itself(self, name: str, address: str) -> Member:
+    def _own(self, name: str) -> dict[str, Any] | None:
+        """The member's own /patroni answer, None when it does not answer."""
         try:
-            own = self.get(name, "/patroni") or {}
+            return self.get(name, "/patroni") or {}
         except (OSError, urllib.error.URLError, ValueError):
-            return Member(name=name, host=address, role="", state="stopped")
-        role = {"primary": "leader", "master": "leader"}.get(own.get("role", ""), own.get("role", ""))
-        return Member(name=name, host=address, role=role,
-                      state=f"{own.get('state', 'unknown')}, no DCS", timeline=own.get("timeline"))
+            return None
 
     def haproxy_backends(self) -> list[haproxy.Backend]:
         if not self.endpoints.haproxy:
@@ -157,28 +142,14 @@ class PatroniStack(Stack):
 
     def health(self) -> Health:
         view = self.cluster()
-        members = self._members(view)
-        problems = [] if view is not None else ["no member can read the DCS (is etcd/Consul down?)"]
-        leaders = [m for m in members if m.role == "leader" and m.state == "running"]
-        if len(leaders) != 1:
-            problems.append(f"{len(leaders)} running leaders (expected 1)")
-        for m in members:
-            if m.role != "leader" and m.state != "streaming":
-                problems.append(f"{m.name} is {m.state or 'unknown'}, not streaming")
-        leader = leaders[0].name if len(leaders) == 1 else None
-        backends: list[haproxy.Backend] = []
+        backends: list[haproxy.Backend] | None = None
+        unreachable = None
         if self.endpoints.haproxy:
             try:
                 backends = self.haproxy_backends()
             except (OSError, urllib.error.URLError) as exc:
-                problems.append(f"HAProxy stats unreachable: {exc}")
-            else:
-                up = {b.server for b in backends if b.proxy == "primary" and b.status == "UP"}
-                if leader and up != {leader}:
-                    problems.append(
-                        f"HAProxy routes writes to {sorted(up) or 'nobody'}, not to the leader {leader}"
-                    )
-        return Health(leader, members, problems, backends)
+                unreachable = f"HAProxy stats unreachable: {exc}"
+        return cluster_health(view, self._members(view), backends, unreachable)
 
     # Operations ------------------------------------------------------------------------------
     def switchover(self, candidate: str | None = None, leader: str | None = None) -> str:
@@ -247,3 +218,53 @@ class PatroniStack(Stack):
              "new_leader": r[4] if len(r) > 4 else None}
             for r in self._get_any("/history") or []
         ]
+
+
+# Decisions: Patroni's answers -> members and health (pure, unit-tested on recorded answers) ------
+def members_from_cluster(view: dict[str, Any] | None) -> dict[str, Member]:
+    """The members Patroni's /cluster answer lists, by name (a standby leader leads too)."""
+    seen: dict[str, Member] = {}
+    for m in (view or {}).get("members", []):
+        lag = m.get("lag")
+        seen[m["name"]] = Member(
+            name=m["name"],
+            host=m.get("host", ""),
+            role="leader" if m.get("role") in ("leader", "standby_leader") else m.get("role", ""),
+            state=m.get("state", ""),
+            timeline=m.get("timeline"),
+            lag_mb=round(lag / 1048576, 1) if isinstance(lag, int) else None,
+            pending_restart=bool(m.get("pending_restart")),
+            pending_changes=dict(m.get("pending_restart_reason") or {}),
+        )
+    return seen
+
+
+def member_from_itself(name: str, address: str, own: dict[str, Any] | None) -> Member:
+    """A member missing from the DCS view, from its own /patroni answer (None: it is down)."""
+    if own is None:
+        return Member(name=name, host=address, role="", state="stopped")
+    role = {"primary": "leader", "master": "leader"}.get(own.get("role", ""), own.get("role", ""))
+    return Member(name=name, host=address, role=role,
+                  state=f"{own.get('state', 'unknown')}, no DCS", timeline=own.get("timeline"))
+
+
+def cluster_health(view: dict[str, Any] | None, members: list[Member], backends: list[haproxy.Backend] | None,
+                   haproxy_problem: str | None = None) -> Health:
+    """One running leader, every other member streaming, HAProxy's primary port on the leader
+    alone. ``backends`` is None when the lab has no HAProxy or its stats did not answer
+    (``haproxy_problem`` says why)."""
+    problems = [] if view is not None else ["no member can read the DCS (is etcd/Consul down?)"]
+    leaders = [m for m in members if m.role == "leader" and m.state == "running"]
+    if len(leaders) != 1:
+        problems.append(f"{len(leaders)} running leaders (expected 1)")
+    for m in members:
+        if m.role != "leader" and m.state != "streaming":
+            problems.append(f"{m.name} is {m.state or 'unknown'}, not streaming")
+    leader = leaders[0].name if len(leaders) == 1 else None
+    if haproxy_problem:
+        problems.append(haproxy_problem)
+    elif backends is not None:
+        up = {b.server for b in backends if b.proxy == "primary" and b.status == "UP"}
+        if leader and up != {leader}:
+            problems.append(f"HAProxy routes writes to {sorted(up) or 'nobody'}, not to the leader {leader}")
+    return Health(leader, members, problems, backends or [])
