@@ -9,6 +9,7 @@ import base64
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,11 +117,7 @@ class PatroniStack(Stack):
         return self._members(self.cluster())
 
     def _members(self, view: dict[str, Any] | None) -> list[Member]:
-        seen = members_from_cluster(view)
-        # Members missing from the DCS view: ask each one itself (its REST API answers without
-        # the DCS), so a lost DCS shows running replicas, not "stopped"; silent ones are down.
-        return [seen.get(name) or member_from_itself(name, address, self._own(name))
-                for name, address in self.endpoints.postgres.items()]
+        return cluster_members(view, self.endpoints.postgres, self._own)
 
     def _own(self, name: str) -> dict[str, Any] | None:
         """The member's own /patroni answer, None when it does not answer."""
@@ -179,7 +176,9 @@ class PatroniStack(Stack):
             raise StackError("no member answered for /config")
         return config
 
-    def parameters(self) -> dict[str, Any]:
+    def parameters(self, names: Collection[str] = ()) -> dict[str, Any]:
+        """Patroni's dynamic configuration alone, whatever ``names`` asks for: it is the only place a
+        parameter lasts (Patroni rewrites postgresql.conf), so one missing from it must be added."""
         return dict((self.dynamic_config().get("postgresql") or {}).get("parameters") or {})
 
     def configuration(self) -> dict[str, Any]:
@@ -237,6 +236,16 @@ def members_from_cluster(view: dict[str, Any] | None) -> dict[str, Member]:
             pending_changes=dict(m.get("pending_restart_reason") or {}),
         )
     return seen
+
+
+def cluster_members(view: dict[str, Any] | None, addresses: dict[str, str],
+                    ask_itself: Callable[[str], dict[str, Any] | None]) -> list[Member]:
+    """Every PostgreSQL node (``addresses``: name -> address) as a member. Members missing from
+    the DCS view are asked themselves (``ask_itself``: their own /patroni answer, None when silent;
+    the REST API answers without the DCS), so a lost DCS shows running replicas, not "stopped"."""
+    seen = members_from_cluster(view)
+    return [seen.get(name) or member_from_itself(name, address, ask_itself(name))
+            for name, address in addresses.items()]
 
 
 def member_from_itself(name: str, address: str, own: dict[str, Any] | None) -> Member:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,11 +33,19 @@ SELECT nodename, nodehost, nodeport, reportedstate::text, goalstate::text, repor
        reportedtli, reportedlsn::text, candidatepriority, replicationquorum, reportedrepstate
 FROM pgautofailover.node WHERE formationid = %s ORDER BY nodeid
 """
+# A file's value pending a restart is the one pg_file_settings flags "setting could not be
+# applied": its last line per name (the highest seqno) is the pending value, error or not.
 PENDING_QUERY = """
 SELECT DISTINCT ON (f.name) f.name, s.setting, f.setting
 FROM pg_file_settings f JOIN pg_settings s ON s.name = f.name
-WHERE s.pending_restart AND f.error IS NULL
+WHERE s.pending_restart
 ORDER BY f.name, f.seqno DESC
+"""
+# The settings pglab set with ALTER SYSTEM, pending ones included (they are flagged "setting could
+# not be applied" until the restart).
+AUTO_CONF_QUERY = """
+SELECT name, setting FROM pg_file_settings
+WHERE sourcefile LIKE '%/postgresql.auto.conf' AND name IS NOT NULL ORDER BY seqno
 """
 
 
@@ -73,6 +82,7 @@ class MonitorEndpoints:
 
 class PgAutoFailoverStack(Stack):
     name = "pg_auto_failover"
+    tolerates_lowered_standby_settings = False  # the keeper starts PostgreSQL with its files alone
 
     def __init__(self, endpoints: MonitorEndpoints, secrets: dict[str, str], timeout: float = 2.0) -> None:
         self.endpoints = endpoints
@@ -132,9 +142,7 @@ class PgAutoFailoverStack(Stack):
         return self._members(self.monitor_nodes())
 
     def _members(self, rows: list[MonitorNode] | None) -> list[Member]:
-        # Pending settings are asked of the nodes that answer (a stopped one would only time out).
-        pending = {r.nodename: self._pending(r.nodename) for r in rows or [] if r.health == 1 and r.reportedpgisrunning}
-        return members_from_monitor(rows, self.endpoints.postgres, pending)
+        return members_from_monitor(rows, self.endpoints.postgres, self._pending)
 
     def _pending(self, name: str) -> dict[str, dict[str, str]]:
         """Settings pending a restart on the node: name -> old (running) and new (file) value."""
@@ -216,17 +224,21 @@ class PgAutoFailoverStack(Stack):
         if not reached:
             raise StackError("no data node took the configuration change: " + "; ".join(errors))
 
-    def parameters(self) -> dict[str, Any]:
-        """The settings pglab set with ALTER SYSTEM, as the primary has them."""
+    def parameters(self, names: Collection[str] = ()) -> dict[str, Any]:
+        """The settings pglab set with ALTER SYSTEM, as the primary has them, and each of ``names``
+        that postgresql.auto.conf does not set at the value the primary runs with (postgresql.conf,
+        pg_autoctl's include, the default): a lab's first `up` must not report as applied a
+        setting that was already so."""
         leader = self.leader() or next(iter(self.endpoints.postgres))
         try:
             with self._node(leader) as conn:
-                rows = conn.execute("SELECT name, setting FROM pg_file_settings "
-                                    "WHERE sourcefile LIKE '%%/postgresql.auto.conf' AND error IS NULL "
-                                    "ORDER BY seqno").fetchall()
+                configured = dict(conn.execute(AUTO_CONF_QUERY).fetchall())
+                missing = [name for name in names if name not in configured]
+                running = conn.execute("SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)",
+                                       (missing,)).fetchall() if missing else []
         except (OSError, psycopg.Error) as exc:
             raise StackError(f"{leader} does not answer: {sql.first_line(exc)}") from None
-        return dict(rows)
+        return {**dict(running), **configured}
 
     def configuration(self) -> dict[str, Any]:
         rows = self._monitor_rows("SELECT number_sync_standbys FROM pgautofailover.formation WHERE formationid = %s",
@@ -337,9 +349,10 @@ def pending_changes(rows: list[tuple[str, str, str]]) -> dict[str, dict[str, str
 
 
 def members_from_monitor(rows: list[MonitorNode] | None, addresses: dict[str, str],
-                         pending: dict[str, dict[str, dict[str, str]]]) -> list[Member]:
+                         pending: Callable[[str], dict[str, dict[str, str]]]) -> list[Member]:
     """Every data node (``addresses``: name -> address) as the monitor's ``rows`` show it (None:
-    the monitor did not answer), with the settings ``pending`` a restart on each."""
+    the monitor did not answer), with the settings pending a restart on each (``pending``: asked
+    only of nodes the monitor sees healthy and running; a stopped one would only time out)."""
     by_name = {r.nodename: r for r in rows or []}
     leader_lsn = next((_lsn(r.reportedlsn) for r in by_name.values() if r.leading), None)
     members = []
@@ -365,7 +378,7 @@ def members_from_monitor(rows: list[MonitorNode] | None, addresses: dict[str, st
         lsn = _lsn(row.reportedlsn)
         if role == "replica" and leader_lsn is not None and lsn is not None:
             lag = round(max(leader_lsn - lsn, 0) / 1048576, 1)
-        changes = pending.get(name, {})
+        changes = pending(name) if row.health == 1 and row.reportedpgisrunning else {}
         members.append(Member(
             name=name, host=row.nodehost, port=row.nodeport, role=role, state=state, timeline=row.reportedtli,
             lag_mb=lag, pending_restart=bool(changes), pending_changes=changes,
