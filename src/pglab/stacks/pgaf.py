@@ -232,7 +232,7 @@ class PgAutoFailoverStack(Stack):
         leader = self.leader() or next(iter(self.endpoints.postgres))
         try:
             with self._node(leader) as conn:
-                configured = dict(conn.execute(AUTO_CONF_QUERY).fetchall())
+                configured: dict[str, str] = dict(conn.execute(AUTO_CONF_QUERY).fetchall())
                 missing = [name for name in names if name not in configured]
                 running = conn.execute("SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)",
                                        (missing,)).fetchall() if missing else []
