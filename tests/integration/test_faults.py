@@ -59,33 +59,36 @@ def _reachable(host: str, port: int, timeout: float = 2.0) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-# The postmaster's children that live as long as it does (on a primary or a replica). Backends,
-# walsenders, a walreceiver and autovacuum workers come and go by themselves: a test that compared
-# them before and after a fault would race the lab.
-LONG_LIVED_CHILDREN = (b"checkpointer", b"background writer", b"walwriter", b"startup", b"autovacuum launcher",
+# What a node runs for as long as it runs: its services and the postmaster (matched in their
+# command lines), and the postmaster's children that live as long as it does (on a primary or a
+# replica). Backends, walsenders, a walreceiver, autovacuum workers and the helpers Patroni runs
+# (pg_controldata, pg_ctl ...) come and go by themselves: a test that compared them before and
+# after a fault would race the lab.
+LONG_LIVED_PROGRAMS = (b"/patroni ", b"/etcd ", b"/consul ", b"/haproxy ", b"/bin/postgres ", b"pg_autoctl run")
+LONG_LIVED_CHILDREN = (b"checkpointer", b"background writer", b"walwriter", b"autovacuum launcher",
                        b"logical replication launcher")
 
 
 def _cmdline(pid: int) -> bytes | None:
     """The process's command line (arguments joined by spaces), None when it is gone."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip()
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip() + b" "
     except OSError:
         return None
 
 
 def _long_lived(pids: list[int]) -> dict[int, bytes]:
-    """The processes among ``pids`` that must survive as long as the node runs: its services
-    (Patroni, etcd, HAProxy), the postmaster and its long-lived children; pid -> command line."""
+    """The processes among ``pids`` that must survive as long as the node runs (see
+    LONG_LIVED_PROGRAMS); pid -> command line."""
     kept = {}
     for pid in pids:
         cmdline = _cmdline(pid)
         if cmdline is None:
             continue
         if cmdline.startswith(b"postgres: "):
-            if cmdline.endswith(LONG_LIVED_CHILDREN) or b": startup " in cmdline:
+            if cmdline.rstrip().endswith(LONG_LIVED_CHILDREN) or b": startup " in cmdline:
                 kept[pid] = cmdline
-        else:  # Patroni, etcd, HAProxy, the postmaster itself (its command line is its binary's path)
+        elif any(program in cmdline for program in LONG_LIVED_PROGRAMS):
             kept[pid] = cmdline
     return kept
 
@@ -107,7 +110,8 @@ def test_hang_freezes_every_process_of_the_node_and_start_thaws_them(lab: Lab, r
     # Its backend is frozen too: a backend of the node's PostgreSQL like the ones clients get.
     backend = conn.info.backend_pid
     long_lived = _long_lived(provider.node_pids(replica))
-    assert any(c.endswith(b"checkpointer") for c in long_lived.values()), long_lived
+    assert any(c.rstrip().endswith(b"checkpointer") for c in long_lived.values()), long_lived
+    assert any(b"/patroni " in c for c in long_lived.values()), long_lived
     provider.hang(replica)
     still = provider.node_pids(replica)
     running = [p for p in still if not _not_running(p)]
