@@ -28,12 +28,13 @@ def writer_attrs(host: str) -> dict[str, str]:
 def connect(host: str, port: int, password: str, dbname: str = "postgres", user: str = SUPERUSER.user,
             autocommit: bool = True) -> psycopg.Connection:
     """A session at host:port; ``host`` may list several hosts (see :func:`writer_attrs`)."""
-    return psycopg.connect(
-        host=host, port=port, dbname=dbname, user=user, password=password, autocommit=autocommit,
-        connect_timeout=connect_timeout(),
-        options=f"-c statement_timeout={round(STATEMENT_TIMEOUT_MS * timeout_scale())}",
-        application_name="pglab", **writer_attrs(host),
-    )
+    conninfo: dict[str, Any] = {
+        "host": host, "port": port, "dbname": dbname, "user": user, "password": password,
+        "connect_timeout": connect_timeout(),
+        "options": f"-c statement_timeout={round(STATEMENT_TIMEOUT_MS * timeout_scale())}",
+        "application_name": "pglab", **writer_attrs(host),
+    }
+    return psycopg.connect(autocommit=autocommit, **conninfo)
 
 
 def query(host: str, port: int, password: str, sql: str, params: Any = None, dbname: str = "postgres") -> list[tuple]:

@@ -106,7 +106,7 @@ def test_a_switchover_with_a_lowered_setting_pending_leaves_every_node_running(p
     # yet applied, PostgreSQL refused to start it ("recovery aborted because of insufficient
     # parameter settings"); the switchover now applies the lowered value first.
     lab, _ = pgaf
-    password = lab.secrets()["patroni_superuser_password"]
+    password = lab.superuser_password()
     operations.set_config(lab, {"max_connections": "90"})
     assert all(m.pending_restart for m in lab.stack().members())
     before = lab.stack().leader()

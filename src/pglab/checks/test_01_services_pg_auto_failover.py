@@ -9,7 +9,6 @@ from pglab.lab import Lab
 from pglab.stacks.base import StackError
 from pglab.stacks.pgaf import PgAutoFailoverStack
 
-STACKS = ("pg_auto_failover",)
 SERVICE = "pgautofailover"  # the keeper's (and the monitor's) service: supervisor program or systemd unit
 
 
