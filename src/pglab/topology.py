@@ -163,6 +163,9 @@ class Topology(_Strict):
     provider: Provider = "local"
     stack: Stack = "patroni"
     dcs: Dcs = "etcd"
+    # TLS on every connection (PostgreSQL, replication, REST API, etcd, monitor), with the lab's
+    # own CA; false keeps the plaintext lab.
+    tls: bool = True
     postgres: PostgresSettings = PostgresSettings()
     patroni: PatroniSettings = PatroniSettings()
     network: Network = Network()
@@ -645,6 +648,7 @@ _COMMENTS = {
     "provider": "local | vagrant",
     "stack": "patroni | pg_auto_failover",
     "dcs": "etcd | consul (consul only with provider: vagrant)",
+    "tls": "TLS on every connection, with the lab's own CA (false: plaintext)",
     "postgres.scope": "the cluster name (as `pglab status` and `patronictl list` show it)",
     "postgres.parameters": "any postgresql.conf setting, applied cluster-wide",
     "patroni": "Patroni's dynamic configuration; `pglab up` applies changes",
@@ -685,6 +689,7 @@ def default_yaml(
     values: dict[str, Any] = {
         "name": name, "provider": provider, "stack": stack,
         **({"dcs": dcs} if stack == "patroni" else {}),
+        "tls": _default(Topology, "tls"),
         "postgres": {"version": postgres["version"], "scope": name, "parameters": EXAMPLE_PARAMETERS},
         **({"patroni": PatroniSettings().model_dump(mode="json")} if stack == "patroni" else {}),
         "network": {**Network().model_dump(mode="json"), **({"loopback": loopback} if loopback else {})},

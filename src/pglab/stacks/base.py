@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pglab.errors import PglabError
 from pglab.topology import Topology
@@ -69,11 +72,18 @@ class ClientEndpoint:
         """libpq's host value: the hosts, comma-separated."""
         return ",".join(self.hosts)
 
-    def uri(self, user: str = "postgres", dbname: str = "postgres") -> str:
-        """A libpq URI without a password (it comes from the lab's pgpass file)."""
+    def uri(self, user: str = "postgres", dbname: str = "postgres", options: Mapping[str, str] | None = None) -> str:
+        """A libpq URI without a password (it comes from the lab's pgpass file); ``options`` are
+        more libpq keywords (the lab's sslmode and sslrootcert)."""
         hosts = ",".join(f"{h}:{self.port}" for h in self.hosts)
-        attrs = f"?target_session_attrs={self.target_session_attrs}" if self.target_session_attrs else ""
-        return f"postgresql://{user}@{hosts}/{dbname}{attrs}"
+        return f"postgresql://{user}@{hosts}/{dbname}" + uri_query(
+            {**({"target_session_attrs": self.target_session_attrs} if self.target_session_attrs else {}),
+             **(options or {})})
+
+
+def uri_query(options: Mapping[str, str]) -> str:
+    """``?key=value&...`` for a libpq URI (paths stay readable), or nothing."""
+    return "?" + "&".join(f"{k}={quote(v, safe='/')}" for k, v in options.items()) if options else ""
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,8 @@ class StackSite:
     topology: Topology
     addresses: dict[str, str]  # node name -> address
     secrets: dict[str, str]
+    # The lab's CA bundle, which every service's certificate chains to; None for a plaintext lab.
+    ca_file: Path | None = None
 
 
 class StackError(PglabError):

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from pglab import haproxy
+from pglab import certs, haproxy
 from pglab.secrets import HAPROXY_STATS, RESTAPI
 from pglab.stacks.base import ClientEndpoint, Health, Member, Stack, StackError, StackSite
 from pglab.topology import Topology
@@ -30,6 +32,8 @@ class Endpoints:
     haproxy_stats_user: str
     haproxy_primary_port: int = 5000
     haproxy_replicas_port: int = 5001
+    # The lab's CA bundle: the REST API speaks HTTPS and its certificate is verified; None: HTTP.
+    ca_file: Path | None = None
 
 
 class PatroniStack(Stack):
@@ -53,6 +57,7 @@ class PatroniStack(Stack):
             haproxy_stats_user=HAPROXY_STATS.user,
             haproxy_primary_port=ports.haproxy_primary,
             haproxy_replicas_port=ports.haproxy_replicas,
+            ca_file=site.ca_file,
         )
         return cls(endpoints, site.secrets, timeout=timeout)
 
@@ -65,10 +70,16 @@ class PatroniStack(Stack):
 
     # REST ------------------------------------------------------------------------------------
     def _url(self, node: str, path: str) -> str:
-        return f"http://{self.endpoints.postgres[node]}:{self.endpoints.restapi_port}{path}"
+        scheme = "https" if self.endpoints.ca_file else "http"
+        return f"{scheme}://{self.endpoints.postgres[node]}:{self.endpoints.restapi_port}{path}"
+
+    def _tls(self) -> ssl.SSLContext | None:
+        """Certificates verified against the lab's CA, names included (read anew on each call, so
+        a rotated CA bundle counts at once)."""
+        return certs.client_context(self.endpoints.ca_file)
 
     def get(self, node: str, path: str) -> Any:
-        with urllib.request.urlopen(self._url(node, path), timeout=self.timeout) as response:
+        with urllib.request.urlopen(self._url(node, path), timeout=self.timeout, context=self._tls()) as response:
             return json.loads(response.read() or b"null")
 
     def call(self, node: str, method: str, path: str, body: dict[str, Any] | None = None,
@@ -81,7 +92,8 @@ class PatroniStack(Stack):
         request.add_header("Authorization", f"Basic {token}")
         request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=timeout or max(self.timeout, 30)) as response:
+            with urllib.request.urlopen(request, timeout=timeout or max(self.timeout, 30),
+                                        context=self._tls()) as response:
                 return response.status, response.read().decode(errors="replace")
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode(errors="replace")

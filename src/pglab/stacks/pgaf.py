@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -46,6 +47,7 @@ class MonitorEndpoints:
     postgres: dict[str, str]  # data node name -> address
     postgres_port: int
     formation: str = "default"
+    ca_file: Path | None = None  # the lab's CA bundle: every connection verify-full; None: plaintext
 
 
 class PgAutoFailoverStack(Stack):
@@ -66,6 +68,7 @@ class PgAutoFailoverStack(Stack):
             postgres={n.name: site.addresses[n.name] for n in topo.with_role("postgres")},
             postgres_port=topo.ports.postgres,
             formation=topo.pg_auto_failover.formation,
+            ca_file=site.ca_file,
         )
         return cls(endpoints, site.secrets, timeout)
 
@@ -75,6 +78,7 @@ class PgAutoFailoverStack(Stack):
             host=self.endpoints.monitor, port=self.endpoints.monitor_port, dbname=MONITOR_DB, user=MONITOR_USER,
             password=self.secrets["pg_auto_failover_monitor_password"], autocommit=True,
             connect_timeout=max(int(self.timeout), 1), application_name="pglab",
+            **sql.tls_keywords(self.endpoints.ca_file),
         )
 
     def _monitor_rows(self, query: str, params: Any = None) -> list[tuple]:
@@ -83,7 +87,7 @@ class PgAutoFailoverStack(Stack):
 
     def _node(self, name: str) -> psycopg.Connection:
         return sql.connect(self.endpoints.postgres[name], self.endpoints.postgres_port,
-                           self.secrets["patroni_superuser_password"])
+                           self.secrets["patroni_superuser_password"], tls=sql.tls_keywords(self.endpoints.ca_file))
 
     # Stack -----------------------------------------------------------------------------------
     def monitor_nodes(self) -> list[tuple] | None:
