@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import socket
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -301,3 +302,37 @@ def client_context(ca_file: Path | None, client: tuple[Path, Path] | None = None
     if client is not None:
         context.load_cert_chain(str(client[0]), str(client[1]))
     return context
+
+
+# What a service really serves ------------------------------------------------------------------
+
+# PostgreSQL's SSLRequest: length 8, then the request code 1234.5679; the server answers one byte.
+_SSL_REQUEST = (8).to_bytes(4, "big") + (80877103).to_bytes(4, "big")
+
+
+def served_certificate(host: str, port: int, postgres: bool = False, client: tuple[Path, Path] | None = None,
+                       timeout: float = 3.0) -> x509.Certificate:
+    """The certificate a service presents at host:port, fetched without trusting it (the caller
+    judges it: :func:`chains_to`). ``postgres``: ask for TLS the way libpq does (SSLRequest) first.
+    ``client``: present this certificate and key, for a server that requires one (etcd)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if client is not None:
+        context.load_cert_chain(str(client[0]), str(client[1]))
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        if postgres:
+            raw.sendall(_SSL_REQUEST)
+            answer = raw.recv(1)
+            if answer != b"S":
+                raise ssl.SSLError(f"{host}:{port} does not speak TLS (it answered {answer!r} to SSLRequest)")
+        with context.wrap_socket(raw, server_hostname=host) as tls:
+            der = tls.getpeercert(binary_form=True)
+    if not der:
+        raise ssl.SSLError(f"{host}:{port} presented no certificate")
+    return x509.load_der_x509_certificate(der)
+
+
+def chains_to(cert: x509.Certificate, bundle: Path) -> x509.Certificate | None:
+    """The CA of the lab's bundle that issued ``cert``, or None."""
+    return next((ca for ca in load_bundle(bundle) if signed_by(cert, ca)), None)

@@ -17,6 +17,7 @@ from pglab.lab import Lab
 
 _ROLE_FIXTURES = {"dcs_node": "dcs", "postgres_node": "postgres", "haproxy_node": "haproxy",
                   "monitor_node": "monitor"}
+_ANY_NODE = "any_node"  # every node of the lab, whatever its roles
 _saved_path: list[str | None] = []
 
 
@@ -51,12 +52,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if fixture in metafunc.fixturenames:
             nodes = [n.name for n in _lab_from_config(metafunc.config).topology.with_role(role)]  # type: ignore[arg-type]
             metafunc.parametrize(fixture, nodes, ids=nodes, scope="function")
+    if _ANY_NODE in metafunc.fixturenames:
+        nodes = [n.name for n in _lab_from_config(metafunc.config).topology.nodes]
+        metafunc.parametrize(_ANY_NODE, nodes, ids=nodes, scope="function")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep the checks of the lab's stack: a module with ``STACKS`` serves only those stacks."""
-    stack = _lab_from_config(config).topology.stack
-    keep = [i for i in items if stack in getattr(i.module, "STACKS", (stack,))]  # type: ignore[attr-defined]
+    """Keep the checks of the lab's stack: a module with ``STACKS`` serves only those stacks, one
+    with ``TLS = True`` only labs with ``tls: true``."""
+    topology = _lab_from_config(config).topology
+    stack = topology.stack
+    keep = [i for i in items if stack in getattr(i.module, "STACKS", (stack,))  # type: ignore[attr-defined]
+            and (topology.tls or not getattr(i.module, "TLS", False))]  # type: ignore[attr-defined]
     if len(keep) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
         items[:] = keep

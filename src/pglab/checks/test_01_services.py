@@ -7,32 +7,41 @@ import json
 import urllib.error
 import urllib.request
 
-from pglab import sql
+from pglab import certs, sql
 from pglab.checks import listens, service_state
 from pglab.lab import Lab
 
 STACKS = ("patroni",)
 
 
-def _get_json(url: str) -> object:
-    with urllib.request.urlopen(url, timeout=3) as response:
+def _get_json(lab: Lab, url: str) -> object:
+    """GET over HTTPS verified against the lab's CA (with pglab's client certificate, which the
+    DCS requires), or over HTTP in a plaintext lab."""
+    tls = lab.layout.tls
+    client = (certs.cert_path(tls, certs.CLIENT), certs.key_path(tls, certs.CLIENT))
+    context = certs.client_context(lab.ca_file, client if lab.ca_file else None)
+    with urllib.request.urlopen(url, timeout=3, context=context) as response:
         return json.loads(response.read() or b"null")
+
+
+def _scheme(lab: Lab) -> str:
+    return "https" if lab.topology.tls else "http"
 
 
 def test_dcs_answers_healthy(lab: Lab, dcs_node: str) -> None:
     address = lab.address(dcs_node)
     if lab.topology.dcs == "etcd":
-        url = f"http://{address}:{lab.topology.ports.etcd}/health"
+        url = f"{_scheme(lab)}://{address}:{lab.topology.ports.etcd}/health"
         try:
-            answer = _get_json(url)
+            answer = _get_json(lab, url)
         except (OSError, urllib.error.URLError, ValueError) as exc:
             raise AssertionError(f"{dcs_node}: etcd does not answer at {url}: {sql.first_line(exc)}") from None
         assert isinstance(answer, dict) and answer.get("health") == "true", (
             f"{dcs_node}: etcd is not healthy: {url} answered {answer!r}")
     else:
-        url = f"http://{address}:{lab.topology.ports.consul}/v1/status/leader"
+        url = f"{_scheme(lab)}://{address}:{lab.topology.ports.consul}/v1/status/leader"
         try:
-            answer = _get_json(url)
+            answer = _get_json(lab, url)
         except (OSError, urllib.error.URLError, ValueError) as exc:
             raise AssertionError(f"{dcs_node}: Consul does not answer at {url}: {sql.first_line(exc)}") from None
         assert answer, f"{dcs_node}: Consul has no leader ({url} answered {answer!r})"
@@ -44,9 +53,9 @@ def test_dcs_service_runs(lab: Lab, dcs_node: str) -> None:
 
 
 def test_patroni_rest_api_answers(lab: Lab, postgres_node: str) -> None:
-    url = f"http://{lab.address(postgres_node)}:{lab.topology.ports.patroni}/patroni"
+    url = f"{_scheme(lab)}://{lab.address(postgres_node)}:{lab.topology.ports.patroni}/patroni"
     try:
-        answer = _get_json(url)
+        answer = _get_json(lab, url)
     except (OSError, urllib.error.URLError, ValueError) as exc:
         raise AssertionError(f"{postgres_node}: Patroni's REST API does not answer at {url}: "
                              f"{sql.first_line(exc)}") from None
