@@ -288,6 +288,12 @@ class LabCerts:
                 out.append(info(name, load_cert(cert_path(self.dir, name))))
         return out
 
+    def expiring(self, days: float = WARN_DAYS) -> list[str]:
+        """Certificates that expire within ``days``, one sentence each saying what to run."""
+        return [f"certificate {c.name} ({c.subject}) expires in {c.days_left():.0f} days, on "
+                f"{c.not_after:%Y-%m-%d}; run `pglab certs rotate{' --ca' if c.name == 'ca' else ''}`"
+                for c in self.inventory() if c.days_left() < days]
+
     def key_files(self) -> list[Path]:
         return [p for p in [self.dir / CA_KEY, *(key_path(self.dir, n) for n in self.names())] if p.exists()]
 

@@ -63,6 +63,8 @@ class LabStatus:
     endpoints: dict[str, str]
     # The stack's own published URI (pg_auto_failover's formation URI), if it has one.
     uri: str | None = None
+    # Things to act on soon that do not make the lab unhealthy (a certificate near its expiry).
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,7 @@ class Lab:
             last_leader_change=history[-1] if history else None,
             endpoints=self.endpoints(),
             uri=stack.uri(),
+            warnings=self.certificates().expiring() if self.topology.tls else [],
         )
 
     def dsn(self, port: int | None = None, host: str | None = None, dbname: str = "postgres") -> str:

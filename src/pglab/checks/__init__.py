@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from cryptography import x509
 
-from pglab import certs, operations, sql, waiting
+from pglab import operations, sql, waiting
 from pglab.lab import Lab
 from pglab.stacks.base import Member, leader_of, streaming_replicas_of
 
@@ -184,34 +183,6 @@ def node_variable(lab: Lab, node: str, name: str) -> str:
     node's root on the local provider, the usual ones on VMs)."""
     answer = infra(lab, node).ansible("debug", f"msg={{{{ {name} }}}}", check=False)
     return str(answer["msg"])
-
-
-def served(lab: Lab) -> list[tuple[str, x509.Certificate | Exception]]:
-    """The certificate each TLS service of the lab presents, as ("node service host:port", the
-    certificate, or the error met fetching it): every PostgreSQL (data nodes, the monitor),
-    Patroni's REST API and the DCS (etcd asks for pglab's client certificate)."""
-    ports = lab.topology.ports
-    client = (certs.cert_path(lab.layout.tls, certs.CLIENT), certs.key_path(lab.layout.tls, certs.CLIENT))
-    targets: list[tuple[str, str, int, bool, tuple[Path, Path] | None]] = []
-    for node in lab.topology.with_role("postgres"):
-        targets.append((node.name, "postgresql", ports.postgres, True, None))
-        if lab.topology.stack == "patroni":
-            targets.append((node.name, "patroni", ports.patroni, False, None))
-    for node in lab.topology.with_role("monitor"):
-        targets.append((node.name, "monitor", ports.monitor, True, None))
-    if lab.topology.stack == "patroni":
-        for node in lab.topology.with_role("dcs"):
-            port = ports.etcd if lab.topology.dcs == "etcd" else ports.consul
-            targets.append((node.name, lab.topology.dcs, port, False, client))
-    found: list[tuple[str, x509.Certificate | Exception]] = []
-    for name, service, port, postgres, cert in targets:
-        address = lab.address(name)
-        what = f"{name} {service} {address}:{port}"
-        try:
-            found.append((what, certs.served_certificate(address, port, postgres=postgres, client=cert)))
-        except (OSError, ValueError) as exc:
-            found.append((what, exc))
-    return found
 
 
 def service_state(lab: Lab, node: str, service: str) -> tuple[bool, str]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import psycopg
 
-from pglab import certs, sql
-from pglab.checks import infra, leader, node_endpoint, node_variable, served
+from pglab import certs, sql, tls_endpoints
+from pglab.checks import infra, leader, node_endpoint, node_variable
 from pglab.lab import Lab
 
 TLS = True  # only for labs with tls: true
@@ -59,7 +59,8 @@ def test_walsenders_use_tls(lab: Lab, password: str) -> None:
 
 def test_served_certificates_chain_to_the_lab_ca_and_last(lab: Lab) -> None:
     problems = []
-    for what, cert in served(lab):
+    for endpoint, cert in tls_endpoints.served(lab):
+        what = endpoint.what
         if isinstance(cert, Exception):
             problems.append(f"{what}: no certificate ({sql.first_line(cert)})")
             continue
