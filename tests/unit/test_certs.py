@@ -129,3 +129,68 @@ def test_sans_are_ip_addresses_not_names_for_addresses(lab: Lab) -> None:
 
     ips = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.IPAddress)
     assert ipaddress.IPv4Address("192.168.11.121") in ips
+
+
+def test_a_certificate_near_its_end_is_named_with_what_to_run(lab: Lab) -> None:
+    lab.render()
+    lab_certs = lab.certificates()
+    ca, ca_key = lab_certs.current_ca()  # type: ignore[misc]
+    cert, _key = certs.issue("pg2", ["pg2"], [], ca, ca_key, days=10)
+    from cryptography.hazmat.primitives import serialization
+
+    (lab.layout.tls / "pg2.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    warnings = lab_certs.expiring()
+    assert len(warnings) == 1
+    assert warnings[0].startswith("certificate pg2 (") and "`pglab certs rotate`" in warnings[0]
+
+
+def test_certs_commands_refuse_a_plaintext_lab(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pglab.cli import main
+
+    path = write_topology(tmp_path, name="ptest")
+    path.write_text(path.read_text().replace("tls: true", "tls: false"))
+    for args in (["certs"], ["certs", "rotate"]):
+        result = CliRunner().invoke(main, [*args, "-f", str(path)] if args == ["certs"] else
+                                    ["certs", "rotate", "-f", str(path)])
+        assert result.exit_code == 1, result.output
+        assert "runs without TLS (tls: false" in result.output
+
+
+def test_certs_of_a_lab_not_yet_up_say_so(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pglab.cli import main
+
+    path = write_topology(tmp_path, name="ntest")
+    result = CliRunner().invoke(main, ["certs", "-f", str(path)])
+    assert result.exit_code == 1 and "run `pglab up`" in result.output
+
+
+def test_served_certificate_reads_what_a_tls_server_presents(lab: Lab) -> None:
+    import socket
+    import ssl
+    import threading
+
+    lab.render()
+    tls = lab.layout.tls
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(tls / "pg1.crt"), str(tls / "pg1.key"))
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        try:
+            with context.wrap_socket(conn, server_side=True) as tls_conn:
+                tls_conn.recv(1)
+        except (OSError, ssl.SSLError):
+            pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    cert = certs.served_certificate("127.0.0.1", port)
+    server.close()
+    assert cert.serial_number == certs.load_cert(tls / "pg1.crt").serial_number
+    assert certs.chains_to(cert, tls / "ca.crt") is not None
