@@ -320,7 +320,8 @@ def served_certificate(host: str, port: int, postgres: bool = False, client: tup
                        timeout: float = 3.0) -> x509.Certificate:
     """The certificate a service presents at host:port, fetched without trusting it (the caller
     judges it: :func:`chains_to`). ``postgres``: ask for TLS the way libpq does (SSLRequest) first.
-    ``client``: present this certificate and key, for a server that requires one (etcd)."""
+    ``client``: present this certificate and key, for a server that requires one (etcd), and
+    make sure, with an HTTP request, that the server accepts it."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -334,6 +335,12 @@ def served_certificate(host: str, port: int, postgres: bool = False, client: tup
                 raise ssl.SSLError(f"{host}:{port} does not speak TLS (it answered {answer!r} to SSLRequest)")
         with context.wrap_socket(raw, server_hostname=host) as tls:
             der = tls.getpeercert(binary_form=True)
+            if client is not None:
+                # With TLS 1.3 the server judges the client's certificate after the handshake:
+                # its verdict (an alert, or an answer) comes with the first exchange.
+                tls.sendall(f"GET /health HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+                if not tls.recv(1):
+                    raise ssl.SSLError(f"{host}:{port} closed the connection: it refused the client certificate")
     if not der:
         raise ssl.SSLError(f"{host}:{port} presented no certificate")
     return x509.load_der_x509_certificate(der)
