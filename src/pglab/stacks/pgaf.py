@@ -172,7 +172,11 @@ class PgAutoFailoverStack(Stack):
     def uri(self) -> str | None:
         """The formation's URI as the monitor publishes it (`pg_autoctl show uri --formation`)."""
         try:
-            rows = self._monitor_rows("SELECT pgautofailover.formation_uri(%s)", (self.endpoints.formation,))
+            tls = sql.tls_keywords(self.endpoints.ca_file)
+            # The monitor writes the sslmode and CA file it is given into the URI (else: prefer).
+            rows = self._monitor_rows("SELECT pgautofailover.formation_uri(%s, 'default', %s, %s)",
+                                      (self.endpoints.formation, tls.get("sslmode", "prefer"),
+                                       tls.get("sslrootcert", "")))
         except (OSError, psycopg.Error):
             return None
         return rows[0][0] if rows else None
