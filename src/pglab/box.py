@@ -21,7 +21,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from pglab import paths
+from pglab import paths, stacks
 from pglab.errors import PglabError
 
 BOX_NAME = "pglab/debian12"
@@ -34,17 +34,16 @@ BASE_PACKAGES = [
     "systemd-sysv", "openssh-server", "python3", "sudo", "iproute2", "ifupdown", "isc-dhcp-client",
     "linux-image-cloud-amd64", "initramfs-tools", "netbase", "ca-certificates", "procps", "less",
 ]
-# Every package the lab's roles install on a VM, so `pglab up` needs no mirror.
+# Every package the lab's roles install on a VM, so `pglab up` needs no mirror: PostgreSQL, each
+# registered stack's own, and what the base role needs.
 LAB_PACKAGES = [
-    "postgresql-15", "etcd-server", "etcd-client", "haproxy", "python3-venv", "python3-packaging",
-    "postgresql-15-auto-failover", "pg-auto-failover-cli", "nftables",
+    "postgresql-15", *(package for spec in stacks.specs() for package in spec.packages), "nftables",
     "python3-apt",  # Ansible's apt module imports it (a Consul .deb, packages a user adds)
 ]
-# The same list as the patroni role's patroni_pip_packages, into the same venv (patroni_venv).
-PATRONI_VENV = "/opt/patroni"
-PATRONI_PIP = ["patroni[etcd3,consul]", "psycopg[binary]"]
+# Virtual environments of the stacks (Patroni's: the path and pip packages its role's defaults name).
+VENVS = [venv for spec in stacks.specs() for venv in spec.box_venvs()]
 # Units the packages enable that would start with Debian's defaults before the roles run.
-DISABLED_UNITS = ["etcd.service", "haproxy.service", "postgresql.service"]
+DISABLED_UNITS = [*(unit for spec in stacks.specs() for unit in spec.box_disabled_units), "postgresql.service"]
 VAGRANT_KEY = Path("/usr/share/rubygems-integration/all/gems")
 
 Report = Callable[[str], None]
@@ -82,7 +81,8 @@ def boot_files(box: str = BOX_NAME) -> BootFiles:
 def recipe() -> str:
     """A fingerprint of what goes into the box: a box built from another recipe (an older pglab
     with fewer packages, say) is rebuilt instead of reused."""
-    parts = [SUITE, KERNEL_CMDLINE, str(DISK_GB), *BASE_PACKAGES, "|", *LAB_PACKAGES, "|", *PATRONI_PIP, "|",
+    parts = [SUITE, KERNEL_CMDLINE, str(DISK_GB), *BASE_PACKAGES, "|", *LAB_PACKAGES, "|",
+             *(package for _path, packages in VENVS for package in packages), "|",
              *DISABLED_UNITS, ADDRESS_SCRIPT, ADDRESS_UNIT]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
@@ -134,16 +134,16 @@ def build(report: Report = print, force: bool = False) -> BoxResult:
             report("installing PostgreSQL 15, etcd, HAProxy, pg_auto_failover into the image")
             _prepare_services(root)
             _chroot(root, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *LAB_PACKAGES], work)
-            report(f"installing Patroni into {PATRONI_VENV} (pip)")
-            # Wheels made by this machine's pip (its proxy and CA settings apply), installed offline:
-            # the image's Python is the same 3.11.
-            wheels = root / "tmp" / "wheels"
-            _run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheels),
-                  *PATRONI_PIP], work)
-            _chroot(root, ["python3", "-m", "venv", PATRONI_VENV], work)
-            _chroot(root, [f"{PATRONI_VENV}/bin/pip", "install", "-q", "--no-index", "--find-links=/tmp/wheels",
-                           "--disable-pip-version-check", *PATRONI_PIP], work)
-            shutil.rmtree(wheels)
+            for venv, pip_packages in VENVS:
+                report(f"installing {', '.join(pip_packages)} into {venv} (pip)")
+                # Wheels made by this machine's pip (its proxy and CA settings apply), installed
+                # offline: the image's Python is the same 3.11.
+                wheels = root / "tmp" / "wheels"
+                _run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheels), *pip_packages], work)
+                _chroot(root, ["python3", "-m", "venv", venv], work)
+                _chroot(root, [f"{venv}/bin/pip", "install", "-q", "--no-index", "--find-links=/tmp/wheels",
+                               "--disable-pip-version-check", *pip_packages], work)
+                shutil.rmtree(wheels)
             report("adding the vagrant user, SSH and the network configuration")
             _configure_guest(root, work)
             _chroot(root, ["apt-get", "clean"], work)

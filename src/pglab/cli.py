@@ -8,8 +8,9 @@ import os
 import re
 import shutil
 import sys
+import typing
 import xmlrpc.client
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import click
 import psycopg
 from rich.markup import escape
 
-from pglab import box, drill, operations, secrets, topology, ui
+from pglab import box, drill, operations, providers, secrets, stacks, topology, ui
 from pglab import verify as verification
 from pglab.lab import InputError, Lab, PglabError, Step
 
@@ -35,6 +36,23 @@ class Seconds(click.ParamType):
         if not 0 < seconds <= 86400:  # also false for nan
             self.fail(f"{value!r} is not between 0 and 86400 seconds (a day)", param, ctx)
         return seconds
+
+
+class Registered(click.Choice):
+    """A choice among the names a registry holds when the command runs (stacks, providers), so a
+    stack registered by a plugin or a test is offered without editing the CLI."""
+
+    def __init__(self, registry: Mapping[str, object]) -> None:
+        self.registry = registry
+        super().__init__([])
+
+    @property  # click's Choice stores a plain attribute; ours follows the registry
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self.registry)
+
+    @choices.setter
+    def choices(self, _value: object) -> None:
+        pass
 
 
 class FilePath(click.Path):
@@ -103,12 +121,12 @@ def main() -> None:
 @file_option
 @click.option("--name", default=topology.Topology.model_fields["name"].default, show_default=True,
               help="Lab name, also the Patroni cluster name (scope) and the directory .pglab/<name>/.")
-@click.option("--stack", type=click.Choice(["patroni", "pg_auto_failover"]), default="patroni",
+@click.option("--stack", type=Registered(stacks.STACKS), default=stacks.default_name(),
               show_default=True, help="The HA stack.")
-@click.option("--provider", type=click.Choice(["local", "vagrant"]), default="local",
+@click.option("--provider", type=Registered(providers.PROVIDERS), default=providers.default_name(),
               show_default=True, help="Processes on loopback, or VMs.")
-@click.option("--dcs", type=click.Choice(["etcd", "consul"]), default="etcd", show_default=True,
-              help="Patroni's DCS (consul needs --provider vagrant).")
+@click.option("--dcs", type=click.Choice(typing.get_args(topology.Dcs)), default=typing.get_args(topology.Dcs)[0],
+              show_default=True, help="Patroni's DCS (consul needs --provider vagrant).")
 @click.option("--force", is_flag=True, help="Overwrite an existing topology file.")
 @reports_errors
 def init(topology_file: Path, name: str, stack: str, provider: str, dcs: str, force: bool) -> None:
@@ -118,7 +136,7 @@ def init(topology_file: Path, name: str, stack: str, provider: str, dcs: str, fo
     Nodes: dcs (etcd, or Consul on VMs), haproxy (5000 -> leader, 5001 -> replicas, 7000 -> stats),
     pg1, pg2, pg3 (PostgreSQL + Patroni). Edit the file, then `pglab up`.
     """
-    text = topology.default_yaml(name, stack, provider, dcs)  # type: ignore[arg-type]
+    text = topology.default_yaml(name, stack, provider, dcs)
     try:
         topology.parse(text, str(topology_file))
     except topology.TopologyError as exc:
@@ -149,7 +167,7 @@ def render(topology_file: Path) -> None:
 
 @main.command()
 @file_option
-@click.option("--stack", type=click.Choice(["patroni", "pg_auto_failover"]), default="patroni", show_default=True,
+@click.option("--stack", type=Registered(stacks.STACKS), default=stacks.default_name(), show_default=True,
               help="Without a topology file: prepare for the default lab of this stack.")
 @reports_errors
 def prepare(topology_file: Path, stack: str) -> None:
@@ -159,8 +177,7 @@ def prepare(topology_file: Path, stack: str) -> None:
     `pglab up` does this by itself when something is missing; without a topology file the
     default lab's needs (of --stack) are installed.
     """
-    lab = (Lab.from_file(topology_file) if topology_file.exists()
-           else Lab.default(topology_file, stack))  # type: ignore[arg-type]
+    lab = Lab.from_file(topology_file) if topology_file.exists() else Lab.default(topology_file, stack)
     missing = lab.missing_prerequisites()
     if missing:
         with ui.Progress("prepare") as progress:
@@ -190,8 +207,9 @@ def up(topology_file: Path, timeout: float, as_json: bool) -> None:
         f"Ansible changed {result.changed} thing(s)"
         + (f"; postgres.parameters applied: {', '.join(result.parameters_changed)} "
            "(`pglab status` shows any pending restart)" if result.parameters_changed else "")
-        + (f"; patroni settings applied: {', '.join(f'{k}={v}' for k, v in result.patroni_changed.items())}"
-           if result.patroni_changed else "") + ".\n"
+        + (f"; {lab.topology.stack} settings applied: "
+           f"{', '.join(f'{k}={v}' for k, v in result.settings_changed.items())}"
+           if result.settings_changed else "") + ".\n"
         f"  writes:   PGPASSFILE={escape(str(result.pgpass))} psql '{result.dsn}'\n"
         + (f"  reads:    PGPASSFILE={escape(str(result.pgpass))} psql '{result.replicas_dsn}'\n"
            if result.replicas_dsn else "")

@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 
 from pglab import operations, probe
 from pglab.errors import InputError, PglabError
-from pglab.lab import EventSink, Lab, _ignore
+from pglab.lab import EventSink, Lab, ignore_event
 from pglab.stacks.base import StackError
 
 KINDS = ("switchover", "failover", "crash", "hang", "partition", "restart", "certs", "certs-ca")
@@ -108,7 +109,7 @@ def check_kind(lab: Lab, kind: str, node: str | None) -> None:
 
 
 def run(lab: Lab, kind: str, number: int = 1, node: str | None = None, timeout: float = 90.0,
-        on_event: EventSink = _ignore, log: Callable[[str], None] = lambda _: None) -> DrillResult:
+        on_event: EventSink = ignore_event, log: Callable[[str], None] = lambda _: None) -> DrillResult:
     """One drill of ``kind``; never raises for what the fault did, only reports it."""
     check_kind(lab, kind, node)
     health = lab.wait_healthy(timeout * 2, on_event)
@@ -133,10 +134,10 @@ def run(lab: Lab, kind: str, number: int = 1, node: str | None = None, timeout: 
         markers.append(Marker(0.0, f"{kind} {target or ''}".strip()))
         log(f"drill {kind} #{number}: {kind} of {target} (leader {old_leader}) ...")
         try:
-            result = _fault(lab, kind, target, timeout, on_event)
-            summaries.append(result.summary)
-            markers.append(Marker(time.monotonic() - fault_at, _returned_text(kind, result.details)))
-            log(result.summary)
+            outcome = _fault(lab, kind, target, timeout, on_event)
+            summaries.append(outcome.summary)
+            markers.append(Marker(time.monotonic() - fault_at, _returned_text(kind, outcome.details)))
+            log(outcome.summary)
         except (PglabError, StackError, OSError) as exc:
             problem = f"the {kind} did not complete: {exc}"
         recovered = writer.wait_succeeding(fault_at, HOLD, RECOVER_TIMEOUT)
@@ -238,7 +239,8 @@ def _fault(lab: Lab, kind: str, target: str | None, timeout: float, on_event: Ev
         return rotation.rotate(lab, new_ca=CERT_ROTATIONS[kind], timeout=timeout, on_event=on_event)
     if target is None:
         raise PglabError("the cluster has no leader to break; name a node with --node")
-    return operations.stop_node(lab, target, kind, timeout=timeout, on_event=on_event)  # type: ignore[arg-type]
+    mode = typing.cast(operations.StopMode, kind)  # one of NODE_FAULTS here: stop, crash, hang, partition
+    return operations.stop_node(lab, target, mode, timeout=timeout, on_event=on_event)
 
 
 def _returned_text(kind: str, details: dict[str, Any]) -> str:

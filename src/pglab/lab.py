@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from pglab import ansible, certs, paths, prerequisites, render, sql, topology, waiting
+from pglab import ansible, certs, paths, prerequisites, render, sql, stacks, topology, waiting
 from pglab.errors import InputError, PglabError
 from pglab.haproxy import Backend
 from pglab.providers import Prerequisite, Provider, get_provider
@@ -44,8 +44,8 @@ class Waiting:
 EventSink = Callable[[Any], None]
 
 
-def _ignore(_event: Any) -> None:
-    pass
+def ignore_event(_event: Any) -> None:
+    """The event sink of callers that show no progress."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,8 @@ class UpResult:
     stats_url: str
     secrets_file: Path
     pgpass: Path
-    patroni_changed: dict[str, Any] = field(default_factory=dict)  # patroni: settings applied
+    # The stack's own settings (its topology section, e.g. Patroni's ttl) that `up` applied.
+    settings_changed: dict[str, Any] = field(default_factory=dict)
 
 
 class Lab:
@@ -99,7 +100,7 @@ class Lab:
             raise InputError(str(exc)) from None
 
     @classmethod
-    def default(cls, path: str | Path, stack: topology.Stack = "patroni") -> Lab:
+    def default(cls, path: str | Path, stack: str | None = None) -> Lab:
         """The lab `pglab init --stack STACK` would write at ``path``, without writing it."""
         return cls(topology.parse(topology.default_yaml(stack=stack), str(path)), Path(path))
 
@@ -124,6 +125,10 @@ class Lab:
     @property
     def pgpass(self) -> Path:
         return self.layout.pgpass
+
+    def superuser_password(self) -> str:
+        """The PostgreSQL superuser's password (every stack's)."""
+        return self.secrets()[SUPERUSER.password_variable]
 
     @property
     def ca_file(self) -> Path | None:
@@ -220,7 +225,7 @@ class Lab:
 
     def connect_kwargs(self) -> dict[str, Any]:
         """libpq keywords for the superuser, for psycopg."""
-        return {"user": SUPERUSER.user, "password": self.secrets()[SUPERUSER.password_variable],
+        return {"user": SUPERUSER.user, "password": self.superuser_password(),
                 "connect_timeout": sql.connect_timeout(), **self.libpq_tls()}
 
     # Lifecycle -------------------------------------------------------------------------------
@@ -234,7 +239,7 @@ class Lab:
     def missing_prerequisites(self) -> list[str]:
         return [f"{p.what} (install {p.package})" for p in self.prerequisites() if not p.present]
 
-    def check_prerequisites(self, on_event: EventSink = _ignore) -> None:
+    def check_prerequisites(self, on_event: EventSink = ignore_event) -> None:
         """Install what is missing when root (apt + Patroni's venv), else say what to install."""
         missing = self.missing_prerequisites()
         if not missing:
@@ -248,9 +253,9 @@ class Lab:
 
     def only_venv_missing(self) -> bool:
         """A non-root user can build Patroni's venv in their home; apt needs root."""
-        return all(p.package == prerequisites.VENV_PACKAGE for p in self.prerequisites() if not p.present)
+        return all(p.user_installable for p in self.prerequisites() if not p.present)
 
-    def install_prerequisites(self, on_event: EventSink = _ignore) -> None:
+    def install_prerequisites(self, on_event: EventSink = ignore_event) -> None:
         """Run playbooks/prepare.yml on this machine: the roles' own package tasks, nothing else.
 
         It needs no lab directory, so a failure here leaves nothing half-created.
@@ -261,8 +266,7 @@ class Lab:
             inventory.write_text("all:\n  hosts: {}\n")
             variables = {**render.lab_variables(self.topology, self.provider), "pglab_install_packages": True}
             if not paths.is_root():
-                variables["pglab_prepare_roles"] = ["patroni"]
-                variables["patroni_install_system_packages"] = False
+                variables.update(stacks.spec(self.topology.stack).user_install_variables() or {})
             result = ansible.run_playbook(paths.playbook("prepare.yml"), inventory, Path(tmp) / "ansible",
                                           on_event, extra_vars=variables)
             if not result.succeeded:
@@ -271,7 +275,7 @@ class Lab:
         if still:
             raise PglabError(f"still missing after installing prerequisites: {'; '.join(still)}")
 
-    def up(self, on_event: EventSink = _ignore, timeout: float = 180.0) -> UpResult:
+    def up(self, on_event: EventSink = ignore_event, timeout: float = 180.0) -> UpResult:
         started = time.monotonic()
         on_event(Step("checking prerequisites"))
         self.check_prerequisites(on_event)
@@ -294,16 +298,17 @@ class Lab:
         parameters = self.converge_parameters()
         if parameters:
             on_event(Step("applied postgres.parameters: " + ", ".join(f"{k}={v}" for k, v in parameters.items())))
-        patroni_changed = self.converge_stack_settings()
-        if patroni_changed:
-            on_event(Step("applied patroni: " + ", ".join(f"{k}={v}" for k, v in patroni_changed.items())))
+        settings_changed = self.converge_stack_settings()
+        if settings_changed:
+            on_event(Step(f"applied {self.topology.stack}: "
+                          + ", ".join(f"{k}={v}" for k, v in settings_changed.items())))
         haproxy = self.haproxy_address()
         endpoints = self.endpoints()
         return UpResult(
             seconds=time.monotonic() - started,
             changed=result.changed,
             parameters_changed=parameters,
-            patroni_changed=patroni_changed,
+            settings_changed=settings_changed,
             health=health,
             dsn=endpoints["write"],
             replicas_dsn=endpoints["read"],
@@ -329,7 +334,7 @@ class Lab:
         would never change them) to the topology. Returns what changed."""
         return self.stack().converge_settings(self.topology)
 
-    def wait_healthy(self, timeout: float = 120.0, on_event: EventSink = _ignore) -> Health:
+    def wait_healthy(self, timeout: float = 120.0, on_event: EventSink = ignore_event) -> Health:
         stack = self.stack()
         last: list[Health] = []
 
@@ -344,7 +349,7 @@ class Lab:
             raise PglabError(f"the cluster was not healthy after {timeout:.0f} s: {detail}.\nRecent logs:\n{logs}")
         return last[0]
 
-    def destroy(self, on_event: EventSink = _ignore) -> None:
+    def destroy(self, on_event: EventSink = ignore_event) -> None:
         on_event(Step(f"destroying lab {self.topology.name} ({self.provider.name})"))
         self.provider.destroy()
         shutil.rmtree(self.dir, ignore_errors=True)

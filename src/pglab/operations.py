@@ -16,10 +16,8 @@ from typing import Any, Literal
 
 from pglab import sql, waiting
 from pglab.errors import InputError, PglabError, WaitTimeout
-from pglab.lab import EventSink, Lab, Waiting, _ignore
+from pglab.lab import EventSink, Lab, Waiting, ignore_event
 from pglab.stacks.base import Member, Stack, StackError, leader_of
-
-OperationTimeout = WaitTimeout  # the operation was started but its outcome did not come in time
 
 
 @dataclass
@@ -31,7 +29,7 @@ class OpResult:
 
 
 def wait_until(check: Callable[[], tuple[bool, str]], timeout: float, what: str,
-               on_event: EventSink = _ignore, interval: float = 0.25) -> float:
+               on_event: EventSink = ignore_event, interval: float = 0.25) -> float:
     """Poll ``check`` (returning done, detail) until done; returns the seconds it took."""
     return waiting.wait_until(check, timeout, what, interval,
                               on_wait=lambda detail, elapsed: on_event(Waiting(f"{what}: {detail}", elapsed)),
@@ -40,6 +38,14 @@ def wait_until(check: Callable[[], tuple[bool, str]], timeout: float, what: str,
 
 def _member(members: list[Member], name: str) -> Member | None:
     return next((m for m in members if m.name == name), None)
+
+
+def _known_member(members: list[Member], name: str) -> Member:
+    """The member the stack just reported by name (the leader, a node that rejoined)."""
+    found = _member(members, name)
+    if found is None:
+        raise StackError(f"{name} is not among the cluster's members ({', '.join(m.name for m in members)})")
+    return found
 
 
 def _serving(stack: Stack, name: str) -> Callable[[], tuple[bool, str]]:
@@ -66,11 +72,11 @@ def _postgres_node(lab: Lab, name: str) -> None:
 def writes_ok(lab: Lab) -> tuple[bool, str]:
     """Whether writes through the lab's entry point (HAProxy 5000, the multi-host URI) reach a primary."""
     host, port = lab.writes_endpoint()
-    ok, detail = sql.writable(host, port, lab.secrets()["patroni_superuser_password"], lab.libpq_tls())
+    ok, detail = sql.writable(host, port, lab.superuser_password(), lab.libpq_tls())
     return ok, (f"writes reach {detail}" if ok else f"writes through {host}:{port} fail: {detail}")
 
 
-def switchover(lab: Lab, to: str | None = None, timeout: float = 90, on_event: EventSink = _ignore) -> OpResult:
+def switchover(lab: Lab, to: str | None = None, timeout: float = 90, on_event: EventSink = ignore_event) -> OpResult:
     if to:
         _postgres_node(lab, to)
     stack = lab.stack()
@@ -80,7 +86,7 @@ def switchover(lab: Lab, to: str | None = None, timeout: float = 90, on_event: E
         raise PglabError("the cluster has no running leader; use `pglab failover --to NODE` instead")
     if to == old:
         raise InputError(f"{to} is already the leader; pick a replica with --to")
-    old_timeline = _member(before.members, old).timeline  # type: ignore[union-attr]
+    old_timeline = _known_member(before.members, old).timeline
     started = time.monotonic()
     stack.switchover(to, leader=old)
 
@@ -92,7 +98,7 @@ def switchover(lab: Lab, to: str | None = None, timeout: float = 90, on_event: E
     wait_until(moved, timeout, "the new leader", on_event)
     promoted_after = time.monotonic() - started
     after = lab.wait_healthy(timeout, on_event)  # the old leader streams, HAProxy follows
-    new_timeline = _member(after.members, after.leader or "").timeline if after.leader else None  # type: ignore[union-attr]
+    new_timeline = _known_member(after.members, after.leader).timeline if after.leader else None
     seconds = time.monotonic() - started
     return OpResult(
         "switchover", seconds,
@@ -103,7 +109,7 @@ def switchover(lab: Lab, to: str | None = None, timeout: float = 90, on_event: E
     )
 
 
-def failover(lab: Lab, to: str, timeout: float = 90, on_event: EventSink = _ignore) -> OpResult:
+def failover(lab: Lab, to: str, timeout: float = 90, on_event: EventSink = ignore_event) -> OpResult:
     _postgres_node(lab, to)
     stack = lab.stack()
     old = stack.leader()
@@ -131,7 +137,7 @@ FAULTS = {"stop": "stopped", "crash": "crashed (every process killed)", "hang": 
 
 
 def stop_node(lab: Lab, name: str, mode: StopMode = "stop", timeout: float = 90,
-              on_event: EventSink = _ignore) -> OpResult:
+              on_event: EventSink = ignore_event) -> OpResult:
     node = lab.node(name)
     is_postgres = "postgres" in node.roles
     stack = lab.stack()
@@ -167,7 +173,7 @@ def stop_node(lab: Lab, name: str, mode: StopMode = "stop", timeout: float = 90,
     return OpResult(mode, time.monotonic() - started, summary, details)
 
 
-def start_node(lab: Lab, name: str, timeout: float = 120, on_event: EventSink = _ignore) -> OpResult:
+def start_node(lab: Lab, name: str, timeout: float = 120, on_event: EventSink = ignore_event) -> OpResult:
     node = lab.node(name)
     stack = lab.stack()  # first: a lab never created is said so, before any machine is asked
     started = time.monotonic()
@@ -176,9 +182,9 @@ def start_node(lab: Lab, name: str, timeout: float = 120, on_event: EventSink = 
     summary = f"started {name}"
     if "postgres" in node.roles:
         wait_until(_serving(stack, name), timeout, f"{name} to rejoin", on_event)
-        member = _member(stack.members(), name)
-        details.update(role=member.role, timeline=member.timeline)  # type: ignore[union-attr]
-        summary += f": rejoined as {member.role} ({member.state}, timeline {member.timeline})"  # type: ignore[union-attr]
+        member = _known_member(stack.members(), name)
+        details.update(role=member.role, timeline=member.timeline)
+        summary += f": rejoined as {member.role} ({member.state}, timeline {member.timeline})"
     lab.wait_healthy(timeout, on_event)
     seconds = time.monotonic() - started
     return OpResult("start", seconds, summary + f"; cluster healthy after {seconds:.1f} s", details)
@@ -207,13 +213,13 @@ def parse_assignments(assignments: list[str]) -> dict[str, str]:
 
 
 def set_config(lab: Lab, parameters: dict[str, str], timeout: float = 60,
-               on_event: EventSink = _ignore) -> OpResult:
+               on_event: EventSink = ignore_event) -> OpResult:
     """Change parameters cluster-wide; report (and wait to see) which need a restart."""
     stack = lab.stack()
     leader = stack.leader()
     if leader is None:
         raise PglabError("the cluster has no running leader to read settings from")
-    password = lab.secrets()["patroni_superuser_password"]
+    password = lab.superuser_password()
     rows = sql.query(lab.address(leader), lab.topology.ports.postgres, password,
                      "SELECT name, context, setting, unit FROM pg_settings WHERE name = ANY(%s)",
                      (list(parameters),), tls=lab.libpq_tls())
@@ -244,7 +250,7 @@ def set_config(lab: Lab, parameters: dict[str, str], timeout: float = 60,
                     {"parameters": parameters, "needs_restart": needs_restart})
 
 
-def restart(lab: Lab, rolling: bool = True, timeout: float = 240, on_event: EventSink = _ignore) -> OpResult:
+def restart(lab: Lab, rolling: bool = True, timeout: float = 240, on_event: EventSink = ignore_event) -> OpResult:
     """Restart pending members (all members when none is pending), until none is pending.
 
     Rolling: replicas one at a time, then the leader by switchover. A replica cannot run below
@@ -280,7 +286,7 @@ def restart(lab: Lab, rolling: bool = True, timeout: float = 240, on_event: Even
             restarted.append(f"{leader} (by switchover to {result.details['new_leader']})")
         everyone = False
         # Patroni refreshes pending_restart on its next loop: let the flags settle before judging.
-        with contextlib.suppress(OperationTimeout):
+        with contextlib.suppress(WaitTimeout):
             wait_until(lambda: (not any(m.pending_restart for m in stack.members()), "flags settling"),
                        8, "pending restart flags", on_event)
     still = [m.name for m in stack.members() if m.pending_restart]
@@ -312,7 +318,7 @@ def lowers_hot_standby_setting(member: Member) -> bool:
 
 
 def _wait_replayed(lab: Lab, leader: str, replicas: list[str], timeout: float, on_event: EventSink) -> None:
-    password = lab.secrets()["patroni_superuser_password"]
+    password = lab.superuser_password()
     port = lab.topology.ports.postgres
     lsn = sql.query(lab.address(leader), port, password, "SELECT pg_current_wal_lsn()::text", tls=lab.libpq_tls())[0][0]
     for name in replicas:

@@ -1,7 +1,8 @@
 """What the lab's components need on a machine that runs them, and which package brings each.
 
 The local provider's nodes run here, so pglab checks (and, as root, installs) these before `up`;
-on VMs and servers each role installs its own packages instead.
+on VMs and servers each role installs its own packages instead. What a stack needs comes from
+its declaration (:class:`pglab.stacks.StackSpec`).
 """
 
 from __future__ import annotations
@@ -9,16 +10,15 @@ from __future__ import annotations
 import pwd
 import shutil
 from pathlib import Path
+from typing import Any
 
-from pglab import paths
+from pglab import paths, stacks
 from pglab.providers.base import Prerequisite
 from pglab.topology import Topology
 
-VENV_PACKAGE = "patroni (PyPI, in a venv: python3-venv)"
-PG_AUTOCTL_PACKAGE = "pg-auto-failover-cli"
 
-
-def _binary(name: str, *fallbacks: str) -> bool:
+def has_binary(name: str, *fallbacks: str) -> bool:
+    """Whether ``name`` is on the PATH (or at one of ``fallbacks``)."""
     return shutil.which(name) is not None or any(Path(f).exists() for f in fallbacks)
 
 
@@ -32,40 +32,30 @@ def _user_exists(name: str) -> bool:
 
 def on_this_machine(topology: Topology) -> list[Prerequisite]:
     bin_dir = Path(f"/usr/lib/postgresql/{topology.postgres.version}/bin")
-    venv = paths.services_venv()
     needed = [
         Prerequisite(str(bin_dir / "postgres"), f"postgresql-{topology.postgres.version}",
                      (bin_dir / "postgres").exists()),
+        *stacks.spec(topology.stack).prerequisites(topology),
     ]
-    if topology.stack == "patroni":
-        needed.append(Prerequisite(f"{venv}/bin/patroni", VENV_PACKAGE, (venv / "bin" / "patroni").exists()))
-    else:
-        extension = Path(f"/usr/share/postgresql/{topology.postgres.version}/extension/pgautofailover.control")
-        needed += [
-            Prerequisite("pg_autoctl", PG_AUTOCTL_PACKAGE, _binary("pg_autoctl")),
-            Prerequisite(f"the pgautofailover extension ({extension})",
-                         f"postgresql-{topology.postgres.version}-auto-failover", extension.exists()),
-        ]
-    if topology.with_role("dcs"):
-        needed.append(Prerequisite("etcd", "etcd-server", _binary("etcd")))
-    if topology.with_role("haproxy"):
-        needed.append(Prerequisite("haproxy", "haproxy", _binary("haproxy", "/usr/sbin/haproxy")))
     if paths.is_root():
         needed.append(Prerequisite("user postgres", "postgresql-common", _user_exists("postgres")))
         # `stop --partition` and `drill partition` cut a node off with nftables (root only).
-        needed.append(Prerequisite("nft", "nftables", _binary("nft", "/usr/sbin/nft")))
+        needed.append(Prerequisite("nft", "nftables", has_binary("nft", "/usr/sbin/nft")))
     return needed
 
 
 def prepare_roles(topology: Topology) -> list[str]:
     """The roles whose package tasks playbooks/prepare.yml runs on this machine."""
-    roles = ["etcd"] if topology.with_role("dcs") else []
-    roles += ["postgresql", "patroni" if topology.stack == "patroni" else "pg_auto_failover"]
+    roles = ["postgresql", *stacks.spec(topology.stack).package_roles(topology)]
     if paths.is_root():
         roles.append("pglab")  # nftables, for network partitions
-    return roles + (["haproxy"] if topology.with_role("haproxy") else [])
+    return roles
 
 
-def machine_variables(topology: Topology) -> dict[str, object]:
-    """Inventory variables for components that run on this machine."""
-    return {"patroni_venv": str(paths.services_venv()), "pglab_prepare_roles": prepare_roles(topology)}
+def machine_variables(topology: Topology) -> dict[str, Any]:
+    """Inventory variables for components that run on this machine (every stack's, so one
+    inventory serves whichever plays run)."""
+    variables: dict[str, Any] = {}
+    for spec in stacks.specs():
+        variables.update(spec.machine_variables())
+    return {**variables, "pglab_prepare_roles": prepare_roles(topology)}

@@ -15,7 +15,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from pglab import box, certs, paths, prerequisites, secrets
+from pglab import box, certs, paths, prerequisites, secrets, stacks
 from pglab.providers.base import Provider
 from pglab.topology import Topology
 
@@ -40,7 +40,7 @@ def inventory_hosts(topology: Topology, provider: Provider) -> dict[str, Any]:
     }
     groups = {
         f"pglab_{role}": {"hosts": {n.name: None for n in topology.with_role(role)}}
-        for role in ("dcs", "postgres", "haproxy", "monitor")
+        for role in stacks.roles()
     }
     return {"all": {"hosts": hosts, "children": groups}}
 
@@ -54,23 +54,8 @@ def lab_variables(topology: Topology, provider: Provider) -> dict[str, Any]:
         "pglab_ports": ports.model_dump(),
         "postgresql_version": topology.postgres.version,
         "postgresql_port": ports.postgres,
-        "patroni_scope": topology.postgres.scope,
-        "patroni_dcs": topology.dcs,
-        "patroni_dcs_port": ports.consul if topology.dcs == "consul" else ports.etcd,
-        "patroni_restapi_port": ports.patroni,
-        "patroni_postgresql_parameters": dict(topology.postgres.parameters),
-        **{f"patroni_{key}": value for key, value in topology.patroni.dynamic().items()},
-        "etcd_client_port": ports.etcd,
-        "etcd_peer_port": ports.etcd_peer,
-        "haproxy_primary_port": ports.haproxy_primary,
-        "haproxy_replicas_port": ports.haproxy_replicas,
-        "haproxy_stats_port": ports.haproxy_stats,
-        "haproxy_postgres_port": ports.postgres,
-        "haproxy_health_port": ports.patroni,
-        "pg_auto_failover_monitor_port": ports.monitor,
-        "pg_auto_failover_formation": topology.pg_auto_failover.formation,
-        "pg_auto_failover_number_sync_standbys": topology.pg_auto_failover.number_sync_standbys,
-        "pg_auto_failover_candidate_priorities": dict(topology.pg_auto_failover.candidate_priorities),
+        # Every registered stack's variables: each stack's section has its defaults in any lab.
+        **{key: value for spec in stacks.specs() for key, value in spec.inventory_vars(topology).items()},
         **secrets.user_variables(),
         **tls_variables(topology, paths.LabLayout.at(provider.lab_dir).tls),
         **provider.inventory_vars(),
@@ -109,9 +94,7 @@ def vagrantfile(topology: Topology) -> str:
 def pgpass_lines(topology: Topology, provider: Provider, password: str) -> str:
     """A libpq password file for the superuser, so `psql` works without typing the password."""
     targets = [(provider.address(n), topology.ports.postgres) for n in topology.with_role("postgres")]
-    for node in topology.with_role("haproxy"):
-        targets += [(provider.address(node), topology.ports.haproxy_primary),
-                    (provider.address(node), topology.ports.haproxy_replicas)]
+    targets += [(provider.address(node), port) for node, port in stacks.spec(topology.stack).entry_points(topology)]
     return "".join(f"{host}:{port}:*:{secrets.SUPERUSER.user}:{password}\n" for host, port in targets)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from pglab import ansible, paths, tls_endpoints
 from pglab.errors import PglabError
-from pglab.lab import EventSink, Lab, Step, _ignore
+from pglab.lab import EventSink, Lab, Step, ignore_event
 from pglab.operations import OpResult, wait_until
 
 
@@ -26,7 +26,7 @@ class Round:
     changed: int
 
 
-def rotate(lab: Lab, new_ca: bool = False, timeout: float = 60.0, on_event: EventSink = _ignore) -> OpResult:
+def rotate(lab: Lab, new_ca: bool = False, timeout: float = 60.0, on_event: EventSink = ignore_event) -> OpResult:
     """Rotate the lab's certificates (and, with ``new_ca``, its CA); returns once every service
     serves its new certificate (and the old CA is retired)."""
     if not lab.topology.tls:

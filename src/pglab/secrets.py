@@ -23,7 +23,9 @@ class Account:
 
 # The one place the lab's user names are chosen: rendering passes them to the roles, and pglab's
 # own clients (psql, psycopg, Patroni's REST API, HAProxy's stats page) log in with them.
-SUPERUSER = Account("postgres", "patroni_superuser", "patroni_superuser_password", "PostgreSQL superuser")
+# The superuser is every stack's (Patroni's and pg_auto_failover's alike): its variables are the
+# postgresql role's, named after no stack.
+SUPERUSER = Account("postgres", "postgresql_superuser", "postgresql_superuser_password", "PostgreSQL superuser")
 REPLICATION = Account("replicator", "patroni_replication_user", "patroni_replication_password", "replication user")
 REWIND = Account("rewinder", "patroni_rewind_user", "patroni_rewind_password", "pg_rewind user")
 RESTAPI = Account("patroni", "patroni_restapi_user", "patroni_restapi_password", "Patroni REST API")
@@ -36,13 +38,22 @@ PGAF_REPLICATION = Account("pgautofailover_replicator", "pg_auto_failover_replic
                            "pg_auto_failover_replication_password", "pg_auto_failover replication user")
 ACCOUNTS = (SUPERUSER, REPLICATION, REWIND, RESTAPI, HAPROXY_STATS, PGAF_MONITOR, PGAF_REPLICATION)
 
-# Inventory variable -> what it protects. Ansible reads the file as group_vars/all/secrets.yml.
-SECRET_VARIABLES = {a.password_variable: f"{a.what} ({a.user})" for a in ACCOUNTS}
+
+def accounts() -> tuple[Account, ...]:
+    """Every account a lab has: the ones above and those a registered stack declares."""
+    from pglab import stacks
+
+    return ACCOUNTS + tuple(a for spec in stacks.specs() for a in spec.accounts if a not in ACCOUNTS)
+
+
+def secret_variables() -> dict[str, str]:
+    """Inventory variable -> what it protects. Ansible reads the file as group_vars/all/secrets.yml."""
+    return {a.password_variable: f"{a.what} ({a.user})" for a in accounts()}
 
 
 def user_variables() -> dict[str, str]:
     """The roles' variables naming each account's user."""
-    return {a.user_variable: a.user for a in ACCOUNTS}
+    return {a.user_variable: a.user for a in accounts()}
 
 
 def _new_password() -> str:
@@ -54,7 +65,7 @@ def load_or_create(path: Path) -> dict[str, str]:
     current: dict[str, str] = {}
     if path.exists():
         current = yaml.safe_load(path.read_text()) or {}
-    wanted = {name: str(current.get(name) or _new_password()) for name in SECRET_VARIABLES}
+    wanted = {name: str(current.get(name) or _new_password()) for name in secret_variables()}
     if wanted != current:
         write_private(path, "# pglab: this lab's passwords. Keep this file private.\n"
                       + yaml.safe_dump(wanted, sort_keys=True))

@@ -37,12 +37,13 @@ def connect(host: str, port: int, password: str, dbname: str = "postgres", user:
             autocommit: bool = True, tls: Mapping[str, str] | None = None) -> psycopg.Connection:
     """A session at host:port; ``host`` may list several hosts (see :func:`writer_attrs`);
     ``tls`` holds the lab's :func:`tls_keywords`."""
-    return psycopg.connect(
-        host=host, port=port, dbname=dbname, user=user, password=password, autocommit=autocommit,
-        connect_timeout=connect_timeout(),
-        options=f"-c statement_timeout={round(STATEMENT_TIMEOUT_MS * timeout_scale())}",
-        application_name="pglab", **writer_attrs(host), **(tls or {}),
-    )
+    conninfo: dict[str, Any] = {
+        "host": host, "port": port, "dbname": dbname, "user": user, "password": password,
+        "connect_timeout": connect_timeout(),
+        "options": f"-c statement_timeout={round(STATEMENT_TIMEOUT_MS * timeout_scale())}",
+        "application_name": "pglab", **writer_attrs(host), **(tls or {}),
+    }
+    return psycopg.connect(autocommit=autocommit, **conninfo)
 
 
 def query(host: str, port: int, password: str, sql: str, params: Any = None, dbname: str = "postgres",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from pglab import certs
+from pglab import certs, stacks
 from pglab.lab import Lab
 
 
@@ -32,22 +32,11 @@ class TlsEndpoint:
 
 
 def endpoints(lab: Lab) -> list[TlsEndpoint]:
-    """Every TLS service of the lab: each PostgreSQL (data nodes, the pg_auto_failover monitor),
-    Patroni's REST API and the DCS (etcd requires pglab's client certificate)."""
-    topo, ports = lab.topology, lab.topology.ports
+    """Every TLS service of the lab, as its stack declares them (``StackSpec.tls_services``)."""
     client = (certs.cert_path(lab.layout.tls, certs.CLIENT), certs.key_path(lab.layout.tls, certs.CLIENT))
-    found: list[TlsEndpoint] = []
-    for node in topo.with_role("postgres"):
-        found.append(TlsEndpoint(node.name, "postgresql", lab.address(node.name), ports.postgres, True, None))
-        if topo.stack == "patroni":
-            found.append(TlsEndpoint(node.name, "patroni", lab.address(node.name), ports.patroni, False, None))
-    for node in topo.with_role("monitor"):
-        found.append(TlsEndpoint(node.name, "monitor", lab.address(node.name), ports.monitor, True, None))
-    if topo.stack == "patroni":
-        for node in topo.with_role("dcs"):
-            port = ports.etcd if topo.dcs == "etcd" else ports.consul
-            found.append(TlsEndpoint(node.name, topo.dcs, lab.address(node.name), port, False, client))
-    return found
+    return [TlsEndpoint(s.node.name, s.service, lab.address(s.node.name), s.port, s.postgres,
+                        client if s.client_certificate else None)
+            for s in stacks.spec(lab.topology.stack).tls_services(lab.topology)]
 
 
 def served(lab: Lab) -> list[tuple[TlsEndpoint, x509.Certificate | Exception]]:

@@ -70,7 +70,7 @@ def _first_line(text: str) -> str:
         if line:
             # "AssertionError: pg2 is not streaming" -> "pg2 is not streaming"; keep other exception names.
             line = re.sub(r"^AssertionError: ", "", line)
-            return re.sub(r"^(?:[a-z_]+\.)+(?=[A-Z]\w*: )", "", line)  # pglab.operations.OperationTimeout:
+            return re.sub(r"^(?:[a-z_]+\.)+(?=[A-Z]\w*: )", "", line)  # pglab.errors.WaitTimeout:
     return ""
 
 

@@ -167,7 +167,7 @@ class VmHost:
 
     def run(self, command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
         """Run ``command`` inside the namespace."""
-        return subprocess.run([*self.exec_prefix(), *command], text=True, **kwargs)  # type: ignore[call-overload]
+        return subprocess.run([*self.exec_prefix(), *command], text=True, **kwargs)  # type: ignore[call-overload]  # kwargs are subprocess.run's, passed through
 
     @contextmanager
     def running(self) -> Iterator[VmHost]:

@@ -43,7 +43,7 @@ def test_compact_lab_comes_up_and_destroy_leaves_nothing(tmp_path: Path) -> None
         assert result.health.leader == "solo"
         assert provider.run_dir.exists()
         assert "sslmode" not in result.dsn and not lab.layout.tls.exists()
-        with psycopg.connect(result.dsn, password=lab.secrets()["patroni_superuser_password"],
+        with psycopg.connect(result.dsn, password=lab.superuser_password(),
                              sslmode="disable", connect_timeout=5) as conn:
             assert conn.execute("select 1").fetchone() == (1,)
     finally:

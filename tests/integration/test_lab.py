@@ -85,7 +85,7 @@ def test_second_up_changes_nothing(lab: Lab) -> None:
     result = lab.up(timeout=60)
     assert result.changed == 0
     assert result.parameters_changed == {}
-    assert result.patroni_changed == {}
+    assert result.settings_changed == {}
     assert result.health.healthy
     assert {m.name: m.timeline for m in result.health.members} == before
 

@@ -62,7 +62,7 @@ def test_verify_names_a_stopped_replica(lab: Lab) -> None:
         report = run_verify(lab.topology_file, None, "replication", True)
     finally:
         operations.start_node(lab, replica)
-        drop_rows(lab, lab.secrets()["patroni_superuser_password"])
+        drop_rows(lab, lab.superuser_password())
     assert not report.passed
     by_node = {r.node: r for r in report.results if r.name == "member leads or streams"}
     assert by_node[replica].outcome == "failed"

@@ -1,4 +1,4 @@
-"""The house rules CI enforces: ruff and ansible-lint clean."""
+"""The house rules CI enforces: ruff, mypy and ansible-lint clean."""
 
 from __future__ import annotations
 
@@ -24,6 +24,12 @@ def test_ruff_is_clean() -> None:
     result = subprocess.run([_tool("ruff"), "check", "src", "tests", "bench"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_is_clean() -> None:
+    """mypy on src/pglab with pyproject.toml's settings (its [tool.mypy] names the files)."""
+    result = subprocess.run([_tool("mypy")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
 
 def test_ansible_lint_is_clean() -> None:

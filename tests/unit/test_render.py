@@ -12,7 +12,7 @@ import yaml
 
 from pglab import paths, render
 from pglab.lab import Lab
-from pglab.secrets import SECRET_VARIABLES
+from pglab.secrets import secret_variables
 from tests.conftest import loopback_address, write_topology
 
 
@@ -46,10 +46,10 @@ def test_secrets_are_generated_once_private_and_reused(lab: Lab) -> None:
     secrets_1 = yaml.safe_load(first.secrets_file.read_text())
     assert first.secrets_file.stat().st_mode & 0o777 == 0o600
     assert first.pgpass.stat().st_mode & 0o777 == 0o600
-    assert len(set(secrets_1.values())) == len(secrets_1) == len(SECRET_VARIABLES)
+    assert len(set(secrets_1.values())) == len(secrets_1) == len(secret_variables())
     second = lab.render()
     assert yaml.safe_load(second.secrets_file.read_text()) == secrets_1
-    assert secrets_1["patroni_superuser_password"] in second.pgpass.read_text()
+    assert secrets_1["postgresql_superuser_password"] in second.pgpass.read_text()
 
 
 def test_other_labs_get_other_secrets(tmp_path: Path) -> None:

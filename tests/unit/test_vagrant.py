@@ -131,7 +131,6 @@ def test_inventory_vars(two_nodes: Topology, tmp_path: Path) -> None:
         "pglab_service_user": "postgres",
         "pglab_install_packages": True,
         "pglab_hba_networks": ["10.20.0.0/16"],
-        "patroni_venv": "/opt/patroni",
     }
 
 

@@ -1,8 +1,8 @@
 """`pglab verify`: a pytest + testinfra suite shipped inside the package, run against a live lab.
 
 One file per check, run in order (services, replication, routing, switchover, manual failover,
-node loss, configuration change, final). A file that serves one stack only says so with
-``STACKS = ("patroni",)``; the suite keeps the files of the lab's stack. ``conftest.py`` adds
+node loss, configuration change, final). A file that serves one stack only is listed in that
+stack's declaration (``StackSpec.checks``); the suite keeps the files of the lab's stack. ``conftest.py`` adds
 ``--pglab-file`` and the session fixtures; the helpers below are shared by the checks. Services'
 states come from the provider's interface (``Provider.services``), sockets from testinfra's
 ansible backend on the lab's own inventory, the cluster (leader, replicas) from the stack client

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from pglab import stacks
 from pglab.lab import Lab
 
-_ROLE_FIXTURES = {"dcs_node": "dcs", "postgres_node": "postgres", "haproxy_node": "haproxy",
-                  "monitor_node": "monitor"}
+# One fixture per node role of the registered stacks: ``dcs_node``, ``postgres_node`` ...
+_ROLE_FIXTURES = {f"{role}_node": role for role in stacks.roles()}
 _ANY_NODE = "any_node"  # every node of the lab, whatever its roles
 _saved_path: list[str | None] = []
 
@@ -50,7 +51,7 @@ def _lab_from_config(config: pytest.Config) -> Lab:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for fixture, role in _ROLE_FIXTURES.items():
         if fixture in metafunc.fixturenames:
-            nodes = [n.name for n in _lab_from_config(metafunc.config).topology.with_role(role)]  # type: ignore[arg-type]
+            nodes = [n.name for n in _lab_from_config(metafunc.config).topology.with_role(role)]
             metafunc.parametrize(fixture, nodes, ids=nodes, scope="function")
     if _ANY_NODE in metafunc.fixturenames:
         nodes = [n.name for n in _lab_from_config(metafunc.config).topology.nodes]
@@ -58,11 +59,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep the checks of the lab's stack: a module with ``STACKS`` serves only those stacks, one
-    with ``TLS = True`` only labs with ``tls: true``."""
+    """Keep the checks of the lab's stack: a check a stack declares as its own (``StackSpec.checks``)
+    serves only that stack; the others serve every stack. A module with ``TLS = True`` serves only
+    labs with ``tls: true``."""
     topology = _lab_from_config(config).topology
-    stack = topology.stack
-    keep = [i for i in items if stack in getattr(i.module, "STACKS", (stack,))  # type: ignore[attr-defined]
+    own = stacks.spec(topology.stack).checks
+    claimed = {check for spec in stacks.specs() for check in spec.checks}
+    keep = [i for i in items if (i.path.stem in own or i.path.stem not in claimed)
             and (topology.tls or not getattr(i.module, "TLS", False))]  # type: ignore[attr-defined]
     if len(keep) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
@@ -77,4 +80,4 @@ def lab(request: pytest.FixtureRequest) -> Lab:
 @pytest.fixture(scope="session")
 def password(lab: Lab) -> str:
     """The PostgreSQL superuser's password, from the lab's secrets."""
-    return lab.secrets()["patroni_superuser_password"]
+    return lab.superuser_password()

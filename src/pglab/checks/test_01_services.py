@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 
 from pglab import certs, sql
 from pglab.checks import listens, service_state
 from pglab.lab import Lab
-
-STACKS = ("patroni",)
 
 
 def _get_json(lab: Lab, url: str) -> object:
@@ -28,23 +27,32 @@ def _scheme(lab: Lab) -> str:
     return "https" if lab.topology.tls else "http"
 
 
+def _answer(lab: Lab, dcs_node: str, what: str, url: str) -> object:
+    try:
+        return _get_json(lab, url)
+    except (OSError, urllib.error.URLError, ValueError) as exc:
+        raise AssertionError(f"{dcs_node}: {what} does not answer at {url}: {sql.first_line(exc)}") from None
+
+
+def _etcd_healthy(lab: Lab, dcs_node: str) -> None:
+    url = f"{_scheme(lab)}://{lab.address(dcs_node)}:{lab.topology.ports.etcd}/health"
+    answer = _answer(lab, dcs_node, "etcd", url)
+    assert isinstance(answer, dict) and answer.get("health") == "true", (
+        f"{dcs_node}: etcd is not healthy: {url} answered {answer!r}")
+
+
+def _consul_healthy(lab: Lab, dcs_node: str) -> None:
+    url = f"{_scheme(lab)}://{lab.address(dcs_node)}:{lab.topology.ports.consul}/v1/status/leader"
+    answer = _answer(lab, dcs_node, "Consul", url)
+    assert answer, f"{dcs_node}: Consul has no leader ({url} answered {answer!r})"
+
+
+# The topology's dcs -> how to ask it whether it is healthy.
+DCS_HEALTH: dict[str, Callable[[Lab, str], None]] = {"etcd": _etcd_healthy, "consul": _consul_healthy}
+
+
 def test_dcs_answers_healthy(lab: Lab, dcs_node: str) -> None:
-    address = lab.address(dcs_node)
-    if lab.topology.dcs == "etcd":
-        url = f"{_scheme(lab)}://{address}:{lab.topology.ports.etcd}/health"
-        try:
-            answer = _get_json(lab, url)
-        except (OSError, urllib.error.URLError, ValueError) as exc:
-            raise AssertionError(f"{dcs_node}: etcd does not answer at {url}: {sql.first_line(exc)}") from None
-        assert isinstance(answer, dict) and answer.get("health") == "true", (
-            f"{dcs_node}: etcd is not healthy: {url} answered {answer!r}")
-    else:
-        url = f"{_scheme(lab)}://{address}:{lab.topology.ports.consul}/v1/status/leader"
-        try:
-            answer = _get_json(lab, url)
-        except (OSError, urllib.error.URLError, ValueError) as exc:
-            raise AssertionError(f"{dcs_node}: Consul does not answer at {url}: {sql.first_line(exc)}") from None
-        assert answer, f"{dcs_node}: Consul has no leader ({url} answered {answer!r})"
+    DCS_HEALTH[lab.topology.dcs](lab, dcs_node)
 
 
 def test_dcs_service_runs(lab: Lab, dcs_node: str) -> None:

@@ -9,7 +9,6 @@ from pglab.checks import listens, service_state
 from pglab.lab import Lab
 from pglab.stacks.pgaf import PgAutoFailoverStack
 
-STACKS = ("pg_auto_failover",)
 SERVICE = "pgautofailover"  # the keeper's (and the monitor's) service: supervisor program or systemd unit
 
 
@@ -22,11 +21,11 @@ def _stack(lab: Lab) -> PgAutoFailoverStack:
 def test_monitor_answers_with_its_extension(lab: Lab, monitor_node: str) -> None:
     address, port = lab.address(monitor_node), lab.topology.ports.monitor
     try:
-        rows = _stack(lab)._monitor_rows("SELECT extversion FROM pg_extension WHERE extname = 'pgautofailover'")
+        version = _stack(lab).extension_version()
     except OSError as exc:
         raise AssertionError(f"{monitor_node}: the monitor does not answer on {address}:{port}: "
                              f"{sql.first_line(exc)}") from None
-    assert rows, f"{monitor_node}: the monitor's database has no pgautofailover extension"
+    assert version, f"{monitor_node}: the monitor's database has no pgautofailover extension"
 
 
 def test_monitor_service_runs(lab: Lab, monitor_node: str) -> None:

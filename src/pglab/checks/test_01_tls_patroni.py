@@ -8,7 +8,6 @@ import urllib.request
 
 from pglab.lab import Lab
 
-STACKS = ("patroni",)
 TLS = True  # only for labs with tls: true
 
 

@@ -9,8 +9,6 @@ from pglab import sql
 from pglab.checks import leader, node_at, streaming_replicas
 from pglab.lab import Lab
 
-STACKS = ("patroni",)
-
 
 def _server(lab: Lab, name: str, port: int, password: str, what: str) -> tuple[bool, str]:
     address = lab.address(name)
@@ -46,7 +44,7 @@ def test_stats_show_only_the_leader_up_for_writes(lab: Lab, haproxy_node: str) -
     current = leader(lab)
     name, address = haproxy_node, lab.address(haproxy_node)
     try:
-        backends = lab.stack(timeout=3).haproxy_backends()
+        backends = lab.stack(timeout=3).routing()
     except OSError as exc:
         raise AssertionError(f"{name}: the stats page on {address}:{lab.topology.ports.haproxy_stats} "
                              f"does not answer: {sql.first_line(exc)}") from None

@@ -10,14 +10,12 @@ from pglab import sql
 from pglab.checks import leader, node_at, streaming_replicas
 from pglab.lab import Lab
 
-STACKS = ("pg_auto_failover",)
-
 
 def _reach(lab: Lab, which: str, password: str) -> tuple[bool, str]:
     uri = lab.endpoints()[which]
     try:
         with psycopg.connect(uri, password=password, connect_timeout=sql.CONNECT_TIMEOUT) as conn:
-            in_recovery, server = conn.execute("SELECT pg_is_in_recovery(), host(inet_server_addr())").fetchone()  # type: ignore[misc]
+            in_recovery, server = conn.execute("SELECT pg_is_in_recovery(), host(inet_server_addr())").fetchone()  # type: ignore[misc]  # one row always
     except (OSError, psycopg.Error) as exc:
         raise AssertionError(f"the {which} URI {uri} does not connect: {sql.first_line(exc)}") from None
     return in_recovery, node_at(lab, server)

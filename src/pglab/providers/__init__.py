@@ -1,20 +1,36 @@
-"""Providers by name: the topology's ``provider:`` picks one."""
+"""Providers by name: the topology's ``provider:`` picks one.
+
+Registering a provider is one line below; each declares what it can run (``Provider.dcs``).
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from pglab.providers.base import Prerequisite, Provider
 from pglab.topology import Topology
 
-__all__ = ["Prerequisite", "Provider", "get_provider"]
+__all__ = ["PROVIDERS", "Prerequisite", "Provider", "default_name", "get_provider", "provider_class"]
+
+# The topology's provider name -> "module:class" (imported only when used). The first one is the default.
+PROVIDERS = {
+    "local": "pglab.providers.local:LocalProvider",
+    "vagrant": "pglab.providers.vagrant:VagrantProvider",
+}
+
+
+def provider_class(name: str) -> type[Provider]:
+    module, _, cls = PROVIDERS[name].partition(":")
+    found = getattr(importlib.import_module(module), cls)
+    if not (isinstance(found, type) and issubclass(found, Provider)):
+        raise TypeError(f"{PROVIDERS[name]} must be a Provider class")
+    return found
+
+
+def default_name() -> str:
+    return next(iter(PROVIDERS))
 
 
 def get_provider(topology: Topology, lab_dir: Path) -> Provider:
-    if topology.provider == "local":
-        from pglab.providers.local import LocalProvider
-
-        return LocalProvider(topology, lab_dir)
-    from pglab.providers.vagrant import VagrantProvider
-
-    return VagrantProvider(topology, lab_dir)
+    return provider_class(topology.provider)(topology, lab_dir)

@@ -24,6 +24,8 @@ class Prerequisite:
     what: str
     package: str
     present: bool
+    # Whether a user without root can install it (Patroni's venv in their home); apt needs root.
+    user_installable: bool = False
 
 
 class Provider(ABC):
@@ -32,6 +34,9 @@ class Provider(ABC):
     name: str = ""
     # Whether the nodes run on this machine (so pglab can install their packages here).
     nodes_on_this_machine: bool = False
+    # The DCS it can run (for stacks that keep their state in one), and why it runs no others.
+    dcs: tuple[str, ...] = ("etcd", "consul")
+    dcs_note: str = ""
 
     def __init__(self, topology: Topology, lab_dir: Path) -> None:
         self.topology = topology

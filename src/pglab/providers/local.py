@@ -27,7 +27,7 @@ from typing import Any
 import jinja2
 from supervisor.xmlrpc import SupervisorTransport
 
-from pglab import paths
+from pglab import paths, stacks
 from pglab.errors import PglabError
 from pglab.providers import nft
 from pglab.providers.base import Provider
@@ -54,6 +54,8 @@ def program_node(program: str) -> tuple[str, str]:
 class LocalProvider(Provider):
     name = "local"
     nodes_on_this_machine = True
+    dcs = ("etcd",)
+    dcs_note = "Debian 12 packages no Consul"
 
     def __init__(self, topology: Any, lab_dir: Path) -> None:
         super().__init__(topology, lab_dir)
@@ -112,17 +114,11 @@ class LocalProvider(Provider):
         """Addresses of this lab that something else already listens on."""
         if self.is_created():
             return []
-        ports = self.topology.ports
-        by_role = {
-            "dcs": [ports.etcd, ports.etcd_peer],
-            "postgres": [ports.postgres, ports.patroni],
-            "haproxy": [ports.haproxy_primary, ports.haproxy_replicas, ports.haproxy_stats],
-            "monitor": [ports.monitor],
-        }
+        by_role = stacks.spec(self.topology.stack).role_ports(self.topology.ports)
         busy = []
         for node in self.topology.nodes:
             for role in node.roles:
-                for port in by_role[role]:
+                for port in by_role.get(role, []):
                     if _listening(self.address(node), port):
                         busy.append(f"{self.address(node)}:{port} ({node.name}, {role})")
         return busy

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pglab import libvirt
+from pglab import libvirt, stacks
 from pglab.errors import PglabError
 from pglab.providers.base import Prerequisite, Provider
 from pglab.topology import Node
@@ -95,7 +95,6 @@ class VagrantProvider(Provider):
             "pglab_service_user": "postgres",
             "pglab_install_packages": True,
             "pglab_hba_networks": [str(self.topology.network.subnet)],
-            "patroni_venv": "/opt/patroni",
         }
         if self._emulated():
             # Guests 10x slower than the host, sharing its CPUs: etcd's sub-second elections would
@@ -275,14 +274,8 @@ class VagrantProvider(Provider):
 
     def _units(self, node: Node) -> list[str]:
         """The systemd units the node's roles run, in role order."""
-        postgres = "patroni" if self.topology.stack == "patroni" else "pgautofailover"
-        by_role = {
-            "dcs": self.topology.dcs,  # the unit is named after the DCS: etcd or consul
-            "postgres": postgres,
-            "haproxy": "haproxy",
-            "monitor": "pgautofailover",
-        }
-        return [by_role[role] for role in node.roles]
+        spec = stacks.spec(self.topology.stack)
+        return [spec.service(role, self.topology) for role in node.roles]
 
     def _has_libvirt(self) -> bool:
         if not shutil.which("vagrant"):

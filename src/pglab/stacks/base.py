@@ -6,11 +6,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
+from pydantic import BaseModel
+
 from pglab.errors import PglabError
-from pglab.topology import Topology
+from pglab.haproxy import Backend
+from pglab.providers.base import Prerequisite
+from pglab.secrets import Account
+from pglab.topology import Node, Ports, Topology
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,7 @@ class Health:
     members: list[Member]
     problems: list[str] = field(default_factory=list)
     # What the router showed while health was judged (HAProxy's stats rows), if there is one.
-    routing: list[Any] = field(default_factory=list)
+    routing: list[Backend] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -128,6 +133,11 @@ class Stack(ABC):
         """The stack's own published connection string, if it has one."""
         return None
 
+    def routing(self) -> list[Backend]:
+        """What the lab's router (HAProxy) routes to, one row per listener and server; empty when
+        clients reach the nodes themselves (a multi-host URI)."""
+        return []
+
     def leader(self) -> str | None:
         """The running leader (primary), if there is one."""
         return leader_of(self.members())
@@ -167,4 +177,104 @@ class Stack(ABC):
 
     def history(self) -> list[dict[str, Any]]:
         """Leader changes, oldest first: ``timeline``, ``reason``, ``time``, ``new_leader``."""
+        return []
+
+
+@dataclass(frozen=True)
+class DefaultNode:
+    """A node of the lab `pglab init` writes for a stack."""
+
+    name: str
+    address: str
+    role: str
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class TlsService:
+    """A service of the stack that serves the node's certificate (labs with ``tls: true``)."""
+
+    node: Node
+    service: str  # postgresql, patroni, etcd, monitor ...
+    port: int
+    postgres: bool = False  # PostgreSQL's protocol (TLS after an SSLRequest); else TLS from the start
+    client_certificate: bool = False  # the server requires a client certificate of the lab's CA
+
+
+class StackSpec(ABC):
+    """Everything that is one stack's, declared in one place: its stack module defines one
+    subclass and an instance ``SPEC``, and :data:`pglab.stacks.STACKS` registers the module.
+    Topology, rendering, prerequisites, the box, the providers, the checks and the CLI loop over
+    the registered specs instead of naming stacks."""
+
+    name: ClassVar[str]
+    # The node roles the stack uses, in the order inventories list their groups.
+    roles: ClassVar[tuple[str, ...]]
+    # Its topology section (a pydantic model), named after the stack; None when it has none.
+    settings: ClassVar[type[BaseModel] | None] = None
+    # Whether it keeps its state in the topology's DCS (``dcs:``), which the provider must run.
+    uses_dcs: ClassVar[bool] = False
+    # The lab `pglab init` writes.
+    default_nodes: ClassVar[tuple[DefaultNode, ...]] = ()
+    # `pglab init`'s comments for its section, by dotted key (``patroni.ttl``).
+    comments: ClassVar[Mapping[str, str]] = {}
+    # Why a role of another stack does not fit this one, and the fix, by role.
+    role_notes: ClassVar[Mapping[str, str]] = {}
+    # Debian packages the offline box holds for it (the roles install the same ones).
+    packages: ClassVar[tuple[str, ...]] = ()
+    # Units its packages enable that the box disables so Debian's defaults never start them.
+    box_disabled_units: ClassVar[tuple[str, ...]] = ()
+    # Accounts of its own, beyond the shared ones in :mod:`pglab.secrets`.
+    accounts: ClassVar[tuple[Account, ...]] = ()
+    # The verify checks that serve this stack only (file stems under pglab/checks/).
+    checks: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def client(self) -> type[Stack]:
+        """The client class that talks to a running cluster of this stack."""
+
+    @abstractmethod
+    def service(self, role: str, topology: Topology) -> str:
+        """The service (supervisor program or systemd unit) that runs ``role`` on a node."""
+
+    @abstractmethod
+    def role_ports(self, ports: Ports) -> dict[str, list[int]]:
+        """The ports each of its roles listens on."""
+
+    def check(self, topology: Topology) -> None:
+        """The stack's own rules for a topology; raise :class:`pglab.topology.FieldProblem`."""
+        return None
+
+    def inventory_vars(self, topology: Topology) -> dict[str, Any]:
+        """Its roles' variables, from the topology."""
+        return {}
+
+    def entry_points(self, topology: Topology) -> list[tuple[Node, int]]:
+        """Where clients connect besides the data nodes' PostgreSQL (a router), as (node, port)."""
+        return []
+
+    def tls_services(self, topology: Topology) -> list[TlsService]:
+        """Every service of the stack that presents its node's certificate: what verify checks
+        against the lab's CA and `pglab certs rotate` waits for."""
+        return []
+
+    def prerequisites(self, topology: Topology) -> list[Prerequisite]:
+        """What this machine needs to run the stack's nodes (the local provider)."""
+        return []
+
+    def package_roles(self, topology: Topology) -> list[str]:
+        """The roles whose package tasks install its components on this machine."""
+        return []
+
+    def machine_variables(self) -> dict[str, Any]:
+        """Inventory variables for its components installed on this machine (the local provider)."""
+        return {}
+
+    def user_install_variables(self) -> dict[str, Any] | None:
+        """Variables for playbooks/prepare.yml that install, without root, the prerequisites
+        marked ``user_installable``; None when the stack has none."""
+        return None
+
+    def box_venvs(self) -> list[tuple[str, list[str]]]:
+        """Virtual environments the offline box holds for it: (path, pip packages)."""
         return []

@@ -1,6 +1,8 @@
-"""The Patroni stack client: members and health from Patroni's REST API and HAProxy's stats.
+"""The Patroni stack: its declaration (:data:`SPEC`: roles, topology section, packages, services,
+ports, inventory variables) and its client, which reads members and health from Patroni's REST
+API and HAProxy's stats.
 
-It is given node addresses and credentials; it never knows how the machines were made.
+The client is given node addresses and credentials; it never knows how the machines were made.
 """
 
 from __future__ import annotations
@@ -10,14 +12,63 @@ import json
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
-from pglab import certs, haproxy
+import yaml
+from pydantic import Field, model_validator
+
+from pglab import certs, haproxy, paths, prerequisites
+from pglab.providers.base import Prerequisite
 from pglab.secrets import HAPROXY_STATS, RESTAPI
-from pglab.stacks.base import ClientEndpoint, Health, Member, Stack, StackError, StackSite
-from pglab.topology import Topology
+from pglab.stacks.base import (
+    ClientEndpoint,
+    DefaultNode,
+    Health,
+    Member,
+    Stack,
+    StackError,
+    StackSite,
+    StackSpec,
+    TlsService,
+)
+from pglab.topology import FieldProblem, Node, Ports, Strict, Topology
+
+# Where rendering finds the role's own defaults (Patroni's venv, its pip packages): their one owner.
+ROLE = "patroni"
+VENV_PACKAGE = "patroni (PyPI, in a venv: python3-venv)"
+
+
+class PatroniSettings(Strict):
+    """Patroni's dynamic configuration knobs: set at bootstrap, converged by every `pglab up`."""
+
+    ttl: Annotated[int, Field(ge=20)] = 20  # Patroni 4 refuses less
+    loop_wait: Annotated[int, Field(ge=1)] = 2
+    retry_timeout: Annotated[int, Field(ge=1)] = 5
+    maximum_lag_on_failover: Annotated[int, Field(ge=0)] = 1048576
+    synchronous_mode: bool = False
+    synchronous_mode_strict: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PatroniSettings:
+        if self.loop_wait + 2 * self.retry_timeout > self.ttl:
+            raise FieldProblem(
+                ("patroni", "ttl"),
+                f"ttl {self.ttl} is shorter than loop_wait + 2 x retry_timeout "
+                f"({self.loop_wait} + 2 x {self.retry_timeout}), so a healthy leader could lose its lock; "
+                f"raise ttl to at least {self.loop_wait + 2 * self.retry_timeout} or lower the other two",
+            )
+        if self.synchronous_mode_strict and not self.synchronous_mode:
+            raise FieldProblem(("patroni", "synchronous_mode_strict"),
+                                "synchronous_mode_strict only applies with synchronous_mode: true; "
+                                "set synchronous_mode: true too, or remove synchronous_mode_strict")
+        return self
+
+    def dynamic(self) -> dict[str, Any]:
+        """The settings in Patroni's own words (its /config keys)."""
+        return self.model_dump()
 
 
 @dataclass(frozen=True)
@@ -87,7 +138,7 @@ class PatroniStack(Stack):
         """An authenticated (unsafe) REST call; returns the HTTP status and the body's text."""
         request = urllib.request.Request(self._url(node, path), method=method,
                                          data=json.dumps(body or {}).encode())
-        credentials = f"{self.endpoints.restapi_user}:{self.secrets['patroni_restapi_password']}"
+        credentials = f"{self.endpoints.restapi_user}:{self.secrets[RESTAPI.password_variable]}"
         token = base64.b64encode(credentials.encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
         request.add_header("Content-Type", "application/json")
@@ -156,14 +207,15 @@ class PatroniStack(Stack):
         return Member(name=name, host=address, role=role,
                       state=f"{own.get('state', 'unknown')}, no DCS", timeline=own.get("timeline"))
 
-    def haproxy_backends(self) -> list[haproxy.Backend]:
+    def routing(self) -> list[haproxy.Backend]:
+        """HAProxy's stats rows: which servers each listener (primary, replicas) routes to."""
         if not self.endpoints.haproxy:
             return []
         return haproxy.backends(
             self.endpoints.haproxy,
             self.endpoints.haproxy_stats_port,
             self.endpoints.haproxy_stats_user,
-            self.secrets["haproxy_stats_password"],
+            self.secrets[HAPROXY_STATS.password_variable],
             timeout=self.timeout,
         )
 
@@ -181,7 +233,7 @@ class PatroniStack(Stack):
         backends: list[haproxy.Backend] = []
         if self.endpoints.haproxy:
             try:
-                backends = self.haproxy_backends()
+                backends = self.routing()
             except (OSError, urllib.error.URLError) as exc:
                 problems.append(f"HAProxy stats unreachable: {exc}")
             else:
@@ -242,7 +294,8 @@ class PatroniStack(Stack):
         """Patroni's dynamic configuration to the topology's ``patroni:`` section (ttl,
         synchronous_mode ...)."""
         current = self.dynamic_config()
-        changed = {key: value for key, value in topology.patroni.dynamic().items() if current.get(key) != value}
+        wanted = SPEC.dynamic(topology)
+        changed = {key: value for key, value in wanted.items() if current.get(key) != value}
         if changed:
             self.set_dynamic(changed)
         return changed
@@ -259,3 +312,113 @@ class PatroniStack(Stack):
              "new_leader": r[4] if len(r) > 4 else None}
             for r in self._get_any("/history") or []
         ]
+
+
+class PatroniSpec(StackSpec):
+    name = "patroni"
+    roles = ("dcs", "postgres", "haproxy")
+    settings = PatroniSettings
+    uses_dcs = True
+    default_nodes = (
+        DefaultNode("dcs", "192.168.11.100", "dcs", "the DCS: etcd, or Consul on VMs"),
+        DefaultNode("haproxy", "192.168.11.101", "haproxy", "5000 -> leader, 5001 -> replicas, 7000 -> stats"),
+        DefaultNode("pg1", "192.168.11.120", "postgres", "PostgreSQL + Patroni"),
+        DefaultNode("pg2", "192.168.11.121", "postgres"),
+        DefaultNode("pg3", "192.168.11.122", "postgres"),
+    )
+    comments: ClassVar[Mapping[str, str]] = {
+        "patroni": "Patroni's dynamic configuration; `pglab up` applies changes",
+        "patroni.ttl": "seconds before a silent leader loses its lock (>= 20)",
+        "patroni.maximum_lag_on_failover": "bytes a replica may lag and still be promoted",
+        "patroni.synchronous_mode": "true: a commit waits for a replica; no acknowledged write lost",
+    }
+    packages = ("etcd-server", "etcd-client", "haproxy", "python3-venv", "python3-packaging")
+    box_disabled_units = ("etcd.service", "haproxy.service")
+    checks = ("test_01_services", "test_01_tls_patroni", "test_03_routing")
+
+    def client(self) -> type[Stack]:
+        return PatroniStack
+
+    def service(self, role: str, topology: Topology) -> str:
+        # The DCS's service is named after it: etcd or consul.
+        return {"dcs": topology.dcs, "postgres": "patroni", "haproxy": "haproxy"}[role]
+
+    def role_ports(self, ports: Ports) -> dict[str, list[int]]:
+        return {"dcs": [ports.etcd, ports.etcd_peer], "postgres": [ports.postgres, ports.patroni],
+                "haproxy": [ports.haproxy_primary, ports.haproxy_replicas, ports.haproxy_stats]}
+
+    def check(self, topology: Topology) -> None:
+        if not topology.with_role("dcs"):
+            raise FieldProblem(("nodes",), "stack patroni needs a node with the role dcs (it runs etcd or Consul); "
+                               "add `dcs` to a node's roles")
+
+    def inventory_vars(self, topology: Topology) -> dict[str, Any]:
+        ports = topology.ports
+        return {
+            "patroni_scope": topology.postgres.scope,
+            "patroni_dcs": topology.dcs,
+            "patroni_dcs_port": ports.consul if topology.dcs == "consul" else ports.etcd,
+            "patroni_restapi_port": ports.patroni,
+            "patroni_postgresql_parameters": dict(topology.postgres.parameters),
+            **{f"patroni_{key}": value for key, value in self.dynamic(topology).items()},
+            "etcd_client_port": ports.etcd,
+            "etcd_peer_port": ports.etcd_peer,
+            "haproxy_primary_port": ports.haproxy_primary,
+            "haproxy_replicas_port": ports.haproxy_replicas,
+            "haproxy_stats_port": ports.haproxy_stats,
+            "haproxy_postgres_port": ports.postgres,
+            "haproxy_health_port": ports.patroni,
+        }
+
+    def dynamic(self, topology: Topology) -> dict[str, Any]:
+        """The topology's ``patroni:`` section in Patroni's own words."""
+        return topology.section(self.name, PatroniSettings).dynamic()
+
+    def entry_points(self, topology: Topology) -> list[tuple[Node, int]]:
+        ports = topology.ports
+        return [(node, port) for node in topology.with_role("haproxy")
+                for port in (ports.haproxy_primary, ports.haproxy_replicas)]
+
+    def tls_services(self, topology: Topology) -> list[TlsService]:
+        """PostgreSQL and Patroni's REST API on each member, the DCS (which requires a client
+        certificate). HAProxy only relays PostgreSQL's TLS and checks the REST API with the CA."""
+        ports = topology.ports
+        found = [service for node in topology.with_role("postgres")
+                 for service in (TlsService(node, "postgresql", ports.postgres, postgres=True),
+                                 TlsService(node, "patroni", ports.patroni))]
+        dcs_port = ports.etcd if topology.dcs == "etcd" else ports.consul
+        return found + [TlsService(node, topology.dcs, dcs_port, client_certificate=True)
+                        for node in topology.with_role("dcs")]
+
+    def prerequisites(self, topology: Topology) -> list[Prerequisite]:
+        venv = paths.services_venv()
+        needed = [Prerequisite(f"{venv}/bin/patroni", VENV_PACKAGE, (venv / "bin" / "patroni").exists(),
+                               user_installable=True)]
+        if topology.with_role("dcs"):
+            needed.append(Prerequisite("etcd", "etcd-server", prerequisites.has_binary("etcd")))
+        if topology.with_role("haproxy"):
+            needed.append(Prerequisite("haproxy", "haproxy", prerequisites.has_binary("haproxy", "/usr/sbin/haproxy")))
+        return needed
+
+    def package_roles(self, topology: Topology) -> list[str]:
+        return [*(["etcd"] if topology.with_role("dcs") else []), "patroni",
+                *(["haproxy"] if topology.with_role("haproxy") else [])]
+
+    def machine_variables(self) -> dict[str, Any]:
+        # Nodes on this machine share one venv, pglab's own (no root needed to build it).
+        return {"patroni_venv": str(paths.services_venv())}
+
+    def user_install_variables(self) -> dict[str, Any] | None:
+        return {"pglab_prepare_roles": [ROLE], "patroni_install_system_packages": False}
+
+    def box_venvs(self) -> list[tuple[str, list[str]]]:
+        defaults = _role_defaults()
+        return [(str(defaults["patroni_venv"]), [str(p) for p in defaults["patroni_pip_packages"]])]
+
+
+def _role_defaults() -> dict[str, Any]:
+    path = Path(paths.roles_dir()) / ROLE / "defaults" / "main.yml"
+    return dict(yaml.safe_load(path.read_text()))
+
+
+SPEC = PatroniSpec()

@@ -9,15 +9,30 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import psycopg
 from psycopg import sql as q
+from pydantic import Field
 
-from pglab import sql
-from pglab.stacks.base import ClientEndpoint, Health, Member, Stack, StackError, StackSite
+from pglab import prerequisites, sql
+from pglab.providers.base import Prerequisite
+from pglab.secrets import PGAF_MONITOR, SUPERUSER
+from pglab.stacks.base import (
+    ClientEndpoint,
+    DefaultNode,
+    Health,
+    Member,
+    Stack,
+    StackError,
+    StackSite,
+    StackSpec,
+    TlsService,
+)
+from pglab.topology import NAME_PATTERN, FieldProblem, Ports, Strict, Topology
 
 MONITOR_DB = "pg_auto_failover"
 MONITOR_USER = "autoctl_node"
@@ -67,19 +82,20 @@ class PgAutoFailoverStack(Stack):
             monitor_port=topo.ports.monitor,
             postgres={n.name: site.addresses[n.name] for n in topo.with_role("postgres")},
             postgres_port=topo.ports.postgres,
-            formation=topo.pg_auto_failover.formation,
+            formation=topo.section(SPEC.name, PgAutoFailoverSettings).formation,
             ca_file=site.ca_file,
         )
         return cls(endpoints, site.secrets, timeout)
 
     # Connections -----------------------------------------------------------------------------
     def _monitor(self) -> psycopg.Connection:
-        return psycopg.connect(
-            host=self.endpoints.monitor, port=self.endpoints.monitor_port, dbname=MONITOR_DB, user=MONITOR_USER,
-            password=self.secrets["pg_auto_failover_monitor_password"], autocommit=True,
-            connect_timeout=max(int(self.timeout), 1), application_name="pglab",
+        conninfo: dict[str, Any] = {
+            "host": self.endpoints.monitor, "port": self.endpoints.monitor_port, "dbname": MONITOR_DB,
+            "user": MONITOR_USER, "password": self.secrets[PGAF_MONITOR.password_variable],
+            "connect_timeout": max(int(self.timeout), 1), "application_name": "pglab",
             **sql.tls_keywords(self.endpoints.ca_file),
-        )
+        }
+        return psycopg.connect(autocommit=True, **conninfo)
 
     def _monitor_rows(self, query: str, params: Any = None) -> list[tuple]:
         with self._monitor() as conn:
@@ -87,7 +103,7 @@ class PgAutoFailoverStack(Stack):
 
     def _node(self, name: str) -> psycopg.Connection:
         return sql.connect(self.endpoints.postgres[name], self.endpoints.postgres_port,
-                           self.secrets["patroni_superuser_password"], tls=sql.tls_keywords(self.endpoints.ca_file))
+                           self.secrets[SUPERUSER.password_variable], tls=sql.tls_keywords(self.endpoints.ca_file))
 
     # Stack -----------------------------------------------------------------------------------
     def monitor_nodes(self) -> list[tuple] | None:
@@ -124,7 +140,7 @@ class PgAutoFailoverStack(Stack):
                 state = current if current == assigned else f"{current} -> {assigned}"
             lag = None
             if role == "replica" and leader_lsn is not None and _lsn(lsn) is not None:
-                lag = round(max(leader_lsn - _lsn(lsn), 0) / 1048576, 1)  # type: ignore[operator]
+                lag = round(max(leader_lsn - _lsn(lsn), 0) / 1048576, 1)  # type: ignore[operator]  # _lsn(lsn) checked above
             pending = self._pending(name) if health == 1 and pg_running else {}
             members.append(Member(
                 name=name, host=host, port=port, role=role, state=state, timeline=tli, lag_mb=lag,
@@ -180,6 +196,11 @@ class PgAutoFailoverStack(Stack):
         except (OSError, psycopg.Error):
             return None
         return rows[0][0] if rows else None
+
+    def extension_version(self) -> str | None:
+        """The version of the monitor's pgautofailover extension; None when it has none."""
+        rows = self._monitor_rows("SELECT extversion FROM pg_extension WHERE extname = 'pgautofailover'")
+        return str(rows[0][0]) if rows else None
 
     # Operations ------------------------------------------------------------------------------
     def _perform(self, what: str, query: str, params: tuple, settle: float = 30.0) -> str:
@@ -298,8 +319,8 @@ class PgAutoFailoverStack(Stack):
     def _restart_in_place(self, node: str, timeout: float) -> None:
         try:
             with self._node(node) as conn:
-                started = conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]  # type: ignore[index]
-                pid = int(conn.execute("SELECT pg_read_file('postmaster.pid')").fetchone()[0].split()[0])  # type: ignore[index]
+                started = conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]  # type: ignore[index]  # one row always
+                pid = int(conn.execute("SELECT pg_read_file('postmaster.pid')").fetchone()[0].split()[0])  # type: ignore[index]  # one row always
                 # The shutdown may end this very session before it answers: judge by the start time.
                 with contextlib.suppress(psycopg.Error):
                     conn.execute(q.SQL("COPY (SELECT 1) TO PROGRAM {}").format(q.Literal(f"kill -INT {pid}")))
@@ -308,7 +329,7 @@ class PgAutoFailoverStack(Stack):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError, psycopg.Error), self._node(node) as conn:
-                now = conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]  # type: ignore[index]
+                now = conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]  # type: ignore[index]  # one row always
                 if now > started:
                     return
             time.sleep(0.3)
@@ -341,3 +362,118 @@ def _lsn(text: str | None) -> int | None:
         return None
     high, low = text.split("/")
     return (int(high, 16) << 32) + int(low, 16)
+
+
+# The stack's declaration -----------------------------------------------------------------------
+
+class PgAutoFailoverSettings(Strict):
+    """stack pg_auto_failover: the formation the data nodes join and how it replicates."""
+
+    formation: Annotated[str, Field(pattern=NAME_PATTERN)] = "default"
+    # Standbys that must acknowledge each commit (pg_auto_failover's number_sync_standbys).
+    number_sync_standbys: Annotated[int, Field(ge=0)] = 0
+    # Data node name -> candidate priority (0 never promoted .. 100); unlisted nodes keep 50.
+    candidate_priorities: dict[str, Annotated[int, Field(ge=0, le=100)]] = Field(default_factory=dict)
+
+
+
+def _check_settings(topo: Topology) -> None:
+    data_nodes = [n.name for n in topo.with_role("postgres")]
+    settings = topo.section(SPEC.name, PgAutoFailoverSettings)
+    for name in settings.candidate_priorities:
+        if name not in data_nodes:
+            raise FieldProblem(
+                ("pg_auto_failover", "candidate_priorities", name),
+                f"{name!r} is not a data node; list only nodes with the role postgres "
+                f"({', '.join(data_nodes)})",
+            )
+    if settings.number_sync_standbys > max(len(data_nodes) - 2, 0):
+        raise FieldProblem(
+            ("pg_auto_failover", "number_sync_standbys"),
+            f"{settings.number_sync_standbys} synchronous standbys need at least "
+            f"{settings.number_sync_standbys + 2} data nodes (pg_auto_failover keeps one standby spare so "
+            f"writes go on when a standby is lost); lower it or add data nodes",
+        )
+    if len(data_nodes) > 1 and not any(settings.candidate_priorities.get(n, 50) > 0 for n in data_nodes):
+        raise FieldProblem(
+            ("pg_auto_failover", "candidate_priorities"),
+            "every data node has candidate priority 0, so none could ever be promoted; give at least "
+            "one a priority above 0",
+        )
+
+
+class PgAutoFailoverSpec(StackSpec):
+    name = "pg_auto_failover"
+    roles = ("monitor", "postgres")
+    settings = PgAutoFailoverSettings
+    default_nodes = (
+        DefaultNode("monitor", "192.168.11.151", "monitor", "the pg_auto_failover monitor (port ports.monitor, 5431)"),
+        DefaultNode("pg1", "192.168.11.152", "postgres", "PostgreSQL + its pg_autoctl keeper"),
+        DefaultNode("pg2", "192.168.11.153", "postgres", "add pg3 (192.168.11.154) for a third data node"),
+    )
+    comments: ClassVar[Mapping[str, str]] = {
+        "pg_auto_failover.number_sync_standbys": "standbys that must confirm each commit (<= data nodes - 2)",
+        "pg_auto_failover.candidate_priorities": "e.g. {pg1: 50, pg2: 50}; 0 = never promoted, default 50",
+    }
+    role_notes: ClassVar[Mapping[str, str]] = {
+        "dcs": "pg_auto_failover keeps its state in its monitor, not in a DCS; replace role dcs "
+               "with monitor, or set stack: patroni",
+        "haproxy": "pg_auto_failover clients reach the primary through the formation's multi-host URI "
+                   "(target_session_attrs=read-write), not HAProxy; remove role haproxy, or set stack: patroni",
+    }
+    packages = ("postgresql-15-auto-failover", "pg-auto-failover-cli")
+    checks = ("test_01_services_pg_auto_failover", "test_03_routing_pg_auto_failover")
+
+    def client(self) -> type[Stack]:
+        return PgAutoFailoverStack
+
+    def service(self, role: str, topology: Topology) -> str:
+        # `pg_autoctl run` runs the monitor and each data node's keeper alike.
+        return {"postgres": "pgautofailover", "monitor": "pgautofailover"}[role]
+
+    def role_ports(self, ports: Ports) -> dict[str, list[int]]:
+        return {"postgres": [ports.postgres], "monitor": [ports.monitor]}
+
+    def tls_services(self, topology: Topology) -> list[TlsService]:
+        """Every data node's PostgreSQL and the monitor's."""
+        ports = topology.ports
+        data = topology.with_role("postgres")
+        monitors = topology.with_role("monitor")
+        return ([TlsService(node, "postgresql", ports.postgres, postgres=True) for node in data]
+                + [TlsService(node, "monitor", ports.monitor, postgres=True) for node in monitors])
+
+    def check(self, topology: Topology) -> None:
+        for i, node in enumerate(topology.nodes):
+            if "monitor" in node.roles and "postgres" in node.roles:
+                raise FieldProblem(
+                    ("nodes", i, "roles"),
+                    "the pg_auto_failover monitor must not share a node with a data node it watches; "
+                    "put monitor on a node of its own",
+                )
+        if len(topology.with_role("monitor")) != 1:
+            raise FieldProblem(("nodes",), "stack pg_auto_failover needs exactly one node with the role monitor")
+        _check_settings(topology)
+
+    def inventory_vars(self, topology: Topology) -> dict[str, Any]:
+        settings = topology.section(self.name, PgAutoFailoverSettings)
+        return {
+            "pg_auto_failover_monitor_port": topology.ports.monitor,
+            "pg_auto_failover_formation": settings.formation,
+            "pg_auto_failover_number_sync_standbys": settings.number_sync_standbys,
+            "pg_auto_failover_candidate_priorities": dict(settings.candidate_priorities),
+        }
+
+    def prerequisites(self, topology: Topology) -> list[Prerequisite]:
+        version = topology.postgres.version
+        extension = Path(f"/usr/share/postgresql/{version}/extension/pgautofailover.control")
+        return [
+            Prerequisite("pg_autoctl", "pg-auto-failover-cli", prerequisites.has_binary("pg_autoctl")),
+            Prerequisite(f"the pgautofailover extension ({extension})", f"postgresql-{version}-auto-failover",
+                         extension.exists()),
+        ]
+
+    def package_roles(self, topology: Topology) -> list[str]:
+        return ["pg_auto_failover"]
+
+
+SPEC = PgAutoFailoverSpec()

@@ -1,0 +1,112 @@
+"""The text `pglab init` writes: the default lab, commented so that it teaches its own schema."""
+
+from __future__ import annotations
+
+import json
+import typing
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from pglab.topology.model import Dcs, Network, PostgresSettings, Provider, Stack, VagrantSettings, schema
+
+# What `pglab init` writes: every value comes from the model's defaults, except the lab's own
+# choices (its nodes, from the stack's declaration, and an example parameter); the comments
+# teach the schema.
+EXAMPLE_PARAMETERS: dict[str, str | int | float | bool] = {"max_connections": 100}
+_COMMENTS = {
+    "tls": "TLS on every connection, with the lab's own CA (false: plaintext)",
+    "postgres.scope": "the cluster name (as `pglab status` and `patronictl list` show it)",
+    "postgres.parameters": "any postgresql.conf setting, applied cluster-wide",
+    "vagrant.hypervisor": "libvirt | virtualbox",
+}
+_HEADER = [
+    "# pglab topology: one file describes the lab on every provider.",
+    "# provider local: each node is a set of processes on this machine, bound to",
+    "#   network.loopback with the same host number (192.168.11.120 -> 127.0.11.120).",
+    "# provider vagrant: each node is a VM with its address in network.subnet.",
+]
+
+
+def _default(model: type[BaseModel], field: str) -> Any:
+    return model.model_fields[field].get_default(call_default_factory=True)
+
+
+def default_yaml(
+    name: str | None = None, stack: Stack | None = None, provider: Provider | None = None, dcs: str | None = None,
+    loopback: str | None = None,
+) -> str:
+    """The text ``pglab init`` writes: the classic HA lab, commented so it teaches its own schema.
+    Arguments left out take the model's defaults.
+
+    The values are written as YAML scalars whatever they hold, so a bad ``name`` is refused by
+    :func:`parse` with the usual message instead of changing the file's structure."""
+    from pglab import stacks
+
+    model = schema()
+    name = name if name is not None else _default(model, "name")
+    stack = stack or _default(model, "stack")
+    provider = provider or _default(model, "provider")
+    dcs = dcs or _default(model, "dcs")
+    spec = stacks.spec(stack) if stack in stacks.STACKS else stacks.spec(_default(model, "stack"))
+    postgres = PostgresSettings().model_dump(mode="json")
+    values: dict[str, Any] = {
+        "name": name, "provider": provider, "stack": stack,
+        **({"dcs": dcs} if spec.uses_dcs else {}),
+        "tls": _default(model, "tls"),
+        "postgres": {"version": postgres["version"], "scope": name, "parameters": EXAMPLE_PARAMETERS},
+        **({spec.name: spec.settings().model_dump(mode="json")} if spec.settings is not None else {}),
+        "network": {**Network().model_dump(mode="json"), **({"loopback": loopback} if loopback else {})},
+        "vagrant": VagrantSettings().model_dump(mode="json"),
+    }
+    comments = {**_choices_comments(), **_COMMENTS, **spec.comments}
+    lines = list(_HEADER)
+    for key, value in values.items():
+        if isinstance(value, dict):
+            lines.append(_line(key, None, key, comments))
+            for inner, inner_value in value.items():
+                if isinstance(inner_value, dict) and inner_value:
+                    lines.append(_line(f"  {inner}", None, f"{key}.{inner}", comments))
+                    lines += [_line(f"    {k}", v, "", comments) for k, v in inner_value.items()]
+                else:
+                    lines.append(_line(f"  {inner}", inner_value, f"{key}.{inner}", comments))
+        else:
+            lines.append(_line(key, value, key, comments))
+    lines.append(_line("nodes", None, "nodes", comments))
+    for node_name, address, role, comment in ((n.name, n.address, n.role, n.comment) for n in spec.default_nodes):
+        lines.append(f"  - name: {_scalar(node_name)}" + (f"   # {comment}" if comment else ""))
+        lines += [f"    address: {_scalar(address)}", f"    roles: [{role}]"]
+    return "\n".join(lines) + "\n"
+
+
+def _choices_comments() -> dict[str, str]:
+    """The comments that list the registered choices: providers, stacks, DCS, roles."""
+    from pglab import providers, stacks
+
+    dcs_names = typing.get_args(Dcs)
+    limits = []
+    for dcs in dcs_names:
+        runners = [p for p in providers.PROVIDERS if dcs in providers.provider_class(p).dcs]
+        if len(runners) < len(providers.PROVIDERS):
+            limits.append(f"{dcs} only with provider: {' or '.join(runners)}")
+    return {
+        "provider": " | ".join(providers.PROVIDERS),
+        "stack": " | ".join(stacks.STACKS),
+        "dcs": " | ".join(dcs_names) + (f" ({'; '.join(limits)})" if limits else ""),
+        "nodes": f"roles: {', '.join(stacks.roles())}; a node may hold several",
+    }
+
+
+def _line(key: str, value: Any, path: str, comments: dict[str, str]) -> str:
+    text = f"{key}:" + ("" if value is None else f" {_scalar(value)}")
+    comment = comments.get(path)
+    return f"{text:<27} # {comment}" if comment else text
+
+
+def _scalar(value: Any) -> str:
+    """``value`` as one YAML scalar on one line: plain when that reads back the same, else quoted."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        return yaml.safe_dump(value, default_flow_style=True).split("\n")[0]
+    plain = bool(value) and all(c.isalnum() or c in "-_./" for c in value) and value.isascii()
+    return value if plain and yaml.safe_load(value) == value else json.dumps(value)

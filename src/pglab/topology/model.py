@@ -1,0 +1,283 @@
+"""The lab's topology as a pydantic model: its fields, defaults and the rules a lab must follow.
+
+A rule that fails raises :class:`FieldProblem` naming the field, so the message (see
+:mod:`pglab.topology.messages`) points at the right line of the file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+
+# Roles, stacks and providers are the registered ones (see :func:`schema`); the DCS a stack may keep
+# its state in is the topology's.
+Role = str
+Stack = str
+Provider = str
+Dcs = Literal["etcd", "consul"]
+Section = TypeVar("Section", bound=BaseModel)
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
+MAX_NODES = 64
+
+
+class TopologyError(ValueError):
+    """A topology that cannot be used; ``str()`` is the whole user-facing message."""
+
+
+class Strict(BaseModel):
+    """A section of the topology: unknown keys refused, values frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Node(Strict):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    address: ipaddress.IPv4Address
+    roles: Annotated[list[Role], Field(min_length=1)]
+
+    @field_validator("roles")
+    @classmethod
+    def _no_repeated_roles(cls, roles: list[Role]) -> list[Role]:
+        repeated = sorted(r for r, n in Counter(roles).items() if n > 1)
+        if repeated:
+            raise ValueError(f"role {repeated[0]!r} is listed twice; list each role once")
+        return roles
+
+
+class Ports(Strict):
+    """TCP ports, the same on every node; the local provider keeps them by giving every node
+    its own loopback address."""
+
+    postgres: int = 5432
+    patroni: int = 8008
+    etcd: int = 2379
+    etcd_peer: int = 2380
+    consul: int = 8500
+    haproxy_primary: int = 5000
+    haproxy_replicas: int = 5001
+    haproxy_stats: int = 7000
+    monitor: int = 5431
+
+    @model_validator(mode="after")
+    def _ports_distinct_and_valid(self) -> Ports:
+        values = self.model_dump()
+        for field, port in values.items():
+            if not 1024 <= port <= 65535:
+                raise FieldProblem(
+                    ("ports", field),
+                    f"ports.{field} is {port}; use a port between 1024 and 65535 so no root "
+                    "privilege is needed to bind it"
+                )
+        clashes = [p for p, n in Counter(values.values()).items() if n > 1]
+        if clashes:
+            names = [f for f, p in values.items() if p == clashes[0]]
+            raise FieldProblem(("ports", names[-1]),
+                                f"ports {', '.join(names)} are all {clashes[0]}; give each its own port")
+        return self
+
+
+class Network(Strict):
+    subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.11.0/24")
+    # The local provider puts each node at the same host number inside this loopback network.
+    loopback: ipaddress.IPv4Network = ipaddress.IPv4Network("127.0.11.0/24")
+
+    @field_validator("loopback")
+    @classmethod
+    def _inside_loopback(cls, net: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        if not net.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")):
+            raise ValueError(f"{net} is not inside 127.0.0.0/8; use a loopback network such as 127.0.11.0/24")
+        return net
+
+
+class PostgresSettings(Strict):
+    version: Literal[15] = 15
+    scope: Annotated[str, Field(pattern=NAME_PATTERN)] = "pglab"
+    parameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class VagrantSettings(Strict):
+    # A public Debian 12 box; `pglab box build` makes the offline one, pglab/debian12.
+    box: str = "debian/bookworm64"
+    hypervisor: Literal["libvirt", "virtualbox"] = "libvirt"
+    # libvirt only: kvm (hardware virtualization) or qemu (software emulation, where KVM is missing).
+    driver: Literal["kvm", "qemu"] = "kvm"
+    memory: Annotated[int, Field(ge=512, le=1024 * 1024)] = 1024
+    cpus: Annotated[int, Field(ge=1, le=256)] = 1
+
+
+class Topology(Strict):
+    """What every lab has. :func:`schema` adds what the registries bring: the stack and provider
+    names, the roles, and each stack's own section (``patroni:``, ``pg_auto_failover:``)."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)] = "pglab"
+    provider: Provider
+    stack: Stack
+    dcs: Dcs = "etcd"
+    # TLS on every connection (PostgreSQL, replication, REST API, DCS, monitor), with the lab's
+    # own CA; false keeps the plaintext lab.
+    tls: bool = True
+    postgres: PostgresSettings = PostgresSettings()
+    network: Network = Network()
+    ports: Ports = Ports()
+    vagrant: VagrantSettings = VagrantSettings()
+    nodes: Annotated[list[Node], Field(min_length=1, max_length=MAX_NODES)]
+
+    @model_validator(mode="after")
+    def _check_lab(self) -> Topology:
+        _check_unique(self.nodes)
+        for i, node in enumerate(self.nodes):
+            if node.address not in self.network.subnet or node.address in (
+                self.network.subnet.network_address,
+                self.network.subnet.broadcast_address,
+            ):
+                raise FieldProblem(
+                    ("nodes", i, "address"),
+                    f"{node.address} is not a host address of network.subnet {self.network.subnet}; "
+                    f"pick a free address inside {self.network.subnet} or widen network.subnet",
+                )
+            offset = int(node.address) - int(self.network.subnet.network_address)
+            if offset >= self.network.loopback.num_addresses - 1:
+                raise FieldProblem(
+                    ("nodes", i, "address"),
+                    f"host number {offset} does not fit in network.loopback {self.network.loopback}; "
+                    "use a smaller address or a larger loopback network",
+                )
+        _check_roles(self)
+        _check_sections(self)
+        _check_provider_runs_dcs(self)
+        return self
+
+    # Derived views used by rendering and providers -------------------------------------------
+    def with_role(self, role: Role) -> list[Node]:
+        return [n for n in self.nodes if role in n.roles]
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(f"no node named {name!r} in lab {self.name!r}; nodes are: "
+                       + ", ".join(n.name for n in self.nodes))
+
+    def section(self, name: str, model: type[Section]) -> Section:
+        """The section ``name`` (a stack's own, such as ``patroni``), typed as ``model``."""
+        value = getattr(self, name, None)
+        if not isinstance(value, model):
+            raise KeyError(f"the topology has no {name} section of type {model.__name__}")
+        return value
+
+    def loopback_address(self, node: Node) -> ipaddress.IPv4Address:
+        """The node's address on the local provider: same host number, loopback network."""
+        offset = int(node.address) - int(self.network.subnet.network_address)
+        return self.network.loopback.network_address + offset
+
+
+class FieldProblem(ValueError):
+    """Raised inside validators to point the message at a precise field."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.message = message
+
+
+def _check_unique(nodes: list[Node]) -> None:
+    seen_names: dict[str, int] = {}
+    seen_addresses: dict[ipaddress.IPv4Address, int] = {}
+    for i, node in enumerate(nodes):
+        if node.name in seen_names:
+            raise FieldProblem(
+                ("nodes", i, "name"),
+                f"node name {node.name!r} is already used by nodes[{seen_names[node.name]}]; "
+                "give every node its own name",
+            )
+        if node.address in seen_addresses:
+            raise FieldProblem(
+                ("nodes", i, "address"),
+                f"address {node.address} is already used by nodes[{seen_addresses[node.address]}] "
+                f"({nodes[seen_addresses[node.address]].name}); give every node its own address "
+                "(roles can share a node: list them under one node's roles instead)",
+            )
+        seen_names[node.name] = i
+        seen_addresses[node.address] = i
+
+
+def _check_roles(topo: Topology) -> None:
+    from pglab import stacks
+
+    if not topo.with_role("postgres"):
+        raise FieldProblem(
+            ("nodes",),
+            "no node has the role postgres; add `postgres` to the roles of at least one node "
+            "(three make a proper HA lab)",
+        )
+    spec = stacks.spec(topo.stack)
+    for i, node in enumerate(topo.nodes):
+        for role in node.roles:
+            if role not in spec.roles:
+                owner = next(s.name for s in stacks.specs() if role in s.roles)
+                raise FieldProblem(("nodes", i, "roles"), spec.role_notes.get(role)
+                                   or f"role {role} belongs to stack {owner}; remove it or set stack: {owner}")
+    spec.check(topo)
+
+
+def _check_sections(topo: Topology) -> None:
+    """A stack's own section only in a lab of that stack, where it means something."""
+    from pglab import stacks
+
+    for spec in stacks.specs():
+        if spec.name != topo.stack and spec.settings is not None and spec.name in topo.model_fields_set:
+            raise FieldProblem((spec.name,), f"the {spec.name} section applies to stack {spec.name}, not "
+                               f"{topo.stack}; remove it or set stack: {spec.name}")
+
+
+def _check_provider_runs_dcs(topo: Topology) -> None:
+    from pglab import providers, stacks
+
+    provider = providers.provider_class(topo.provider)
+    if not stacks.spec(topo.stack).uses_dcs or topo.dcs in provider.dcs:
+        return
+    others = [name for name in providers.PROVIDERS if topo.dcs in providers.provider_class(name).dcs]
+    instead = f", or use {_dcs_title(topo.dcs)} with provider: {' or '.join(others)}" if others else ""
+    note = f" ({provider.dcs_note})" if provider.dcs_note else ""
+    raise FieldProblem(("dcs",), f"the {provider.name} provider runs {' and '.join(provider.dcs)} only{note}; "
+                       f"set dcs: {provider.dcs[0]}{instead}")
+
+
+def _dcs_title(dcs: str) -> str:
+    return {"etcd": "etcd", "consul": "Consul"}.get(dcs, dcs)
+
+
+# The schema --------------------------------------------------------------------------------------
+_SCHEMAS: dict[tuple[tuple[str, str], ...], type[Topology]] = {}
+
+
+def schema() -> type[Topology]:
+    """The topology model of the registered stacks and providers: their names, the roles the
+    stacks use and each stack's section, built once per registry content (a test may register
+    a stack of its own)."""
+    from pglab import providers, stacks
+
+    key = (*stacks.STACKS.items(), *providers.PROVIDERS.items())
+    if key not in _SCHEMAS:
+        specs = stacks.specs()
+        roles = tuple(stacks.roles())
+        stack_names, provider_names = tuple(stacks.STACKS), tuple(providers.PROVIDERS)
+        node = create_model(
+            "Node", __base__=Node,
+            # Literal of a tuple built at run time: mypy cannot see its values.
+            roles=(Annotated[list[Literal[roles]], Field(min_length=1)], ...),  # type: ignore[valid-type,arg-type]
+        )
+        fields: dict[str, Any] = {
+            "provider": (Literal[provider_names], provider_names[0]),
+            "stack": (Literal[stack_names], stack_names[0]),
+            "nodes": (Annotated[list[node], Field(min_length=1, max_length=MAX_NODES)], ...),
+        }
+        for spec in specs:
+            if spec.settings is not None:
+                fields[spec.name] = (spec.settings, spec.settings())
+        _SCHEMAS[key] = create_model("Topology", __base__=Topology, **fields)
+    return _SCHEMAS[key]
