@@ -194,3 +194,17 @@ def test_served_certificate_reads_what_a_tls_server_presents(lab: Lab) -> None:
     server.close()
     assert cert.serial_number == certs.load_cert(tls / "pg1.crt").serial_number
     assert certs.chains_to(cert, tls / "ca.crt") is not None
+
+
+def test_each_stack_declares_its_tls_services(tmp_path: Path) -> None:
+    from pglab import stacks, topology
+
+    patroni = Lab.from_file(write_topology(tmp_path, name="stls")).topology
+    found = {(s.node.name, s.service, s.port, s.postgres, s.client_certificate)
+             for s in stacks.spec("patroni").tls_services(patroni)}
+    assert ("pg1", "postgresql", 5432, True, False) in found and ("pg1", "patroni", 8008, False, False) in found
+    assert ("dcs", "etcd", 2379, False, True) in found
+    assert not [s for s in found if s[0] == "haproxy"]  # HAProxy relays PostgreSQL's TLS, serves none
+    pgaf = topology.parse(topology.default_yaml(stack="pg_auto_failover"), "pglab.yml")
+    services = {(s.node.name, s.service) for s in stacks.spec("pg_auto_failover").tls_services(pgaf)}
+    assert services == {("pg1", "postgresql"), ("pg2", "postgresql"), ("monitor", "monitor")}
