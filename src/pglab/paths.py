@@ -54,6 +54,7 @@ class LabLayout:
     ansible: Path  # ansible-runner's private data directory: artifacts of the last runs
     drills: Path  # `pglab drill`'s JSON lines and timelines (unless --out)
     last_verify: Path  # the last `pglab verify` run, as its --json, for `pglab report`
+    tls: Path  # the lab's CA and certificates (pglab.certs), keys 0600
 
     @classmethod
     def at(cls, root: Path) -> LabLayout:
@@ -62,7 +63,7 @@ class LabLayout:
         return cls(root=root, inventory=inventory, hosts=inventory / "hosts.yml",
                    variables=group_vars / "pglab.yml", secrets=group_vars / "secrets.yml",
                    pgpass=root / "pgpass", ansible=root / "ansible", drills=root / "drills",
-                   last_verify=root / "verify.json")
+                   last_verify=root / "verify.json", tls=root / "tls")
 
 
 def is_root() -> bool:
