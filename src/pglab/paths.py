@@ -52,6 +52,7 @@ class LabLayout:
     secrets: Path  # the lab's generated passwords, mode 0600
     pgpass: Path  # a libpq password file for the superuser, mode 0600
     ansible: Path  # ansible-runner's private data directory: artifacts of the last runs
+    tls: Path  # the lab's CA and certificates (pglab.certs), keys 0600
 
     @classmethod
     def at(cls, root: Path) -> LabLayout:
@@ -59,7 +60,7 @@ class LabLayout:
         group_vars = inventory / "group_vars" / "all"
         return cls(root=root, inventory=inventory, hosts=inventory / "hosts.yml",
                    variables=group_vars / "pglab.yml", secrets=group_vars / "secrets.yml",
-                   pgpass=root / "pgpass", ansible=root / "ansible")
+                   pgpass=root / "pgpass", ansible=root / "ansible", tls=root / "tls")
 
 
 def is_root() -> bool:

@@ -27,7 +27,7 @@ from typing import Any
 import jinja2
 from supervisor.xmlrpc import SupervisorTransport
 
-from pglab import paths, stacks
+from pglab import backup_role, paths, stacks
 from pglab.errors import PglabError
 from pglab.providers import nft
 from pglab.providers.base import Provider
@@ -121,6 +121,9 @@ class LocalProvider(Provider):
                 for port in by_role.get(role, []):
                     if _listening(self.address(node), port):
                         busy.append(f"{self.address(node)}:{port} ({node.name}, {role})")
+            backup_port = self.topology.ports.pgbackrest
+            if backup_role.services(self.topology, node) and _listening(self.address(node), backup_port):
+                busy.append(f"{self.address(node)}:{backup_port} ({node.name}, pgbackrest)")
         return busy
 
     # Lifecycle -------------------------------------------------------------------------------

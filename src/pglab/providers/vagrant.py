@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pglab import libvirt, stacks
+from pglab import backup_role, libvirt, stacks
 from pglab.errors import PglabError
 from pglab.providers.base import Prerequisite, Provider
 from pglab.topology import Node
@@ -275,7 +275,8 @@ class VagrantProvider(Provider):
     def _units(self, node: Node) -> list[str]:
         """The systemd units the node's roles run, in role order."""
         spec = stacks.spec(self.topology.stack)
-        return [spec.service(role, self.topology) for role in node.roles]
+        return [*(spec.service(role, self.topology) for role in node.roles),
+                *backup_role.services(self.topology, node)]
 
     def _has_libvirt(self) -> bool:
         if not shutil.which("vagrant"):
