@@ -304,8 +304,8 @@ class Lab:
         on pg_auto_failover's nodes) to the topology's postgres.parameters. Returns what changed; a
         change that needs a restart is left pending for `pglab restart`, never restarted here."""
         stack = self.stack()
-        current = stack.parameters()
         wanted = {name: _setting_text(value) for name, value in self.topology.postgres.parameters.items()}
+        current = stack.parameters(wanted)
         changed = {name: value for name, value in wanted.items() if _setting_text(current.get(name)) != value}
         if changed:
             stack.set_parameters(changed)

@@ -76,10 +76,28 @@ def writes_ok(lab: Lab) -> tuple[bool, str]:
     return ok, (f"writes reach {detail}" if ok else f"writes through {host}:{port} fail: {detail}")
 
 
+def _apply_lowered_settings_first(lab: Lab, stack: Stack, timeout: float, on_event: EventSink) -> str:
+    """A switchover restarts the old leader as a standby. With a lowered hot-standby setting
+    pending on it, a stack that starts standbys with their files alone (pg_auto_failover) would
+    leave it unable to start: apply the setting first, the way `restart` does (the leader in
+    place, then the replicas once they replayed it). Returns what was done, for the summary."""
+    if stack.tolerates_lowered_standby_settings:
+        return ""
+    members = stack.members()
+    leader = _member(members, leader_of(members) or "")
+    if leader is None or not lowers_hot_standby_setting(leader):
+        return ""
+    lowered = ", ".join(f"{name} {change.get('old_value')} -> {change.get('new_value')}"
+                        for name, change in leader.pending_changes.items() if name in HOT_STANDBY_SETTINGS)
+    result = restart(lab, rolling=True, timeout=timeout * 3, on_event=on_event)
+    return f"applied the pending {lowered} first ({result.summary}); "
+
+
 def switchover(lab: Lab, to: str | None = None, timeout: float = 90, on_event: EventSink = ignore_event) -> OpResult:
     if to:
         _postgres_node(lab, to)
     stack = lab.stack()
+    applied = _apply_lowered_settings_first(lab, stack, timeout, on_event)
     before = stack.health()
     old = before.leader
     if old is None:
@@ -102,7 +120,7 @@ def switchover(lab: Lab, to: str | None = None, timeout: float = 90, on_event: E
     seconds = time.monotonic() - started
     return OpResult(
         "switchover", seconds,
-        f"switchover {old} -> {after.leader}: timeline {old_timeline} -> {new_timeline}; new leader after "
+        f"{applied}switchover {old} -> {after.leader}: timeline {old_timeline} -> {new_timeline}; new leader after "
         f"{promoted_after:.1f} s, healthy (old leader streaming, writes following) after {seconds:.1f} s",
         {"old_leader": old, "new_leader": after.leader, "old_timeline": old_timeline,
          "new_timeline": new_timeline, "promoted_after": round(promoted_after, 2)},
@@ -115,6 +133,7 @@ def failover(lab: Lab, to: str, timeout: float = 90, on_event: EventSink = ignor
     old = stack.leader()
     if to == old:
         raise InputError(f"{to} is already the leader; pick a replica with --to")
+    applied = _apply_lowered_settings_first(lab, stack, timeout, on_event)
     started = time.monotonic()
     stack.failover(to)
     def promoted() -> tuple[bool, str]:
@@ -126,7 +145,7 @@ def failover(lab: Lab, to: str, timeout: float = 90, on_event: EventSink = ignor
     lab.wait_healthy(timeout, on_event)
     seconds = time.monotonic() - started
     return OpResult("failover", seconds,
-                    f"failover {old or '(no leader)'} -> {to}: promoted after {promoted_after:.1f} s, "
+                    f"{applied}failover {old or '(no leader)'} -> {to}: promoted after {promoted_after:.1f} s, "
                     f"healthy after {seconds:.1f} s",
                     {"old_leader": old, "new_leader": to, "promoted_after": round(promoted_after, 2)})
 
@@ -264,26 +283,22 @@ def restart(lab: Lab, rolling: bool = True, timeout: float = 240, on_event: Even
     everyone = not any(m.pending_restart for m in stack.members())
     for attempt in range(3):
         members = stack.members()
-        todo = {m.name for m in members if m.pending_restart or everyone}
-        if not todo:
+        in_place, replicas, by_switchover = restart_pass(members, everyone, rolling, first=attempt == 0)
+        if not (in_place or replicas or by_switchover):
             break
-        leader = leader_of(members)
-        leader_member = _member(members, leader or "")
-        lowering = leader_member is not None and lowers_hot_standby_setting(leader_member)
-        if leader in todo and (attempt > 0 or not rolling or len(members) == 1 or lowering):
+        if in_place:
             # Lowered values must reach the leader first; its restart is brief, in place.
-            _restart_member(lab, leader, timeout, on_event)
-            restarted.append(f"{leader} (leader, in place)")
-            todo.discard(leader)
+            _restart_member(lab, in_place, timeout, on_event)
+            restarted.append(f"{in_place} (leader, in place)")
             # Replicas learn the leader's new value from its WAL: restart them only once they
             # have replayed past it, or they would be capped at the old value again.
-            _wait_replayed(lab, leader, sorted(todo), timeout, on_event)
-        for name in sorted(todo - {leader}):
+            _wait_replayed(lab, in_place, replicas, timeout, on_event)
+        for name in replicas:
             _restart_member(lab, name, timeout, on_event)
             restarted.append(name)
-        if leader in todo:
+        if by_switchover:
             result = switchover(lab, None, timeout, on_event)
-            restarted.append(f"{leader} (by switchover to {result.details['new_leader']})")
+            restarted.append(f"{by_switchover} (by switchover to {result.details['new_leader']})")
         everyone = False
         # Patroni refreshes pending_restart on its next loop: let the flags settle before judging.
         with contextlib.suppress(WaitTimeout):
@@ -298,6 +313,23 @@ def restart(lab: Lab, rolling: bool = True, timeout: float = 240, on_event: Even
                     f"restarted {', '.join(restarted) or 'nothing'}{' (rolling)' if rolling else ''}; "
                     f"no restart pending; healthy after {seconds:.1f} s",
                     {"restarted": restarted, "rolling": rolling})
+
+
+def restart_pass(members: list[Member], everyone: bool, rolling: bool,
+                 first: bool) -> tuple[str | None, list[str], str | None]:
+    """One pass of a restart, decided from the members: the leader to restart in place before the
+    replicas (None: not this pass), the replicas to restart one by one, in this order, and the
+    leader to move away by switchover after them (None: not this pass). ``everyone``: restart every
+    member, pending or not; ``first``: no pass ran before this one."""
+    todo = {m.name for m in members if m.pending_restart or everyone}
+    leader = leader_of(members)
+    leader_member = _member(members, leader or "")
+    lowering = leader_member is not None and lowers_hot_standby_setting(leader_member)
+    in_place = None
+    if leader in todo and (not first or not rolling or len(members) == 1 or lowering):
+        in_place = leader
+    replicas = sorted(todo - {leader})
+    return in_place, replicas, leader if leader in todo and in_place is None else None
 
 
 # A hot standby refuses to run below its primary's value of these (PostgreSQL docs, "Hot Standby").

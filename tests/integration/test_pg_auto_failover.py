@@ -1,7 +1,7 @@
 """A real pg_auto_failover lab (monitor, primary, secondary) on the second test range: up ends
 healthy with the multi-host URIs, status --json reports them, rows written through the write URI
-reach the secondary, a second up changes nothing, a switchover moves the primary, and destroy
-leaves no process, port or file."""
+reach the secondary, a second up changes nothing, a switchover moves the primary (also with a
+lowered hot-standby setting pending), and destroy leaves no process, port or file."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pglab import operations
+from pglab import operations, sql
 from pglab.lab import Lab, UpResult
 from pglab.providers.local import LocalProvider, _environments
 from tests.conftest import SECOND_LOOPBACK, loopback_address, write_topology
@@ -45,6 +45,8 @@ def _listening(host: str, port: int) -> bool:
 def test_up_ends_with_a_primary_a_secondary_and_the_uris(pgaf: tuple[Lab, UpResult]) -> None:
     _, result = pgaf
     assert result.health.healthy, result.health.problems
+    # The topology's max_connections: 100 is what the nodes already run: nothing to report as applied.
+    assert result.parameters_changed == {}
     assert sorted((m.current_state, m.assigned_state) for m in result.health.members) == [
         ("primary", "primary"), ("secondary", "secondary")]
     hosts = f"{loopback_address(152, second=True)}:5432,{loopback_address(153, second=True)}:5432"
@@ -96,6 +98,26 @@ def test_switchover_moves_the_primary(pgaf: tuple[Lab, UpResult]) -> None:
     assert result.details["old_leader"] == before
     assert result.details["new_leader"] not in (None, before)
     assert result.details["new_timeline"] > result.details["old_timeline"]
+    assert operations.writes_ok(lab)[0]
+
+
+def test_a_switchover_with_a_lowered_setting_pending_leaves_every_node_running(pgaf: tuple[Lab, UpResult]) -> None:
+    # The demoted primary restarts as a standby: with max_connections lowered in its files but not
+    # yet applied, PostgreSQL refused to start it ("recovery aborted because of insufficient
+    # parameter settings"); the switchover now applies the lowered value first.
+    lab, _ = pgaf
+    password = lab.superuser_password()
+    operations.set_config(lab, {"max_connections": "90"})
+    assert all(m.pending_restart for m in lab.stack().members())
+    before = lab.stack().leader()
+    result = operations.switchover(lab, timeout=120)
+    assert result.summary.startswith("applied the pending max_connections 100 -> 90 first"), result.summary
+    assert result.details["new_leader"] not in (None, before)
+    health = lab.wait_healthy(60)
+    assert not any(m.pending_restart for m in health.members)
+    running = {n.name: sql.query(lab.address(n.name), lab.topology.ports.postgres, password,
+                                 "SHOW max_connections")[0][0] for n in lab.topology.with_role("postgres")}
+    assert running == {"pg1": "90", "pg2": "90"}
     assert operations.writes_ok(lab)[0]
 
 

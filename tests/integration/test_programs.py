@@ -7,6 +7,7 @@ import sys
 import xmlrpc.client
 from pathlib import Path
 
+from pglab import waiting
 from pglab.providers.local import LocalProvider, program_name
 from pglab.topology import parse
 from tests.conftest import SECOND_LOOPBACK
@@ -39,8 +40,11 @@ def test_stopping_a_node_leaves_its_dashed_namesake_running(tmp_path: Path) -> N
         for program in ("pg-patroni", "pg-etcd", "pg-1-patroni"):
             rpc.supervisor.addProcessGroup(program)
         pg, pg_1 = topology.node("pg"), topology.node("pg-1")
-        assert provider.services(pg) == {"patroni": "RUNNING", "etcd": "RUNNING"}
-        assert provider.services(pg_1) == {"patroni": "RUNNING"}
+        # supervisord starts an added group on its next turn (STARTING, then RUNNING): wait for it.
+        started, detail, _ = waiting.poll(lambda: (
+            (seen := (provider.services(pg), provider.services(pg_1))) == (
+                {"patroni": "RUNNING", "etcd": "RUNNING"}, {"patroni": "RUNNING"}), str(seen)), 10, 0.1)
+        assert started, detail
 
         provider.stop(pg)
 

@@ -4,9 +4,9 @@ manager and each data node's PostgreSQL listens."""
 
 from __future__ import annotations
 
-from pglab import sql
 from pglab.checks import listens, service_state
 from pglab.lab import Lab
+from pglab.stacks.base import StackError
 from pglab.stacks.pgaf import PgAutoFailoverStack
 
 SERVICE = "pgautofailover"  # the keeper's (and the monitor's) service: supervisor program or systemd unit
@@ -19,12 +19,10 @@ def _stack(lab: Lab) -> PgAutoFailoverStack:
 
 
 def test_monitor_answers_with_its_extension(lab: Lab, monitor_node: str) -> None:
-    address, port = lab.address(monitor_node), lab.topology.ports.monitor
     try:
         version = _stack(lab).extension_version()
-    except OSError as exc:
-        raise AssertionError(f"{monitor_node}: the monitor does not answer on {address}:{port}: "
-                             f"{sql.first_line(exc)}") from None
+    except StackError as exc:
+        raise AssertionError(f"{monitor_node}: {exc}") from None
     assert version, f"{monitor_node}: the monitor's database has no pgautofailover extension"
 
 
@@ -50,8 +48,8 @@ def test_postgres_listens(lab: Lab, postgres_node: str) -> None:
 
 
 def test_node_is_registered_and_healthy(lab: Lab, postgres_node: str) -> None:
-    rows = {r[0]: r for r in _stack(lab).monitor_nodes() or []}
+    rows = {r.nodename: r for r in _stack(lab).monitor_nodes() or []}
     assert postgres_node in rows, (
         f"{postgres_node}: not registered with the monitor (it knows: {', '.join(rows) or 'no node'})")
-    health = rows[postgres_node][6]
+    health = rows[postgres_node].health
     assert health == 1, f"{postgres_node}: the monitor's health check says {health} (1 is healthy)"

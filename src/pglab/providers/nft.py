@@ -13,10 +13,14 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import zlib
 
 from pglab.errors import PglabError
 
-MARK_BASE = 0x70C1A000  # + the node's chain number: who opened a connection
+# Who opened a connection: MARK_BASE | 24 bits of (lab, node). Conntrack marks are global to the
+# machine, so two labs (two test runs at once) cutting off nodes of the same name must not share
+# one: the other lab's rules would drop this node's connections to itself.
+MARK_BASE = 0x70000000
 
 
 class LabFirewall:
@@ -26,7 +30,7 @@ class LabFirewall:
     def partition(self, node: str, address: str, socket_match: str) -> None:
         _need_nft()
         chain = _chain(node)
-        mark = MARK_BASE + (sum(node.encode()) % 4096)
+        mark = self.mark(node)
         self._nft(f"""
 add table inet {self.table}
 add chain inet {self.table} {chain} {{ type filter hook output priority 0; policy accept; }}
@@ -35,6 +39,10 @@ add rule inet {self.table} {chain} ct direction original {socket_match} ct mark 
 add rule inet {self.table} {chain} ct mark {mark:#x} ct original ip daddr != {address} drop
 add rule inet {self.table} {chain} ct mark != {mark:#x} ct original ip daddr {address} drop
 """)
+
+    def mark(self, node: str) -> int:
+        """The conntrack mark of connections the node opens while it is cut off."""
+        return MARK_BASE | (zlib.crc32(f"{self.table}/{node}".encode()) & 0xFFFFFF)
 
     def heal(self, node: str) -> None:
         if self.is_partitioned(node):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -100,6 +100,12 @@ class Stack(ABC):
     interface, so every stack answers the same questions in the same vocabulary."""
 
     name: str = ""
+    # Whether a standby may restart while a lowered hot-standby setting (max_connections ...) is
+    # pending: Patroni starts a standby with at least the values its primary ran with (from
+    # pg_controldata) and leaves the change pending; a stack that starts PostgreSQL with its files
+    # alone (pg_auto_failover's keeper) leaves it unable to start ("recovery aborted because of
+    # insufficient parameter settings"), so a switchover applies such a setting first.
+    tolerates_lowered_standby_settings: bool = True
 
     @classmethod
     @abstractmethod
@@ -144,8 +150,10 @@ class Stack(ABC):
         """Change cluster-wide PostgreSQL parameters (a restart, if needed, is left pending)."""
 
     @abstractmethod
-    def parameters(self) -> dict[str, Any]:
-        """The cluster-wide PostgreSQL parameters as configured (applied or pending)."""
+    def parameters(self, names: Collection[str] = ()) -> dict[str, Any]:
+        """The cluster-wide PostgreSQL parameters as configured (applied or pending), and those of
+        ``names`` that only the server's own configuration sets, where the stack has them (see
+        each stack)."""
 
     @abstractmethod
     def configuration(self) -> dict[str, Any]:

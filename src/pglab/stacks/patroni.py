@@ -11,7 +11,7 @@ import base64
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -158,33 +158,14 @@ class PatroniStack(Stack):
         return self._members(self.cluster())
 
     def _members(self, view: dict[str, Any] | None) -> list[Member]:
-        view = view or {"members": []}
-        seen: dict[str, Member] = {}
-        for m in view.get("members", []):
-            lag = m.get("lag")
-            seen[m["name"]] = Member(
-                name=m["name"],
-                host=m.get("host", ""),
-                role="leader" if m.get("role") in ("leader", "standby_leader") else m.get("role", ""),
-                state=m.get("state", ""),
-                timeline=m.get("timeline"),
-                lag_mb=round(lag / 1048576, 1) if isinstance(lag, int) else None,
-                pending_restart=bool(m.get("pending_restart")),
-                pending_changes=dict(m.get("pending_restart_reason") or {}),
-            )
-        # Members missing from the DCS view: ask each one itself (its REST API answers without
-        # the DCS), so a lost DCS shows running replicas, not "stopped"; silent ones are down.
-        return [seen.get(name) or self._member_itself(name, address)
-                for name, address in self.endpoints.postgres.items()]
+        return cluster_members(view, self.endpoints.postgres, self._own)
 
-    def _member_itself(self, name: str, address: str) -> Member:
+    def _own(self, name: str) -> dict[str, Any] | None:
+        """The member's own /patroni answer, None when it does not answer."""
         try:
-            own = self.get(name, "/patroni") or {}
+            return self.get(name, "/patroni") or {}
         except (OSError, urllib.error.URLError, ValueError):
-            return Member(name=name, host=address, role="", state="stopped")
-        role = {"primary": "leader", "master": "leader"}.get(own.get("role", ""), own.get("role", ""))
-        return Member(name=name, host=address, role=role,
-                      state=f"{own.get('state', 'unknown')}, no DCS", timeline=own.get("timeline"))
+            return None
 
     def routing(self) -> list[haproxy.Backend]:
         """HAProxy's stats rows: which servers each listener (primary, replicas) routes to."""
@@ -200,28 +181,14 @@ class PatroniStack(Stack):
 
     def health(self) -> Health:
         view = self.cluster()
-        members = self._members(view)
-        problems = [] if view is not None else ["no member can read the DCS (is etcd/Consul down?)"]
-        leaders = [m for m in members if m.role == "leader" and m.state == "running"]
-        if len(leaders) != 1:
-            problems.append(f"{len(leaders)} running leaders (expected 1)")
-        for m in members:
-            if m.role != "leader" and m.state != "streaming":
-                problems.append(f"{m.name} is {m.state or 'unknown'}, not streaming")
-        leader = leaders[0].name if len(leaders) == 1 else None
-        backends: list[haproxy.Backend] = []
+        backends: list[haproxy.Backend] | None = None
+        unreachable = None
         if self.endpoints.haproxy:
             try:
                 backends = self.routing()
             except (OSError, urllib.error.URLError) as exc:
-                problems.append(f"HAProxy stats unreachable: {exc}")
-            else:
-                up = {b.server for b in backends if b.proxy == "primary" and b.status == "UP"}
-                if leader and up != {leader}:
-                    problems.append(
-                        f"HAProxy routes writes to {sorted(up) or 'nobody'}, not to the leader {leader}"
-                    )
-        return Health(leader, members, problems, backends)
+                unreachable = f"HAProxy stats unreachable: {exc}"
+        return cluster_health(view, self._members(view), backends, unreachable)
 
     # Operations ------------------------------------------------------------------------------
     def switchover(self, candidate: str | None = None, leader: str | None = None) -> str:
@@ -251,7 +218,9 @@ class PatroniStack(Stack):
             raise StackError("no member answered for /config")
         return config
 
-    def parameters(self) -> dict[str, Any]:
+    def parameters(self, names: Collection[str] = ()) -> dict[str, Any]:
+        """Patroni's dynamic configuration alone, whatever ``names`` asks for: it is the only place a
+        parameter lasts (Patroni rewrites postgresql.conf), so one missing from it must be added."""
         return dict((self.dynamic_config().get("postgresql") or {}).get("parameters") or {})
 
     def configuration(self) -> dict[str, Any]:
@@ -291,6 +260,66 @@ class PatroniStack(Stack):
              "new_leader": r[4] if len(r) > 4 else None}
             for r in self._get_any("/history") or []
         ]
+
+
+# Decisions: Patroni's answers -> members and health (pure, unit-tested on recorded answers) ------
+def members_from_cluster(view: dict[str, Any] | None) -> dict[str, Member]:
+    """The members Patroni's /cluster answer lists, by name (a standby leader leads too)."""
+    seen: dict[str, Member] = {}
+    for m in (view or {}).get("members", []):
+        lag = m.get("lag")
+        seen[m["name"]] = Member(
+            name=m["name"],
+            host=m.get("host", ""),
+            role="leader" if m.get("role") in ("leader", "standby_leader") else m.get("role", ""),
+            state=m.get("state", ""),
+            timeline=m.get("timeline"),
+            lag_mb=round(lag / 1048576, 1) if isinstance(lag, int) else None,
+            pending_restart=bool(m.get("pending_restart")),
+            pending_changes=dict(m.get("pending_restart_reason") or {}),
+        )
+    return seen
+
+
+def cluster_members(view: dict[str, Any] | None, addresses: dict[str, str],
+                    ask_itself: Callable[[str], dict[str, Any] | None]) -> list[Member]:
+    """Every PostgreSQL node (``addresses``: name -> address) as a member. Members missing from
+    the DCS view are asked themselves (``ask_itself``: their own /patroni answer, None when silent;
+    the REST API answers without the DCS), so a lost DCS shows running replicas, not "stopped"."""
+    seen = members_from_cluster(view)
+    return [seen.get(name) or member_from_itself(name, address, ask_itself(name))
+            for name, address in addresses.items()]
+
+
+def member_from_itself(name: str, address: str, own: dict[str, Any] | None) -> Member:
+    """A member missing from the DCS view, from its own /patroni answer (None: it is down)."""
+    if own is None:
+        return Member(name=name, host=address, role="", state="stopped")
+    role = {"primary": "leader", "master": "leader"}.get(own.get("role", ""), own.get("role", ""))
+    return Member(name=name, host=address, role=role,
+                  state=f"{own.get('state', 'unknown')}, no DCS", timeline=own.get("timeline"))
+
+
+def cluster_health(view: dict[str, Any] | None, members: list[Member], backends: list[haproxy.Backend] | None,
+                   haproxy_problem: str | None = None) -> Health:
+    """One running leader, every other member streaming, HAProxy's primary port on the leader
+    alone. ``backends`` is None when the lab has no HAProxy or its stats did not answer
+    (``haproxy_problem`` says why)."""
+    problems = [] if view is not None else ["no member can read the DCS (is etcd/Consul down?)"]
+    leaders = [m for m in members if m.role == "leader" and m.state == "running"]
+    if len(leaders) != 1:
+        problems.append(f"{len(leaders)} running leaders (expected 1)")
+    for m in members:
+        if m.role != "leader" and m.state != "streaming":
+            problems.append(f"{m.name} is {m.state or 'unknown'}, not streaming")
+    leader = leaders[0].name if len(leaders) == 1 else None
+    if haproxy_problem:
+        problems.append(haproxy_problem)
+    elif backends is not None:
+        up = {b.server for b in backends if b.proxy == "primary" and b.status == "UP"}
+        if leader and up != {leader}:
+            problems.append(f"HAProxy routes writes to {sorted(up) or 'nobody'}, not to the leader {leader}")
+    return Health(leader, members, problems, backends or [])
 
 
 class PatroniSpec(StackSpec):

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import psycopg
 from psycopg import sql as q
+from psycopg.rows import class_row, dict_row
 from pydantic import Field
 
 from pglab import backup_role, prerequisites, sql
@@ -37,12 +38,42 @@ SELECT nodename, nodehost, nodeport, reportedstate::text, goalstate::text, repor
        reportedtli, reportedlsn::text, candidatepriority, replicationquorum, reportedrepstate
 FROM pgautofailover.node WHERE formationid = %s ORDER BY nodeid
 """
+# A file's value pending a restart is the one pg_file_settings flags "setting could not be
+# applied": its last line per name (the highest seqno) is the pending value, error or not.
 PENDING_QUERY = """
 SELECT DISTINCT ON (f.name) f.name, s.setting, f.setting
 FROM pg_file_settings f JOIN pg_settings s ON s.name = f.name
-WHERE s.pending_restart AND f.error IS NULL
+WHERE s.pending_restart
 ORDER BY f.name, f.seqno DESC
 """
+# The settings pglab set with ALTER SYSTEM, pending ones included (they are flagged "setting could
+# not be applied" until the restart).
+AUTO_CONF_QUERY = """
+SELECT name, setting FROM pg_file_settings
+WHERE sourcefile LIKE '%/postgresql.auto.conf' AND name IS NOT NULL ORDER BY seqno
+"""
+
+
+@dataclass(frozen=True)
+class MonitorNode:
+    """One row of the monitor's pgautofailover.node (NODES_QUERY), read by column name."""
+
+    nodename: str
+    nodehost: str
+    nodeport: int
+    reportedstate: str  # the node's current state, as its keeper reported it
+    goalstate: str  # the state the monitor assigned it
+    reportedpgisrunning: bool
+    health: int  # the monitor's health check: 1 healthy, 0 failing, -1 unknown
+    reportedtli: int
+    reportedlsn: str
+    candidatepriority: int
+    replicationquorum: bool
+    reportedrepstate: str  # a primary's view of its standbys: async, sync, quorum ...
+
+    @property
+    def leading(self) -> bool:
+        return _leading(self.reportedstate, self.goalstate)
 
 
 @dataclass(frozen=True)
@@ -56,6 +87,7 @@ class MonitorEndpoints:
 
 class PgAutoFailoverStack(Stack):
     name = "pg_auto_failover"
+    tolerates_lowered_standby_settings = False  # the keeper starts PostgreSQL with its files alone
 
     def __init__(self, endpoints: MonitorEndpoints, secrets: dict[str, str], timeout: float = 2.0) -> None:
         self.endpoints = endpoints
@@ -83,87 +115,52 @@ class PgAutoFailoverStack(Stack):
             connect_timeout=max(int(self.timeout), 1), application_name="pglab",
         )
 
-    def _monitor_rows(self, query: str, params: Any = None) -> list[tuple]:
-        with self._monitor() as conn:
-            return conn.execute(query, params).fetchall()
+    def _monitor_rows(self, query: str, params: Any = None) -> list[dict[str, Any]]:
+        """The monitor's answer, each row by column name."""
+        with self._monitor() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(query, params).fetchall()
 
     def _node(self, name: str) -> psycopg.Connection:
         return sql.connect(self.endpoints.postgres[name], self.endpoints.postgres_port,
                            self.secrets[SUPERUSER.password_variable])
 
     # Stack -----------------------------------------------------------------------------------
-    def monitor_nodes(self) -> list[tuple] | None:
+    def monitor_nodes(self) -> list[MonitorNode] | None:
         """The monitor's rows for the formation's nodes, or None when the monitor does not answer."""
         try:
-            return self._monitor_rows(NODES_QUERY, (self.endpoints.formation,))
+            with self._monitor() as conn, conn.cursor(row_factory=class_row(MonitorNode)) as cur:
+                return cur.execute(NODES_QUERY, (self.endpoints.formation,)).fetchall()
         except (OSError, psycopg.Error):
             return None
+
+    def extension_version(self) -> str | None:
+        """The pgautofailover extension's version in the monitor's database (None: not installed);
+        raises StackError when the monitor does not answer."""
+        try:
+            rows = self._monitor_rows("SELECT extversion FROM pg_extension WHERE extname = 'pgautofailover'")
+        except (OSError, psycopg.Error) as exc:
+            raise StackError(f"the monitor does not answer on {self.endpoints.monitor}:"
+                             f"{self.endpoints.monitor_port}: {sql.first_line(exc)}") from None
+        return rows[0]["extversion"] if rows else None
 
     def members(self) -> list[Member]:
         return self._members(self.monitor_nodes())
 
-    def _members(self, rows: list[tuple] | None) -> list[Member]:
-        by_name = {r[0]: r for r in rows or []}
-        leader_lsn = next((_lsn(r[8]) for r in by_name.values() if _leading(r[3], r[4])), None)
-        members = []
-        for name, address in self.endpoints.postgres.items():
-            row = by_name.get(name)
-            if row is None:
-                state = "monitor unreachable" if rows is None else "not registered"
-                members.append(Member(name=name, host=address, role="", state=state))
-                continue
-            _, host, port, current, assigned, pg_running, health, tli, lsn, _prio, _quorum, _sync = row
-            role = "leader" if _leading(current, assigned) else "replica"
-            if health == 0:
-                state = "unreachable"
-            elif not pg_running:
-                state = "stopped"
-            elif role == "leader":
-                state = "running"
-            elif current == assigned == "secondary":
-                state = "streaming"
-            else:
-                state = current if current == assigned else f"{current} -> {assigned}"
-            lag = None
-            if role == "replica" and leader_lsn is not None and _lsn(lsn) is not None:
-                lag = round(max(leader_lsn - _lsn(lsn), 0) / 1048576, 1)  # type: ignore[operator]  # _lsn(lsn) checked above
-            pending = self._pending(name) if health == 1 and pg_running else {}
-            members.append(Member(
-                name=name, host=host, port=port, role=role, state=state, timeline=tli, lag_mb=lag,
-                pending_restart=bool(pending), pending_changes=pending,
-                current_state=current, assigned_state=assigned,
-            ))
-        return members
+    def _members(self, rows: list[MonitorNode] | None) -> list[Member]:
+        return members_from_monitor(rows, self.endpoints.postgres, self._pending)
 
     def _pending(self, name: str) -> dict[str, dict[str, str]]:
         """Settings pending a restart on the node: name -> old (running) and new (file) value."""
         try:
             with self._node(name) as conn:
-                rows = conn.execute(PENDING_QUERY).fetchall()
+                return pending_changes(conn.execute(PENDING_QUERY).fetchall())
         except (OSError, psycopg.Error):
             return {}
-        return {n: {"old_value": old, "new_value": new} for n, old, new in rows if n not in NEVER_PENDING}
 
     def health(self) -> Health:
         rows = self.monitor_nodes()
-        members = self._members(rows)
-        problems = [] if rows is not None else [
-            f"the monitor at {self.endpoints.monitor}:{self.endpoints.monitor_port} does not answer"]
-        leaders = [m for m in members if m.role == "leader" and m.state == "running"]
-        if rows is not None and len(leaders) != 1:
-            problems.append(f"{len(leaders)} running primaries (expected 1)")
-        for m in members:
-            if m.role == "replica" and m.state != "streaming":
-                problems.append(f"{m.name} is {m.state or 'unknown'}, not a streaming secondary")
-            elif m.role == "" and rows is not None:
-                problems.append(f"{m.name} is {m.state}")
-        # The monitor fails over to a standby only once the primary has reported it in sync: until
-        # then a lost primary would leave the formation without one.
-        sync = {r[0]: r[11] for r in rows or []}
-        if len(leaders) == 1 and len(members) > 1 and sync.get(leaders[0].name) not in ("sync", "quorum"):
-            problems.append(f"the primary {leaders[0].name} reports its standbys as "
-                            f"{sync.get(leaders[0].name) or 'unknown'}, not yet in sync")
-        return Health(leaders[0].name if len(leaders) == 1 else None, members, problems)
+        return formation_health(rows, self._members(rows),
+                                f"{self.endpoints.monitor}:{self.endpoints.monitor_port}")
 
     def client_endpoints(self) -> dict[str, ClientEndpoint]:
         hosts = tuple(self.endpoints.postgres.values())
@@ -177,12 +174,7 @@ class PgAutoFailoverStack(Stack):
             rows = self._monitor_rows("SELECT pgautofailover.formation_uri(%s)", (self.endpoints.formation,))
         except (OSError, psycopg.Error):
             return None
-        return rows[0][0] if rows else None
-
-    def extension_version(self) -> str | None:
-        """The version of the monitor's pgautofailover extension; None when it has none."""
-        rows = self._monitor_rows("SELECT extversion FROM pg_extension WHERE extname = 'pgautofailover'")
-        return str(rows[0][0]) if rows else None
+        return rows[0]["formation_uri"] if rows else None
 
     # Operations ------------------------------------------------------------------------------
     def _perform(self, what: str, query: str, params: tuple, settle: float = 30.0) -> str:
@@ -192,13 +184,13 @@ class PgAutoFailoverStack(Stack):
         a standby restarted): try again until it has settled, for up to ``settle`` seconds."""
         deadline = time.monotonic() + settle
         while True:
-            before = {r[0]: r[4] for r in self.monitor_nodes() or []}
+            before = {r.nodename: r.goalstate for r in self.monitor_nodes() or []}
             try:
                 self._monitor_rows(query, params)
                 return f"{what} started"
             except psycopg.Error as exc:
                 time.sleep(0.5)
-                after = {r[0]: r[4] for r in self.monitor_nodes() or []}
+                after = {r.nodename: r.goalstate for r in self.monitor_nodes() or []}
                 if after and after != before:
                     return f"{what} started (the monitor said: {sql.first_line(exc)})"
                 if time.monotonic() > deadline:
@@ -237,23 +229,29 @@ class PgAutoFailoverStack(Stack):
         if not reached:
             raise StackError("no data node took the configuration change: " + "; ".join(errors))
 
-    def parameters(self) -> dict[str, Any]:
-        """The settings pglab set with ALTER SYSTEM, as the primary has them."""
+    def parameters(self, names: Collection[str] = ()) -> dict[str, Any]:
+        """The settings pglab set with ALTER SYSTEM, as the primary has them, and each of ``names``
+        that postgresql.auto.conf does not set at the value the primary runs with (postgresql.conf,
+        pg_autoctl's include, the default): a lab's first `up` must not report as applied a
+        setting that was already so."""
         leader = self.leader() or next(iter(self.endpoints.postgres))
         try:
             with self._node(leader) as conn:
-                rows = conn.execute("SELECT name, setting FROM pg_file_settings "
-                                    "WHERE sourcefile LIKE '%%/postgresql.auto.conf' AND error IS NULL "
-                                    "ORDER BY seqno").fetchall()
+                configured: dict[str, str] = dict(conn.execute(AUTO_CONF_QUERY).fetchall())
+                missing = [name for name in names if name not in configured]
+                running = conn.execute("SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)",
+                                       (missing,)).fetchall() if missing else []
         except (OSError, psycopg.Error) as exc:
             raise StackError(f"{leader} does not answer: {sql.first_line(exc)}") from None
-        return dict(rows)
+        return {**dict(running), **configured}
 
     def configuration(self) -> dict[str, Any]:
         rows = self._monitor_rows("SELECT number_sync_standbys FROM pgautofailover.formation WHERE formationid = %s",
                                   (self.endpoints.formation,))
-        nodes = {r[0]: {"candidate_priority": r[9], "replication_quorum": r[10]} for r in self.monitor_nodes() or []}
-        return {"formation": self.endpoints.formation, "number_sync_standbys": rows[0][0] if rows else None,
+        nodes = {r.nodename: {"candidate_priority": r.candidatepriority, "replication_quorum": r.replicationquorum}
+                 for r in self.monitor_nodes() or []}
+        return {"formation": self.endpoints.formation,
+                "number_sync_standbys": rows[0]["number_sync_standbys"] if rows else None,
                 "nodes": nodes, "uri": self.uri(), "parameters": self.parameters()}
 
     def restart(self, node: str, timeout: float = 120.0) -> None:
@@ -265,7 +263,8 @@ class PgAutoFailoverStack(Stack):
         priority back once the formation has settled again."""
         saved: dict[str, int] = {}
         if self.leader() == node:
-            saved = {r[0]: r[9] for r in self.monitor_nodes() or [] if r[0] != node and r[9] > 0}
+            saved = {r.nodename: r.candidatepriority for r in self.monitor_nodes() or []
+                     if r.nodename != node and r.candidatepriority > 0}
             for name in saved:
                 self._set_priority(name, 0)
             self._wait_settled(timeout)
@@ -290,8 +289,9 @@ class PgAutoFailoverStack(Stack):
         while time.monotonic() < deadline:
             rows = self.monitor_nodes()
             if rows:
-                moving = [f"{r[0]} {r[3]} -> {r[4]}" for r in rows if r[3] != r[4] or not r[5]]
-                primaries = [r[0] for r in rows if _leading(r[3], r[4])]
+                moving = [f"{r.nodename} {r.reportedstate} -> {r.goalstate}" for r in rows
+                          if r.reportedstate != r.goalstate or not r.reportedpgisrunning]
+                primaries = [r.nodename for r in rows if r.leading]
                 if not moving and len(primaries) == 1:
                     return
                 detail = ", ".join(moving) or f"{len(primaries)} primaries"
@@ -321,7 +321,7 @@ class PgAutoFailoverStack(Stack):
         """pg_autoctl names each standby's replication connection after its node id."""
         rows = self._monitor_rows("SELECT nodeid FROM pgautofailover.node WHERE formationid = %s AND nodename = %s",
                                   (self.endpoints.formation, member))
-        return f"pgautofailover_standby_{rows[0][0]}" if rows else member
+        return f"pgautofailover_standby_{rows[0]['nodeid']}" if rows else member
 
     def history(self) -> list[dict[str, Any]]:
         """Promotions, oldest first: the monitor's events assigning wait_primary to a standby."""
@@ -332,7 +332,8 @@ class PgAutoFailoverStack(Stack):
                 "ORDER BY eventid", (self.endpoints.formation,))
         except (OSError, psycopg.Error):
             return []
-        return [{"timeline": tli, "time": at, "new_leader": name, "reason": text} for tli, at, name, text in rows]
+        return [{"timeline": r["reportedtli"], "time": r["eventtime"], "new_leader": r["nodename"],
+                 "reason": r["description"]} for r in rows]
 
 
 def _leading(current: str, assigned: str) -> bool:
@@ -344,6 +345,72 @@ def _lsn(text: str | None) -> int | None:
         return None
     high, low = text.split("/")
     return (int(high, 16) << 32) + int(low, 16)
+
+
+# Decisions: the monitor's rows -> members and health (pure, unit-tested on recorded answers) -----
+def pending_changes(rows: list[tuple[str, str, str]]) -> dict[str, dict[str, str]]:
+    """PENDING_QUERY's rows as Member.pending_changes: name -> old (running) and new (file) value."""
+    return {n: {"old_value": old, "new_value": new} for n, old, new in rows if n not in NEVER_PENDING}
+
+
+def members_from_monitor(rows: list[MonitorNode] | None, addresses: dict[str, str],
+                         pending: Callable[[str], dict[str, dict[str, str]]]) -> list[Member]:
+    """Every data node (``addresses``: name -> address) as the monitor's ``rows`` show it (None:
+    the monitor did not answer), with the settings pending a restart on each (``pending``: asked
+    only of nodes the monitor sees healthy and running; a stopped one would only time out)."""
+    by_name = {r.nodename: r for r in rows or []}
+    leader_lsn = next((_lsn(r.reportedlsn) for r in by_name.values() if r.leading), None)
+    members = []
+    for name, address in addresses.items():
+        row = by_name.get(name)
+        if row is None:
+            state = "monitor unreachable" if rows is None else "not registered"
+            members.append(Member(name=name, host=address, role="", state=state))
+            continue
+        current, assigned = row.reportedstate, row.goalstate
+        role = "leader" if row.leading else "replica"
+        if row.health == 0:
+            state = "unreachable"
+        elif not row.reportedpgisrunning:
+            state = "stopped"
+        elif role == "leader":
+            state = "running"
+        elif current == assigned == "secondary":
+            state = "streaming"
+        else:
+            state = current if current == assigned else f"{current} -> {assigned}"
+        lag = None
+        lsn = _lsn(row.reportedlsn)
+        if role == "replica" and leader_lsn is not None and lsn is not None:
+            lag = round(max(leader_lsn - lsn, 0) / 1048576, 1)
+        changes = pending(name) if row.health == 1 and row.reportedpgisrunning else {}
+        members.append(Member(
+            name=name, host=row.nodehost, port=row.nodeport, role=role, state=state, timeline=row.reportedtli,
+            lag_mb=lag, pending_restart=bool(changes), pending_changes=changes,
+            current_state=current, assigned_state=assigned,
+        ))
+    return members
+
+
+def formation_health(rows: list[MonitorNode] | None, members: list[Member], monitor: str) -> Health:
+    """One running primary, every other data node a streaming secondary, and the primary
+    reporting its standbys in sync (``monitor`` names the monitor in the problem when it is silent)."""
+    problems = [] if rows is not None else [f"the monitor at {monitor} does not answer"]
+    leaders = [m for m in members if m.role == "leader" and m.state == "running"]
+    if rows is not None and len(leaders) != 1:
+        problems.append(f"{len(leaders)} running primaries (expected 1)")
+    for m in members:
+        if m.role == "replica" and m.state != "streaming":
+            problems.append(f"{m.name} is {m.state or 'unknown'}, not a streaming secondary")
+        elif m.role == "" and rows is not None:
+            problems.append(f"{m.name} is {m.state}")
+    # The monitor fails over to a standby only once the primary has reported it in sync: until
+    # then a lost primary would leave the formation without one.
+    sync = {r.nodename: r.reportedrepstate for r in rows or []}
+    if len(leaders) == 1 and len(members) > 1 and sync.get(leaders[0].name) not in ("sync", "quorum"):
+        problems.append(f"the primary {leaders[0].name} reports its standbys as "
+                        f"{sync.get(leaders[0].name) or 'unknown'}, not yet in sync")
+    return Health(leaders[0].name if len(leaders) == 1 else None, members, problems)
 
 
 # The stack's declaration -----------------------------------------------------------------------
