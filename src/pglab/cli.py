@@ -410,7 +410,8 @@ def drill_command(topology_file: Path, kind: str, count: int, node: str | None, 
     lost, failed writes that committed anyway, the leader change.
 
     \b
-    KIND: switchover | failover | crash | hang | partition | restart (rolling).
+    KIND: switchover | failover | crash | hang | partition | restart (rolling) |
+    certs (`pglab certs rotate`) | certs-ca (`pglab certs rotate --ca`).
     A write probe inserts one row per attempt through the write endpoint (HAProxy 5000) while the
     fault hits the leader (or --node), the cluster recovers and the node comes back; then the rows
     are read back from the new primary. One JSON line and one PNG timeline per drill go to --out.
@@ -443,6 +444,46 @@ def drill_command(topology_file: Path, kind: str, count: int, node: str | None, 
         ui.console.print(f"JSON lines: {out / 'drills.jsonl'}; timelines: {out}/*.png", highlight=False)
     if not all(r.ok for r in results):
         sys.exit(1)
+
+
+@main.group(name="certs", invoke_without_command=True)
+@file_option
+@json_option
+@click.pass_context
+@reports_errors
+def certs_group(ctx: click.Context, topology_file: Path, as_json: bool) -> None:
+    """The lab's CA and certificates: node, services, subject, names, expiry, and whether the
+    services serve them now (a table, or --json).
+
+    \b
+    pglab certs rotate         new certificates for every node, no restart, under load
+    pglab certs rotate --ca    a new CA too: trusted beside the old one, then the old one retired
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from pglab import certs_report
+
+    rows = certs_report.rows(Lab.from_file(topology_file))
+    if as_json:
+        ui.print_json(rows)
+    else:
+        ui.console.print(ui.certs_table(rows))
+
+
+@certs_group.command(name="rotate")
+@file_option
+@click.option("--ca", "new_ca", is_flag=True,
+              help="Also a new CA: every node trusts it beside the old one, gets a certificate of it, then the "
+                   "old CA is retired.")
+@timeout_option
+@json_option
+@reports_errors
+def certs_rotate(topology_file: Path, new_ca: bool, timeout: float, as_json: bool) -> None:
+    """Issue new certificates and make every service use them without a cluster restart
+    (PostgreSQL, Patroni and HAProxy reload; etcd reads them for each new connection)."""
+    from pglab import rotation
+
+    _run_operation("certs rotate", rotation.rotate, as_json, Lab.from_file(topology_file), new_ca, timeout)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

@@ -30,7 +30,8 @@ from pglab.errors import InputError, PglabError
 from pglab.lab import EventSink, Lab, ignore_event
 from pglab.stacks.base import StackError
 
-KINDS = ("switchover", "failover", "crash", "hang", "partition", "restart")
+KINDS = ("switchover", "failover", "crash", "hang", "partition", "restart", "certs", "certs-ca")
+CERT_ROTATIONS = {"certs": False, "certs-ca": True}  # drill kind -> whether the CA is rotated too
 NODE_FAULTS = ("crash", "hang", "partition")  # the faults that hit one node, then restore it
 WARMUP = 2.0  # seconds of acknowledged writes before the fault
 HOLD = 3.0  # seconds of acknowledged writes that count as recovered
@@ -232,6 +233,10 @@ def _fault(lab: Lab, kind: str, target: str | None, timeout: float, on_event: Ev
         return operations.failover(lab, members[0].name, timeout=timeout, on_event=on_event)
     if kind == "restart":
         return operations.restart(lab, rolling=True, timeout=timeout * 3, on_event=on_event)
+    if kind in CERT_ROTATIONS:
+        from pglab import rotation
+
+        return rotation.rotate(lab, new_ca=CERT_ROTATIONS[kind], timeout=timeout, on_event=on_event)
     if target is None:
         raise PglabError("the cluster has no leader to break; name a node with --node")
     mode = typing.cast(operations.StopMode, kind)  # one of NODE_FAULTS here: stop, crash, hang, partition

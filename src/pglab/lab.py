@@ -16,13 +16,13 @@ from typing import Any
 
 import yaml
 
-from pglab import ansible, paths, prerequisites, render, sql, stacks, topology, waiting
+from pglab import ansible, certs, paths, prerequisites, render, sql, stacks, topology, waiting
 from pglab.errors import InputError, PglabError
 from pglab.haproxy import Backend
 from pglab.providers import Prerequisite, Provider, get_provider
 from pglab.secrets import SUPERUSER
 from pglab.stacks import Stack, StackSite, stack_class
-from pglab.stacks.base import Health
+from pglab.stacks.base import Health, uri_query
 from pglab.topology import Node, Topology
 
 
@@ -63,6 +63,8 @@ class LabStatus:
     endpoints: dict[str, str]
     # The stack's own published URI (pg_auto_failover's formation URI), if it has one.
     uri: str | None = None
+    # Things to act on soon that do not make the lab unhealthy (a certificate near its expiry).
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,19 @@ class Lab:
         """The PostgreSQL superuser's password (every stack's)."""
         return self.secrets()[SUPERUSER.password_variable]
 
+    @property
+    def ca_file(self) -> Path | None:
+        """The lab's CA bundle (every certificate of the lab chains to it); None without TLS."""
+        return self.layout.tls / certs.CA_CERT if self.topology.tls else None
+
+    def certificates(self) -> certs.LabCerts:
+        """The lab's CA and certificates in its tls/ directory."""
+        return certs.LabCerts(self.topology, self.layout.tls)
+
+    def libpq_tls(self) -> dict[str, str]:
+        """libpq keywords of pglab's own connections: verify-full against the lab's CA."""
+        return sql.tls_keywords(self.ca_file)
+
     def node(self, name: str) -> Node:
         """The node called ``name``, or an InputError listing the lab's nodes."""
         try:
@@ -150,7 +165,7 @@ class Lab:
     def stack(self, timeout: float = 2.0) -> Stack:
         """The client of the topology's stack (Patroni, pg_auto_failover) for this lab."""
         site = StackSite(self.topology, {n.name: self.provider.address(n) for n in self.topology.nodes},
-                         self.secrets())
+                         self.secrets(), self.ca_file)
         return stack_class(self.topology.stack).from_site(site, timeout=timeout * waiting.timeout_scale())
 
     def routes_writes(self) -> bool:
@@ -176,8 +191,9 @@ class Lab:
         found = self.stack().client_endpoints()
         first = self.topology.with_role("postgres")[0]
         user = SUPERUSER.user
-        write = found["write"].uri(user) if "write" in found else self.dsn(host=self.address(first.name))
-        read = found["read"].uri(user) if "read" in found else ""
+        tls = self.libpq_tls()
+        write = found["write"].uri(user, options=tls) if "write" in found else self.dsn(host=self.address(first.name))
+        read = found["read"].uri(user, options=tls) if "read" in found else ""
         return {"write": write, "read": read, "pgpass": str(self.pgpass)}
 
     def status(self) -> LabStatus:
@@ -197,18 +213,20 @@ class Lab:
             last_leader_change=history[-1] if history else None,
             endpoints=self.endpoints(),
             uri=stack.uri(),
+            warnings=self.certificates().expiring() if self.topology.tls else [],
         )
 
     def dsn(self, port: int | None = None, host: str | None = None, dbname: str = "postgres") -> str:
         """A URI to one host (default: a PostgreSQL node's port); see :meth:`endpoints` for the
         lab's write and read entry points."""
         host = host or self.address(self.topology.with_role("postgres")[0].name)
-        return f"postgresql://{SUPERUSER.user}@{host}:{port or self.topology.ports.postgres}/{dbname}"
+        return (f"postgresql://{SUPERUSER.user}@{host}:{port or self.topology.ports.postgres}/{dbname}"
+                + uri_query(self.libpq_tls()))
 
     def connect_kwargs(self) -> dict[str, Any]:
         """libpq keywords for the superuser, for psycopg."""
         return {"user": SUPERUSER.user, "password": self.superuser_password(),
-                "connect_timeout": sql.connect_timeout()}
+                "connect_timeout": sql.connect_timeout(), **self.libpq_tls()}
 
     # Lifecycle -------------------------------------------------------------------------------
     def prerequisites(self) -> list[Prerequisite]:

@@ -72,7 +72,7 @@ def _postgres_node(lab: Lab, name: str) -> None:
 def writes_ok(lab: Lab) -> tuple[bool, str]:
     """Whether writes through the lab's entry point (HAProxy 5000, the multi-host URI) reach a primary."""
     host, port = lab.writes_endpoint()
-    ok, detail = sql.writable(host, port, lab.superuser_password())
+    ok, detail = sql.writable(host, port, lab.superuser_password(), lab.libpq_tls())
     return ok, (f"writes reach {detail}" if ok else f"writes through {host}:{port} fail: {detail}")
 
 
@@ -241,7 +241,7 @@ def set_config(lab: Lab, parameters: dict[str, str], timeout: float = 60,
     password = lab.superuser_password()
     rows = sql.query(lab.address(leader), lab.topology.ports.postgres, password,
                      "SELECT name, context, setting, unit FROM pg_settings WHERE name = ANY(%s)",
-                     (list(parameters),))
+                     (list(parameters),), tls=lab.libpq_tls())
     contexts = {name: context for name, context, _setting, _unit in rows}
     current = {name: setting for name, _context, setting, unit in rows if not unit}
     unknown = [p for p in parameters if p not in contexts]
@@ -352,12 +352,13 @@ def lowers_hot_standby_setting(member: Member) -> bool:
 def _wait_replayed(lab: Lab, leader: str, replicas: list[str], timeout: float, on_event: EventSink) -> None:
     password = lab.superuser_password()
     port = lab.topology.ports.postgres
-    lsn = sql.query(lab.address(leader), port, password, "SELECT pg_current_wal_lsn()::text")[0][0]
+    lsn = sql.query(lab.address(leader), port, password, "SELECT pg_current_wal_lsn()::text", tls=lab.libpq_tls())[0][0]
     for name in replicas:
         def replayed(name: str = name) -> tuple[bool, str]:
             try:
                 done = sql.query(lab.address(name), port, password,
-                                 "SELECT coalesce(pg_last_wal_replay_lsn() >= %s::pg_lsn, false)", (lsn,))[0][0]
+                                 "SELECT coalesce(pg_last_wal_replay_lsn() >= %s::pg_lsn, false)", (lsn,),
+                                 tls=lab.libpq_tls())[0][0]
             except sql.psycopg.Error as exc:
                 return False, str(exc).strip()
             return bool(done), f"{name} has not replayed {lsn} yet"

@@ -58,9 +58,23 @@ def lab_variables(topology: Topology, provider: Provider) -> dict[str, Any]:
         **{key: value for spec in stacks.specs() for key, value in spec.inventory_vars(topology).items()},
         **backup_role.inventory_vars(topology, paths.LabLayout.at(provider.lab_dir).tls),
         **secrets.user_variables(),
+        **tls_variables(topology, paths.LabLayout.at(provider.lab_dir).tls),
         **provider.inventory_vars(),
         # Nodes on this machine share its installed components (Patroni's venv ...).
         **(prerequisites.machine_variables(topology) if provider.nodes_on_this_machine else {}),
+    }
+
+
+def tls_variables(topology: Topology, source_dir: Path) -> dict[str, Any]:
+    """Where the roles find the lab's certificates on this machine (``source_dir``) and put them on
+    each node: the trust bundle, the node's certificate and its key (see :mod:`pglab.certs`)."""
+    return {
+        "pglab_tls": topology.tls,
+        "pglab_tls_source_dir": str(source_dir),
+        "pglab_tls_dir": "{{ pglab_node_root }}/etc/pglab/tls",
+        "pglab_tls_ca_file": "{{ pglab_tls_dir }}/" + certs.CA_CERT,
+        "pglab_tls_cert_file": "{{ pglab_tls_dir }}/node.crt",
+        "pglab_tls_key_file": "{{ pglab_tls_dir }}/node.key",
     }
 
 
@@ -97,7 +111,7 @@ def write_if_changed(path: Path, text: str) -> bool:
 def render(topology: Topology, provider: Provider, layout: paths.LabLayout) -> RenderedLab:
     layout.root.mkdir(parents=True, exist_ok=True)
     lab_secrets = secrets.load_or_create(layout.secrets)
-    if backup_role.enabled(topology):  # pgBackRest's TLS server and clients
+    if topology.tls or backup_role.enabled(topology):  # TLS on every hop; pgBackRest's TLS server
         certs.LabCerts(topology, layout.tls).ensure()
     write_if_changed(layout.hosts, HEADER + yaml.safe_dump(inventory_hosts(topology, provider), sort_keys=False))
     write_if_changed(layout.variables, HEADER + yaml.safe_dump(lab_variables(topology, provider), sort_keys=False))

@@ -3,6 +3,8 @@ pglab or its checks."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -25,20 +27,28 @@ def writer_attrs(host: str) -> dict[str, str]:
     return {"target_session_attrs": "read-write"} if "," in host else {}
 
 
+def tls_keywords(ca_file: Path | None) -> dict[str, str]:
+    """libpq keywords for a lab with TLS: verify-full, that is the server's certificate chains to
+    the lab's CA bundle and names the address dialled; none for a plaintext lab (``None``)."""
+    return {"sslmode": "verify-full", "sslrootcert": str(ca_file)} if ca_file else {}
+
+
 def connect(host: str, port: int, password: str, dbname: str = "postgres", user: str = SUPERUSER.user,
-            autocommit: bool = True) -> psycopg.Connection:
-    """A session at host:port; ``host`` may list several hosts (see :func:`writer_attrs`)."""
+            autocommit: bool = True, tls: Mapping[str, str] | None = None) -> psycopg.Connection:
+    """A session at host:port; ``host`` may list several hosts (see :func:`writer_attrs`);
+    ``tls`` holds the lab's :func:`tls_keywords`."""
     conninfo: dict[str, Any] = {
         "host": host, "port": port, "dbname": dbname, "user": user, "password": password,
         "connect_timeout": connect_timeout(),
         "options": f"-c statement_timeout={round(STATEMENT_TIMEOUT_MS * timeout_scale())}",
-        "application_name": "pglab", **writer_attrs(host),
+        "application_name": "pglab", **writer_attrs(host), **(tls or {}),
     }
     return psycopg.connect(autocommit=autocommit, **conninfo)
 
 
-def query(host: str, port: int, password: str, sql: str, params: Any = None, dbname: str = "postgres") -> list[tuple]:
-    with connect(host, port, password, dbname) as conn:
+def query(host: str, port: int, password: str, sql: str, params: Any = None, dbname: str = "postgres",
+          tls: Mapping[str, str] | None = None) -> list[tuple]:
+    with connect(host, port, password, dbname, tls=tls) as conn:
         return conn.execute(sql, params).fetchall()
 
 
@@ -48,16 +58,17 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def server_state(host: str, port: int, password: str) -> tuple[bool, str]:
+def server_state(host: str, port: int, password: str, tls: Mapping[str, str] | None = None) -> tuple[bool, str]:
     """(in recovery, server address) of a session opened at host:port; raises psycopg errors."""
-    in_recovery, server = query(host, port, password, "SELECT pg_is_in_recovery(), host(inet_server_addr())")[0]
+    in_recovery, server = query(host, port, password, "SELECT pg_is_in_recovery(), host(inet_server_addr())",
+                                tls=tls)[0]
     return in_recovery, server
 
 
-def writable(host: str, port: int, password: str) -> tuple[bool, str]:
+def writable(host: str, port: int, password: str, tls: Mapping[str, str] | None = None) -> tuple[bool, str]:
     """Whether a session at host:port accepts writes, and the server address it reached."""
     try:
-        in_recovery, server = server_state(host, port, password)
+        in_recovery, server = server_state(host, port, password, tls)
     except psycopg.Error as exc:
         return False, first_line(exc)
     return (not in_recovery), server

@@ -165,10 +165,25 @@ def print_status(status: LabStatus) -> None:
     if change:
         console.print(f"last leader change: {change['new_leader'] or 'a member'} became leader at "
                       f"{change['time']} (timeline {change['timeline'] + 1})", highlight=False)
+    for warning in status.warnings:
+        console.print(Text(f"warning: {warning}", style="yellow"))
     if status.healthy:
         console.print("[green]healthy[/green]")
     else:
         console.print("[red]unhealthy: " + "; ".join(status.problems) + "[/red]")
+
+
+def certs_table(rows: list[dict[str, Any]]) -> Table:
+    """`pglab certs` (:func:`pglab.certs_report.rows`): one row per certificate."""
+    table = Table(title="pglab certs", title_justify="left")
+    for column in ("Node", "Services", "Common name", "Names (SANs)", "Not after", "Days left", "Served"):
+        table.add_column(column, justify="right" if column == "Days left" else "left")
+    for r in rows:
+        days = Text(f"{r['days_left']:.0f}", style="bold red" if r["days_left"] < 30 else "")
+        served = Text(r["served"], style="green" if r["served"] == "yes" else "yellow")
+        common_name = r["subject"].split(",")[0].removeprefix("CN=")
+        table.add_row(r["name"], r["services"], common_name, ", ".join(r["sans"]), r["not_after"][:10], days, served)
+    return table
 
 
 def drill_table(rows: list[dict[str, Any]]) -> Table:

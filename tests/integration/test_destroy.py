@@ -1,9 +1,12 @@
-"""A compact lab (every role on one node) comes up, and `destroy` leaves nothing behind."""
+"""A compact plaintext lab (every role on one node, ``tls: false``) comes up and speaks without
+TLS, and `destroy` leaves nothing behind."""
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
+
+import psycopg
 
 from pglab.lab import Lab
 from pglab.providers.local import LocalProvider, _environments
@@ -11,6 +14,7 @@ from tests.conftest import SECOND_LOOPBACK, loopback_address
 
 COMPACT = f"""\
 name: compact
+tls: false
 network:
   subnet: 192.168.11.0/24
   loopback: {SECOND_LOOPBACK}
@@ -38,6 +42,10 @@ def test_compact_lab_comes_up_and_destroy_leaves_nothing(tmp_path: Path) -> None
         assert result.health.healthy
         assert result.health.leader == "solo"
         assert provider.run_dir.exists()
+        assert "sslmode" not in result.dsn and not lab.layout.tls.exists()
+        with psycopg.connect(result.dsn, password=lab.superuser_password(),
+                             sslmode="disable", connect_timeout=5) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
     finally:
         lab.destroy()
     marker = f"SUPERVISOR_SERVER_URL=unix://{provider.socket}".encode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -63,9 +64,23 @@ def test_status_json_reports_one_leader_and_two_streaming_replicas(lab: Lab) -> 
     primary_up = [b["server"] for b in status["haproxy"] if b["proxy"] == "primary" and b["status"] == "UP"]
     assert primary_up == [status["leader"]]
     haproxy = lab.haproxy_address()
-    assert status["endpoints"] == {"write": f"postgresql://postgres@{haproxy}:5000/postgres",
-                                   "read": f"postgresql://postgres@{haproxy}:5001/postgres",
+    tls = f"?sslmode=verify-full&sslrootcert={lab.ca_file}"
+    assert status["endpoints"] == {"write": f"postgresql://postgres@{haproxy}:5000/postgres{tls}",
+                                   "read": f"postgresql://postgres@{haproxy}:5001/postgres{tls}",
                                    "pgpass": str(lab.pgpass)}
+    assert lab.ca_file is not None and lab.ca_file.exists()
+
+
+def test_psql_without_tls_is_refused_and_the_printed_uri_works(lab: Lab) -> None:
+    env = {**os.environ, "PGPASSFILE": str(lab.pgpass), "PGCONNECT_TIMEOUT": "5"}
+    for node in lab.topology.with_role("postgres"):
+        plain = subprocess.run(["psql", f"postgresql://postgres@{lab.address(node.name)}:5432/postgres?sslmode=disable",
+                                "-XAtc", "select 1"], capture_output=True, text=True, env=env)
+        assert plain.returncode != 0 and "no encryption" in plain.stderr, plain.stderr
+    verified = subprocess.run(["psql", lab.endpoints()["write"], "-XAtc",
+                               "select ssl from pg_stat_ssl where pid = pg_backend_pid()"],
+                              capture_output=True, text=True, env=env)
+    assert verified.returncode == 0 and verified.stdout.strip() == "t", verified.stderr
 
 
 def test_second_up_changes_nothing(lab: Lab) -> None:

@@ -43,15 +43,16 @@ def _listening(host: str, port: int) -> bool:
 
 
 def test_up_ends_with_a_primary_a_secondary_and_the_uris(pgaf: tuple[Lab, UpResult]) -> None:
-    _, result = pgaf
+    lab, result = pgaf
     assert result.health.healthy, result.health.problems
     # The topology's max_connections: 100 is what the nodes already run: nothing to report as applied.
     assert result.parameters_changed == {}
     assert sorted((m.current_state, m.assigned_state) for m in result.health.members) == [
         ("primary", "primary"), ("secondary", "secondary")]
     hosts = f"{loopback_address(152, second=True)}:5432,{loopback_address(153, second=True)}:5432"
-    assert result.dsn == f"postgresql://postgres@{hosts}/postgres?target_session_attrs=read-write"
-    assert result.replicas_dsn == f"postgresql://postgres@{hosts}/postgres?target_session_attrs=standby"
+    tls = f"&sslmode=verify-full&sslrootcert={lab.ca_file}"
+    assert result.dsn == f"postgresql://postgres@{hosts}/postgres?target_session_attrs=read-write{tls}"
+    assert result.replicas_dsn == f"postgresql://postgres@{hosts}/postgres?target_session_attrs=standby{tls}"
 
 
 def test_status_json_reports_members_and_endpoints(pgaf: tuple[Lab, UpResult]) -> None:

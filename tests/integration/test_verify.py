@@ -1,5 +1,5 @@
 """Issue 3's acceptance: `pglab verify` passes on a healthy lab, writes JUnit XML listing its
-eight checks, and fails, naming the node, when HAProxy or a replica is down. The session lab is
+checks (TLS among them), and fails, naming the node, when HAProxy or a replica is down. The session lab is
 healthy again when these tests end."""
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from pglab.lab import Lab
 from pglab.providers.local import program_name
 from pglab.verify import run_verify
 
-CHECKS = ["services", "replication", "routing", "switchover", "manual failover", "node loss", "config change",
+CHECKS = ["services", "tls", "replication", "routing", "switchover", "manual failover", "node loss", "config change",
           "final"]
-CHECK_FILES = ["test_01_services", "test_02_replication", "test_03_routing", "test_04_switchover",
+CHECK_FILES = ["test_01_services", "test_01_tls", "test_01_tls_patroni", "test_02_replication", "test_03_routing",
+               "test_04_switchover",
                "test_05_manual_failover", "test_06_node_loss", "test_07_config_change", "test_08_final"]
 
 

@@ -97,7 +97,7 @@ def node_at(lab: Lab, address: str) -> str:
 
 def setting(lab: Lab, node: str, password: str, name: str) -> str:
     host, port = node_endpoint(lab, node)
-    return sql.query(host, port, password, f"SHOW {name}")[0][0]
+    return sql.query(host, port, password, f"SHOW {name}", tls=lab.libpq_tls())[0][0]
 
 
 # The verify table ----------------------------------------------------------------------------
@@ -105,10 +105,10 @@ def setting(lab: Lab, node: str, password: str, name: str) -> str:
 def create_rows(lab: Lab, password: str) -> None:
     """(Re)create the pglab_verify database with ROWS rows, through the writes endpoint."""
     host, port = lab.writes_endpoint()
-    with sql.connect(host, port, password) as conn:
+    with sql.connect(host, port, password, tls=lab.libpq_tls()) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {DATABASE}")
-    with sql.connect(host, port, password, dbname=DATABASE) as conn:
+    with sql.connect(host, port, password, dbname=DATABASE, tls=lab.libpq_tls()) as conn:
         conn.execute(f"CREATE TABLE {TABLE} (id bigserial PRIMARY KEY, note text NOT NULL, "
                      "at timestamptz NOT NULL DEFAULT now())")
         conn.execute(f"INSERT INTO {TABLE} (note) SELECT 'row ' || i FROM generate_series(1, %s) AS i", (ROWS,))
@@ -117,14 +117,16 @@ def create_rows(lab: Lab, password: str) -> None:
 def ensure_rows(lab: Lab, password: str) -> int:
     """The rows check 2 writes, created when a check runs alone (``-k switchover``); their count."""
     host, port = lab.writes_endpoint()
-    exists = sql.query(host, port, password, "SELECT count(*) FROM pg_database WHERE datname = %s", (DATABASE,))
+    exists = sql.query(host, port, password, "SELECT count(*) FROM pg_database WHERE datname = %s", (DATABASE,),
+                       tls=lab.libpq_tls())
     if not exists[0][0]:
         create_rows(lab, password)
-    return count_rows(host, port, password)
+    return count_rows(lab, host, port, password)
 
 
-def count_rows(host: str, port: int, password: str, where: str = "", params: Any = None) -> int:
-    return sql.query(host, port, password, f"SELECT count(*) FROM {TABLE} {where}", params, dbname=DATABASE)[0][0]
+def count_rows(lab: Lab, host: str, port: int, password: str, where: str = "", params: Any = None) -> int:
+    return sql.query(host, port, password, f"SELECT count(*) FROM {TABLE} {where}", params, dbname=DATABASE,
+                     tls=lab.libpq_tls())[0][0]
 
 
 def insert_row(lab: Lab, password: str, note: str) -> tuple[int, str]:
@@ -132,13 +134,13 @@ def insert_row(lab: Lab, password: str, note: str) -> tuple[int, str]:
     host, port = lab.writes_endpoint()
     row = sql.query(host, port, password,
                     f"INSERT INTO {TABLE} (note) VALUES (%s) RETURNING id, host(inet_server_addr())", (note,),
-                    dbname=DATABASE)[0]
+                    dbname=DATABASE, tls=lab.libpq_tls())[0]
     return row[0], node_at(lab, row[1])
 
 
 def drop_rows(lab: Lab, password: str) -> None:
     host, port = lab.writes_endpoint()
-    with sql.connect(host, port, password) as conn:
+    with sql.connect(host, port, password, tls=lab.libpq_tls()) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
 
 
@@ -155,7 +157,7 @@ def rows_on(lab: Lab, node: str, password: str, minimum: int, timeout: float = R
     host, port = node_endpoint(lab, node)
 
     def check() -> tuple[bool, str]:
-        n = count_rows(host, port, password, where, params)
+        n = count_rows(lab, host, port, password, where, params)
         return n >= minimum, f"{n} row(s)"
 
     return wait_for(check, timeout)
@@ -174,6 +176,13 @@ def infra(lab: Lab, node: str) -> Any:
 def listens(lab: Lab, node: str, port: int) -> bool:
     """Whether something on ``node`` listens on the node's lab address and ``port``."""
     return infra(lab, node).socket(f"tcp://{lab.address(node)}:{port}").is_listening
+
+
+def node_variable(lab: Lab, node: str, name: str) -> str:
+    """An inventory variable of ``node`` as Ansible templates it for the node (paths under the
+    node's root on the local provider, the usual ones on VMs)."""
+    answer = infra(lab, node).ansible("debug", f"msg={{{{ {name} }}}}", check=False)
+    return str(answer["msg"])
 
 
 def service_state(lab: Lab, node: str, service: str) -> tuple[bool, str]:
@@ -199,7 +208,7 @@ def walsenders(lab: Lab, leader_name: str, password: str) -> dict[str, list[tupl
     keeper's IDENTIFY_SYSTEM, Patroni reading a timeline) shows as "startup" beside the stream."""
     host, port = node_endpoint(lab, leader_name)
     senders: dict[str, list[tuple[str, int | None]]] = {}
-    for name, state, lag in sql.query(host, port, password, WALSENDERS):
+    for name, state, lag in sql.query(host, port, password, WALSENDERS, tls=lab.libpq_tls()):
         senders.setdefault(name, []).append((state, lag))
     return senders
 
@@ -228,7 +237,7 @@ def writes_reach(lab: Lab, password: str) -> str:
     """The node the writes endpoint reaches, failing the check if it is in recovery or silent."""
     host, port = lab.writes_endpoint()
     try:
-        in_recovery, server = sql.server_state(host, port, password)
+        in_recovery, server = sql.server_state(host, port, password, lab.libpq_tls())
     except (OSError, psycopg.Error) as exc:
         raise AssertionError(f"the writes port {host}:{port} does not answer: {sql.first_line(exc)}") from None
     assert not in_recovery, f"the writes port {host}:{port} reaches {node_at(lab, server)}, which is in recovery"

@@ -18,6 +18,7 @@ from pglab.lab import Lab
 
 # One fixture per node role of the registered stacks: ``dcs_node``, ``postgres_node`` ...
 _ROLE_FIXTURES = {f"{role}_node": role for role in stacks.roles()}
+_ANY_NODE = "any_node"  # every node of the lab, whatever its roles
 _saved_path: list[str | None] = []
 
 
@@ -52,14 +53,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if fixture in metafunc.fixturenames:
             nodes = [n.name for n in _lab_from_config(metafunc.config).topology.with_role(role)]
             metafunc.parametrize(fixture, nodes, ids=nodes, scope="function")
+    if _ANY_NODE in metafunc.fixturenames:
+        nodes = [n.name for n in _lab_from_config(metafunc.config).topology.nodes]
+        metafunc.parametrize(_ANY_NODE, nodes, ids=nodes, scope="function")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep the checks of the lab's stack: a check a stack declares as its own (``StackSpec.checks``)
-    serves only that stack; the others serve every stack."""
-    own = stacks.spec(_lab_from_config(config).topology.stack).checks
+    serves only that stack; the others serve every stack. A module with ``TLS = True`` serves only
+    labs with ``tls: true``."""
+    topology = _lab_from_config(config).topology
+    own = stacks.spec(topology.stack).checks
     claimed = {check for spec in stacks.specs() for check in spec.checks}
-    keep = [i for i in items if i.path.stem in own or i.path.stem not in claimed]
+    keep = [i for i in items if (i.path.stem in own or i.path.stem not in claimed)
+            and (topology.tls or not getattr(i.module, "TLS", False))]  # type: ignore[attr-defined]
     if len(keep) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
         items[:] = keep

@@ -8,33 +8,42 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
-from pglab import sql
+from pglab import certs, sql
 from pglab.checks import listens, service_state
 from pglab.lab import Lab
 
 
-def _get_json(url: str) -> object:
-    with urllib.request.urlopen(url, timeout=3) as response:
+def _get_json(lab: Lab, url: str) -> object:
+    """GET over HTTPS verified against the lab's CA (with pglab's client certificate, which the
+    DCS requires), or over HTTP in a plaintext lab."""
+    tls = lab.layout.tls
+    client = (certs.cert_path(tls, certs.CLIENT), certs.key_path(tls, certs.CLIENT))
+    context = certs.client_context(lab.ca_file, client if lab.ca_file else None)
+    with urllib.request.urlopen(url, timeout=3, context=context) as response:
         return json.loads(response.read() or b"null")
 
 
-def _answer(dcs_node: str, what: str, url: str) -> object:
+def _scheme(lab: Lab) -> str:
+    return "https" if lab.topology.tls else "http"
+
+
+def _answer(lab: Lab, dcs_node: str, what: str, url: str) -> object:
     try:
-        return _get_json(url)
+        return _get_json(lab, url)
     except (OSError, urllib.error.URLError, ValueError) as exc:
         raise AssertionError(f"{dcs_node}: {what} does not answer at {url}: {sql.first_line(exc)}") from None
 
 
 def _etcd_healthy(lab: Lab, dcs_node: str) -> None:
-    url = f"http://{lab.address(dcs_node)}:{lab.topology.ports.etcd}/health"
-    answer = _answer(dcs_node, "etcd", url)
+    url = f"{_scheme(lab)}://{lab.address(dcs_node)}:{lab.topology.ports.etcd}/health"
+    answer = _answer(lab, dcs_node, "etcd", url)
     assert isinstance(answer, dict) and answer.get("health") == "true", (
         f"{dcs_node}: etcd is not healthy: {url} answered {answer!r}")
 
 
 def _consul_healthy(lab: Lab, dcs_node: str) -> None:
-    url = f"http://{lab.address(dcs_node)}:{lab.topology.ports.consul}/v1/status/leader"
-    answer = _answer(dcs_node, "Consul", url)
+    url = f"{_scheme(lab)}://{lab.address(dcs_node)}:{lab.topology.ports.consul}/v1/status/leader"
+    answer = _answer(lab, dcs_node, "Consul", url)
     assert answer, f"{dcs_node}: Consul has no leader ({url} answered {answer!r})"
 
 
@@ -52,9 +61,9 @@ def test_dcs_service_runs(lab: Lab, dcs_node: str) -> None:
 
 
 def test_patroni_rest_api_answers(lab: Lab, postgres_node: str) -> None:
-    url = f"http://{lab.address(postgres_node)}:{lab.topology.ports.patroni}/patroni"
+    url = f"{_scheme(lab)}://{lab.address(postgres_node)}:{lab.topology.ports.patroni}/patroni"
     try:
-        answer = _get_json(url)
+        answer = _get_json(lab, url)
     except (OSError, urllib.error.URLError, ValueError) as exc:
         raise AssertionError(f"{postgres_node}: Patroni's REST API does not answer at {url}: "
                              f"{sql.first_line(exc)}") from None

@@ -13,7 +13,7 @@ from pglab.lab import Lab
 def _server(lab: Lab, name: str, port: int, password: str, what: str) -> tuple[bool, str]:
     address = lab.address(name)
     try:
-        in_recovery, server = sql.server_state(address, port, password)
+        in_recovery, server = sql.server_state(address, port, password, lab.libpq_tls())
     except (OSError, psycopg.Error) as exc:
         raise AssertionError(
             f"{name}: the {what} port {address}:{port} does not answer: {sql.first_line(exc)}") from None

@@ -50,5 +50,5 @@ def test_writes_port_follows_the_new_leader(lab: Lab, switchover: dict[str, Any]
 
 def test_rows_survive_the_switchover(lab: Lab, switchover: dict[str, Any], password: str) -> None:
     host, port = lab.writes_endpoint()
-    now = count_rows(host, port, password)
+    now = count_rows(lab, host, port, password)
     assert now >= switchover["rows"], f"{switchover['rows']} rows before the switchover, {now} after it"

@@ -48,5 +48,5 @@ def test_writes_port_follows_the_new_leader(lab: Lab, failover: dict[str, Any], 
 
 def test_rows_survive_the_failover(lab: Lab, failover: dict[str, Any], password: str) -> None:
     host, port = lab.writes_endpoint()
-    now = count_rows(host, port, password)
+    now = count_rows(lab, host, port, password)
     assert now >= failover["rows"], f"{failover['rows']} rows before the failover, {now} after it"

@@ -20,5 +20,6 @@ def test_lab_is_healthy_with_every_member(lab: Lab) -> None:
 def test_verify_database_is_dropped(lab: Lab, password: str) -> None:
     drop_rows(lab, password)
     host, port = lab.writes_endpoint()
-    left = sql.query(host, port, password, "SELECT count(*) FROM pg_database WHERE datname = %s", (DATABASE,))[0][0]
+    left = sql.query(host, port, password, "SELECT count(*) FROM pg_database WHERE datname = %s", (DATABASE,),
+                     tls=lab.libpq_tls())[0][0]
     assert not left, f"database {DATABASE} is still there after DROP DATABASE"

@@ -5,7 +5,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from pydantic import BaseModel
 
@@ -75,11 +77,18 @@ class ClientEndpoint:
         """libpq's host value: the hosts, comma-separated."""
         return ",".join(self.hosts)
 
-    def uri(self, user: str = "postgres", dbname: str = "postgres") -> str:
-        """A libpq URI without a password (it comes from the lab's pgpass file)."""
+    def uri(self, user: str = "postgres", dbname: str = "postgres", options: Mapping[str, str] | None = None) -> str:
+        """A libpq URI without a password (it comes from the lab's pgpass file); ``options`` are
+        more libpq keywords (the lab's sslmode and sslrootcert)."""
         hosts = ",".join(f"{h}:{self.port}" for h in self.hosts)
-        attrs = f"?target_session_attrs={self.target_session_attrs}" if self.target_session_attrs else ""
-        return f"postgresql://{user}@{hosts}/{dbname}{attrs}"
+        return f"postgresql://{user}@{hosts}/{dbname}" + uri_query(
+            {**({"target_session_attrs": self.target_session_attrs} if self.target_session_attrs else {}),
+             **(options or {})})
+
+
+def uri_query(options: Mapping[str, str]) -> str:
+    """``?key=value&...`` for a libpq URI (paths stay readable), or nothing."""
+    return "?" + "&".join(f"{k}={quote(v, safe='/')}" for k, v in options.items()) if options else ""
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,8 @@ class StackSite:
     topology: Topology
     addresses: dict[str, str]  # node name -> address
     secrets: dict[str, str]
+    # The lab's CA bundle, which every service's certificate chains to; None for a plaintext lab.
+    ca_file: Path | None = None
 
 
 class StackError(PglabError):
@@ -189,6 +200,17 @@ class DefaultNode:
     also: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class TlsService:
+    """A service of the stack that serves the node's certificate (labs with ``tls: true``)."""
+
+    node: Node
+    service: str  # postgresql, patroni, etcd, monitor ...
+    port: int
+    postgres: bool = False  # PostgreSQL's protocol (TLS after an SSLRequest); else TLS from the start
+    client_certificate: bool = False  # the server requires a client certificate of the lab's CA
+
+
 class StackSpec(ABC):
     """Everything that is one stack's, declared in one place: its stack module defines one
     subclass and an instance ``SPEC``, and :data:`pglab.stacks.STACKS` registers the module.
@@ -241,6 +263,11 @@ class StackSpec(ABC):
 
     def entry_points(self, topology: Topology) -> list[tuple[Node, int]]:
         """Where clients connect besides the data nodes' PostgreSQL (a router), as (node, port)."""
+        return []
+
+    def tls_services(self, topology: Topology) -> list[TlsService]:
+        """Every service of the stack that presents its node's certificate: what verify checks
+        against the lab's CA and `pglab certs rotate` waits for."""
         return []
 
     def prerequisites(self, topology: Topology) -> list[Prerequisite]:

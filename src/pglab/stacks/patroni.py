@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Collection, Mapping
@@ -19,10 +20,20 @@ from typing import Annotated, Any, ClassVar
 import yaml
 from pydantic import Field, model_validator
 
-from pglab import backup_role, haproxy, paths, prerequisites
+from pglab import backup_role, certs, haproxy, paths, prerequisites
 from pglab.providers.base import Prerequisite
 from pglab.secrets import HAPROXY_STATS, RESTAPI
-from pglab.stacks.base import ClientEndpoint, DefaultNode, Health, Member, Stack, StackError, StackSite, StackSpec
+from pglab.stacks.base import (
+    ClientEndpoint,
+    DefaultNode,
+    Health,
+    Member,
+    Stack,
+    StackError,
+    StackSite,
+    StackSpec,
+    TlsService,
+)
 from pglab.topology import BACKUP_ROLE, FieldProblem, Node, Ports, Strict, Topology
 
 # Where rendering finds the role's own defaults (Patroni's venv, its pip packages): their one owner.
@@ -72,6 +83,8 @@ class Endpoints:
     haproxy_stats_user: str
     haproxy_primary_port: int = 5000
     haproxy_replicas_port: int = 5001
+    # The lab's CA bundle: the REST API speaks HTTPS and its certificate is verified; None: HTTP.
+    ca_file: Path | None = None
 
 
 class PatroniStack(Stack):
@@ -95,6 +108,7 @@ class PatroniStack(Stack):
             haproxy_stats_user=HAPROXY_STATS.user,
             haproxy_primary_port=ports.haproxy_primary,
             haproxy_replicas_port=ports.haproxy_replicas,
+            ca_file=site.ca_file,
         )
         return cls(endpoints, site.secrets, timeout=timeout)
 
@@ -107,10 +121,16 @@ class PatroniStack(Stack):
 
     # REST ------------------------------------------------------------------------------------
     def _url(self, node: str, path: str) -> str:
-        return f"http://{self.endpoints.postgres[node]}:{self.endpoints.restapi_port}{path}"
+        scheme = "https" if self.endpoints.ca_file else "http"
+        return f"{scheme}://{self.endpoints.postgres[node]}:{self.endpoints.restapi_port}{path}"
+
+    def _tls(self) -> ssl.SSLContext | None:
+        """Certificates verified against the lab's CA, names included (read anew on each call, so
+        a rotated CA bundle counts at once)."""
+        return certs.client_context(self.endpoints.ca_file)
 
     def get(self, node: str, path: str) -> Any:
-        with urllib.request.urlopen(self._url(node, path), timeout=self.timeout) as response:
+        with urllib.request.urlopen(self._url(node, path), timeout=self.timeout, context=self._tls()) as response:
             return json.loads(response.read() or b"null")
 
     def call(self, node: str, method: str, path: str, body: dict[str, Any] | None = None,
@@ -123,7 +143,8 @@ class PatroniStack(Stack):
         request.add_header("Authorization", f"Basic {token}")
         request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=timeout or max(self.timeout, 30)) as response:
+            with urllib.request.urlopen(request, timeout=timeout or max(self.timeout, 30),
+                                        context=self._tls()) as response:
                 return response.status, response.read().decode(errors="replace")
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode(errors="replace")
@@ -343,7 +364,7 @@ class PatroniSpec(StackSpec):
     }
     packages = ("etcd-server", "etcd-client", "haproxy", "python3-venv", "python3-packaging")
     box_disabled_units = ("etcd.service", "haproxy.service")
-    checks = ("test_01_services", "test_03_routing")
+    checks = ("test_01_services", "test_01_tls_patroni", "test_03_routing")
     backups = True
 
     def client(self) -> type[Stack]:
@@ -390,6 +411,17 @@ class PatroniSpec(StackSpec):
         ports = topology.ports
         return [(node, port) for node in topology.with_role("haproxy")
                 for port in (ports.haproxy_primary, ports.haproxy_replicas)]
+
+    def tls_services(self, topology: Topology) -> list[TlsService]:
+        """PostgreSQL and Patroni's REST API on each member, the DCS (which requires a client
+        certificate). HAProxy only relays PostgreSQL's TLS and checks the REST API with the CA."""
+        ports = topology.ports
+        found = [service for node in topology.with_role("postgres")
+                 for service in (TlsService(node, "postgresql", ports.postgres, postgres=True),
+                                 TlsService(node, "patroni", ports.patroni))]
+        dcs_port = ports.etcd if topology.dcs == "etcd" else ports.consul
+        return found + [TlsService(node, topology.dcs, dcs_port, client_certificate=True)
+                        for node in topology.with_role("dcs")]
 
     def prerequisites(self, topology: Topology) -> list[Prerequisite]:
         venv = paths.services_venv()

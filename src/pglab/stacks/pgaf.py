@@ -22,7 +22,17 @@ from pydantic import Field
 from pglab import backup_role, prerequisites, sql
 from pglab.providers.base import Prerequisite
 from pglab.secrets import PGAF_MONITOR, SUPERUSER
-from pglab.stacks.base import ClientEndpoint, DefaultNode, Health, Member, Stack, StackError, StackSite, StackSpec
+from pglab.stacks.base import (
+    ClientEndpoint,
+    DefaultNode,
+    Health,
+    Member,
+    Stack,
+    StackError,
+    StackSite,
+    StackSpec,
+    TlsService,
+)
 from pglab.topology import BACKUP_ROLE, NAME_PATTERN, FieldProblem, Ports, Strict, Topology
 
 MONITOR_DB = "pg_auto_failover"
@@ -83,6 +93,7 @@ class MonitorEndpoints:
     postgres: dict[str, str]  # data node name -> address
     postgres_port: int
     formation: str = "default"
+    ca_file: Path | None = None  # the lab's CA bundle: every connection verify-full; None: plaintext
 
 
 class PgAutoFailoverStack(Stack):
@@ -104,16 +115,19 @@ class PgAutoFailoverStack(Stack):
             postgres={n.name: site.addresses[n.name] for n in topo.with_role("postgres")},
             postgres_port=topo.ports.postgres,
             formation=topo.section(SPEC.name, PgAutoFailoverSettings).formation,
+            ca_file=site.ca_file,
         )
         return cls(endpoints, site.secrets, timeout)
 
     # Connections -----------------------------------------------------------------------------
     def _monitor(self) -> psycopg.Connection:
-        return psycopg.connect(
-            host=self.endpoints.monitor, port=self.endpoints.monitor_port, dbname=MONITOR_DB, user=MONITOR_USER,
-            password=self.secrets[PGAF_MONITOR.password_variable], autocommit=True,
-            connect_timeout=max(int(self.timeout), 1), application_name="pglab",
-        )
+        conninfo: dict[str, Any] = {
+            "host": self.endpoints.monitor, "port": self.endpoints.monitor_port, "dbname": MONITOR_DB,
+            "user": MONITOR_USER, "password": self.secrets[PGAF_MONITOR.password_variable],
+            "connect_timeout": max(int(self.timeout), 1), "application_name": "pglab",
+            **sql.tls_keywords(self.endpoints.ca_file),
+        }
+        return psycopg.connect(autocommit=True, **conninfo)
 
     def _monitor_rows(self, query: str, params: Any = None) -> list[dict[str, Any]]:
         """The monitor's answer, each row by column name."""
@@ -122,7 +136,7 @@ class PgAutoFailoverStack(Stack):
 
     def _node(self, name: str) -> psycopg.Connection:
         return sql.connect(self.endpoints.postgres[name], self.endpoints.postgres_port,
-                           self.secrets[SUPERUSER.password_variable])
+                           self.secrets[SUPERUSER.password_variable], tls=sql.tls_keywords(self.endpoints.ca_file))
 
     # Stack -----------------------------------------------------------------------------------
     def monitor_nodes(self) -> list[MonitorNode] | None:
@@ -171,7 +185,11 @@ class PgAutoFailoverStack(Stack):
     def uri(self) -> str | None:
         """The formation's URI as the monitor publishes it (`pg_autoctl show uri --formation`)."""
         try:
-            rows = self._monitor_rows("SELECT pgautofailover.formation_uri(%s)", (self.endpoints.formation,))
+            tls = sql.tls_keywords(self.endpoints.ca_file)
+            # The monitor writes the sslmode and CA file it is given into the URI (else: prefer).
+            rows = self._monitor_rows("SELECT pgautofailover.formation_uri(%s, 'default', %s, %s)",
+                                      (self.endpoints.formation, tls.get("sslmode", "prefer"),
+                                       tls.get("sslrootcert", "")))
         except (OSError, psycopg.Error):
             return None
         return rows[0]["formation_uri"] if rows else None
@@ -482,6 +500,14 @@ class PgAutoFailoverSpec(StackSpec):
 
     def role_ports(self, ports: Ports) -> dict[str, list[int]]:
         return {"postgres": [ports.postgres], "monitor": [ports.monitor], **backup_role.role_ports(ports)}
+
+    def tls_services(self, topology: Topology) -> list[TlsService]:
+        """Every data node's PostgreSQL and the monitor's."""
+        ports = topology.ports
+        data = topology.with_role("postgres")
+        monitors = topology.with_role("monitor")
+        return ([TlsService(node, "postgresql", ports.postgres, postgres=True) for node in data]
+                + [TlsService(node, "monitor", ports.monitor, postgres=True) for node in monitors])
 
     def check(self, topology: Topology) -> None:
         for i, node in enumerate(topology.nodes):

@@ -25,6 +25,7 @@ from pglab.topology.model import (
 # teach the schema.
 EXAMPLE_PARAMETERS: dict[str, str | int | float | bool] = {"max_connections": 100}
 _COMMENTS = {
+    "tls": "TLS on every connection, with the lab's own CA (false: plaintext)",
     "postgres.scope": "the cluster name (as `pglab status` and `patronictl list` show it)",
     "postgres.parameters": "any postgresql.conf setting, applied cluster-wide",
     "vagrant.hypervisor": "libvirt | virtualbox",
@@ -66,6 +67,7 @@ def default_yaml(
     values: dict[str, Any] = {
         "name": name, "provider": provider, "stack": stack,
         **({"dcs": dcs} if spec.uses_dcs else {}),
+        "tls": _default(model, "tls"),
         "postgres": {"version": postgres["version"], "scope": name, "parameters": EXAMPLE_PARAMETERS},
         **({spec.name: spec.settings().model_dump(mode="json")} if spec.settings is not None else {}),
         "network": {**Network().model_dump(mode="json"), **({"loopback": loopback} if loopback else {})},

@@ -134,6 +134,9 @@ class Topology(Strict):
     provider: Provider
     stack: Stack
     dcs: Dcs = "etcd"
+    # TLS on every connection (PostgreSQL, replication, REST API, DCS, monitor), with the lab's
+    # own CA; false keeps the plaintext lab.
+    tls: bool = True
     postgres: PostgresSettings = PostgresSettings()
     network: Network = Network()
     ports: Ports = Ports()
