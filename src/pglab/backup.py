@@ -92,7 +92,8 @@ def _backup(entry: dict[str, Any]) -> Backup:
 def last_archived(lab: Lab) -> datetime.datetime | None:
     """When the primary last archived a WAL segment (pg_stat_archiver)."""
     host, port = lab.writes_endpoint()
-    rows = sql.query(host, port, lab.superuser_password(), "SELECT last_archived_time FROM pg_stat_archiver")
+    rows = sql.query(host, port, lab.superuser_password(), "SELECT last_archived_time FROM pg_stat_archiver",
+                     tls=lab.libpq_tls())
     value = rows[0][0] if rows else None
     return value if isinstance(value, datetime.datetime) else None
 
