@@ -123,7 +123,8 @@ def test_status_tells_the_truth_when_the_dcs_is_down(lab: Lab) -> None:
         assert not status.healthy
         assert any("DCS" in p for p in status.problems), status.problems
         assert all(m.state.startswith("running") for m in status.members), status.members
-        assert status.services[dcs] == {"etcd": "STOPPED"}
+        # The dcs node also holds the backup repository: its pgBackRest server stops with it.
+        assert status.services[dcs] == {"etcd": "STOPPED", "pgbackrest": "STOPPED"}
     finally:
         operations.start_node(lab, dcs)
     lab.wait_healthy(60)
