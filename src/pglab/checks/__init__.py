@@ -32,6 +32,16 @@ REPLICATION_TIMEOUT = 10.0
 
 # Where clients go ----------------------------------------------------------------------------
 
+# The topology's dcs -> (its client port's name in ports:, the path that tells whether it is healthy).
+DCS_HEALTH_PATHS: dict[str, tuple[str, str]] = {"etcd": ("etcd", "/health"), "consul": ("consul", "/v1/status/leader")}
+
+
+def dcs_health_url(lab: Lab, dcs_node: str, scheme: str) -> str:
+    """The URL at which the lab's DCS on ``dcs_node`` answers whether it is healthy."""
+    port_name, path = DCS_HEALTH_PATHS[lab.topology.dcs]
+    return f"{scheme}://{lab.address(dcs_node)}:{getattr(lab.topology.ports, port_name)}{path}"
+
+
 def node_endpoint(lab: Lab, node: str) -> tuple[str, int]:
     return lab.address(node), lab.topology.ports.postgres
 

@@ -9,7 +9,7 @@ import urllib.request
 from collections.abc import Callable
 
 from pglab import certs, sql
-from pglab.checks import listens, service_state
+from pglab.checks import dcs_health_url, listens, service_state
 from pglab.lab import Lab
 
 
@@ -35,14 +35,14 @@ def _answer(lab: Lab, dcs_node: str, what: str, url: str) -> object:
 
 
 def _etcd_healthy(lab: Lab, dcs_node: str) -> None:
-    url = f"{_scheme(lab)}://{lab.address(dcs_node)}:{lab.topology.ports.etcd}/health"
+    url = dcs_health_url(lab, dcs_node, _scheme(lab))
     answer = _answer(lab, dcs_node, "etcd", url)
     assert isinstance(answer, dict) and answer.get("health") == "true", (
         f"{dcs_node}: etcd is not healthy: {url} answered {answer!r}")
 
 
 def _consul_healthy(lab: Lab, dcs_node: str) -> None:
-    url = f"{_scheme(lab)}://{lab.address(dcs_node)}:{lab.topology.ports.consul}/v1/status/leader"
+    url = dcs_health_url(lab, dcs_node, _scheme(lab))
     answer = _answer(lab, dcs_node, "Consul", url)
     assert answer, f"{dcs_node}: Consul has no leader ({url} answered {answer!r})"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
+from pglab.checks import dcs_health_url
 from pglab.lab import Lab
 
 TLS = True  # only for labs with tls: true
@@ -27,7 +28,5 @@ def test_rest_api_refuses_plain_http(lab: Lab, postgres_node: str) -> None:
 
 
 def test_dcs_refuses_plain_http(lab: Lab, dcs_node: str) -> None:
-    port, path = ((lab.topology.ports.etcd, "/health") if lab.topology.dcs == "etcd"
-                  else (lab.topology.ports.consul, "/v1/status/leader"))
-    url = f"http://{lab.address(dcs_node)}:{port}{path}"
+    url = dcs_health_url(lab, dcs_node, "http")
     assert not _plain_http_answers(url), f"{dcs_node}: {lab.topology.dcs} answered plain HTTP at {url}"
