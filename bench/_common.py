@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,13 +13,17 @@ from typing import Any
 from pglab import topology
 
 
-def parse_args(description: str, runs_help: str, default_loopback: str, argv: list[str] | None) -> argparse.Namespace:
+def parse_args(description: str, runs_help: str, default_loopback: str, argv: list[str] | None,
+               extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+    """The options every benchmark takes; ``extra`` adds a script's own."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--runs", type=int, default=3, help=f"{runs_help} (default 3)")
     parser.add_argument("--loopback", default=default_loopback, help=f"loopback range (default {default_loopback})")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--stack", choices=["patroni", "pg_auto_failover"], default="patroni",
                         help="the HA stack of the lab (default patroni)")
+    if extra is not None:
+        extra(parser)
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")

@@ -10,7 +10,9 @@ measured: the script refuses to start while prerequisites are missing.
 
 from __future__ import annotations
 
+import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import BenchFailure, TimeLimit, log, parse_args, time_limit, write_topology
+from ansible_tasks import newest_run, run_times
 
 from pglab.lab import Lab, PglabError, Step, UpResult
 
@@ -44,6 +47,8 @@ class Timed:
     seconds: float
     phases: dict[str, float] = field(default_factory=dict)
     changed: int = 0
+    # (play, wall seconds, tasks run) of the playbook run, from its ansible-runner events
+    plays: list[tuple[str, float, int]] = field(default_factory=list)
 
 
 def phase_name(step: str) -> str:
@@ -75,11 +80,12 @@ def timed_up(lab: Lab, what: str) -> Timed:
     for i, (name, at) in enumerate(marks):
         until = marks[i + 1][1] if i + 1 < len(marks) else ended
         phases[name] = phases.get(name, 0.0) + until - at
-    return Timed(seconds=ended - started, phases=phases, changed=result.changed)
+    plays = run_times(newest_run(lab.layout.ansible / "artifacts")).plays
+    return Timed(seconds=ended - started, phases=phases, changed=result.changed, plays=plays)
 
 
 def one_run(number: int, loopback: str, converge: bool, log: Any,
-            stack: str = "patroni") -> tuple[Timed, Timed | None]:
+            stack: str = "patroni", keep: Path | None = None) -> tuple[Timed, Timed | None]:
     with tempfile.TemporaryDirectory(prefix="pglab-bench-up-") as tmp:
         lab = Lab.from_file(write_topology(Path(tmp), LAB_NAME, loopback, stack))  # type: ignore[arg-type]
         try:
@@ -93,6 +99,8 @@ def one_run(number: int, loopback: str, converge: bool, log: Any,
                 log(f"run {number}: converged in {again.seconds:.1f} s, {again.changed} changed")
             return first, again
         finally:
+            if keep is not None and (lab.layout.ansible / "artifacts").is_dir():
+                shutil.copytree(lab.layout.ansible / "artifacts", keep / f"{stack}-run{number}", dirs_exist_ok=True)
             log(f"run {number}: destroy")
             lab.destroy()
 
@@ -107,9 +115,27 @@ def phase_text(phases: dict[str, float]) -> str:
     return "  ".join(f"{name} {seconds:.1f}" for name, seconds in phases.items())
 
 
+def plays_json(timed: Timed) -> list[dict[str, Any]]:
+    return [{"play": play, "seconds": round(seconds, 2), "tasks": tasks} for play, seconds, tasks in timed.plays]
+
+
+def print_plays(first: Timed, again: Timed | None) -> None:
+    """Each play's wall time in the first up of run 1 and in its converge, side by side."""
+    second = {play: (seconds, tasks) for play, seconds, tasks in (again.plays if again else [])}
+    print(f"{'first (s)':>9} {'tasks':>5}  {'second (s)':>10} {'tasks':>5}  play")
+    for play, seconds, tasks in first.plays:
+        again_seconds, again_tasks = second.get(play, (0.0, 0))
+        print(f"{seconds:>9.1f} {tasks:>5}  {again_seconds:>10.1f} {again_tasks:>5}  {play}")
+
+
+def keep_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keep-artifacts", type=Path, metavar="DIR",
+                        help="copy each run's Ansible events to DIR/STACK-runN (for bench/ansible_tasks.py)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args("Seconds from nothing to a healthy pglab lab.", "labs to bring up one after another",
-                      DEFAULT_LOOPBACK, argv)
+                      DEFAULT_LOOPBACK, argv, extra=keep_option)
 
     missing = check_prerequisites(args.loopback, args.stack)
     if missing:
@@ -121,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     converge: Timed | None = None
     try:
         for number in range(1, args.runs + 1):
-            first, again = one_run(number, args.loopback, converge=number == 1, log=log, stack=args.stack)
+            first, again = one_run(number, args.loopback, converge=number == 1, log=log, stack=args.stack,
+                                   keep=args.keep_artifacts)
             runs.append(first)
             converge = converge or again
     except BenchFailure as exc:
@@ -134,13 +161,15 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({
             "lab": LAB_NAME,
             "loopback": args.loopback,
+            "stack": args.stack,
             "runs": [{"run": i, "seconds": round(r.seconds, 2), "changed": r.changed,
-                      "phases": {k: round(v, 2) for k, v in r.phases.items()}}
+                      "phases": {k: round(v, 2) for k, v in r.phases.items()}, "plays": plays_json(r)}
                      for i, r in enumerate(runs, 1)],
             "seconds": {k: round(v, 2) for k, v in summary.items()},
             "converge": None if converge is None else {
                 "seconds": round(converge.seconds, 2), "changed": converge.changed,
-                "phases": {k: round(v, 2) for k, v in converge.phases.items()}},
+                "phases": {k: round(v, 2) for k, v in converge.phases.items()},
+                "plays": plays_json(converge)},
         }, indent=2))
         return 0
     print(f"{'run':>3}  {'healthy (s)':>11}  {'changed':>7}  phases (s)")
@@ -151,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     if converge is not None:
         print(f"converge (second up on run 1): {converge.seconds:.1f} s, {converge.changed} changed  "
               f"({phase_text(converge.phases)})")
+    print_plays(runs[0], converge)
     return 0
 
 
