@@ -16,6 +16,9 @@ from typing import Any
 import ansible_runner
 
 from pglab import paths
+from pglab.errors import PglabError
+
+MITOGEN_SWITCH = "PGLAB_MITOGEN"
 
 
 @dataclass
@@ -54,6 +57,19 @@ def _failure_message(res: dict[str, Any]) -> str:
         if text and text not in parts[0]:
             parts.append(text[-1500:])
     return "\n".join(p for p in parts if p) or "failed without a message"
+
+
+def mitogen_envvars() -> dict[str, str]:
+    """Ansible's settings for Mitogen when ``PGLAB_MITOGEN=1`` asks for it (off by default: the
+    README says why), else none."""
+    if os.environ.get(MITOGEN_SWITCH, "").lower() not in ("1", "true", "yes"):
+        return {}
+    try:
+        import ansible_mitogen  # noqa: F401
+    except ImportError:
+        raise PglabError(f"{MITOGEN_SWITCH}=1 asks for Mitogen for Ansible, which is not installed in pglab's "
+                         f"environment: install it (`pip install mitogen`) or unset {MITOGEN_SWITCH}.") from None
+    return {"ANSIBLE_STRATEGY_PLUGINS": str(Path(__file__).resolve().parent / "mitogen")}
 
 
 def run_playbook(
@@ -103,6 +119,7 @@ def run_playbook(
         "ANSIBLE_COLLECTIONS_ON_ANSIBLE_VERSION_MISMATCH": "ignore",
         # Runner starts ansible-playbook by name: make sure it is this environment's.
         "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        **mitogen_envvars(),
     }
     runner = ansible_runner.run(
         private_data_dir=str(work_dir),

@@ -299,7 +299,7 @@ class Lab:
         rendered = self.render()  # connection details can change once machines exist
         on_event(Step("running playbooks/site.yml"))
         result = ansible.run_playbook(paths.playbook("site.yml"), rendered.inventory,
-                                      self.layout.ansible, on_event)
+                                      self.layout.ansible, on_event, extra_vars=self.provider.playbook_vars())
         if not result.succeeded:
             raise PglabError(self._failure_text("`pglab up`", result))
         on_event(Step("waiting for a healthy cluster"))

@@ -57,6 +57,11 @@ class Provider(ABC):
     def inventory_vars(self) -> dict[str, Any]:
         """Variables for every host: where paths live, how services are supervised."""
 
+    def playbook_vars(self) -> dict[str, Any]:
+        """Facts about the machines as they are now, for one playbook run (extra variables, never
+        written to the inventory): what the roles would otherwise ask every node on every run."""
+        return {}
+
     def rendered_files(self) -> dict[Path, str]:
         """Files the provider needs in the lab directory, by path, with their content."""
         return {}

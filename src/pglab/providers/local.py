@@ -98,6 +98,16 @@ class LocalProvider(Provider):
             "pglab_service_exec": self._service_exec(),
         }
 
+    def playbook_vars(self) -> dict[str, Any]:
+        # The supervisor programs already running: roles/pglab/tasks/service.yml starts only the
+        # others, instead of a `supervisorctl start` (a Python start each) per service and node.
+        running: list[str] = []
+        if self._supervisord_alive():
+            with suppress(OSError, xmlrpc.client.Error):
+                running = sorted(info["name"] for info in self._rpc().supervisor.getAllProcessInfo()
+                                 if info["statename"] == "RUNNING")
+        return {"pglab_running_programs": running}
+
     def _service_exec(self) -> str:
         if self.cgroup_root is None:
             return ""
