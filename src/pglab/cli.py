@@ -19,7 +19,6 @@ import psycopg
 from rich.markup import escape
 
 from pglab import box, drill, operations, providers, secrets, stacks, topology, ui, workloads
-from pglab import verify as verification
 from pglab.crowd import CrowdSpec
 from pglab.lab import InputError, Lab, PglabError, Step
 
@@ -553,6 +552,8 @@ def verify(topology_file: Path, junit_xml: Path | None, keyword: str | None, kee
     a configuration change needing a restart, final health. Checks 4-7 change the lab
     (leader, max_connections) and put it back; exit code 0 only when every selected check passes.
     """
+    from pglab import verify as verification  # pytest: imported by the command that needs it
+
     if as_json:
         with contextlib.redirect_stdout(sys.stderr):  # pytest's own output must not spoil the JSON
             report = verification.run_verify(topology_file, junit_xml, keyword, keep_going)
