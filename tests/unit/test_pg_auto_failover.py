@@ -18,7 +18,8 @@ PGAF = "pg_auto_failover"
 
 
 def _service_name(role: str) -> str:
-    tasks = yaml.safe_load((paths.roles_dir() / role / "tasks" / "main.yml").read_text())
+    tasks = [task for path in sorted((paths.roles_dir() / role / "tasks").glob("*.yml"))
+             for task in yaml.safe_load(path.read_text()) or []]
     runs = [t for t in tasks if t.get("ansible.builtin.import_role", {}).get("tasks_from") == "service"]
     assert len(runs) == 1, f"{role} runs one service"
     return str(runs[0]["vars"]["pglab_service_name"])
