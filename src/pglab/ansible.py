@@ -106,6 +106,8 @@ def run_playbook(
     bin_dir = str(Path(sys.executable).parent)
     envvars = {
         "ANSIBLE_ROLES_PATH": str(paths.roles_dir()),
+        # The pglab role's module (pglab_files), which every role uses to write its configuration.
+        "ANSIBLE_LIBRARY": str(paths.roles_dir() / "pglab" / "library"),
         "ANSIBLE_PIPELINING": "True",
         # SSH (VMs, servers): one connection per host kept for the whole run, no compression
         # (a slow guest spends more on it than the small transfers save).

@@ -1,26 +1,28 @@
 #!/usr/bin/python
-# Several small files into one directory in one module run: `copy` costs two (a stat, then the
-# file module) per file, and each is a Python start on the node (seconds on an emulated VM).
+# Several small files into one directory in one module run: `copy` and `template` cost two (a stat,
+# then the file module) per file, and each is a Python start on the node (seconds on an emulated VM).
 
 DOCUMENTATION = r"""
 module: pglab_files
 short_description: Write several small files into one directory, only those whose content differs
 description:
   - Creates I(directory) (owner I(owner), mode I(directory_mode)) and writes each file of I(files)
-    whose content, mode or owner differs, atomically (a temporary file renamed over the old one).
+    whose content, mode or owner differs, atomically (a temporary file renamed over the old one),
+    after I(validate) accepted it.
 options:
   directory:
     description: The directory the files go to.
     type: path
     required: true
   directory_mode:
-    description: Mode of the directory.
+    description: Mode of the directory; left as it is when not given.
     type: str
-    default: "0750"
   owner:
-    description: Owner of the directory and of every file.
+    description: Owner of the directory and of every file; left as it is when not given.
     type: str
-    required: true
+  validate:
+    description: A command run on each new content before it replaces a file (%s is the new file).
+    type: str
   files:
     description: Each file's name (inside I(directory)), content and mode.
     type: list
@@ -42,50 +44,58 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 
-def mend(path, mode, uid, gid):
-    """Make path's mode and owner the wanted ones; True when something changed."""
+def mend(path, mode, owner):
+    """Make path's mode and owner (uid, gid; None: any) the wanted ones; True when something changed."""
     st = os.stat(path)
     changed = False
-    if st.st_mode & 0o7777 != mode:
+    if mode is not None and st.st_mode & 0o7777 != mode:
         os.chmod(path, mode)
         changed = True
-    if (st.st_uid, st.st_gid) != (uid, gid):
-        os.chown(path, uid, gid)
+    if owner is not None and (st.st_uid, st.st_gid) != owner:
+        os.chown(path, *owner)
         changed = True
     return changed
 
 
-def write(path, content, mode, uid, gid):
-    """Write content to path atomically, with its mode and owner before it is visible."""
+def write(module, path, content, mode, owner, validate):
+    """Write content to path atomically, with its mode and owner before it is visible, once
+    ``validate`` (if any) accepted it."""
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".pglab-")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(content)
-        os.chmod(tmp, mode)
-        os.chown(tmp, uid, gid)
+        mend(tmp, mode, owner)
+        if validate:
+            rc, out, err = module.run_command(validate % tmp)
+            if rc != 0:
+                module.fail_json(msg="%s refused the new %s: %s" % (validate.split()[0], path, (err or out).strip()),
+                                 rc=rc, stdout=out, stderr=err)
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             directory=dict(type="path", required=True),
-            directory_mode=dict(type="str", default="0750"),
-            owner=dict(type="str", required=True),
+            directory_mode=dict(type="str"),
+            owner=dict(type="str"),
             files=dict(type="list", elements="dict", required=True),
+            validate=dict(type="str"),
         ),
         supports_check_mode=True,
     )
     params = module.params
-    try:
-        account = pwd.getpwnam(params["owner"])
-    except KeyError:
-        module.fail_json(msg="no such user: %s" % params["owner"])
-    uid, gid = account.pw_uid, account.pw_gid
+    owner = None
+    if params["owner"]:
+        try:
+            account = pwd.getpwnam(params["owner"])
+        except KeyError:
+            module.fail_json(msg="no such user: %s" % params["owner"])
+        owner = (account.pw_uid, account.pw_gid)
+    directory_mode = int(params["directory_mode"], 8) if params["directory_mode"] else None
     directory = params["directory"]
     changed_files = []
     changed = False
@@ -94,7 +104,7 @@ def main():
         if not module.check_mode:
             os.makedirs(directory)
     if not module.check_mode:
-        changed = mend(directory, int(params["directory_mode"], 8), uid, gid) or changed
+        changed = mend(directory, directory_mode, owner) or changed
     for item in params["files"]:
         name, mode = item["name"], int(str(item.get("mode", "0644")), 8)
         if "/" in name:
@@ -109,8 +119,8 @@ def main():
         if not same:
             changed_files.append(name)
             if not module.check_mode:
-                write(path, content, mode, uid, gid)
-        elif not module.check_mode and mend(path, mode, uid, gid):
+                write(module, path, content, mode, owner, params["validate"])
+        elif not module.check_mode and mend(path, mode, owner):
             changed_files.append(name)
     module.exit_json(changed=changed or bool(changed_files), changed_files=changed_files)
 
