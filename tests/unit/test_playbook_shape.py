@@ -30,7 +30,7 @@ def test_only_the_creation_of_new_data_nodes_runs_one_node_at_a_time() -> None:
     serial = [play for play in site_plays() if "serial" in play]
     assert len(serial) == 1
     assert serial[0]["hosts"] == "pglab_postgres:&pglab_pg_auto_failover_new"
-    assert included(serial[0]) == [("pg_auto_failover", "node")]
+    assert included(serial[0]) == [("postgresql", "variables"), ("pg_auto_failover", "node")]
 
 
 def test_every_role_of_a_node_runs_in_the_first_play_without_waiting_for_other_nodes() -> None:
