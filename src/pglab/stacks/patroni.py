@@ -420,7 +420,8 @@ class PatroniSpec(StackSpec):
         dcs_port = ports.etcd if topology.dcs == "etcd" else ports.consul
         found += [TlsService(node, topology.dcs, dcs_port, client_certificate=True)
                   for node in topology.with_role("dcs")]
-        return found + [TlsService(node, "haproxy-stats", ports.haproxy_stats) for node in topology.with_role("haproxy")]
+        return found + [TlsService(node, "haproxy-stats", ports.haproxy_stats)
+                        for node in topology.with_role("haproxy")]
 
     def prerequisites(self, topology: Topology) -> list[Prerequisite]:
         venv = paths.services_venv()
