@@ -121,6 +121,9 @@ def test_the_vm_path_renders_tls_server_and_client_configuration(tmp_path: Path)
     assert "repo1-host=192.168.11.100" in data and "repo1-host-type=tls" in data
     assert "repo1-host-ca-file=/etc/pgbackrest/tls/ca.crt" in data
     assert "tls-server-auth=dcs=btest" in data and "repo1-path" not in data
+    # archive_command waits seconds, not minutes, when the repository is away (async push).
+    assert "archive-async=y" in data and "[global:archive-push]\narchive-timeout=5" in data
+    assert "archive-async" not in repo
     # Patroni archives through pgBackRest and creates replicas from it, then from the primary.
     config = yaml.safe_load(patroni)
     assert config["postgresql"]["parameters"]["archive_mode"] == "on"
