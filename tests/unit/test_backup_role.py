@@ -55,10 +55,13 @@ def test_bad_repository_placement_is_refused_naming_the_fix(node: str, roles: st
         parse(_with_roles(text, node, roles))
 
 
-def test_a_stack_without_archiving_is_refused_with_backups_on() -> None:
-    text = default_yaml(stack="pg_auto_failover").replace("  enabled: false", "  enabled: true")
-    with pytest.raises(TopologyError, match="does not archive to pgBackRest yet"):
-        parse(text)
+def test_init_writes_backups_on_for_pg_auto_failover_with_the_repository_on_the_monitor() -> None:
+    topo = parse(default_yaml(stack="pg_auto_failover"))
+    assert backup_role.enabled(topo)
+    assert [n.name for n in topo.with_role("backup")] == ["monitor"]
+    provider = VagrantProvider(parse(default_yaml(stack="pg_auto_failover", provider="vagrant")), Path("/nonexistent"))
+    assert provider._units(topo.node("monitor")) == ["pgautofailover", "pgbackrest"]
+    assert provider._units(topo.node("pg1")) == ["pgautofailover", "pgbackrest"]
 
 
 def test_box_and_units_carry_pgbackrest() -> None:
@@ -71,13 +74,14 @@ def test_box_and_units_carry_pgbackrest() -> None:
 
 
 def _render_role_files(lab: Lab, tmp_path: Path) -> dict[str, str]:
-    """Render pgbackrest.conf and patroni.yml for the repository node and pg1 with Ansible itself,
+    """Render pgbackrest.conf and the stack's PostgreSQL settings (patroni.yml, or pg_auto_failover's
+    postgresql-pglab.conf) for the repository node and pg1 with Ansible itself,
     from a copy of the lab's own inventory with the roles' defaults beneath it (nothing runs on
     the nodes)."""
     inventory = tmp_path / "inventory"
     shutil.copytree(lab.render().inventory, inventory)
     defaults: dict[str, object] = {}
-    for role in ("pglab", "postgresql", "patroni", "pgbackrest"):
+    for role in ("pglab", "postgresql", "patroni", "pg_auto_failover", "pgbackrest"):
         defaults.update(yaml.safe_load((paths.roles_dir() / role / "defaults" / "main.yml").read_text()))
     # Loaded before the lab's own files of the same group, so the lab's values win, as over defaults.
     (inventory / "group_vars" / "all" / "00-role-defaults.yml").write_text(yaml.safe_dump(defaults))
@@ -90,13 +94,17 @@ def _render_role_files(lab: Lab, tmp_path: Path) -> dict[str, str]:
          "tasks": [{"ansible.builtin.set_fact": {"pgbackrest_pg_path": "{{ postgresql_data_dir }}",
                                                  "pgbackrest_pg_socket_path": "{{ postgresql_socket_dir }}",
                                                  "pgbackrest_client_command": "{{ pgbackrest_command }}"}}]},
-        {"hosts": "dcs:pg1", "gather_facts": False,
+        {"hosts": "pglab_backup:pg1", "gather_facts": False,
          "tasks": [
              {"ansible.builtin.template": {"src": f"{templates}/pgbackrest/templates/pgbackrest.conf.j2",
                                            "dest": f"{out}/{{{{ inventory_hostname }}}}-pgbackrest.conf"}},
              {"ansible.builtin.template": {"src": f"{templates}/patroni/templates/patroni.yml.j2",
                                            "dest": f"{out}/{{{{ inventory_hostname }}}}-patroni.yml"},
-              "when": "inventory_hostname == 'pg1'"},
+              "when": "inventory_hostname == 'pg1' and pglab_stack == 'patroni'"},
+             {"ansible.builtin.template": {
+                 "src": f"{templates}/pg_auto_failover/templates/postgresql-pglab.conf.j2",
+                 "dest": f"{out}/{{{{ inventory_hostname }}}}-postgresql-pglab.conf"},
+              "when": "inventory_hostname == 'pg1' and pglab_stack == 'pg_auto_failover'"},
          ]},
     ]))
     result = subprocess.run(
@@ -129,6 +137,19 @@ def test_the_vm_path_renders_tls_server_and_client_configuration(tmp_path: Path)
     assert config["postgresql"]["parameters"]["archive_mode"] == "on"
     assert config["postgresql"]["parameters"]["archive_command"].endswith("archive-push %p")
     assert config["postgresql"]["create_replica_methods"] == ["pgbackrest", "basebackup"]
+
+
+def test_pg_auto_failover_data_nodes_archive_to_the_repository_on_the_monitor(tmp_path: Path) -> None:
+    (tmp_path / "lab").mkdir()
+    lab = Lab.from_file(write_topology(tmp_path / "lab", name="atest", provider="vagrant", stack="pg_auto_failover"))
+    files = _render_role_files(lab, tmp_path)
+    repo, data, settings = (files["monitor-pgbackrest.conf"], files["pg1-pgbackrest.conf"],
+                            files["pg1-postgresql-pglab.conf"])
+    assert "pg2-host=192.168.11.153" in repo and "pg2-port=5432" in repo and "pg3-host" not in repo
+    assert "repo1-host=192.168.11.151" in data and "archive-async=y" in data
+    assert "archive_mode = 'on'" in settings
+    assert ("archive_command = '/usr/bin/pgbackrest --config=/etc/pgbackrest/pgbackrest.conf --stanza=atest "
+            "archive-push %p'") in settings
 
 
 def test_render_makes_the_lab_ca_and_node_certificates(tmp_path: Path) -> None:
