@@ -88,6 +88,9 @@ def _render_role_files(lab: Lab, tmp_path: Path) -> dict[str, str]:
     out = tmp_path / "out"
     out.mkdir()
     templates = paths.roles_dir()
+    # The TLS server's service, with the variables the role's own task gives pglab's service tasks.
+    role_tasks = yaml.safe_load((templates / "pgbackrest" / "tasks" / "main.yml").read_text())
+    server = next(t for t in role_tasks if t.get("ansible.builtin.import_role", {}).get("tasks_from") == "service")
     playbook = tmp_path / "render.yml"
     playbook.write_text(yaml.safe_dump([
         {"hosts": "pglab_postgres", "gather_facts": False,
@@ -105,6 +108,9 @@ def _render_role_files(lab: Lab, tmp_path: Path) -> dict[str, str]:
                  "src": f"{templates}/pg_auto_failover/templates/postgresql-pglab.conf.j2",
                  "dest": f"{out}/{{{{ inventory_hostname }}}}-postgresql-pglab.conf"},
               "when": "inventory_hostname == 'pg1' and pglab_stack == 'pg_auto_failover'"},
+             {"ansible.builtin.template": {"src": f"{templates}/pglab/templates/systemd.service.j2",
+                                           "dest": f"{out}/{{{{ inventory_hostname }}}}-pgbackrest.service"},
+              "vars": server["vars"], "when": "pglab_service_manager == 'systemd'"},
          ]},
     ]))
     result = subprocess.run(
@@ -132,6 +138,11 @@ def test_the_vm_path_renders_tls_server_and_client_configuration(tmp_path: Path)
     # archive_command waits seconds, not minutes, when the repository is away (async push).
     assert "archive-async=y" in data and "[global:archive-push]\narchive-timeout=5" in data
     assert "archive-async" not in repo
+    # On VMs the server is a systemd unit, as the service user, with the password file for its
+    # local connection to PostgreSQL.
+    for unit in (files["dcs-pgbackrest.service"], files["pg1-pgbackrest.service"]):
+        assert "ExecStart=/usr/bin/pgbackrest --config=/etc/pgbackrest/pgbackrest.conf server" in unit
+        assert "User=postgres" in unit and 'Environment="PGPASSFILE=/etc/pgbackrest/pgpass"' in unit
     # Patroni archives through pgBackRest and creates replicas from it, then from the primary.
     config = yaml.safe_load(patroni)
     assert config["postgresql"]["parameters"]["archive_mode"] == "on"
