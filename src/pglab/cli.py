@@ -18,6 +18,7 @@ import click
 import psycopg
 from rich.markup import escape
 
+from pglab import backup as backups_module
 from pglab import box, drill, operations, providers, secrets, stacks, topology, ui, workloads
 from pglab.crowd import CrowdSpec
 from pglab.lab import InputError, Lab, PglabError, Step
@@ -232,6 +233,36 @@ def status(topology_file: Path, as_json: bool) -> None:
         ui.print_json(status)
         return
     ui.print_status(status)
+
+
+@main.command()
+@file_option
+@click.option("--type", "kind", type=click.Choice(["full", "diff", "incr"]), default="full", show_default=True,
+              help="full copies everything; diff what changed since the last full; incr since the last backup.")
+@json_option
+@reports_errors
+def backup(topology_file: Path, kind: str, as_json: bool) -> None:
+    """Back up the cluster to the repository (pgBackRest, from the primary): size, duration, WAL range."""
+    lab = Lab.from_file(topology_file)
+    with ui.Progress(f"taking a {kind} backup"):
+        result = backups_module.take_backup(lab, typing.cast(backups_module.BackupType, kind))
+    if as_json:
+        ui.print_json(result)
+    else:
+        ui.console.print(f"[green]{escape(result.summary)}[/green]", highlight=False)
+
+
+@main.command()
+@file_option
+@json_option
+@reports_errors
+def backups(topology_file: Path, as_json: bool) -> None:
+    """The backups in the repository and the window a restore can reach (earliest and latest time)."""
+    listing = backups_module.list_backups(Lab.from_file(topology_file))
+    if as_json:
+        ui.print_json(listing)
+    else:
+        ui.console.print(ui.backups_table(listing))
 
 
 @main.command()

@@ -114,6 +114,15 @@ class Provider(ABC):
         piped, as a client on the node's own machine; None where the provider cannot."""
         return None
 
+    def node_root(self, node: Node) -> str:
+        """The prefix of every path a component writes on the node (the roles' pglab_node_root)."""
+        return ""
+
+    def run_as_service_user(self, node: Node, argv: list[str],
+                            timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
+        """Run a command on the node as the user its services run as (pgBackRest's commands)."""
+        raise NotImplementedError(f"the {self.name} provider cannot run commands on its nodes")
+
     @abstractmethod
     def services(self, node: Node) -> dict[str, str]:
         """The node's services and their state (``RUNNING``, ``STOPPED``, ``FROZEN`` ...)."""

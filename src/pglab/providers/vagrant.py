@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pglab import libvirt, stacks
+from pglab import backup_role, libvirt, stacks
 from pglab.errors import PglabError
 from pglab.providers.base import Prerequisite, Provider
 from pglab.topology import Node
@@ -274,10 +274,20 @@ class VagrantProvider(Provider):
         out = self._run(f"ssh {node.name}", lambda v: v.ssh(vm_name=node.name, command=command))
         return str(out)
 
+    def run_as_service_user(self, node: Node, argv: list[str],
+                            timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
+        command = "sudo -u postgres " + shlex.join(argv)
+        try:
+            out = self._ssh(node, command)
+        except subprocess.CalledProcessError as exc:
+            return subprocess.CompletedProcess(argv, exc.returncode, str(exc.output or ""), str(exc.stderr or ""))
+        return subprocess.CompletedProcess(argv, 0, out, "")
+
     def _units(self, node: Node) -> list[str]:
         """The systemd units the node's roles run, in role order."""
         spec = stacks.spec(self.topology.stack)
-        return [spec.service(role, self.topology) for role in node.roles]
+        return [*(spec.service(role, self.topology) for role in node.roles),
+                *backup_role.services(self.topology, node)]
 
     def _has_libvirt(self) -> bool:
         if not shutil.which("vagrant"):

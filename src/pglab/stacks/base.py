@@ -196,6 +196,8 @@ class DefaultNode:
     address: str
     role: str
     comment: str | None = None
+    # Roles the node carries besides its main one (the dcs node holds the backup repository).
+    also: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -234,6 +236,8 @@ class StackSpec(ABC):
     box_disabled_units: ClassVar[tuple[str, ...]] = ()
     # Accounts of its own, beyond the shared ones in :mod:`pglab.secrets`.
     accounts: ClassVar[tuple[Account, ...]] = ()
+    # Whether its roles archive WAL to pgBackRest and restore from it (the topology's backup:).
+    backups: ClassVar[bool] = False
     # The verify checks that serve this stack only (file stems under pglab/checks/).
     checks: ClassVar[tuple[str, ...]] = ()
 

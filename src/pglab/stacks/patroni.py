@@ -20,7 +20,7 @@ from typing import Annotated, Any, ClassVar
 import yaml
 from pydantic import Field, model_validator
 
-from pglab import certs, haproxy, paths, prerequisites
+from pglab import backup_role, certs, haproxy, paths, prerequisites
 from pglab.providers.base import Prerequisite
 from pglab.secrets import HAPROXY_STATS, RESTAPI
 from pglab.stacks.base import (
@@ -34,7 +34,7 @@ from pglab.stacks.base import (
     StackSpec,
     TlsService,
 )
-from pglab.topology import FieldProblem, Node, Ports, Strict, Topology
+from pglab.topology import BACKUP_ROLE, FieldProblem, Node, Ports, Strict, Topology
 
 # Where rendering finds the role's own defaults (Patroni's venv, its pip packages): their one owner.
 ROLE = "patroni"
@@ -346,11 +346,12 @@ def cluster_health(view: dict[str, Any] | None, members: list[Member], backends:
 
 class PatroniSpec(StackSpec):
     name = "patroni"
-    roles = ("dcs", "postgres", "haproxy")
+    roles = ("dcs", "postgres", "haproxy", BACKUP_ROLE)
     settings = PatroniSettings
     uses_dcs = True
     default_nodes = (
-        DefaultNode("dcs", "192.168.11.100", "dcs", "the DCS: etcd, or Consul on VMs"),
+        DefaultNode("dcs", "192.168.11.100", "dcs", "the DCS (etcd, or Consul on VMs) and the backup repository",
+                    also=(BACKUP_ROLE,)),
         DefaultNode("haproxy", "192.168.11.101", "haproxy", "5000 -> leader, 5001 -> replicas, 7000 -> stats"),
         DefaultNode("pg1", "192.168.11.120", "postgres", "PostgreSQL + Patroni"),
         DefaultNode("pg2", "192.168.11.121", "postgres"),
@@ -365,17 +366,20 @@ class PatroniSpec(StackSpec):
     packages = ("etcd-server", "etcd-client", "haproxy", "python3-venv", "python3-packaging")
     box_disabled_units = ("etcd.service", "haproxy.service")
     checks = ("test_01_services", "test_01_tls_patroni", "test_03_routing")
+    backups = True
 
     def client(self) -> type[Stack]:
         return PatroniStack
 
     def service(self, role: str, topology: Topology) -> str:
         # The DCS's service is named after it: etcd or consul.
-        return {"dcs": topology.dcs, "postgres": "patroni", "haproxy": "haproxy"}[role]
+        return {"dcs": topology.dcs, "postgres": "patroni", "haproxy": "haproxy",
+                BACKUP_ROLE: backup_role.SERVICE}[role]
 
     def role_ports(self, ports: Ports) -> dict[str, list[int]]:
         return {"dcs": [ports.etcd, ports.etcd_peer], "postgres": [ports.postgres, ports.patroni],
-                "haproxy": [ports.haproxy_primary, ports.haproxy_replicas, ports.haproxy_stats]}
+                "haproxy": [ports.haproxy_primary, ports.haproxy_replicas, ports.haproxy_stats],
+                **backup_role.role_ports(ports)}
 
     def check(self, topology: Topology) -> None:
         if not topology.with_role("dcs"):

@@ -19,7 +19,7 @@ from psycopg import sql as q
 from psycopg.rows import class_row, dict_row
 from pydantic import Field
 
-from pglab import prerequisites, sql
+from pglab import backup_role, prerequisites, sql
 from pglab.providers.base import Prerequisite
 from pglab.secrets import PGAF_MONITOR, SUPERUSER
 from pglab.stacks.base import (
@@ -33,7 +33,7 @@ from pglab.stacks.base import (
     StackSpec,
     TlsService,
 )
-from pglab.topology import NAME_PATTERN, FieldProblem, Ports, Strict, Topology
+from pglab.topology import BACKUP_ROLE, NAME_PATTERN, FieldProblem, Ports, Strict, Topology
 
 MONITOR_DB = "pg_auto_failover"
 MONITOR_USER = "autoctl_node"
@@ -491,10 +491,12 @@ def _check_settings(topo: Topology) -> None:
 
 class PgAutoFailoverSpec(StackSpec):
     name = "pg_auto_failover"
-    roles = ("monitor", "postgres")
+    roles = ("monitor", "postgres", BACKUP_ROLE)
     settings = PgAutoFailoverSettings
     default_nodes = (
-        DefaultNode("monitor", "192.168.11.151", "monitor", "the pg_auto_failover monitor (port ports.monitor, 5431)"),
+        DefaultNode("monitor", "192.168.11.151", "monitor",
+                    "the pg_auto_failover monitor (port ports.monitor, 5431) and the backup repository",
+                    also=(BACKUP_ROLE,)),
         DefaultNode("pg1", "192.168.11.152", "postgres", "PostgreSQL + its pg_autoctl keeper"),
         DefaultNode("pg2", "192.168.11.153", "postgres", "add pg3 (192.168.11.154) for a third data node"),
     )
@@ -510,16 +512,17 @@ class PgAutoFailoverSpec(StackSpec):
     }
     packages = ("postgresql-15-auto-failover", "pg-auto-failover-cli")
     checks = ("test_01_services_pg_auto_failover", "test_03_routing_pg_auto_failover")
+    backups = True
 
     def client(self) -> type[Stack]:
         return PgAutoFailoverStack
 
     def service(self, role: str, topology: Topology) -> str:
         # `pg_autoctl run` runs the monitor and each data node's keeper alike.
-        return {"postgres": "pgautofailover", "monitor": "pgautofailover"}[role]
+        return {"postgres": "pgautofailover", "monitor": "pgautofailover", BACKUP_ROLE: backup_role.SERVICE}[role]
 
     def role_ports(self, ports: Ports) -> dict[str, list[int]]:
-        return {"postgres": [ports.postgres], "monitor": [ports.monitor]}
+        return {"postgres": [ports.postgres], "monitor": [ports.monitor], **backup_role.role_ports(ports)}
 
     def tls_services(self, topology: Topology) -> list[TlsService]:
         """Every data node's PostgreSQL and the monitor's."""
