@@ -13,7 +13,9 @@ The phases, each timed:
 4. ``restore``: ``pgbackrest --delta restore`` on the chosen primary with the target.
 5. ``recover``: PostgreSQL replays the archive up to the target and promotes (a new timeline),
    then stops cleanly; the stack then adopts a primary that needs no more recovery.
-6. ``leader``: the stack's service starts there and takes the leadership.
+6. ``leader``: the stack's service starts there and takes the leadership; writes reach it.
+   (``backup``: when backups ended after the target, they hold the discarded history, and
+   replicas must not start from them: a full backup of the new history first.)
 7. ``replicas``: the other data nodes' data directories are emptied and their services started:
    the stack makes them again, from the repository (Patroni's ``create_replica_methods``).
 8. ``healthy``: one leader, every replica streaming, routing on the leader; the topology's
@@ -60,6 +62,9 @@ class Plan:
     leader: str  # the node restored first, which leads afterwards
     replicas: list[str]
     timeline: int | None  # the cluster's timeline before the restore
+    # Backups that ended after the target: they hold the discarded history, so replicas must not
+    # be made from them; a full backup of the new history is taken before the replicas are made.
+    stale_backups: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         return (f"restore the whole cluster to {self.target.describe()}: stop every member, restore {self.leader} "
@@ -111,7 +116,8 @@ def plan(lab: Lab, target: Target) -> Plan:
     assert earliest is not None
     members = {m.name: m for m in health.members}
     replicas = [n.name for n in lab.topology.with_role("postgres") if n.name != health.leader]
-    return Plan(target, earliest, now, health.leader, replicas, members[health.leader].timeline)
+    stale = [b.label for b in listing.backups if target.at is not None and b.stop >= target.at]
+    return Plan(target, earliest, now, health.leader, replicas, members[health.leader].timeline, stale)
 
 
 def restore(lab: Lab, target: Target, timeout: float = 180.0, on_event: EventSink = ignore_event,
@@ -141,6 +147,9 @@ def restore(lab: Lab, target: Target, timeout: float = 180.0, on_event: EventSin
     phase("restore", f"pgbackrest restore on {leader.name}", lambda: _pgbackrest_restore(lab, leader, target))
     phase("recover", f"replay to {target.describe()} and promote", lambda: _recover(lab, leader, timeout))
     phase("leader", f"start {leader.name} as the new leader", lambda: _start_leader(lab, leader, timeout, on_event))
+    if the_plan.stale_backups:
+        phase("backup", f"a full backup of the new history (backups {', '.join(the_plan.stale_backups)} "
+              "ended after the target)", lambda: backup.take_backup(lab, "full").summary)
     phase("replicas", "make the replicas again from the repository",
           lambda: _start_replicas(lab, replicas))
     health = phase("healthy", "wait for the replicas to stream", lambda: lab.wait_healthy(timeout, on_event))
@@ -235,9 +244,16 @@ def _start_leader(lab: Lab, node: Node, timeout: float, on_event: EventSink) -> 
         ok = member is not None and member.role == "leader" and member.state == "running"
         return ok, f"{node.name} is {member.role or 'member'} {member.state}" if member else "not answering yet"
 
-    waiting.wait_until(leads, timeout, f"{node.name} to lead", 0.2, transient=(OSError, StackError),
-                       on_wait=lambda text, elapsed: on_event(Waiting(text, elapsed)))
-    return f"{node.name} leads"
+    def writable() -> tuple[bool, str]:
+        ok, detail = leads()
+        if not ok:
+            return ok, detail
+        host, port = lab.writes_endpoint()
+        return sql.writable(host, port, lab.superuser_password(), lab.libpq_tls())
+
+    waiting.wait_until(writable, timeout, f"{node.name} to lead and take writes", 0.2,
+                       transient=(OSError, StackError), on_wait=lambda text, elapsed: on_event(Waiting(text, elapsed)))
+    return f"{node.name} leads and takes writes"
 
 
 def _start_replicas(lab: Lab, replicas: list[Node]) -> str:

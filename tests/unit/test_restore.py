@@ -64,7 +64,7 @@ def test_a_target_outside_the_window_is_refused_naming_the_window(moment: dateti
 
 
 def test_no_backup_means_nothing_to_restore() -> None:
-    with pytest.raises(InputError, match="holds no backup yet.*pglab backup"):
+    with pytest.raises(InputError, match=r"holds no backup yet.*pglab backup"):
         restore_target.check_window(Target(), None, NOW)
 
 
