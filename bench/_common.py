@@ -13,13 +13,17 @@ from typing import Any
 from pglab import topology
 
 
-def parse_args(description: str, runs_help: str, default_loopback: str, argv: list[str] | None) -> argparse.Namespace:
+def parse_args(description: str, runs_help: str, default_loopback: str, argv: list[str] | None,
+               without_backups: bool = False) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--runs", type=int, default=3, help=f"{runs_help} (default 3)")
     parser.add_argument("--loopback", default=default_loopback, help=f"loopback range (default {default_loopback})")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--stack", choices=["patroni", "pg_auto_failover"], default="patroni",
                         help="the HA stack of the lab (default patroni)")
+    if without_backups:
+        parser.add_argument("--without-backups", action="store_true",
+                            help="the lab with backup: {enabled: false} (no pgBackRest, no first full backup)")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -33,10 +37,16 @@ def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def write_topology(directory: Path, name: str, loopback: str, stack: topology.Stack = "patroni") -> Path:
-    """The default lab of ``stack`` under the benchmark's own name and loopback range."""
+def write_topology(directory: Path, name: str, loopback: str, stack: topology.Stack = "patroni",
+                   backups: bool = True) -> Path:
+    """The default lab of ``stack`` under the benchmark's own name and loopback range; with
+    ``backups`` false, its backup: section turned off (what the lab costs without pgBackRest)."""
     path = directory / "pglab.yml"
-    path.write_text(topology.default_yaml(name=name, loopback=loopback, stack=stack))
+    text = topology.default_yaml(name=name, loopback=loopback, stack=stack)
+    if not backups:
+        text = text.replace("\n  enabled: true", "\n  enabled: false", 1)
+        assert "enabled: false" in text, "the default topology's backup: section changed shape"
+    path.write_text(text)
     return path
 
 

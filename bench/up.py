@@ -5,7 +5,9 @@ loopback range, times ``Lab.up()`` until the cluster is healthy, and always dest
 first run also times a converge (a second ``up()`` on the running lab). Package installs are not
 measured: the script refuses to start while prerequisites are missing.
 
-    .venv/bin/python bench/up.py [--runs 3] [--loopback 127.0.31.0/24] [--json]
+    .venv/bin/python bench/up.py [--runs 3] [--loopback 127.0.31.0/24] [--json] [--without-backups]
+
+Backups' cost on ``up``: run it once as is and once with ``--without-backups``.
 """
 
 from __future__ import annotations
@@ -79,9 +81,10 @@ def timed_up(lab: Lab, what: str) -> Timed:
 
 
 def one_run(number: int, loopback: str, converge: bool, log: Any,
-            stack: str = "patroni") -> tuple[Timed, Timed | None]:
+            stack: str = "patroni", backups: bool = True) -> tuple[Timed, Timed | None]:
     with tempfile.TemporaryDirectory(prefix="pglab-bench-up-") as tmp:
-        lab = Lab.from_file(write_topology(Path(tmp), LAB_NAME, loopback, stack))  # type: ignore[arg-type]
+        lab = Lab.from_file(write_topology(Path(tmp), LAB_NAME, loopback, stack,  # type: ignore[arg-type]
+                                           backups=backups))
         try:
             log(f"run {number}: up ...")
             first = timed_up(lab, f"run {number}")
@@ -109,7 +112,7 @@ def phase_text(phases: dict[str, float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args("Seconds from nothing to a healthy pglab lab.", "labs to bring up one after another",
-                      DEFAULT_LOOPBACK, argv)
+                      DEFAULT_LOOPBACK, argv, without_backups=True)
 
     missing = check_prerequisites(args.loopback, args.stack)
     if missing:
@@ -121,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     converge: Timed | None = None
     try:
         for number in range(1, args.runs + 1):
-            first, again = one_run(number, args.loopback, converge=number == 1, log=log, stack=args.stack)
+            first, again = one_run(number, args.loopback, converge=number == 1, log=log, stack=args.stack,
+                                   backups=not args.without_backups)
             runs.append(first)
             converge = converge or again
     except BenchFailure as exc:

@@ -54,6 +54,7 @@ def inventory_vars(topology: Topology, tls_dir: Path) -> dict[str, Any]:
         "pgbackrest_repo_host": repository_node(topology).name if on else "",
         "pgbackrest_retention_full": settings.retention_full,
         "pgbackrest_compress_type": settings.compression,
+        "pgbackrest_compress_level": settings.compression_level,
         "pgbackrest_process_max": settings.processes,
         "pgbackrest_tls_source_dir": str(tls_dir),
     }

@@ -55,10 +55,13 @@ def test_bad_repository_placement_is_refused_naming_the_fix(node: str, roles: st
         parse(_with_roles(text, node, roles))
 
 
-def test_a_stack_without_archiving_is_refused_with_backups_on() -> None:
-    text = default_yaml(stack="pg_auto_failover").replace("  enabled: false", "  enabled: true")
-    with pytest.raises(TopologyError, match="does not archive to pgBackRest yet"):
-        parse(text)
+def test_init_writes_backups_on_for_pg_auto_failover_with_the_repository_on_the_monitor() -> None:
+    topo = parse(default_yaml(stack="pg_auto_failover"))
+    assert backup_role.enabled(topo)
+    assert [n.name for n in topo.with_role("backup")] == ["monitor"]
+    provider = VagrantProvider(parse(default_yaml(stack="pg_auto_failover", provider="vagrant")), Path("/nonexistent"))
+    assert provider._units(topo.node("monitor")) == ["pgautofailover", "pgbackrest"]
+    assert provider._units(topo.node("pg1")) == ["pgautofailover", "pgbackrest"]
 
 
 def test_box_and_units_carry_pgbackrest() -> None:
@@ -71,32 +74,43 @@ def test_box_and_units_carry_pgbackrest() -> None:
 
 
 def _render_role_files(lab: Lab, tmp_path: Path) -> dict[str, str]:
-    """Render pgbackrest.conf and patroni.yml for the repository node and pg1 with Ansible itself,
+    """Render pgbackrest.conf and the stack's PostgreSQL settings (patroni.yml, or pg_auto_failover's
+    postgresql-pglab.conf) for the repository node and pg1 with Ansible itself,
     from a copy of the lab's own inventory with the roles' defaults beneath it (nothing runs on
     the nodes)."""
     inventory = tmp_path / "inventory"
     shutil.copytree(lab.render().inventory, inventory)
     defaults: dict[str, object] = {}
-    for role in ("pglab", "postgresql", "patroni", "pgbackrest"):
+    for role in ("pglab", "postgresql", "patroni", "pg_auto_failover", "pgbackrest"):
         defaults.update(yaml.safe_load((paths.roles_dir() / role / "defaults" / "main.yml").read_text()))
     # Loaded before the lab's own files of the same group, so the lab's values win, as over defaults.
     (inventory / "group_vars" / "all" / "00-role-defaults.yml").write_text(yaml.safe_dump(defaults))
     out = tmp_path / "out"
     out.mkdir()
     templates = paths.roles_dir()
+    # The TLS server's service, with the variables the role's own task gives pglab's service tasks.
+    role_tasks = yaml.safe_load((templates / "pgbackrest" / "tasks" / "main.yml").read_text())
+    server = next(t for t in role_tasks if t.get("ansible.builtin.import_role", {}).get("tasks_from") == "service")
     playbook = tmp_path / "render.yml"
     playbook.write_text(yaml.safe_dump([
         {"hosts": "pglab_postgres", "gather_facts": False,
          "tasks": [{"ansible.builtin.set_fact": {"pgbackrest_pg_path": "{{ postgresql_data_dir }}",
                                                  "pgbackrest_pg_socket_path": "{{ postgresql_socket_dir }}",
                                                  "pgbackrest_client_command": "{{ pgbackrest_command }}"}}]},
-        {"hosts": "dcs:pg1", "gather_facts": False,
+        {"hosts": "pglab_backup:pg1", "gather_facts": False,
          "tasks": [
              {"ansible.builtin.template": {"src": f"{templates}/pgbackrest/templates/pgbackrest.conf.j2",
                                            "dest": f"{out}/{{{{ inventory_hostname }}}}-pgbackrest.conf"}},
              {"ansible.builtin.template": {"src": f"{templates}/patroni/templates/patroni.yml.j2",
                                            "dest": f"{out}/{{{{ inventory_hostname }}}}-patroni.yml"},
-              "when": "inventory_hostname == 'pg1'"},
+              "when": "inventory_hostname == 'pg1' and pglab_stack == 'patroni'"},
+             {"ansible.builtin.template": {
+                 "src": f"{templates}/pg_auto_failover/templates/postgresql-pglab.conf.j2",
+                 "dest": f"{out}/{{{{ inventory_hostname }}}}-postgresql-pglab.conf"},
+              "when": "inventory_hostname == 'pg1' and pglab_stack == 'pg_auto_failover'"},
+             {"ansible.builtin.template": {"src": f"{templates}/pglab/templates/systemd.service.j2",
+                                           "dest": f"{out}/{{{{ inventory_hostname }}}}-pgbackrest.service"},
+              "vars": server["vars"], "when": "pglab_service_manager == 'systemd'"},
          ]},
     ]))
     result = subprocess.run(
@@ -121,6 +135,14 @@ def test_the_vm_path_renders_tls_server_and_client_configuration(tmp_path: Path)
     assert "repo1-host=192.168.11.100" in data and "repo1-host-type=tls" in data
     assert "repo1-host-ca-file=/etc/pgbackrest/tls/ca.crt" in data
     assert "tls-server-auth=dcs=btest" in data and "repo1-path" not in data
+    # archive_command waits seconds, not minutes, when the repository is away (async push).
+    assert "archive-async=y" in data and "[global:archive-push]\narchive-timeout=5" in data
+    assert "archive-async" not in repo
+    # On VMs the server is a systemd unit, as the service user, with the password file for its
+    # local connection to PostgreSQL.
+    for unit in (files["dcs-pgbackrest.service"], files["pg1-pgbackrest.service"]):
+        assert "ExecStart=/usr/bin/pgbackrest --config=/etc/pgbackrest/pgbackrest.conf server" in unit
+        assert "User=postgres" in unit and 'Environment="PGPASSFILE=/etc/pgbackrest/pgpass"' in unit
     # Patroni archives through pgBackRest and creates replicas from it, then from the primary.
     config = yaml.safe_load(patroni)
     assert config["postgresql"]["parameters"]["archive_mode"] == "on"
@@ -128,6 +150,19 @@ def test_the_vm_path_renders_tls_server_and_client_configuration(tmp_path: Path)
     assert config["postgresql"]["create_replica_methods"] == ["pgbackrest", "basebackup"]
     # ... and a replica made from a backup catches up from the archive (Patroni drops pgBackRest's own).
     assert config["postgresql"]["recovery_conf"]["restore_command"].endswith('archive-get %f "%p"')
+
+
+def test_pg_auto_failover_data_nodes_archive_to_the_repository_on_the_monitor(tmp_path: Path) -> None:
+    (tmp_path / "lab").mkdir()
+    lab = Lab.from_file(write_topology(tmp_path / "lab", name="atest", provider="vagrant", stack="pg_auto_failover"))
+    files = _render_role_files(lab, tmp_path)
+    repo, data, settings = (files["monitor-pgbackrest.conf"], files["pg1-pgbackrest.conf"],
+                            files["pg1-postgresql-pglab.conf"])
+    assert "pg2-host=192.168.11.153" in repo and "pg2-port=5432" in repo and "pg3-host" not in repo
+    assert "repo1-host=192.168.11.151" in data and "archive-async=y" in data
+    assert "archive_mode = 'on'" in settings
+    assert ("archive_command = '/usr/bin/pgbackrest --config=/etc/pgbackrest/pgbackrest.conf --stanza=atest "
+            "archive-push %p'") in settings
 
 
 def test_render_makes_the_lab_ca_and_node_certificates(tmp_path: Path) -> None:

@@ -474,7 +474,9 @@ class PgAutoFailoverSpec(StackSpec):
     roles = ("monitor", "postgres", BACKUP_ROLE)
     settings = PgAutoFailoverSettings
     default_nodes = (
-        DefaultNode("monitor", "192.168.11.151", "monitor", "the pg_auto_failover monitor (port ports.monitor, 5431)"),
+        DefaultNode("monitor", "192.168.11.151", "monitor",
+                    "the pg_auto_failover monitor (port ports.monitor, 5431) and the backup repository",
+                    also=(BACKUP_ROLE,)),
         DefaultNode("pg1", "192.168.11.152", "postgres", "PostgreSQL + its pg_autoctl keeper"),
         DefaultNode("pg2", "192.168.11.153", "postgres", "add pg3 (192.168.11.154) for a third data node"),
     )
@@ -490,6 +492,7 @@ class PgAutoFailoverSpec(StackSpec):
     }
     packages = ("postgresql-15-auto-failover", "pg-auto-failover-cli")
     checks = ("test_01_services_pg_auto_failover", "test_03_routing_pg_auto_failover")
+    backups = True
 
     def client(self) -> type[Stack]:
         return PgAutoFailoverStack

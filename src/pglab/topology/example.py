@@ -32,7 +32,7 @@ _COMMENTS = {
     "backup": "pgBackRest; the repository sits on the node with the role backup",
     "backup.enabled": "false: no archiving, no backups",
     "backup.retention_full": "full backups kept",
-    "backup.compression": "lz4 | zst | gz | bz2 | none",
+    "backup.compression": "lz4 | zst | gz | bz2 | none; compression_level: N sets the level",
 }
 _HEADER = [
     "# pglab topology: one file describes the lab on every provider.",
@@ -72,7 +72,8 @@ def default_yaml(
         **({spec.name: spec.settings().model_dump(mode="json")} if spec.settings is not None else {}),
         "network": {**Network().model_dump(mode="json"), **({"loopback": loopback} if loopback else {})},
         "vagrant": VagrantSettings().model_dump(mode="json"),
-        "backup": BackupSettings(enabled=spec.backups).model_dump(mode="json"),
+        # compression_level unset: pgBackRest's default for the type (the comment of compression says so).
+        "backup": BackupSettings(enabled=spec.backups).model_dump(mode="json", exclude_none=True),
     }
     comments = {**_choices_comments(), **_COMMENTS, **spec.comments}
     lines = list(_HEADER)

@@ -122,6 +122,8 @@ class BackupSettings(Strict):
     # Full backups kept; older ones expire with the WAL only they needed.
     retention_full: Annotated[int, Field(ge=1, le=100)] = 2
     compression: Literal["lz4", "zst", "gz", "bz2", "none"] = "lz4"
+    # pgBackRest's compress-level (lz4 -5..12, zst -7..22, gz 0..9, bz2 1..9); unset: its default.
+    compression_level: Annotated[int, Field(ge=-7, le=22)] | None = None
     # Parallel processes for backup and restore.
     processes: Annotated[int, Field(ge=1, le=32)] = 2
 
