@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -192,7 +193,7 @@ def archive_now(lab: Lab, on_event: EventSink = ignore_event) -> str:
 
 def _stop_members(lab: Lab, leader: Node, replicas: list[Node]) -> str:
     service = _service(lab)
-    _parallel([lambda node=node: lab.provider.stop_service(node, service) for node in replicas])  # type: ignore[misc]
+    _parallel([functools.partial(lab.provider.stop_service, node, service) for node in replicas])
     lab.provider.stop_service(leader, service)
     return f"{service} stopped on {', '.join(n.name for n in [*replicas, leader])}"
 
@@ -265,7 +266,7 @@ def _start_replicas(lab: Lab, replicas: list[Node]) -> str:
         _run(lab, node, ["find", data, "-mindepth", "1", "-delete"], f"emptying {data}")
         lab.provider.start_service(node, service)
 
-    _parallel([lambda node=node: remake(node) for node in replicas])  # type: ignore[misc]
+    _parallel([functools.partial(remake, node) for node in replicas])
     return f"{service} started on {', '.join(n.name for n in replicas) or 'no replica'}"
 
 
