@@ -34,6 +34,16 @@ def vagrantfile_template() -> Path:
     return data_dir() / "Vagrantfile.j2"
 
 
+def postgres_bin_dir(version: int) -> str:
+    """Where Debian installs PostgreSQL's programs (the postgresql role's postgresql_bin_dir)."""
+    return f"/usr/lib/postgresql/{version}/bin"
+
+
+def postgres_data_dir(node_root: str, version: int) -> str:
+    """A data node's PGDATA below its root (the postgresql role's postgresql_data_dir)."""
+    return f"{node_root}/var/lib/postgresql/{version}/main"
+
+
 def lab_dir(topology_file: Path, lab_name: str) -> Path:
     """``.pglab/<name>/`` beside the topology file."""
     return topology_file.resolve().parent / ".pglab" / lab_name

@@ -31,7 +31,7 @@ def _user_exists(name: str) -> bool:
 
 
 def on_this_machine(topology: Topology) -> list[Prerequisite]:
-    bin_dir = Path(f"/usr/lib/postgresql/{topology.postgres.version}/bin")
+    bin_dir = Path(paths.postgres_bin_dir(topology.postgres.version))
     needed = [
         Prerequisite(str(bin_dir / "postgres"), f"postgresql-{topology.postgres.version}",
                      (bin_dir / "postgres").exists()),

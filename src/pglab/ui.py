@@ -223,3 +223,14 @@ def backups_table(listing: Any) -> Table:
         table.add_row(b.label, b.type, f"{b.start:%Y-%m-%d %H:%M:%S}", f"{b.stop:%Y-%m-%d %H:%M:%S}",
                       f"{b.size_bytes / 2**20:.1f} MB", f"{b.repository_bytes / 2**20:.1f} MB")
     return table
+
+
+def restore_table(result: Any) -> Table:
+    """`pglab restore`: how long each phase took, the time back to health in the title."""
+    table = Table(title=f"Restore to {result.target}: healthy {result.restore_s:.1f} s after the first stop "
+                        f"({result.total_s:.1f} s in all)", title_justify="left")
+    for column, justify in (("Phase", "left"), ("Seconds", "right"), ("Outcome", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for phase in result.phases:
+        table.add_row(phase.name, f"{phase.seconds:.1f}", phase.detail)
+    return table

@@ -148,6 +148,8 @@ def test_the_vm_path_renders_tls_server_and_client_configuration(tmp_path: Path)
     assert config["postgresql"]["parameters"]["archive_mode"] == "on"
     assert config["postgresql"]["parameters"]["archive_command"].endswith("archive-push %p")
     assert config["postgresql"]["create_replica_methods"] == ["pgbackrest", "basebackup"]
+    # ... and a replica made from a backup catches up from the archive (Patroni drops pgBackRest's own).
+    assert config["postgresql"]["recovery_conf"]["restore_command"].endswith('archive-get %f "%p"')
 
 
 def test_pg_auto_failover_data_nodes_archive_to_the_repository_on_the_monitor(tmp_path: Path) -> None:

@@ -109,6 +109,15 @@ class Provider(ABC):
         """Cut the node off the network to every other node while its processes keep running;
         ``start`` heals it."""
 
+    @abstractmethod
+    def stop_service(self, node: Node, service: str) -> None:
+        """Stop one service of the node cleanly (a restore stops every member's stack service),
+        waiting until it has stopped."""
+
+    @abstractmethod
+    def start_service(self, node: Node, service: str) -> None:
+        """Start one service of the node (no-op when it runs)."""
+
     def spawn_beside(self, node: Node, argv: list[str], env: dict[str, str]) -> subprocess.Popen[str] | None:
         """Start a process that shares the node's fate (its network, its freezes) with stdout
         piped, as a client on the node's own machine; None where the provider cannot."""

@@ -238,6 +238,14 @@ class LocalProvider(Provider):
                 with suppress(xmlrpc.client.Fault):
                     rpc.supervisor.startProcess(name, True)
 
+    def stop_service(self, node: Node, service: str) -> None:
+        with suppress(xmlrpc.client.Fault):  # NOT_RUNNING: already stopped
+            self._rpc().supervisor.stopProcess(program_name(node.name, service), True)
+
+    def start_service(self, node: Node, service: str) -> None:
+        with suppress(xmlrpc.client.Fault):  # ALREADY_STARTED
+            self._rpc().supervisor.startProcess(program_name(node.name, service), True)
+
     def crash(self, node: Node) -> None:
         cgroup = self.cgroup(node)
         if cgroup is not None and cgroup.exists():

@@ -170,6 +170,12 @@ class VagrantProvider(Provider):
             provider = self.topology.vagrant.hypervisor
             self._run(f"up {node.name}", lambda v: v.up(vm_name=node.name, provider=provider))
 
+    def stop_service(self, node: Node, service: str) -> None:
+        self._ssh(node, f"sudo systemctl stop {shlex.quote(service)}")
+
+    def start_service(self, node: Node, service: str) -> None:
+        self._ssh(node, f"sudo systemctl start {shlex.quote(service)}")
+
     def crash(self, node: Node) -> None:
         # --force pulls the plug (virsh destroy / VBoxManage poweroff): no clean shutdown.
         self._run(f"halt --force {node.name}", lambda v: v.halt(vm_name=node.name, force=True))

@@ -290,3 +290,10 @@ class StackSpec(ABC):
     def box_venvs(self) -> list[tuple[str, list[str]]]:
         """Virtual environments the offline box holds for it: (path, pip packages)."""
         return []
+
+    def forget_cluster_argv(self, topology: Topology, node_root: str, on_this_machine: bool,
+                            leader: str | None) -> list[str] | None:
+        """The command that makes the stack forget its cluster's state (a restored primary then
+        starts a new history), run as the service user on a data node whose stack service is
+        stopped; None: the stack cannot restore a cluster in place (`pglab restore` refuses)."""
+        return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
 import ssl
 import urllib.error
 import urllib.request
@@ -38,6 +39,7 @@ from pglab.topology import BACKUP_ROLE, FieldProblem, Node, Ports, Strict, Topol
 
 # Where rendering finds the role's own defaults (Patroni's venv, its pip packages): their one owner.
 ROLE = "patroni"
+CONFIG_SUBPATH = "etc/patroni/patroni.yml"  # below a node's root: the role's patroni_config_file
 VENV_PACKAGE = "patroni (PyPI, in a venv: python3-venv)"
 
 
@@ -451,6 +453,17 @@ class PatroniSpec(StackSpec):
     def box_venvs(self) -> list[tuple[str, list[str]]]:
         defaults = _role_defaults()
         return [(str(defaults["patroni_venv"]), [str(p) for p in defaults["patroni_pip_packages"]])]
+
+    def forget_cluster_argv(self, topology: Topology, node_root: str, on_this_machine: bool,
+                            leader: str | None) -> list[str] | None:
+        """`patronictl remove SCOPE`, its confirmations answered (the scope, the sentence, and the
+        leader's name if a leader key is still there): the DCS then holds no trace of the cluster,
+        no last leader position a restored primary would look lagging against, no old timelines."""
+        venv = self.machine_variables()["patroni_venv"] if on_this_machine else _role_defaults()["patroni_venv"]
+        scope = topology.postgres.scope
+        answers = f"{scope}\nYes I am aware\n{leader or ''}\n"
+        patronictl = shlex.join([f"{venv}/bin/patronictl", "-c", f"{node_root}/{CONFIG_SUBPATH}", "remove", scope])
+        return ["sh", "-c", f"printf %s {shlex.quote(answers)} | {patronictl}"]
 
 
 def _role_defaults() -> dict[str, Any]:

@@ -1,0 +1,311 @@
+"""Point-in-time restore of a whole lab, in place, from its pgBackRest repository.
+
+The phases, each timed:
+
+1. ``archive``: on the primary, one commit after the target (recovery to a time stops at the
+   first commit past it, so one must exist) and a WAL switch, then wait until the primary has
+   archived that segment: a target seconds old is then in the repository. Nothing is stopped yet,
+   so a lab whose archiving is broken is left untouched.
+2. ``stop``: the stack's service on every data node, replicas first (none then races for the
+   leadership), the leader last; each stops its PostgreSQL.
+3. ``forget``: the stack forgets the cluster (Patroni: ``patronictl remove``), so the restored
+   primary is not judged against the old history (its last leader position, its timelines).
+4. ``restore``: ``pgbackrest --delta restore`` on the chosen primary with the target.
+5. ``recover``: PostgreSQL replays the archive up to the target and promotes (a new timeline),
+   then stops cleanly; the stack then adopts a primary that needs no more recovery.
+6. ``leader``: the stack's service starts there and takes the leadership; writes reach it.
+   (``backup``: when backups ended after the target, they hold the discarded history, and
+   replicas must not start from them: a full backup of the new history first.)
+7. ``replicas``: the other data nodes' data directories are emptied and their services started:
+   the stack makes them again, from the repository (Patroni's ``create_replica_methods``).
+8. ``healthy``: one leader, every replica streaming, routing on the leader; the topology's
+   parameters and settings converged as `pglab up` would.
+
+Written against :class:`~pglab.lab.Lab`, its provider (services, commands on nodes) and its
+stack's declaration (:meth:`~pglab.stacks.base.StackSpec.forget_cluster_argv`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any, TypeVar
+
+import psycopg
+
+from pglab import backup, backup_role, paths, sql, stacks, waiting
+from pglab.errors import InputError, PglabError
+from pglab.lab import EventSink, Lab, Step, Waiting, ignore_event
+from pglab.restore_target import Target, check_window, stamp
+from pglab.stacks.base import StackError
+from pglab.topology import Node
+
+ARCHIVE_TIMEOUT = 60.0  # seconds for the switched WAL segment to reach the repository
+T = TypeVar("T")
+
+
+class RestoreError(PglabError):
+    """A phase of the restore failed; the message says which and what state the lab is in."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a restore will do, checked before anything changes."""
+
+    target: Target
+    earliest: datetime.datetime  # the end of the oldest backup
+    now: datetime.datetime  # the primary's clock when the plan was made
+    leader: str  # the node restored first, which leads afterwards
+    replicas: list[str]
+    timeline: int | None  # the cluster's timeline before the restore
+    # Backups that ended after the target: they hold the discarded history, so replicas must not
+    # be made from them; a full backup of the new history is taken before the replicas are made.
+    stale_backups: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        return (f"restore the whole cluster to {self.target.describe()}: stop every member, restore {self.leader} "
+                f"from the repository, then make {', '.join(self.replicas) or 'no replica'} again from it. "
+                f"Every write after the target is discarded")
+
+
+@dataclass
+class Phase:
+    name: str
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class RestoreResult:
+    target: str
+    latest: bool
+    leader: str
+    old_timeline: int | None
+    new_timeline: int | None
+    phases: list[Phase] = field(default_factory=list)
+    # From the first stop to a healthy cluster: how long clients had no database.
+    restore_s: float = 0.0
+    total_s: float = 0.0
+    summary: str = ""
+    settings_changed: dict[str, Any] = field(default_factory=dict)
+
+
+def plan(lab: Lab, target: Target) -> Plan:
+    """Check that the lab can be restored to ``target`` (InputError, exit 2, otherwise: nothing
+    is touched) and say how."""
+    if not backup_role.enabled(lab.topology):
+        raise InputError(f"lab {lab.topology.name} has no backups to restore from: its topology "
+                         f"({lab.topology_file}) needs a backup: section with enabled: true and a node with the "
+                         "role backup; add them and run `pglab up`")
+    spec = stacks.spec(lab.topology.stack)
+    if spec.forget_cluster_argv(lab.topology, "", True, None) is None:
+        raise InputError(f"`pglab restore` is not built for the {lab.topology.stack} stack yet; restore by hand "
+                         "(see the README's backups section) or use a patroni lab")
+    health = lab.stack().health()
+    if health.leader is None:
+        raise RestoreError("the cluster has no running leader, so the WAL up to now cannot be archived before the "
+                           f"restore: {'; '.join(health.problems)}. Bring the leader back first; nothing was changed")
+    listing = backup.list_backups(lab)
+    now = _server_now(lab)
+    earliest = listing.backups[0].stop if listing.backups else None
+    check_window(target, earliest, now)
+    assert earliest is not None
+    members = {m.name: m for m in health.members}
+    replicas = [n.name for n in lab.topology.with_role("postgres") if n.name != health.leader]
+    stale = [b.label for b in listing.backups if target.at is not None and b.stop >= target.at]
+    return Plan(target, earliest, now, health.leader, replicas, members[health.leader].timeline, stale)
+
+
+def restore(lab: Lab, target: Target, timeout: float = 180.0, on_event: EventSink = ignore_event,
+            checked: Plan | None = None) -> RestoreResult:
+    """Restore the whole cluster to ``target`` in place (see the module's phases)."""
+    started = time.monotonic()
+    the_plan = checked or plan(lab, target)
+    phases: list[Phase] = []
+
+    def phase(name: str, what: str, action: Callable[[], T]) -> T:
+        on_event(Step(f"{name}: {what}"))
+        begun = time.monotonic()
+        try:
+            outcome = action()
+        except (PglabError, StackError, OSError, psycopg.Error) as exc:
+            raise RestoreError(f"the restore failed in its {name} phase ({what}): {sql.first_line(exc)}. "
+                               + _state_after(name)) from exc
+        phases.append(Phase(name, round(time.monotonic() - begun, 2), outcome if isinstance(outcome, str) else ""))
+        return outcome
+
+    phase("archive", "archive the WAL up to now", lambda: archive_now(lab, on_event))
+    outage_from = time.monotonic()
+    leader = lab.node(the_plan.leader)
+    replicas = [lab.node(name) for name in the_plan.replicas]
+    phase("stop", "stop every member", lambda: _stop_members(lab, leader, replicas))
+    phase("forget", "remove the cluster from the stack's state", lambda: _forget(lab, leader, the_plan.leader))
+    phase("restore", f"pgbackrest restore on {leader.name}", lambda: _pgbackrest_restore(lab, leader, target))
+    phase("recover", f"replay to {target.describe()} and promote", lambda: _recover(lab, leader, timeout))
+    phase("leader", f"start {leader.name} as the new leader", lambda: _start_leader(lab, leader, timeout, on_event))
+    if the_plan.stale_backups:
+        phase("backup", f"a full backup of the new history (backups {', '.join(the_plan.stale_backups)} "
+              "ended after the target)", lambda: backup.take_backup(lab, "full").summary)
+    phase("replicas", "make the replicas again from the repository",
+          lambda: _start_replicas(lab, replicas))
+    health = phase("healthy", "wait for the replicas to stream", lambda: lab.wait_healthy(timeout, on_event))
+    restore_s = time.monotonic() - outage_from
+    changed = {**lab.converge_parameters(), **lab.converge_stack_settings()}
+    members = {m.name: m for m in health.members}
+    new_timeline = members[health.leader].timeline if health.leader in members else None
+    total = time.monotonic() - started
+    steps = ", ".join(f"{p.name} {p.seconds:.1f} s" for p in phases)
+    summary = (f"restored to {target.describe()}: leader {health.leader}, timeline {the_plan.timeline} -> "
+               f"{new_timeline}, {len(health.streaming_replicas)} replicas streaming; back to healthy "
+               f"{restore_s:.1f} s after the first stop ({steps}; {total:.1f} s in all)")
+    return RestoreResult(target.describe(), target.latest, health.leader or the_plan.leader, the_plan.timeline,
+                         new_timeline, phases, round(restore_s, 2), round(total, 2), summary, changed)
+
+
+# Phases -------------------------------------------------------------------------------------
+def archive_now(lab: Lab, on_event: EventSink = ignore_event) -> str:
+    """Commit once, switch WAL on the primary and wait until the switched segment is archived;
+    the segment's name."""
+    with psycopg.connect(autocommit=True, **lab.writes_conninfo()) as conn:
+        # A transaction with an xid writes a commit record, stamped now: recovery to a time
+        # before now finds its stop there instead of running out of WAL.
+        conn.execute("SELECT txid_current()")
+        row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
+        segment = str(row[0]) if row else ""
+
+        def archived() -> tuple[bool, str]:
+            last, failed, failed_at = conn.execute(
+                "SELECT last_archived_wal, last_failed_wal, last_failed_time FROM pg_stat_archiver").fetchone() or (
+                None, None, None)
+            done = (last or "")[:24] >= segment
+            return done, (f"last archived {last or 'none'}, waiting for {segment}"
+                          + (f"; last failure {failed} at {failed_at}" if failed else ""))
+
+        waiting.wait_until(archived, ARCHIVE_TIMEOUT, f"the primary to archive WAL segment {segment}", 0.1,
+                           on_wait=lambda text, elapsed: on_event(Waiting(text, elapsed)))
+    return f"archived through {segment}"
+
+
+def _stop_members(lab: Lab, leader: Node, replicas: list[Node]) -> str:
+    service = _service(lab)
+    _parallel([functools.partial(lab.provider.stop_service, node, service) for node in replicas])
+    lab.provider.stop_service(leader, service)
+    return f"{service} stopped on {', '.join(n.name for n in [*replicas, leader])}"
+
+
+def _forget(lab: Lab, node: Node, leader: str) -> str:
+    argv = stacks.spec(lab.topology.stack).forget_cluster_argv(
+        lab.topology, lab.provider.node_root(node), lab.provider.nodes_on_this_machine, leader)
+    assert argv is not None  # plan() refused stacks without one
+    _run(lab, node, argv, "forgetting the cluster")
+    return f"cluster {lab.topology.postgres.scope} removed from the stack's state"
+
+
+def _pgbackrest_restore(lab: Lab, node: Node, target: Target) -> str:
+    config = f"{lab.provider.node_root(node)}/{backup.CONFIG_SUBPATH}"
+    argv = [backup_role.BINARY, f"--config={config}", f"--stanza={lab.topology.postgres.scope}", "--delta",
+            *target.pgbackrest_options(), "restore"]
+    _run(lab, node, argv, "pgbackrest restore", timeout=1800)
+    return " ".join(target.pgbackrest_options())
+
+
+def _recover(lab: Lab, node: Node, timeout: float) -> str:
+    """Start PostgreSQL by itself on the restored data: it replays to the target and promotes;
+    then stop it cleanly, so the stack starts a primary with nothing left to recover."""
+    data = paths.postgres_data_dir(lab.provider.node_root(node), lab.topology.postgres.version)
+    pg_ctl = f"{paths.postgres_bin_dir(lab.topology.postgres.version)}/pg_ctl"
+    log = str(PurePosixPath(data).parent / "pglab-restore.log")
+    _run(lab, node, [pg_ctl, "-D", data, "-l", log, "-w", "-t", str(int(timeout)), "start"],
+         f"starting PostgreSQL to recover (its log: {log} on {node.name})", timeout=timeout + 30)
+    try:
+        def promoted() -> tuple[bool, str]:
+            in_recovery, _ = sql.server_state(lab.address(node.name), lab.topology.ports.postgres,
+                                              lab.superuser_password(), lab.libpq_tls())
+            return not in_recovery, "still replaying the archive"
+
+        waiting.wait_until(promoted, timeout, f"PostgreSQL on {node.name} to reach the target and promote", 0.2,
+                           transient=(OSError, psycopg.Error))
+    finally:
+        _run(lab, node, [pg_ctl, "-D", data, "-m", "fast", "-w", "-t", str(int(timeout)), "stop"],
+             "stopping the recovered PostgreSQL", timeout=timeout + 30)
+    return "promoted on a new timeline"
+
+
+def _start_leader(lab: Lab, node: Node, timeout: float, on_event: EventSink) -> str:
+    lab.provider.start_service(node, _service(lab))
+    stack = lab.stack()
+
+    def leads() -> tuple[bool, str]:
+        member = next((m for m in stack.members() if m.name == node.name), None)
+        ok = member is not None and member.role == "leader" and member.state == "running"
+        return ok, f"{node.name} is {member.role or 'member'} {member.state}" if member else "not answering yet"
+
+    def writable() -> tuple[bool, str]:
+        ok, detail = leads()
+        if not ok:
+            return ok, detail
+        host, port = lab.writes_endpoint()
+        return sql.writable(host, port, lab.superuser_password(), lab.libpq_tls())
+
+    waiting.wait_until(writable, timeout, f"{node.name} to lead and take writes", 0.2,
+                       transient=(OSError, StackError), on_wait=lambda text, elapsed: on_event(Waiting(text, elapsed)))
+    return f"{node.name} leads and takes writes"
+
+
+def _start_replicas(lab: Lab, replicas: list[Node]) -> str:
+    service = _service(lab)
+
+    def remake(node: Node) -> None:
+        # The stack makes a replica only into an empty data directory (from the repository first).
+        data = paths.postgres_data_dir(lab.provider.node_root(node), lab.topology.postgres.version)
+        _run(lab, node, ["find", data, "-mindepth", "1", "-delete"], f"emptying {data}")
+        lab.provider.start_service(node, service)
+
+    _parallel([functools.partial(remake, node) for node in replicas])
+    return f"{service} started on {', '.join(n.name for n in replicas) or 'no replica'}"
+
+
+# Helpers ------------------------------------------------------------------------------------
+def _service(lab: Lab) -> str:
+    return stacks.spec(lab.topology.stack).service("postgres", lab.topology)
+
+
+def _run(lab: Lab, node: Node, argv: list[str], what: str, timeout: float = 300) -> str:
+    result = lab.provider.run_as_service_user(node, argv, timeout=timeout)
+    if result.returncode != 0:
+        detail = " ".join((result.stderr or result.stdout or "").split())[-600:]
+        raise RestoreError(f"{what} failed on {node.name} (exit {result.returncode}): {detail}")
+    return result.stdout
+
+
+def _parallel(actions: list[Callable[[], Any]]) -> None:
+    """Run the actions at once; the first failure is raised once all have ended."""
+    if not actions:
+        return
+    with concurrent.futures.ThreadPoolExecutor(len(actions)) as pool:
+        for future in [pool.submit(a) for a in actions]:
+            future.result()
+
+
+def _server_now(lab: Lab) -> datetime.datetime:
+    host, port = lab.writes_endpoint()
+    rows = sql.query(host, port, lab.superuser_password(), "SELECT clock_timestamp()", tls=lab.libpq_tls())
+    value = rows[0][0]
+    assert isinstance(value, datetime.datetime)
+    return value
+
+
+def _state_after(phase: str) -> str:
+    """What a failure in ``phase`` left behind, and what to do."""
+    if phase == "archive":
+        return "Nothing was stopped: the cluster runs as before. Check `pglab backups` and the primary's log"
+    return ("The cluster is down or partly restored. Look at `pglab logs NODE`, then run `pglab restore` again "
+            "(it restores from the repository, which the failure did not change)")
+
+
+__all__ = ["Phase", "Plan", "RestoreError", "RestoreResult", "Target", "plan", "restore", "stamp"]
