@@ -1,4 +1,5 @@
-"""Read HAProxy's stats page (CSV) to see which servers each listener routes to."""
+"""Read HAProxy's stats page (CSV) to see which servers each listener routes to: over HTTPS,
+its certificate verified against the lab's CA, in a TLS lab; over HTTP with ``tls: false``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import csv
 import io
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
+
+from pglab import certs
 
 
 @dataclass(frozen=True)
@@ -16,11 +20,17 @@ class Backend:
     status: str  # UP, DOWN, MAINT, "no check" ...
 
 
-def backends(address: str, port: int, user: str, password: str, timeout: float = 2.0) -> list[Backend]:
-    request = urllib.request.Request(f"http://{address}:{port}/;csv")
+def stats_url(address: str, port: int, ca_file: Path | None) -> str:
+    """The stats page: HTTPS when the lab has a CA (``ca_file``), HTTP otherwise."""
+    return f"{'https' if ca_file else 'http'}://{address}:{port}/"
+
+
+def backends(address: str, port: int, user: str, password: str, timeout: float = 2.0,
+             ca_file: Path | None = None) -> list[Backend]:
+    request = urllib.request.Request(stats_url(address, port, ca_file) + ";csv")
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     request.add_header("Authorization", f"Basic {token}")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    with urllib.request.urlopen(request, timeout=timeout, context=certs.client_context(ca_file)) as response:
         text = response.read().decode()
     rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
     return [

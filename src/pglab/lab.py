@@ -18,7 +18,7 @@ import yaml
 
 from pglab import ansible, certs, paths, prerequisites, render, sql, stacks, topology, waiting
 from pglab.errors import InputError, PglabError
-from pglab.haproxy import Backend
+from pglab.haproxy import Backend, stats_url
 from pglab.providers import Prerequisite, Provider, get_provider
 from pglab.secrets import SUPERUSER
 from pglab.stacks import Stack, StackSite, stack_class
@@ -321,7 +321,7 @@ class Lab:
             health=health,
             dsn=endpoints["write"],
             replicas_dsn=endpoints["read"],
-            stats_url=f"http://{haproxy}:{self.topology.ports.haproxy_stats}/" if haproxy else "",
+            stats_url=stats_url(haproxy, self.topology.ports.haproxy_stats, self.ca_file) if haproxy else "",
             secrets_file=rendered.secrets_file,
             pgpass=rendered.pgpass,
         )

@@ -97,6 +97,9 @@ def test_vm_lab_configs_speak_tls_on_every_hop(vm_lab: Lab, tmp_path: Path) -> N
     for line in servers:
         node = line.split()[1]
         assert f"check-ssl verify required ca-file {tls_dir}/ca.crt check-sni {node} verifyhost {node}" in line
+    # The stats page on HTTPS with the node's certificate; its key beside it as node.key.
+    assert f"bind 192.168.11.101:7000 ssl crt {tls_dir}/node.crt" in haproxy
+    assert "ssl-load-extra-del-ext" in haproxy
 
 
 def test_consul_renders_https_with_client_certificates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,3 +127,5 @@ def test_a_plaintext_lab_keeps_plain_configs(tmp_path: Path, monkeypatch: pytest
     assert "host all all 192.168.11.0/24 scram-sha-256" in patroni["postgresql"]["pg_hba"]
     assert yaml.safe_load(configs["etcd"]["dcs"])["listen-client-urls"].startswith("http://")
     assert "check-ssl" not in configs["haproxy"]["haproxy"]
+    assert "bind 192.168.11.101:7000\n" in configs["haproxy"]["haproxy"]  # the stats page on HTTP
+    assert " ssl crt " not in configs["haproxy"]["haproxy"]

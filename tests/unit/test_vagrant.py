@@ -281,6 +281,7 @@ def test_emulated_guests_get_calmer_etcd_and_patient_patroni_connections(tmp_pat
     assert variables["patroni_connect_timeout"] == 20  # Patroni's own 3 s leaves walsenders behind
     # Each check of a replica that does not stream yet costs it a replication connection.
     assert variables["haproxy_check_downinter"] == "3s" and variables["haproxy_check_timeout"] == "5s"
+    assert variables["haproxy_replicas_check_downinter"] == "3s"  # reads no faster than writes there
 
 
 def test_a_public_box_on_kvm_has_no_kernel_or_emulation_settings(default_lab: Topology) -> None:

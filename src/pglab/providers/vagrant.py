@@ -107,7 +107,9 @@ class VagrantProvider(Provider):
             variables |= {"etcd_heartbeat_interval": 500, "etcd_election_timeout": 5000,
                           "patroni_connect_timeout": 20,
                           "haproxy_check_inter": "3s", "haproxy_check_fastinter": "1s",
-                          "haproxy_check_downinter": "3s", "haproxy_check_timeout": "5s"}
+                          "haproxy_check_downinter": "3s", "haproxy_check_timeout": "5s",
+                          "haproxy_replicas_check_inter": "3s", "haproxy_replicas_check_fastinter": "1s",
+                          "haproxy_replicas_check_downinter": "3s"}
         return variables
 
     def _emulated(self) -> bool:

@@ -201,6 +201,7 @@ class PatroniStack(Stack):
             self.endpoints.haproxy_stats_user,
             self.secrets[HAPROXY_STATS.password_variable],
             timeout=self.timeout,
+            ca_file=self.endpoints.ca_file,
         )
 
     def health(self) -> Health:
@@ -417,14 +418,17 @@ class PatroniSpec(StackSpec):
 
     def tls_services(self, topology: Topology) -> list[TlsService]:
         """PostgreSQL and Patroni's REST API on each member, the DCS (which requires a client
-        certificate). HAProxy only relays PostgreSQL's TLS and checks the REST API with the CA."""
+        certificate), HAProxy's stats page. HAProxy only relays PostgreSQL's TLS on its client
+        ports and checks the REST API with the CA."""
         ports = topology.ports
         found = [service for node in topology.with_role("postgres")
                  for service in (TlsService(node, "postgresql", ports.postgres, postgres=True),
                                  TlsService(node, "patroni", ports.patroni))]
         dcs_port = ports.etcd if topology.dcs == "etcd" else ports.consul
-        return found + [TlsService(node, topology.dcs, dcs_port, client_certificate=True)
-                        for node in topology.with_role("dcs")]
+        found += [TlsService(node, topology.dcs, dcs_port, client_certificate=True)
+                  for node in topology.with_role("dcs")]
+        return found + [TlsService(node, "haproxy-stats", ports.haproxy_stats)
+                        for node in topology.with_role("haproxy")]
 
     def prerequisites(self, topology: Topology) -> list[Prerequisite]:
         venv = paths.services_venv()
