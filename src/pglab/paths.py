@@ -39,9 +39,21 @@ def postgres_bin_dir(version: int) -> str:
     return f"/usr/lib/postgresql/{version}/bin"
 
 
+def postgres_home(node_root: str) -> str:
+    """The service user's home on a data node, below its root (the postgresql role's
+    postgresql_home): pg_autoctl keeps its configuration and state there."""
+    return f"{node_root}/var/lib/postgresql"
+
+
 def postgres_data_dir(node_root: str, version: int) -> str:
     """A data node's PGDATA below its root (the postgresql role's postgresql_data_dir)."""
-    return f"{node_root}/var/lib/postgresql/{version}/main"
+    return f"{postgres_home(node_root)}/{version}/main"
+
+
+def postgres_socket_dir(node_root: str) -> str:
+    """A data node's Unix socket directory below its root (the postgresql role's
+    postgresql_socket_dir)."""
+    return f"{node_root}/run/postgresql"
 
 
 def lab_dir(topology_file: Path, lab_name: str) -> Path:

@@ -8,21 +8,26 @@ The phases, each timed:
    so a lab whose archiving is broken is left untouched.
 2. ``stop``: the stack's service on every data node, replicas first (none then races for the
    leadership), the leader last; each stops its PostgreSQL.
-3. ``forget``: the stack forgets the cluster (Patroni: ``patronictl remove``), so the restored
-   primary is not judged against the old history (its last leader position, its timelines).
+3. ``forget``: the stack forgets the cluster (Patroni: ``patronictl remove``; pg_auto_failover:
+   every data node dropped from the monitor's formation), so the restored primary is not judged
+   against the old history (its last leader position, its timelines).
 4. ``restore``: ``pgbackrest --delta restore`` on the chosen primary with the target.
 5. ``recover``: PostgreSQL replays the archive up to the target and promotes (a new timeline),
+   drops the restore's recovery settings (a replica cloned from it must not stop at the target),
    then stops cleanly; the stack then adopts a primary that needs no more recovery.
-6. ``leader``: the stack's service starts there and takes the leadership; writes reach it.
+6. ``leader``: the node joins the stack again where the stack needs that (pg_auto_failover
+   registers it with the monitor), the stack's service starts there and takes the leadership;
+   writes reach it.
    (``backup``: when backups ended after the target, they hold the discarded history, and
    replicas must not start from them: a full backup of the new history first.)
 7. ``replicas``: the other data nodes' data directories are emptied and their services started:
-   the stack makes them again, from the repository (Patroni's ``create_replica_methods``).
+   the stack makes them again, from the repository (Patroni's ``create_replica_methods``) or from
+   the new primary (pg_auto_failover's registration clones it, one replica after the other).
 8. ``healthy``: one leader, every replica streaming, routing on the leader; the topology's
    parameters and settings converged as `pglab up` would.
 
 Written against :class:`~pglab.lab.Lab`, its provider (services, commands on nodes) and its
-stack's declaration (:meth:`~pglab.stacks.base.StackSpec.forget_cluster_argv`).
+stack's declaration (:meth:`~pglab.stacks.base.StackSpec.restore_steps`): no phase names a stack.
 """
 
 from __future__ import annotations
@@ -37,15 +42,20 @@ from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg import sql as q
 
 from pglab import backup, backup_role, paths, sql, stacks, waiting
 from pglab.errors import InputError, PglabError
 from pglab.lab import EventSink, Lab, Step, Waiting, ignore_event
 from pglab.restore_target import Target, check_window, stamp
-from pglab.stacks.base import StackError
+from pglab.stacks.base import RestoreSteps, StackError
 from pglab.topology import Node
 
 ARCHIVE_TIMEOUT = 60.0  # seconds for the switched WAL segment to reach the repository
+# The settings pgBackRest's restore writes in postgresql.auto.conf (restore_command and the target).
+RECOVERY_SETTINGS = ("restore_command", "recovery_target", "recovery_target_lsn", "recovery_target_name",
+                     "recovery_target_time", "recovery_target_xid", "recovery_target_inclusive",
+                     "recovery_target_timeline", "recovery_target_action")
 T = TypeVar("T")
 
 
@@ -102,8 +112,7 @@ def plan(lab: Lab, target: Target) -> Plan:
         raise InputError(f"lab {lab.topology.name} has no backups to restore from: its topology "
                          f"({lab.topology_file}) needs a backup: section with enabled: true and a node with the "
                          "role backup; add them and run `pglab up`")
-    spec = stacks.spec(lab.topology.stack)
-    if spec.forget_cluster_argv(lab.topology, "", True, None) is None:
+    if restore_steps(lab, lab.topology.with_role("postgres")[0].name) is None:
         raise InputError(f"`pglab restore` is not built for the {lab.topology.stack} stack yet; restore by hand "
                          "(see the README's backups section) or use a patroni lab")
     health = lab.stack().health()
@@ -143,16 +152,19 @@ def restore(lab: Lab, target: Target, timeout: float = 180.0, on_event: EventSin
     outage_from = time.monotonic()
     leader = lab.node(the_plan.leader)
     replicas = [lab.node(name) for name in the_plan.replicas]
+    stack_steps = restore_steps(lab, the_plan.leader)
+    assert stack_steps is not None  # plan() refused stacks without them
     phase("stop", "stop every member", lambda: _stop_members(lab, leader, replicas))
-    phase("forget", "remove the cluster from the stack's state", lambda: _forget(lab, leader, the_plan.leader))
+    phase("forget", "remove the cluster from the stack's state", lambda: _forget(lab, stack_steps))
     phase("restore", f"pgbackrest restore on {leader.name}", lambda: _pgbackrest_restore(lab, leader, target))
     phase("recover", f"replay to {target.describe()} and promote", lambda: _recover(lab, leader, timeout))
-    phase("leader", f"start {leader.name} as the new leader", lambda: _start_leader(lab, leader, timeout, on_event))
+    phase("leader", f"start {leader.name} as the new leader",
+          lambda: _start_leader(lab, leader, stack_steps, timeout, on_event))
     if the_plan.stale_backups:
         phase("backup", f"a full backup of the new history (backups {', '.join(the_plan.stale_backups)} "
               "ended after the target)", lambda: backup.take_backup(lab, "full").summary)
-    phase("replicas", "make the replicas again from the repository",
-          lambda: _start_replicas(lab, replicas))
+    phase("replicas", "make the replicas again",
+          lambda: _start_replicas(lab, replicas, stack_steps, timeout))
     health = phase("healthy", "wait for the replicas to stream", lambda: lab.wait_healthy(timeout, on_event))
     restore_s = time.monotonic() - outage_from
     changed = {**lab.converge_parameters(), **lab.converge_stack_settings()}
@@ -198,11 +210,16 @@ def _stop_members(lab: Lab, leader: Node, replicas: list[Node]) -> str:
     return f"{service} stopped on {', '.join(n.name for n in [*replicas, leader])}"
 
 
-def _forget(lab: Lab, node: Node, leader: str) -> str:
-    argv = stacks.spec(lab.topology.stack).forget_cluster_argv(
-        lab.topology, lab.provider.node_root(node), lab.provider.nodes_on_this_machine, leader)
-    assert argv is not None  # plan() refused stacks without one
-    _run(lab, node, argv, "forgetting the cluster")
+def restore_steps(lab: Lab, leader: str) -> RestoreSteps | None:
+    """The lab's stack's part in a restore of ``leader`` (None: the stack cannot restore)."""
+    roots = {node.name: lab.provider.node_root(node) for node in lab.topology.with_role("postgres")}
+    return stacks.spec(lab.topology.stack).restore_steps(lab.topology, roots, lab.provider.nodes_on_this_machine,
+                                                          leader)
+
+
+def _forget(lab: Lab, stack_steps: RestoreSteps) -> str:
+    for name, argv in stack_steps.forget:
+        _run(lab, lab.node(name), list(argv), "forgetting the cluster")
     return f"cluster {lab.topology.postgres.scope} removed from the stack's state"
 
 
@@ -220,7 +237,9 @@ def _recover(lab: Lab, node: Node, timeout: float) -> str:
     data = paths.postgres_data_dir(lab.provider.node_root(node), lab.topology.postgres.version)
     pg_ctl = f"{paths.postgres_bin_dir(lab.topology.postgres.version)}/pg_ctl"
     log = str(PurePosixPath(data).parent / "pglab-restore.log")
-    _run(lab, node, [pg_ctl, "-D", data, "-l", log, "-w", "-t", str(int(timeout)), "start"],
+    # Its own socket directory, as the stack would start it (pg_autoctl gives it on the command line).
+    socket_dir = paths.postgres_socket_dir(lab.provider.node_root(node))
+    _run(lab, node, [pg_ctl, "-D", data, "-l", log, "-o", f"-k {socket_dir}", "-w", "-t", str(int(timeout)), "start"],
          f"starting PostgreSQL to recover (its log: {log} on {node.name})", timeout=timeout + 30)
     try:
         def promoted() -> tuple[bool, str]:
@@ -230,13 +249,25 @@ def _recover(lab: Lab, node: Node, timeout: float) -> str:
 
         waiting.wait_until(promoted, timeout, f"PostgreSQL on {node.name} to reach the target and promote", 0.2,
                            transient=(OSError, psycopg.Error))
+        _drop_recovery_settings(lab, node)
     finally:
         _run(lab, node, [pg_ctl, "-D", data, "-m", "fast", "-w", "-t", str(int(timeout)), "stop"],
              "stopping the recovered PostgreSQL", timeout=timeout + 30)
     return "promoted on a new timeline"
 
 
-def _start_leader(lab: Lab, node: Node, timeout: float, on_event: EventSink) -> str:
+def _drop_recovery_settings(lab: Lab, node: Node) -> None:
+    """pgBackRest wrote the restore's settings (restore_command, the target) in
+    postgresql.auto.conf; the promoted primary no longer needs them, and a replica cloned from
+    it would stop replaying at the target (and promote) if it found them there."""
+    with sql.connect(lab.address(node.name), lab.topology.ports.postgres, lab.superuser_password(),
+                     tls=lab.libpq_tls()) as conn:
+        for name in RECOVERY_SETTINGS:
+            conn.execute(q.SQL("ALTER SYSTEM RESET {}").format(q.Identifier(name)))
+
+
+def _start_leader(lab: Lab, node: Node, stack_steps: RestoreSteps, timeout: float, on_event: EventSink) -> str:
+    _rejoin(lab, node, stack_steps, timeout)
     lab.provider.start_service(node, _service(lab))
     stack = lab.stack()
 
@@ -257,17 +288,30 @@ def _start_leader(lab: Lab, node: Node, timeout: float, on_event: EventSink) -> 
     return f"{node.name} leads and takes writes"
 
 
-def _start_replicas(lab: Lab, replicas: list[Node]) -> str:
+def _start_replicas(lab: Lab, replicas: list[Node], stack_steps: RestoreSteps, timeout: float) -> str:
     service = _service(lab)
 
     def remake(node: Node) -> None:
         # The stack makes a replica only into an empty data directory (from the repository first).
         data = paths.postgres_data_dir(lab.provider.node_root(node), lab.topology.postgres.version)
         _run(lab, node, ["find", data, "-mindepth", "1", "-delete"], f"emptying {data}")
+        _rejoin(lab, node, stack_steps, timeout)
         lab.provider.start_service(node, service)
 
-    _parallel([functools.partial(remake, node) for node in replicas])
+    actions: list[Callable[[], Any]] = [functools.partial(remake, node) for node in replicas]
+    if stack_steps.replicas_at_once:
+        _parallel(actions)
+    else:
+        for action in actions:
+            action()
     return f"{service} started on {', '.join(n.name for n in replicas) or 'no replica'}"
+
+
+def _rejoin(lab: Lab, node: Node, stack_steps: RestoreSteps, timeout: float) -> None:
+    """The stack's command that registers ``node`` again, if it has one for it."""
+    argv = stack_steps.rejoin.get(node.name)
+    if argv:
+        _run(lab, node, list(argv), f"registering {node.name} with the stack again", timeout=timeout)
 
 
 # Helpers ------------------------------------------------------------------------------------

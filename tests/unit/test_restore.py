@@ -1,23 +1,26 @@
 """`pglab restore` and `pglab drill restore` without a cluster: the target's parsing and its
-window, pgBackRest's options, the stack's forget command, the drill's choice of a target and its
-judging (lost, extra), and the CLI's refusals (exit 2, nothing touched). A real restore is in
+window, pgBackRest's options, each stack's restore steps (forget, register again), the drill's
+choice of a target and its judging (lost, extra), and the CLI's refusals (exit 2, nothing touched). A real restore is in
 tests/integration/test_restore.py."""
 
 from __future__ import annotations
 
 import datetime
+import shlex
 from pathlib import Path
 
+import jinja2
 import pytest
 from click.testing import CliRunner
 
-from pglab import restore_drill, restore_target, stacks
+from pglab import paths, restore_drill, restore_target, stacks
 from pglab.cli import main
 from pglab.drill import DrillResult
 from pglab.errors import InputError
 from pglab.lab import Lab
 from pglab.probe import Attempt, tally
 from pglab.restore_target import Target
+from pglab.stacks.base import StackSpec
 from tests.conftest import write_topology
 
 UTC = datetime.UTC
@@ -75,17 +78,64 @@ def test_pgbackrest_options_stop_at_the_moment_and_promote() -> None:
     assert Target().pgbackrest_options() == ["--type=default"]
 
 
+ROOTS = {"pg1": "/run/pg1", "pg2": "/run/pg2", "pg3": "/run/pg3"}
+
+
 def test_patroni_forgets_its_cluster_with_patronictl_remove_answering_its_questions(tmp_path: Path) -> None:
     lab = Lab.from_file(write_topology(tmp_path, name="rtest"))
-    argv = stacks.spec("patroni").forget_cluster_argv(lab.topology, "/run/pg1", True, "pg2")
-    assert argv is not None and argv[:2] == ["sh", "-c"]
-    assert "patronictl -c /run/pg1/etc/patroni/patroni.yml remove rtest" in argv[2]
+    steps = stacks.spec("patroni").restore_steps(lab.topology, ROOTS, True, "pg2")
+    assert steps is not None
+    [(node, argv)] = steps.forget
+    assert node == "pg2" and argv[:2] == ("sh", "-c")
+    assert "patronictl -c /run/pg2/etc/patroni/patroni.yml remove rtest" in argv[2]
     assert "'rtest\nYes I am aware\npg2\n'" in argv[2]
+    # Patroni adopts the restored leader and makes the replicas itself, all at once.
+    assert steps.rejoin == {} and steps.replicas_at_once
 
 
-def test_pg_auto_failover_cannot_restore_in_place_yet(tmp_path: Path) -> None:
+def test_pg_auto_failover_drops_every_node_replicas_first_keeping_their_data(tmp_path: Path) -> None:
     lab = Lab.from_file(write_topology(tmp_path, name="ftest", stack="pg_auto_failover"))
-    assert stacks.spec("pg_auto_failover").forget_cluster_argv(lab.topology, "", True, None) is None
+    steps = stacks.spec("pg_auto_failover").restore_steps(lab.topology, ROOTS, True, "pg2")
+    assert steps is not None
+    # The leader last: while a standby is still registered, removing the primary would start a failover.
+    assert [node for node, _ in steps.forget] == ["pg1", "pg3", "pg2"]
+    _, argv = steps.forget[0]
+    assert argv == ("env", "HOME=/run/pg1/var/lib/postgresql", "PGPASSFILE=/run/pg1/var/lib/postgresql/.pgpass",
+                    "/usr/bin/pg_autoctl", "drop", "node", "--force",
+                    "--pgdata=/run/pg1/var/lib/postgresql/15/main")
+    assert "--destroy" not in argv  # the keeper's configuration stays for the registration again
+
+
+def test_pg_auto_failover_registers_the_leader_first_then_one_replica_at_a_time(tmp_path: Path) -> None:
+    lab = Lab.from_file(write_topology(tmp_path, name="ftest", stack="pg_auto_failover"))
+    steps = stacks.spec("pg_auto_failover").restore_steps(lab.topology, ROOTS, False, "pg2")
+    assert steps is not None and not steps.replicas_at_once
+    assert list(steps.rejoin) == ["pg2", "pg1", "pg3"]
+    # The role's own registration command, written where the role's defaults say.
+    assert steps.rejoin["pg1"] == ("/run/pg1/var/lib/postgresql/pglab-register",)
+    defaults = (paths.roles_dir() / "pg_auto_failover" / "defaults" / "main.yml").read_text()
+    assert 'pg_auto_failover_register_script: "{{ pg_auto_failover_home }}/pglab-register"' in defaults
+    assert "pg_auto_failover_binary: /usr/bin/pg_autoctl" in defaults
+
+
+def test_the_registration_script_runs_pg_autoctl_create_with_the_node_environment(tmp_path: Path) -> None:
+    template = (paths.roles_dir() / "pg_auto_failover" / "templates" / "register.sh.j2").read_text()
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters["quote"] = shlex.quote  # Ansible's quote filter
+    rendered = env.from_string(template).render(
+        pg_auto_failover_environment={"HOME": "/run/pg1/var/lib/postgresql", "PGHOST": "/run/pg1/run/postgresql"},
+        pg_auto_failover_create_argv=["/usr/bin/pg_autoctl", "create", "postgres",
+                                      "--monitor=postgres://autoctl_node@m:5431/pg_auto_failover?sslmode=a&b=c"],
+        pg_auto_failover_ssl_options=["--no-ssl"])
+    assert rendered.startswith("#!/bin/sh\n")
+    assert "export HOME=/run/pg1/var/lib/postgresql\n" in rendered
+    monitor = "'--monitor=postgres://autoctl_node@m:5431/pg_auto_failover?sslmode=a&b=c'"
+    assert rendered.rstrip().endswith(f"exec /usr/bin/pg_autoctl create postgres {monitor} --no-ssl")
+
+
+def test_a_stack_without_restore_steps_is_refused_before_anything_is_touched(tmp_path: Path) -> None:
+    lab = Lab.from_file(write_topology(tmp_path, name="ftest", stack="pg_auto_failover"))
+    assert StackSpec.restore_steps(stacks.spec("pg_auto_failover"), lab.topology, ROOTS, True, "pg1") is None
 
 
 def _attempt(id_: int, start: float, ok: bool = True) -> Attempt:

@@ -211,6 +211,22 @@ class TlsService:
     client_certificate: bool = False  # the server requires a client certificate of the lab's CA
 
 
+@dataclass(frozen=True)
+class RestoreSteps:
+    """A stack's part in restoring its cluster in place: commands run as the service user on data
+    nodes whose stack service is stopped, each as (node name, argv)."""
+
+    # Make the stack forget the cluster (its members, its history), run in this order, before the
+    # leader's data directory is restored: the restored primary then starts a new history.
+    forget: tuple[tuple[str, tuple[str, ...]], ...]
+    # By data node, the command that registers it with the stack again before its service starts:
+    # the restored leader over its data, a replica into its emptied data directory (which the
+    # command fills). A node without one: starting its service is enough (the stack makes it).
+    rejoin: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Whether the replicas may be made at once, or must join one after the other.
+    replicas_at_once: bool = True
+
+
 class StackSpec(ABC):
     """Everything that is one stack's, declared in one place: its stack module defines one
     subclass and an instance ``SPEC``, and :data:`pglab.stacks.STACKS` registers the module.
@@ -291,9 +307,9 @@ class StackSpec(ABC):
         """Virtual environments the offline box holds for it: (path, pip packages)."""
         return []
 
-    def forget_cluster_argv(self, topology: Topology, node_root: str, on_this_machine: bool,
-                            leader: str | None) -> list[str] | None:
-        """The command that makes the stack forget its cluster's state (a restored primary then
-        starts a new history), run as the service user on a data node whose stack service is
-        stopped; None: the stack cannot restore a cluster in place (`pglab restore` refuses)."""
+    def restore_steps(self, topology: Topology, node_roots: Mapping[str, str], on_this_machine: bool,
+                      leader: str) -> RestoreSteps | None:
+        """What the stack runs around `pglab restore` (:mod:`pglab.restore`) on its data nodes
+        (``node_roots``: name -> the node's root) when ``leader`` is the one restored; None: the
+        stack cannot restore a cluster in place (`pglab restore` refuses)."""
         return None

@@ -29,6 +29,7 @@ from pglab.stacks.base import (
     DefaultNode,
     Health,
     Member,
+    RestoreSteps,
     Stack,
     StackError,
     StackSite,
@@ -454,16 +455,19 @@ class PatroniSpec(StackSpec):
         defaults = _role_defaults()
         return [(str(defaults["patroni_venv"]), [str(p) for p in defaults["patroni_pip_packages"]])]
 
-    def forget_cluster_argv(self, topology: Topology, node_root: str, on_this_machine: bool,
-                            leader: str | None) -> list[str] | None:
-        """`patronictl remove SCOPE`, its confirmations answered (the scope, the sentence, and the
-        leader's name if a leader key is still there): the DCS then holds no trace of the cluster,
-        no last leader position a restored primary would look lagging against, no old timelines."""
+    def restore_steps(self, topology: Topology, node_roots: Mapping[str, str], on_this_machine: bool,
+                      leader: str) -> RestoreSteps:
+        """Forget: `patronictl remove SCOPE` on the leader, its confirmations answered (the scope,
+        the sentence, and the leader's name if a leader key is still there): the DCS then holds no
+        trace of the cluster, no last leader position a restored primary would look lagging
+        against, no old timelines. Patroni then adopts the restored leader and makes the replicas
+        itself (from the repository first, ``create_replica_methods``)."""
         venv = self.machine_variables()["patroni_venv"] if on_this_machine else _role_defaults()["patroni_venv"]
         scope = topology.postgres.scope
-        answers = f"{scope}\nYes I am aware\n{leader or ''}\n"
-        patronictl = shlex.join([f"{venv}/bin/patronictl", "-c", f"{node_root}/{CONFIG_SUBPATH}", "remove", scope])
-        return ["sh", "-c", f"printf %s {shlex.quote(answers)} | {patronictl}"]
+        answers = f"{scope}\nYes I am aware\n{leader}\n"
+        patronictl = shlex.join([f"{venv}/bin/patronictl", "-c", f"{node_roots[leader]}/{CONFIG_SUBPATH}",
+                                 "remove", scope])
+        return RestoreSteps(forget=((leader, ("sh", "-c", f"printf %s {shlex.quote(answers)} | {patronictl}")),))
 
 
 def _role_defaults() -> dict[str, Any]:
