@@ -77,6 +77,7 @@ class LabLayout:
     drills: Path  # `pglab drill`'s JSON lines and timelines (unless --out)
     last_verify: Path  # the last `pglab verify` run, as its --json, for `pglab report`
     tls: Path  # the lab's CA and certificates (pglab.certs), keys 0600
+    restore_plan: Path  # a restore that stopped the cluster and has not ended: run again, it goes on
 
     @classmethod
     def at(cls, root: Path) -> LabLayout:
@@ -85,7 +86,8 @@ class LabLayout:
         return cls(root=root, inventory=inventory, hosts=inventory / "hosts.yml",
                    variables=group_vars / "pglab.yml", secrets=group_vars / "secrets.yml",
                    pgpass=root / "pgpass", ansible=root / "ansible", drills=root / "drills",
-                   last_verify=root / "verify.json", tls=root / "tls")
+                   last_verify=root / "verify.json", tls=root / "tls",
+                   restore_plan=root / "restore-plan.json")
 
 
 def is_root() -> bool:

@@ -33,8 +33,10 @@ stack's declaration (:meth:`~pglab.stacks.base.StackSpec.restore_steps`): no pha
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import datetime
 import functools
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,6 +59,8 @@ RECOVERY_SETTINGS = ("restore_command", "recovery_target", "recovery_target_lsn"
                      "recovery_target_time", "recovery_target_xid", "recovery_target_inclusive",
                      "recovery_target_timeline", "recovery_target_action")
 T = TypeVar("T")
+# Phases an interrupted restore does not run again when it goes on.
+ONCE = ("stop", "forget")
 
 
 class RestoreError(PglabError):
@@ -76,11 +80,31 @@ class Plan:
     # Backups that ended after the target: they hold the discarded history, so replicas must not
     # be made from them; a full backup of the new history is taken before the replicas are made.
     stale_backups: list[str] = field(default_factory=list)
+    # The cluster was stopped by a restore that did not end: its WAL was archived then, so this
+    # one goes on from the stop (the plan's leader, its clock then) instead of asking a primary.
+    resumed: bool = False
+    # Phases the interrupted restore ended that must not run twice (forgetting a node the stack
+    # already dropped fails).
+    done: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        return (f"restore the whole cluster to {self.target.describe()}: stop every member, restore {self.leader} "
-                f"from the repository, then make {', '.join(self.replicas) or 'no replica'} again from it. "
-                f"Every write after the target is discarded")
+        again = "go on with the restore that stopped the cluster and did not end: " if self.resumed else ""
+        return (f"{again}restore the whole cluster to {self.target.describe()}: stop every member, restore "
+                f"{self.leader} from the repository, then make {', '.join(self.replicas) or 'no replica'} again "
+                f"from it. Every write after the target is discarded")
+
+    def to_json(self, done: list[str]) -> str:
+        fields = {"earliest": self.earliest.isoformat(), "now": self.now.isoformat(), "leader": self.leader,
+                  "replicas": self.replicas, "timeline": self.timeline, "done": done}
+        return json.dumps(fields)
+
+    @classmethod
+    def resuming(cls, text: str, target: Target, stale_backups: list[str]) -> Plan:
+        """The plan an interrupted restore saved, aimed at ``target`` now."""
+        saved = json.loads(text)
+        return cls(target, datetime.datetime.fromisoformat(saved["earliest"]),
+                   datetime.datetime.fromisoformat(saved["now"]), saved["leader"], list(saved["replicas"]),
+                   saved["timeline"], stale_backups, resumed=True, done=tuple(saved.get("done", ())))
 
 
 @dataclass
@@ -116,6 +140,11 @@ def plan(lab: Lab, target: Target) -> Plan:
         raise InputError(f"`pglab restore` is not built for the {lab.topology.stack} stack yet; restore by hand "
                          "(see the README's backups section) or use a patroni lab")
     health = lab.stack().health()
+    saved = lab.layout.restore_plan
+    if saved.exists() and health.leader is None:
+        resumed = Plan.resuming(saved.read_text(), target, [])
+        check_window(target, resumed.earliest, resumed.now)
+        return dataclasses.replace(resumed, stale_backups=_stale(backup.list_backups(lab), target))
     if health.leader is None:
         raise RestoreError("the cluster has no running leader, so the WAL up to now cannot be archived before the "
                            f"restore: {'; '.join(health.problems)}. Bring the leader back first; nothing was changed")
@@ -126,8 +155,12 @@ def plan(lab: Lab, target: Target) -> Plan:
     assert earliest is not None
     members = {m.name: m for m in health.members}
     replicas = [n.name for n in lab.topology.with_role("postgres") if n.name != health.leader]
-    stale = [b.label for b in listing.backups if target.at is not None and b.stop >= target.at]
-    return Plan(target, earliest, now, health.leader, replicas, members[health.leader].timeline, stale)
+    return Plan(target, earliest, now, health.leader, replicas, members[health.leader].timeline,
+                _stale(listing, target))
+
+
+def _stale(listing: backup.BackupList, target: Target) -> list[str]:
+    return [b.label for b in listing.backups if target.at is not None and b.stop >= target.at]
 
 
 def restore(lab: Lab, target: Target, timeout: float = 180.0, on_event: EventSink = ignore_event,
@@ -136,6 +169,8 @@ def restore(lab: Lab, target: Target, timeout: float = 180.0, on_event: EventSin
     started = time.monotonic()
     the_plan = checked or plan(lab, target)
     phases: list[Phase] = []
+
+    done: list[str] = [name for name in the_plan.done if name in ONCE]
 
     def phase(name: str, what: str, action: Callable[[], T]) -> T:
         on_event(Step(f"{name}: {what}"))
@@ -146,16 +181,25 @@ def restore(lab: Lab, target: Target, timeout: float = 180.0, on_event: EventSin
             raise RestoreError(f"the restore failed in its {name} phase ({what}): {sql.first_line(exc)}. "
                                + _state_after(name)) from exc
         phases.append(Phase(name, round(time.monotonic() - begun, 2), outcome if isinstance(outcome, str) else ""))
+        if name in ONCE:
+            done.append(name)
+            lab.layout.restore_plan.write_text(the_plan.to_json(done))
         return outcome
 
-    phase("archive", "archive the WAL up to now", lambda: archive_now(lab, on_event))
+    if not the_plan.resumed:
+        phase("archive", "archive the WAL up to now", lambda: archive_now(lab, on_event))
+    # From here on the cluster is down until the restore ends: a failure leaves the plan behind,
+    # and `pglab restore` run again goes on with it.
+    lab.layout.restore_plan.write_text(the_plan.to_json(done))
     outage_from = time.monotonic()
     leader = lab.node(the_plan.leader)
     replicas = [lab.node(name) for name in the_plan.replicas]
     stack_steps = restore_steps(lab, the_plan.leader)
     assert stack_steps is not None  # plan() refused stacks without them
-    phase("stop", "stop every member", lambda: _stop_members(lab, leader, replicas))
-    phase("forget", "remove the cluster from the stack's state", lambda: _forget(lab, stack_steps))
+    if "stop" not in done:
+        phase("stop", "stop every member", lambda: _stop_members(lab, leader, replicas))
+    if "forget" not in done:
+        phase("forget", "remove the cluster from the stack's state", lambda: _forget(lab, stack_steps))
     phase("restore", f"pgbackrest restore on {leader.name}", lambda: _pgbackrest_restore(lab, leader, target))
     phase("recover", f"replay to {target.describe()} and promote", lambda: _recover(lab, leader, timeout))
     phase("leader", f"start {leader.name} as the new leader",
@@ -167,6 +211,7 @@ def restore(lab: Lab, target: Target, timeout: float = 180.0, on_event: EventSin
           lambda: _start_replicas(lab, replicas, stack_steps, timeout))
     health = phase("healthy", "wait for the replicas to stream", lambda: lab.wait_healthy(timeout, on_event))
     restore_s = time.monotonic() - outage_from
+    lab.layout.restore_plan.unlink(missing_ok=True)
     changed = {**lab.converge_parameters(), **lab.converge_stack_settings()}
     members = {m.name: m for m in health.members}
     new_timeline = members[health.leader].timeline if health.leader in members else None
@@ -348,8 +393,8 @@ def _state_after(phase: str) -> str:
     """What a failure in ``phase`` left behind, and what to do."""
     if phase == "archive":
         return "Nothing was stopped: the cluster runs as before. Check `pglab backups` and the primary's log"
-    return ("The cluster is down or partly restored. Look at `pglab logs NODE`, then run `pglab restore` again "
-            "(it restores from the repository, which the failure did not change)")
+    return ("The cluster is down or partly restored. Look at `pglab logs NODE`, then run `pglab restore` again: "
+            "it goes on from the stop with the same leader (the repository is unchanged; the target may differ)")
 
 
 __all__ = ["Phase", "Plan", "RestoreError", "RestoreResult", "Target", "plan", "restore", "stamp"]

@@ -194,3 +194,17 @@ def test_drill_restore_refuses_options_it_cannot_judge(tmp_path: Path, option: l
     path = write_topology(tmp_path, name="dtest")
     result = CliRunner().invoke(main, ["drill", "restore", *option, "-f", str(path)])
     assert result.exit_code == 2, result.output
+
+
+def test_an_interrupted_restore_saves_what_it_needs_to_go_on() -> None:
+    """After the first stop no primary can archive or tell the time: the plan saved then (with the
+    phases that must not run twice) is what `pglab restore` run again goes on with, aimed at the
+    target it is given now."""
+    from pglab.restore import Plan
+
+    first = Plan(Target(NOW - datetime.timedelta(minutes=5)), EARLIEST, NOW, "pg2", ["pg1", "pg3"], 4, ["x"])
+    again = Plan.resuming(first.to_json(["stop", "forget"]), Target(), [])
+    assert again.resumed and again.done == ("stop", "forget")
+    assert (again.earliest, again.now, again.leader, again.replicas, again.timeline) == (EARLIEST, NOW, "pg2",
+                                                                                         ["pg1", "pg3"], 4)
+    assert again.target.latest and again.describe().startswith("go on with the restore")
