@@ -6,7 +6,6 @@ target, and destroy leaves no process, port or file."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import socket
@@ -24,6 +23,7 @@ from pglab.crowd import CrowdSpec
 from pglab.lab import Lab, UpResult
 from pglab.providers.local import LocalProvider, _environments
 from tests.conftest import SECOND_LOOPBACK, loopback_address, write_topology
+from tests.integration.rows import write_rows_and_pick_a_target
 
 
 @pytest.fixture(scope="module")
@@ -145,14 +145,7 @@ def test_restore_to_a_moment_between_two_rows_keeps_exactly_the_rows_before(pgaf
     # primary and one secondary on the new timeline.
     lab, _ = pgaf
     old_timeline = max(m.timeline or 0 for m in lab.wait_healthy(120).members)
-    with psycopg.connect(autocommit=True, **lab.writes_conninfo()) as conn:
-        conn.execute("DROP TABLE IF EXISTS restore_rows")
-        conn.execute("CREATE TABLE restore_rows (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())")
-        for i in range(1, 5):  # one transaction each: row i+1 began after row i committed
-            conn.execute("INSERT INTO restore_rows (id) VALUES (%s)", (i,))
-        row = conn.execute("SELECT at FROM restore_rows WHERE id = 3").fetchone()
-        assert row is not None
-    target = row[0] - datetime.timedelta(microseconds=1)  # after row 2's commit, before row 3's
+    target = write_rows_and_pick_a_target(lab, rows=4, first_discarded=3)  # after row 2's commit
     done = subprocess.run([sys.executable, "-m", "pglab.cli", "restore", "--to", target.isoformat(), "--yes",
                            "--json", "-f", str(lab.topology_file)], capture_output=True, text=True, timeout=420)
     assert done.returncode == 0, done.stderr[-4000:]

@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 
 from pglab.lab import Lab
+from tests.integration.rows import write_rows_and_pick_a_target
 
 
 def _pglab(lab: Lab, *args: str, timeout: float = 420) -> subprocess.CompletedProcess[str]:
@@ -40,14 +41,7 @@ def test_a_target_outside_the_window_is_refused_and_changes_nothing(lab: Lab) ->
 
 def test_restore_to_a_moment_between_two_writes_keeps_exactly_the_writes_before(lab: Lab) -> None:
     _, old_timeline = _timeline(lab)
-    with psycopg.connect(autocommit=True, **lab.writes_conninfo()) as conn:
-        conn.execute("DROP TABLE IF EXISTS restore_rows")
-        conn.execute("CREATE TABLE restore_rows (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())")
-        for i in range(1, 7):  # one transaction each: row i+1 began after row i committed
-            conn.execute("INSERT INTO restore_rows (id) VALUES (%s)", (i,))
-        row = conn.execute("SELECT at FROM restore_rows WHERE id = 4").fetchone()
-        assert row is not None
-    target = row[0] - datetime.timedelta(microseconds=1)  # after row 3's commit, before row 4's
+    target = write_rows_and_pick_a_target(lab, rows=6, first_discarded=4)  # after row 3's commit
     done = _pglab(lab, "restore", "--to", target.isoformat(), "--yes", "--json")
     assert done.returncode == 0, done.stderr[-4000:]
     result: dict[str, Any] = json.loads(done.stdout)
