@@ -137,6 +137,9 @@ def test_the_vm_path_renders_tls_server_and_client_configuration(tmp_path: Path)
     assert "tls-server-auth=dcs=btest" in data and "repo1-path" not in data
     # archive_command waits seconds, not minutes, when the repository is away (async push).
     assert "archive-async=y" in data and "[global:archive-push]\narchive-timeout=5" in data
+    # A standby starting while the repository is away reads its own pg_wal after seconds: 15 on
+    # emulated guests (the test lab's driver), 5 elsewhere.
+    assert "[global:archive-get]\nio-timeout=" in data
     assert "archive-async" not in repo
     # On VMs the server is a systemd unit, as the service user, with the password file for its
     # local connection to PostgreSQL.

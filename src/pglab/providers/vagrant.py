@@ -108,6 +108,7 @@ class VagrantProvider(Provider):
             # creation: the keeper restarted five times and gave up.
             variables |= {"etcd_heartbeat_interval": 500, "etcd_election_timeout": 5000,
                           "patroni_connect_timeout": 20, "pg_auto_failover_connect_timeout": 20,
+                          "pgbackrest_archive_get_io_timeout": 15,
                           "haproxy_check_inter": "3s", "haproxy_check_fastinter": "1s",
                           "haproxy_check_downinter": "3s", "haproxy_check_timeout": "5s",
                           "haproxy_replicas_check_inter": "3s", "haproxy_replicas_check_fastinter": "1s",
