@@ -54,6 +54,7 @@ from pglab.stacks.base import RestoreSteps, StackError
 from pglab.topology import Node
 
 ARCHIVE_TIMEOUT = 60.0  # seconds for the switched WAL segment to reach the repository
+REPLAY_IO_TIMEOUT = 60  # pgBackRest's own io-timeout, for the restore's replay of the archive
 # The settings pgBackRest's restore writes in postgresql.auto.conf (restore_command and the target).
 RECOVERY_SETTINGS = ("restore_command", "recovery_target", "recovery_target_lsn", "recovery_target_name",
                      "recovery_target_time", "recovery_target_xid", "recovery_target_inclusive",
@@ -270,8 +271,13 @@ def _forget(lab: Lab, stack_steps: RestoreSteps) -> str:
 
 def _pgbackrest_restore(lab: Lab, node: Node, target: Target) -> str:
     config = f"{lab.provider.node_root(node)}/{backup.CONFIG_SUBPATH}"
-    argv = [backup_role.BINARY, f"--config={config}", f"--stanza={lab.topology.postgres.scope}", "--delta",
-            *target.pgbackrest_options(), "restore"]
+    stanza = f"--stanza={lab.topology.postgres.scope}"
+    # The replay's restore_command waits on the repository as long as pgBackRest's default does:
+    # the configuration's short io-timeout is for standbys, which fall back to their own pg_wal or
+    # streaming, while a replay that misses a segment ends before its target.
+    replay = f'{backup_role.BINARY} --config={config} {stanza} --io-timeout={REPLAY_IO_TIMEOUT} archive-get %f "%p"'
+    argv = [backup_role.BINARY, f"--config={config}", stanza, "--delta", *target.pgbackrest_options(),
+            f"--recovery-option=restore_command={replay}", "restore"]
     _run(lab, node, argv, "pgbackrest restore", timeout=1800)
     return " ".join(target.pgbackrest_options())
 
@@ -295,9 +301,16 @@ def _recover(lab: Lab, node: Node, timeout: float) -> str:
         waiting.wait_until(promoted, timeout, f"PostgreSQL on {node.name} to reach the target and promote", 0.2,
                            transient=(OSError, psycopg.Error))
         _drop_recovery_settings(lab, node)
+    except (PglabError, OSError, psycopg.Error) as exc:
+        # PostgreSQL says why (a missing WAL segment, a target past the archive's end) in its log.
+        tail = lab.provider.run_as_service_user(node, ["tail", "-n", "4", log], timeout=30).stdout
+        raise RestoreError(f"{sql.first_line(exc)}; the end of its log ({log} on {node.name}): "
+                           f"{' '.join(tail.split())[-600:]}") from exc
     finally:
-        _run(lab, node, [pg_ctl, "-D", data, "-m", "fast", "-w", "-t", str(int(timeout)), "stop"],
-             "stopping the recovered PostgreSQL", timeout=timeout + 30)
+        # It may have stopped by itself (recovery cannot go on): then there is nothing to stop.
+        if lab.provider.run_as_service_user(node, [pg_ctl, "-D", data, "status"], timeout=30).returncode == 0:
+            _run(lab, node, [pg_ctl, "-D", data, "-m", "fast", "-w", "-t", str(int(timeout)), "stop"],
+                 "stopping the recovered PostgreSQL", timeout=timeout + 30)
     return "promoted on a new timeline"
 
 
