@@ -290,7 +290,9 @@ def _recover(lab: Lab, node: Node, timeout: float) -> str:
     log = str(PurePosixPath(data).parent / "pglab-restore.log")
     # Its own socket directory, as the stack would start it (pg_autoctl gives it on the command line).
     socket_dir = paths.postgres_socket_dir(lab.provider.node_root(node))
-    _run(lab, node, [pg_ctl, "-D", data, "-l", log, "-o", f"-k {socket_dir}", "-w", "-t", str(int(timeout)), "start"],
+    # Its log in one file (no logging collector), so a failure can be quoted from it.
+    options = f"-k {socket_dir} -c logging_collector=off"
+    _run(lab, node, [pg_ctl, "-D", data, "-l", log, "-o", options, "-w", "-t", str(int(timeout)), "start"],
          f"starting PostgreSQL to recover (its log: {log} on {node.name})", timeout=timeout + 30)
     try:
         def promoted() -> tuple[bool, str]:
