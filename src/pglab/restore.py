@@ -290,8 +290,14 @@ def _recover(lab: Lab, node: Node, timeout: float) -> str:
     log = str(PurePosixPath(data).parent / "pglab-restore.log")
     # Its own socket directory, as the stack would start it (pg_autoctl gives it on the command line).
     socket_dir = paths.postgres_socket_dir(lab.provider.node_root(node))
-    # Its log in one file (no logging collector), so a failure can be quoted from it.
-    options = f"-k {socket_dir} -c logging_collector=off"
+    # Its log in one file (no logging collector), so a failure can be quoted from it. The restored
+    # configuration is the backed-up node's (pg_autoctl's and Patroni's files name its address and
+    # its certificate): this node's own, on the command line, win over them.
+    options = (f"-k {socket_dir} -c logging_collector=off -c listen_addresses={lab.address(node.name)} "
+               f"-c port={lab.topology.ports.postgres}")
+    if lab.topology.tls:
+        tls_dir = paths.node_tls_dir(lab.provider.node_root(node))
+        options += f" -c ssl_cert_file={tls_dir}/node.crt -c ssl_key_file={tls_dir}/node.key"
     _run(lab, node, [pg_ctl, "-D", data, "-l", log, "-o", options, "-w", "-t", str(int(timeout)), "start"],
          f"starting PostgreSQL to recover (its log: {log} on {node.name})", timeout=timeout + 30)
     try:
