@@ -298,9 +298,10 @@ def _recover(lab: Lab, node: Node, timeout: float) -> str:
     if lab.topology.tls:
         tls_dir = paths.node_tls_dir(lab.provider.node_root(node))
         options += f" -c ssl_cert_file={tls_dir}/node.crt -c ssl_key_file={tls_dir}/node.key"
-    _run(lab, node, [pg_ctl, "-D", data, "-l", log, "-o", options, "-w", "-t", str(int(timeout)), "start"],
-         f"starting PostgreSQL to recover (its log: {log} on {node.name})", timeout=timeout + 30)
     try:
+        _run(lab, node, [pg_ctl, "-D", data, "-l", log, "-o", options, "-w", "-t", str(int(timeout)), "start"],
+             "starting PostgreSQL to recover", timeout=timeout + 30)
+
         def promoted() -> tuple[bool, str]:
             in_recovery, _ = sql.server_state(lab.address(node.name), lab.topology.ports.postgres,
                                               lab.superuser_password(), lab.libpq_tls())
