@@ -145,6 +145,15 @@ def test_restore_to_a_moment_between_two_rows_keeps_exactly_the_rows_before(pgaf
     # primary and one secondary on the new timeline.
     lab, _ = pgaf
     old_timeline = max(m.timeline or 0 for m in lab.wait_healthy(120).members)
+    assert old_timeline > 1  # the switchovers above promoted nodes
+    # The backup from `up` is older than those promotions: a restore that would replay across them
+    # is refused (a switchover may leave WAL of the old timeline out of the archive), untouched.
+    early = write_rows_and_pick_a_target(lab, rows=2, first_discarded=2)
+    refused = subprocess.run([sys.executable, "-m", "pglab.cli", "restore", "--to", early.isoformat(), "--yes",
+                              "-f", str(lab.topology_file)], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "Take a backup first" in refused.stderr, refused.stderr
+    subprocess.run([sys.executable, "-m", "pglab.cli", "backup", "--type", "incr", "-f", str(lab.topology_file)],
+                   check=True, capture_output=True, timeout=300)
     target = write_rows_and_pick_a_target(lab, rows=4, first_discarded=3)  # after row 2's commit
     done = subprocess.run([sys.executable, "-m", "pglab.cli", "restore", "--to", target.isoformat(), "--yes",
                            "--json", "-f", str(lab.topology_file)], capture_output=True, text=True, timeout=420)
