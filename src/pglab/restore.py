@@ -182,7 +182,7 @@ def _backup_behind_the_timeline(lab: Lab, listing: backup.BackupList, target: Ta
                                 timeline: int | None) -> backup.Backup | None:
     """The backup a restore to ``target`` starts from, when it is older than ``timeline`` on a
     stack whose promotions can leave WAL unarchived; None when the replay is safe."""
-    usable = [b for b in listing.backups if target.at is None or b.stop < target.at]
+    usable = [b for b in listing.backups if target.at is None or b.stop < _whole_second(target.at)]
     if not stacks.spec(lab.topology.stack).archive_gap_at_promotion or not usable or timeline is None:
         return None
     return usable[-1] if int(usable[-1].wal_stop[:8], 16) < timeline else None
@@ -199,8 +199,14 @@ def backup_on_this_timeline(lab: Lab) -> str | None:
     return backup.take_backup(lab, "incr").summary
 
 
+def _whole_second(moment: datetime.datetime) -> datetime.datetime:
+    """pgBackRest keeps a backup's stop time to the second, and restores to a time from the newest
+    backup that stopped before it at that precision: judge backups the same way."""
+    return moment.replace(microsecond=0)
+
+
 def _stale(listing: backup.BackupList, target: Target) -> list[str]:
-    return [b.label for b in listing.backups if target.at is not None and b.stop >= target.at]
+    return [b.label for b in listing.backups if target.at is not None and b.stop >= _whole_second(target.at)]
 
 
 def restore(lab: Lab, target: Target, timeout: float = 180.0, on_event: EventSink = ignore_event,
