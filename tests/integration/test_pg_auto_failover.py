@@ -152,8 +152,9 @@ def test_restore_to_a_moment_between_two_rows_keeps_exactly_the_rows_before(pgaf
     refused = subprocess.run([sys.executable, "-m", "pglab.cli", "restore", "--to", early.isoformat(), "--yes",
                               "-f", str(lab.topology_file)], capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "Take a backup first" in refused.stderr, refused.stderr
-    subprocess.run([sys.executable, "-m", "pglab.cli", "backup", "--type", "incr", "-f", str(lab.topology_file)],
-                   check=True, capture_output=True, timeout=300)
+    taken = subprocess.run([sys.executable, "-m", "pglab.cli", "backup", "--type", "incr", "-f",
+                            str(lab.topology_file)], capture_output=True, text=True, timeout=300)
+    assert taken.returncode == 0, taken.stderr[-3000:]
     time.sleep(1.0)  # pgBackRest keeps stop times to the second: the target must be a second past it
     target = write_rows_and_pick_a_target(lab, rows=4, first_discarded=3)  # after row 2's commit
     done = subprocess.run([sys.executable, "-m", "pglab.cli", "restore", "--to", target.isoformat(), "--yes",
