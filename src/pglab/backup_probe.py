@@ -16,7 +16,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from pglab import backup_role
+from pglab import backup_role, paths
 from pglab.backup import CONFIG_SUBPATH, BackupError
 from pglab.lab import Lab
 
@@ -63,7 +63,7 @@ def restore_latest(lab: Lab, sql: str, dbname: str = "postgres", replay_archive:
     settings = repository_settings(lab)
     scratch = f"{settings['spool-path']}/{SCRATCH}"
     data = f"{scratch}/data"
-    bin_dir = f"/usr/lib/postgresql/{lab.topology.postgres.version}/bin"
+    bin_dir = paths.postgres_bin_dir(lab.topology.postgres.version)
     config = "\n".join([
         "[global]", f"repo1-path={settings['repo1-path']}", f"log-path={scratch}", f"lock-path={scratch}",
         "log-level-console=warn", "log-level-file=off",

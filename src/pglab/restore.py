@@ -33,7 +33,6 @@ stack's declaration (:meth:`~pglab.stacks.base.StackSpec.restore_steps`): no pha
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import datetime
 import functools
 import json
@@ -50,7 +49,7 @@ from pglab import backup, backup_role, paths, sql, stacks, waiting
 from pglab.errors import InputError, PglabError
 from pglab.lab import EventSink, Lab, Step, Waiting, ignore_event
 from pglab.restore_target import Target, check_window, stamp
-from pglab.stacks.base import RestoreSteps, StackError
+from pglab.stacks.base import Health, RestoreSteps, StackError
 from pglab.topology import Node
 
 ARCHIVE_TIMEOUT = 60.0  # seconds for the switched WAL segment to reach the repository
@@ -143,9 +142,9 @@ def plan(lab: Lab, target: Target) -> Plan:
     health = lab.stack().health()
     saved = lab.layout.restore_plan
     if saved.exists() and health.leader is None:
-        resumed = Plan.resuming(saved.read_text(), target, [])
+        resumed = Plan.resuming(saved.read_text(), target, _stale(backup.list_backups(lab), target))
         check_window(target, resumed.earliest, resumed.now)
-        return dataclasses.replace(resumed, stale_backups=_stale(backup.list_backups(lab), target))
+        return resumed
     if health.leader is None:
         raise RestoreError("the cluster has no running leader, so the WAL up to now cannot be archived before the "
                            f"restore: {'; '.join(health.problems)}. Bring the leader back first; nothing was changed")
@@ -188,10 +187,10 @@ def _backup_behind_the_timeline(lab: Lab, listing: backup.BackupList, target: Ta
     return usable[-1] if int(usable[-1].wal_stop[:8], 16) < timeline else None
 
 
-def backup_on_this_timeline(lab: Lab) -> str | None:
+def backup_on_this_timeline(lab: Lab, health: Health) -> str | None:
     """Take an incremental backup when a restore to a moment from now on would replay across a
-    promotion (see :func:`plan`); what it took, or None when none was needed."""
-    health = lab.stack().health()
+    promotion (see :func:`plan`); what it took, or None when none was needed. ``health``: the
+    cluster's, just asked."""
     members = {m.name: m for m in health.members}
     timeline = members[health.leader].timeline if health.leader in members else None
     if _backup_behind_the_timeline(lab, backup.list_backups(lab), Target(), timeline) is None:
