@@ -14,6 +14,7 @@ import pytest
 
 from pglab import haproxy
 from pglab.operations import lowers_hot_standby_setting, restart_pass
+from pglab.stacks import patroni
 from pglab.stacks.base import Health, Member, leader_of
 from pglab.stacks.patroni import cluster_health, cluster_members
 
@@ -145,3 +146,11 @@ def test_haproxy_that_does_not_answer_is_a_problem() -> None:
     members = cluster_members(answer["cluster"], answer["addresses"], answer["own"].get)
     health = cluster_health(answer["cluster"], members, None, "HAProxy stats unreachable: refused")
     assert health.leader == "pg1" and health.problems == ["HAProxy stats unreachable: refused"]
+
+
+def test_a_switchover_patroni_did_not_see_end_is_still_under_way() -> None:
+    # Patroni's REST API: accepted, but the new leader did not show within its own wait.
+    assert patroni._still_under_way(503, "Switchover status unknown")
+    assert patroni._still_under_way(503, "Failover status unknown\n")
+    assert not patroni._still_under_way(503, "Switchover failed")
+    assert not patroni._still_under_way(412, "candidate name does not match with sync_standby")

@@ -23,6 +23,12 @@ options:
   validate:
     description: A command run on each new content before it replaces a file (%s is the new file).
     type: str
+  directories:
+    description: More directories to create first, each a I(path) and a I(mode), owned by I(owner)
+      (a service's log, lock and data directories beside its configuration).
+    type: list
+    elements: dict
+    default: []
   files:
     description: Each file's name (inside I(directory)), content and mode.
     type: list
@@ -84,6 +90,7 @@ def main():
             owner=dict(type="str"),
             files=dict(type="list", elements="dict", required=True),
             validate=dict(type="str"),
+            directories=dict(type="list", elements="dict", default=[]),
         ),
         supports_check_mode=True,
     )
@@ -95,16 +102,18 @@ def main():
         except KeyError:
             module.fail_json(msg="no such user: %s" % params["owner"])
         owner = (account.pw_uid, account.pw_gid)
-    directory_mode = int(params["directory_mode"], 8) if params["directory_mode"] else None
     directory = params["directory"]
+    wanted = [(directory, params["directory_mode"])]
+    wanted += [(item["path"], item.get("mode")) for item in params["directories"]]
     changed_files = []
     changed = False
-    if not os.path.isdir(directory):
-        changed = True
+    for path, mode in wanted:
+        if not os.path.isdir(path):
+            changed = True
+            if not module.check_mode:
+                os.makedirs(path)
         if not module.check_mode:
-            os.makedirs(directory)
-    if not module.check_mode:
-        changed = mend(directory, directory_mode, owner) or changed
+            changed = mend(path, int(str(mode), 8) if mode else None, owner) or changed
     for item in params["files"]:
         name, mode = item["name"], int(str(item.get("mode", "0644")), 8)
         if "/" in name:
