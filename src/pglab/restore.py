@@ -49,7 +49,7 @@ from pglab import backup, backup_role, paths, sql, stacks, waiting
 from pglab.errors import InputError, PglabError
 from pglab.lab import EventSink, Lab, Step, Waiting, ignore_event
 from pglab.restore_target import Target, check_window, stamp
-from pglab.stacks.base import Health, RestoreSteps, StackError
+from pglab.stacks.base import RestoreSteps, StackError
 from pglab.topology import Node
 
 ARCHIVE_TIMEOUT = 60.0  # seconds for the switched WAL segment to reach the repository
@@ -154,48 +154,9 @@ def plan(lab: Lab, target: Target) -> Plan:
     check_window(target, earliest, now)
     assert earliest is not None
     members = {m.name: m for m in health.members}
-    _refuse_a_replay_across_promotions(lab, listing, target, members[health.leader].timeline)
     replicas = [n.name for n in lab.topology.with_role("postgres") if n.name != health.leader]
     return Plan(target, earliest, now, health.leader, replicas, members[health.leader].timeline,
                 _stale(listing, target))
-
-
-def _refuse_a_replay_across_promotions(lab: Lab, listing: backup.BackupList, target: Target,
-                                       timeline: int | None) -> None:
-    """On a stack whose promotions can leave WAL unarchived, refuse (exit 2, nothing touched) a
-    restore from a backup older than the cluster's timeline (pgBackRest starts from the newest one
-    that ended before the target): its replay would cross a promotion, and could stop short at a
-    missing segment after the cluster was already stopped."""
-    newest = _backup_behind_the_timeline(lab, listing, target, timeline)
-    if newest is not None:
-        backup_timeline = int(newest.wal_stop[:8], 16)
-        raise InputError(
-            f"the backup a restore to that moment starts from ({newest.label}) was taken on timeline "
-            f"{backup_timeline} and the cluster is on "
-            f"timeline {timeline} now: on {lab.topology.stack}, a switchover or failover can leave WAL of the old "
-            "timeline out of the archive, so a restore across it may stop short. Take a backup first "
-            "(`pglab backup --type incr`), then restore to a moment after it; nothing was changed")
-
-
-def _backup_behind_the_timeline(lab: Lab, listing: backup.BackupList, target: Target,
-                                timeline: int | None) -> backup.Backup | None:
-    """The backup a restore to ``target`` starts from, when it is older than ``timeline`` on a
-    stack whose promotions can leave WAL unarchived; None when the replay is safe."""
-    usable = [b for b in listing.backups if target.at is None or b.stop < _whole_second(target.at)]
-    if not stacks.spec(lab.topology.stack).archive_gap_at_promotion or not usable or timeline is None:
-        return None
-    return usable[-1] if int(usable[-1].wal_stop[:8], 16) < timeline else None
-
-
-def backup_on_this_timeline(lab: Lab, health: Health) -> str | None:
-    """Take an incremental backup when a restore to a moment from now on would replay across a
-    promotion (see :func:`plan`); what it took, or None when none was needed. ``health``: the
-    cluster's, just asked."""
-    members = {m.name: m for m in health.members}
-    timeline = members[health.leader].timeline if health.leader in members else None
-    if _backup_behind_the_timeline(lab, backup.list_backups(lab), Target(), timeline) is None:
-        return None
-    return backup.take_backup(lab, "incr").summary
 
 
 def _whole_second(moment: datetime.datetime) -> datetime.datetime:
@@ -463,5 +424,4 @@ def _state_after(phase: str) -> str:
             "it goes on from the stop with the same leader (the repository is unchanged; the target may differ)")
 
 
-__all__ = ["Phase", "Plan", "RestoreError", "RestoreResult", "Target", "backup_on_this_timeline", "plan", "restore",
-           "stamp"]
+__all__ = ["Phase", "Plan", "RestoreError", "RestoreResult", "Target", "plan", "restore", "stamp"]

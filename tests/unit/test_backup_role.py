@@ -96,7 +96,12 @@ def _render_role_files(lab: Lab, tmp_path: Path) -> dict[str, str]:
         {"hosts": "pglab_postgres", "gather_facts": False,
          "tasks": [{"ansible.builtin.set_fact": {"pgbackrest_pg_path": "{{ postgresql_data_dir }}",
                                                  "pgbackrest_pg_socket_path": "{{ postgresql_socket_dir }}",
-                                                 "pgbackrest_client_command": "{{ pgbackrest_command }}"}}]},
+                                                 "pgbackrest_client_command": "{{ pgbackrest_command }}",
+                                                 # As roles/pgbackrest/tasks/config.yml sets it.
+                                                 "pgbackrest_client_command_in_data_dir":
+                                                     "{{ pgbackrest_binary }} --config=\"$(pwd)/"
+                                                     "{{ pgbackrest_config_file | relpath(postgresql_data_dir) }}\""
+                                                     " --stanza={{ pgbackrest_stanza }}"}}]},
         {"hosts": "pglab_backup:pg1", "gather_facts": False,
          "tasks": [
              {"ansible.builtin.template": {"src": f"{templates}/pgbackrest/templates/pgbackrest.conf.j2",
@@ -164,8 +169,10 @@ def test_pg_auto_failover_data_nodes_archive_to_the_repository_on_the_monitor(tm
     assert "pg2-host=192.168.11.153" in repo and "pg2-port=5432" in repo and "pg3-host" not in repo
     assert "repo1-host=192.168.11.151" in data and "archive-async=y" in data
     assert "archive_mode = 'on'" in settings
-    assert ("archive_command = '/usr/bin/pgbackrest --config=/etc/pgbackrest/pgbackrest.conf --stanza=atest "
-            "archive-push %p'") in settings
+    # Relative to the data directory (/var/lib/postgresql/15/main), where PostgreSQL runs it: this
+    # file is copied from the primary by pg_rewind and pg_basebackup.
+    assert ("archive_command = '/usr/bin/pgbackrest --config=\"$(pwd)/../../../../../etc/pgbackrest/pgbackrest.conf\" "
+            "--stanza=atest archive-push %p'") in settings
 
 
 def test_render_makes_the_lab_ca_and_node_certificates(tmp_path: Path) -> None:

@@ -105,10 +105,12 @@ class VagrantProvider(Provider):
             # and the replica cannot stream at all. (Patroni's HA timings are the topology's
             # `patroni:` section: an emulated lab sets calmer ones there.) pg_autoctl's 2 s for a
             # TLS connection to the monitor ran out while the monitor served the other node's
-            # creation: the keeper restarted five times and gave up.
+            # creation: the keeper restarted five times and gave up. pgBackRest's asynchronous push
+            # (a process started, a TLS connection to the repository) may not answer PostgreSQL's
+            # archiver within the 5 s a loopback lab allows it.
             variables |= {"etcd_heartbeat_interval": 500, "etcd_election_timeout": 5000,
                           "patroni_connect_timeout": 20, "pg_auto_failover_connect_timeout": 20,
-                          "pgbackrest_archive_get_io_timeout": 15,
+                          "pgbackrest_archive_get_io_timeout": 15, "pgbackrest_archive_push_timeout": 20,
                           "haproxy_check_inter": "3s", "haproxy_check_fastinter": "1s",
                           "haproxy_check_downinter": "3s", "haproxy_check_timeout": "5s",
                           "haproxy_replicas_check_inter": "3s", "haproxy_replicas_check_fastinter": "1s",
