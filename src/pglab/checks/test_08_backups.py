@@ -44,8 +44,22 @@ def test_a_forced_wal_switch_is_archived_within_seconds(lab: Lab, password: str)
         lab, password, "SELECT failed_count, last_failed_wal, last_failed_time FROM pg_stat_archiver")[0]
     raise AssertionError(f"WAL segment {segment} was not archived within {timeout:.0f} s of a forced "
                          f"switch (last archived: {archived or 'none'}; {failed} failures, the last for "
-                         f"{failed_wal or 'none'} at {failed_at or '-'}); see PostgreSQL's log on the primary "
-                         "(archive command failed: pgBackRest's own message follows it)")
+                         f"{failed_wal or 'none'} at {failed_at or '-'}); pgBackRest's errors on the primary: "
+                         f"{_push_errors(lab)}")
+
+
+def _push_errors(lab: Lab) -> str:
+    """The last errors of pgBackRest's asynchronous push on the primary (its log, on the node)."""
+    leader = lab.stack().leader()
+    if leader is None:
+        return "(no leader to ask)"
+    node = lab.node(leader)
+    log = f"{lab.provider.node_root(node)}/var/log/pgbackrest/{lab.topology.postgres.scope}-archive-push-async.log"
+    try:
+        tail = lab.provider.run_as_service_user(node, ["sh", "-c", f"grep -A2 ERROR {log} | tail -n 6"], timeout=60)
+    except (OSError, NotImplementedError) as exc:
+        return f"(could not read {log}: {exc})"
+    return " ".join(tail.stdout.split())[-1200:] or f"(none in {log})"
 
 
 def test_no_archive_failures(lab: Lab, password: str) -> None:
