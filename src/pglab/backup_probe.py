@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pglab import backup_role, paths
 from pglab.backup import CONFIG_SUBPATH, BackupError
 from pglab.lab import Lab
+from pglab.topology import Node
 
 # Below the repository node's spool directory (the service user's, on every provider).
 SCRATCH = "scratch-restore"
@@ -47,13 +48,21 @@ def _checked(lab: Lab, what: str, script: str, timeout: float = 600.0) -> str:
     return result.stdout
 
 
+def node_settings(lab: Lab, node: Node) -> dict[str, str]:
+    """The [global] section of the pgBackRest configuration on ``node``."""
+    path = f"{lab.provider.node_root(node)}/{CONFIG_SUBPATH}"
+    result = lab.provider.run_as_service_user(node, ["cat", path], timeout=60)
+    if result.returncode != 0:
+        raise BackupError(f"reading {path} on {node.name} failed (exit {result.returncode}): "
+                          f"{(result.stderr or result.stdout).strip()[-500:]}")
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.read_string(result.stdout)
+    return dict(parser["global"])
+
+
 def repository_settings(lab: Lab) -> dict[str, str]:
     """The [global] section of the pgBackRest configuration on the repository node."""
-    node = backup_role.repository_node(lab.topology)
-    path = f"{lab.provider.node_root(node)}/{CONFIG_SUBPATH}"
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
-    parser.read_string(_checked(lab, "reading the pgBackRest configuration", f"cat {shlex.quote(path)}"))
-    return dict(parser["global"])
+    return node_settings(lab, backup_role.repository_node(lab.topology))
 
 
 def restore_latest(lab: Lab, sql: str, dbname: str = "postgres", replay_archive: bool = False) -> ProbeResult:

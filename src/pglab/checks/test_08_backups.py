@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from pglab import backup, backup_probe, sql, waiting
+from pglab.backup import BackupError
 from pglab.checks import DATABASE
 from pglab.lab import Lab
 
@@ -54,11 +55,12 @@ def _push_errors(lab: Lab) -> str:
     if leader is None:
         return "(no leader to ask)"
     node = lab.node(leader)
-    log = f"{lab.provider.node_root(node)}/var/log/pgbackrest/{lab.topology.postgres.scope}-archive-push-async.log"
     try:
+        log_dir = backup_probe.node_settings(lab, node)["log-path"]
+        log = f"{log_dir}/{lab.topology.postgres.scope}-archive-push-async.log"
         tail = lab.provider.run_as_service_user(node, ["sh", "-c", f"grep -A2 ERROR {log} | tail -n 6"], timeout=60)
-    except (OSError, NotImplementedError) as exc:
-        return f"(could not read {log}: {exc})"
+    except (OSError, NotImplementedError, BackupError, KeyError) as exc:
+        return f"(could not read pgBackRest's push log on {leader}: {exc})"
     return " ".join(tail.stdout.split())[-1200:] or f"(none in {log})"
 
 
