@@ -88,6 +88,23 @@ def qemu_processes() -> list[int]:
     return pids
 
 
+def hold_for_inspection(host: VmHost, lab_file: Path) -> None:
+    """With ``PGLAB_E2E_HOLD=SECONDS``, a failed run keeps its VMs that long (or until the hold file
+    is removed) before destroying them, so someone can look inside: the evidence goes with them."""
+    seconds = float(os.environ.get("PGLAB_E2E_HOLD", "0") or 0)
+    if seconds <= 0:
+        return
+    hold = lab_file.parent / "HOLD"
+    hold.touch()
+    lab_dir = lab_file.parent / ".pglab" / LAB
+    print(f"\nvm-e2e: holding the failed lab for {seconds:.0f} s; remove {hold} to destroy it now.\n"
+          f"  inside:  {' '.join(host.exec_prefix())} sh -c 'cd {lab_dir} && vagrant ssh pg1'\n"
+          f"  or:      {' '.join(host.exec_prefix())} {' '.join(PGLAB)} logs -f {lab_file} pg1", flush=True)
+    deadline = time.monotonic() + seconds
+    while hold.exists() and time.monotonic() < deadline:
+        time.sleep(5)
+
+
 def test_vm_lab_up_verify_converge_destroy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     figures: dict[str, object] = {}
     if driver() == "qemu":  # guests 10x slower than the host: every wait of pglab's lasts longer
@@ -118,6 +135,9 @@ def test_vm_lab_up_verify_converge_destroy(tmp_path: Path, monkeypatch: pytest.M
             second = pglab(host, "up", "--json", lab_file=lab_file)
             figures["second_up_s"] = round(time.monotonic() - started)
             figures["second_up_changed"] = json.loads(second.stdout)["changed"]
+        except BaseException:
+            hold_for_inspection(host, lab_file)
+            raise
         finally:
             # Ansible's events (with their times) outlive the lab: where a slow `up` spent its time.
             with contextlib.suppress(OSError):
