@@ -146,6 +146,10 @@ def test_the_vm_path_renders_tls_server_and_client_configuration(tmp_path: Path)
     # emulated guests (the test lab's driver), 5 elsewhere.
     assert "[global:archive-get]\narchive-async=n\nio-timeout=" in data
     assert "archive-async" not in repo
+    # Locks outlive a reboot's empty /run: the service user could not create /run/pgbackrest again,
+    # and every archive_command failed after a VM came back.
+    for conf in (repo, data):
+        assert "lock-path=/var/spool/pgbackrest/lock" in conf and "/run/pgbackrest" not in conf
     # On VMs the server is a systemd unit, as the service user, with the password file for its
     # local connection to PostgreSQL.
     for unit in (files["dcs-pgbackrest.service"], files["pg1-pgbackrest.service"]):
