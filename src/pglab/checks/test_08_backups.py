@@ -11,8 +11,8 @@ import time
 from typing import Any
 
 from pglab import backup, backup_probe, sql, waiting
-from pglab.backup import BackupError
 from pglab.checks import DATABASE
+from pglab.errors import PglabError
 from pglab.lab import Lab
 
 BACKUPS = True  # only in labs with backups (conftest deselects it elsewhere)
@@ -50,18 +50,21 @@ def test_a_forced_wal_switch_is_archived_within_seconds(lab: Lab, password: str)
 
 
 def _push_errors(lab: Lab) -> str:
-    """The last errors of pgBackRest's asynchronous push on the primary (its log, on the node)."""
+    """The last errors of pgBackRest on the primary: archive_command's own (in the services' logs,
+    where PostgreSQL writes what the command printed) and the asynchronous push's (its log)."""
     leader = lab.stack().leader()
     if leader is None:
         return "(no leader to ask)"
     node = lab.node(leader)
     try:
+        command = [line.strip() for line in lab.provider.logs(node, None, 400).splitlines() if "ERROR: [" in line]
         log_dir = backup_probe.node_settings(lab, node)["log-path"]
         log = f"{log_dir}/{lab.topology.postgres.scope}-archive-push-async.log"
         tail = lab.provider.run_as_service_user(node, ["sh", "-c", f"grep -A2 ERROR {log} | tail -n 6"], timeout=60)
-    except (OSError, NotImplementedError, BackupError, KeyError) as exc:
-        return f"(could not read pgBackRest's push log on {leader}: {exc})"
-    return " ".join(tail.stdout.split())[-1200:] or f"(none in {log})"
+    except (OSError, NotImplementedError, PglabError, KeyError) as exc:
+        return f"(could not read pgBackRest's logs on {leader}: {exc})"
+    pushed = " ".join(tail.stdout.split())[-1200:] or "none"
+    return f"archive_command: {' | '.join(command[-2:])[-600:] or 'none'}; asynchronous push ({log}): {pushed}"
 
 
 def test_no_archive_failures(lab: Lab, password: str) -> None:
