@@ -30,7 +30,7 @@ from _common import BenchFailure, TimeLimit, log, time_limit
 
 from pglab import backup, backup_probe, sql, topology
 from pglab.lab import Lab, PglabError
-from pglab.secrets import PGAF_REPLICATION, REPLICATION
+from pglab.secrets import PGAF_REPLICATION, REPLICATION, SUPERUSER
 
 LAB_NAME = "benchbackup"
 DEFAULT_LOOPBACK = "127.0.32.0/24"  # never a user's lab (127.0.11.x) nor the tests (127.0.21-22.x)
@@ -68,7 +68,7 @@ def write_topology(directory: Path, args: argparse.Namespace) -> Path:
 
 
 def libpq_env(lab: Lab) -> dict[str, str]:
-    env = {**os.environ, "PGPASSWORD": lab.superuser_password(), "PGCONNECT_TIMEOUT": "10"}
+    env = {**os.environ, "PGUSER": SUPERUSER.user, "PGPASSWORD": lab.superuser_password(), "PGCONNECT_TIMEOUT": "10"}
     if lab.ca_file is not None:
         env |= {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(lab.ca_file)}
     return env
@@ -79,8 +79,9 @@ def bin_path(lab: Lab, program: str) -> str:
 
 
 def primary(lab: Lab) -> str:
-    host, _ = lab.writes_endpoint()
-    rows = sql.query(host, lab.topology.ports.postgres, lab.superuser_password(),
+    # Through the writes endpoint (HAProxy's port, not PostgreSQL's): the primary names itself.
+    host, port = lab.writes_endpoint()
+    rows = sql.query(host, port, lab.superuser_password(),
                      "SELECT host(inet_server_addr())", tls=lab.libpq_tls())
     return str(rows[0][0])
 
