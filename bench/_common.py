@@ -37,10 +37,16 @@ def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def write_topology(directory: Path, name: str, loopback: str, stack: topology.Stack = "patroni") -> Path:
-    """The default lab of ``stack`` under the benchmark's own name and loopback range."""
+def write_topology(directory: Path, name: str, loopback: str, stack: topology.Stack = "patroni",
+                   backups: bool = True) -> Path:
+    """The default lab of ``stack`` under the benchmark's own name and loopback range; with
+    ``backups`` false, its backup: section turned off (what the lab costs without pgBackRest)."""
     path = directory / "pglab.yml"
-    path.write_text(topology.default_yaml(name=name, loopback=loopback, stack=stack))
+    text = topology.default_yaml(name=name, loopback=loopback, stack=stack)
+    if not backups:
+        text = text.replace("\n  enabled: true", "\n  enabled: false", 1)
+        assert "enabled: false" in text, "the default topology's backup: section changed shape"
+    path.write_text(text)
     return path
 
 

@@ -5,7 +5,9 @@ loopback range, times ``Lab.up()`` until the cluster is healthy, and always dest
 first run also times a converge (a second ``up()`` on the running lab). Package installs are not
 measured: the script refuses to start while prerequisites are missing.
 
-    .venv/bin/python bench/up.py [--runs 3] [--loopback 127.0.31.0/24] [--json]
+    .venv/bin/python bench/up.py [--runs 3] [--loopback 127.0.31.0/24] [--json] [--without-backups]
+
+Backups' cost on ``up``: run it once as is and once with ``--without-backups``.
 """
 
 from __future__ import annotations
@@ -85,9 +87,10 @@ def timed_up(lab: Lab, what: str) -> Timed:
 
 
 def one_run(number: int, loopback: str, converge: bool, log: Any,
-            stack: str = "patroni", keep: Path | None = None) -> tuple[Timed, Timed | None]:
+            stack: str = "patroni", keep: Path | None = None, backups: bool = True) -> tuple[Timed, Timed | None]:
     with tempfile.TemporaryDirectory(prefix="pglab-bench-up-") as tmp:
-        lab = Lab.from_file(write_topology(Path(tmp), LAB_NAME, loopback, stack))  # type: ignore[arg-type]
+        lab = Lab.from_file(write_topology(Path(tmp), LAB_NAME, loopback, stack,  # type: ignore[arg-type]
+                                           backups=backups))
         try:
             log(f"run {number}: up ...")
             first = timed_up(lab, f"run {number}")
@@ -128,14 +131,16 @@ def print_plays(first: Timed, again: Timed | None) -> None:
         print(f"{seconds:>9.1f} {tasks:>5}  {again_seconds:>10.1f} {again_tasks:>5}  {play}")
 
 
-def keep_option(parser: argparse.ArgumentParser) -> None:
+def up_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-artifacts", type=Path, metavar="DIR",
                         help="copy each run's Ansible events to DIR/STACK-runN (for bench/ansible_tasks.py)")
+    parser.add_argument("--without-backups", action="store_true",
+                        help="the lab with backup: {enabled: false} (no pgBackRest, no first full backup)")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args("Seconds from nothing to a healthy pglab lab.", "labs to bring up one after another",
-                      DEFAULT_LOOPBACK, argv, extra=keep_option)
+                      DEFAULT_LOOPBACK, argv, extra=up_options)
 
     missing = check_prerequisites(args.loopback, args.stack)
     if missing:
@@ -148,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for number in range(1, args.runs + 1):
             first, again = one_run(number, args.loopback, converge=number == 1, log=log, stack=args.stack,
-                                   keep=args.keep_artifacts)
+                                   keep=args.keep_artifacts, backups=not args.without_backups)
             runs.append(first)
             converge = converge or again
     except BenchFailure as exc:

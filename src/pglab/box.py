@@ -21,7 +21,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from pglab import paths, stacks
+from pglab import backup_role, paths, stacks
 from pglab.errors import PglabError
 
 BOX_NAME = "pglab/debian12"
@@ -37,7 +37,8 @@ BASE_PACKAGES = [
 # Every package the lab's roles install on a VM, so `pglab up` needs no mirror: PostgreSQL, each
 # registered stack's own, and what the base role needs.
 LAB_PACKAGES = [
-    "postgresql-15", *(package for spec in stacks.specs() for package in spec.packages), "nftables",
+    "postgresql-15", *(package for spec in stacks.specs() for package in spec.packages), *backup_role.PACKAGES,
+    "nftables",
     "python3-apt",  # Ansible's apt module imports it (a Consul .deb, packages a user adds)
 ]
 # Virtual environments of the stacks (Patroni's: the path and pip packages its role's defaults name).

@@ -76,7 +76,9 @@ def node_sans(topology: Topology, node: Node) -> tuple[list[str], list[ipaddress
             if router.name != node.name:
                 names.append(router.name)
                 addresses += [router.address, topology.loopback_address(router)]
-    return names, list(dict.fromkeys(addresses))
+    addresses = list(dict.fromkeys(addresses))
+    # pgBackRest (2.45) matches the host it dials against DNS names only: the addresses again, as names.
+    return [*names, *(str(a) for a in addresses)], addresses
 
 
 # Reading -------------------------------------------------------------------------------------

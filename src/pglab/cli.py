@@ -18,7 +18,21 @@ import click
 import psycopg
 from rich.markup import escape
 
-from pglab import box, drill, operations, providers, secrets, stacks, topology, ui, workloads
+from pglab import backup as backups_module
+from pglab import (
+    box,
+    drill,
+    operations,
+    providers,
+    restore_drill,
+    restore_target,
+    secrets,
+    stacks,
+    topology,
+    ui,
+    workloads,
+)
+from pglab import restore as restoring
 from pglab.crowd import CrowdSpec
 from pglab.lab import InputError, Lab, PglabError, Step
 
@@ -236,6 +250,74 @@ def status(topology_file: Path, as_json: bool) -> None:
 
 @main.command()
 @file_option
+@click.option("--type", "kind", type=click.Choice(["full", "diff", "incr"]), default="full", show_default=True,
+              help="full copies everything; diff what changed since the last full; incr since the last backup.")
+@json_option
+@reports_errors
+def backup(topology_file: Path, kind: str, as_json: bool) -> None:
+    """Back up the cluster to the repository (pgBackRest, from the primary): size, duration, WAL range."""
+    lab = Lab.from_file(topology_file)
+    with ui.Progress(f"taking a {kind} backup"):
+        result = backups_module.take_backup(lab, typing.cast(backups_module.BackupType, kind))
+    if as_json:
+        ui.print_json(result)
+    else:
+        ui.console.print(f"[green]{escape(result.summary)}[/green]", highlight=False)
+
+
+@main.command()
+@file_option
+@json_option
+@reports_errors
+def backups(topology_file: Path, as_json: bool) -> None:
+    """The backups in the repository and the window a restore can reach (earliest and latest time)."""
+    listing = backups_module.list_backups(Lab.from_file(topology_file))
+    if as_json:
+        ui.print_json(listing)
+    else:
+        ui.console.print(ui.backups_table(listing))
+
+
+@main.command("restore")
+@file_option
+@click.option("--to", "to", metavar="TIME",
+              help="The moment to restore to, ISO 8601 ('2026-11-25 23:59:01.25+00:00'; no zone: local time).")
+@click.option("--latest", is_flag=True, help="Restore to the latest point: everything archived up to now.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--timeout", type=Seconds(), default=180.0, show_default=True, help="Seconds to wait for each phase.")
+@json_option
+@reports_errors
+def restore_command(topology_file: Path, to: str | None, latest: bool, yes: bool, timeout: float,
+                    as_json: bool) -> None:
+    """Restore the whole cluster in place to a moment (point-in-time recovery from the repository).
+
+    \b
+    Checks that the moment is in the restorable window (exit 2 otherwise, nothing touched), makes
+    sure the WAL up to now is archived, stops every member, restores the primary from the
+    repository to the moment (a new timeline), starts it as the leader, makes the replicas again
+    from the repository and waits until the cluster is healthy; prints how long each phase took.
+    Every write after the moment is gone afterwards.
+    """
+    if bool(to) == latest:
+        raise InputError("give one of --to TIME or --latest (`pglab backups` shows the restorable window)")
+    target = restore_target.Target(None if latest else restore_target.parse(to or ""))
+    lab = Lab.from_file(topology_file)
+    plan = restoring.plan(lab, target)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InputError(f"{plan.describe()}. Confirm with --yes (no terminal here to ask on)")
+        click.confirm(f"{plan.describe()}. Go on?", abort=True, err=True)
+    with ui.Progress(f"restoring to {target.describe()}") as progress:
+        result = restoring.restore(lab, target, timeout, on_event=progress, checked=plan)
+    if as_json:
+        ui.print_json(result)
+    else:
+        ui.console.print(ui.restore_table(result))
+        ui.console.print(f"[green]{escape(result.summary)}[/green]", highlight=False)
+
+
+@main.command()
+@file_option
 @reports_errors
 def destroy(topology_file: Path) -> None:
     """Stop every process (or VM) of the lab and remove its directory."""
@@ -392,7 +474,8 @@ def drill_command(topology_file: Path, kind: str, count: int, node: str | None, 
 
     \b
     KIND: switchover | failover | crash | hang | partition | restart (rolling) |
-    certs (`pglab certs rotate`) | certs-ca (`pglab certs rotate --ca`).
+    certs (`pglab certs rotate`) | certs-ca (`pglab certs rotate --ca`) |
+    restore (`pglab restore` to a moment between two acknowledged writes: lost, extra).
     --clients writers run the --workload through the write endpoint (HAProxy 5000, or the
     multi-host URI) while the fault hits the leader (or --node), the cluster recovers and the node
     comes back; then the workload's state is read back from the new primary and checked: writes
@@ -404,6 +487,8 @@ def drill_command(topology_file: Path, kind: str, count: int, node: str | None, 
 
     lab = Lab.from_file(topology_file)
     drill.check_kind(lab, kind, node)
+    if kind == "restore":
+        restore_drill.check_options(workload, clients, readers, load_tps, node)
     out = out_dir or lab.layout.drills
     results = []
     for number in range(1, count + 1):

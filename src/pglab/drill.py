@@ -38,7 +38,10 @@ from pglab.errors import InputError, PglabError
 from pglab.lab import EventSink, Lab, ignore_event
 from pglab.stacks.base import StackError
 
-KINDS = ("switchover", "failover", "crash", "hang", "partition", "restart", "certs", "certs-ca")
+if typing.TYPE_CHECKING:
+    from pglab.restore_drill import RestoreFigures
+
+KINDS = ("switchover", "failover", "crash", "hang", "partition", "restart", "certs", "certs-ca", "restore")
 CERT_ROTATIONS = {"certs": False, "certs-ca": True}  # drill kind -> whether the CA is rotated too
 NODE_FAULTS = ("crash", "hang", "partition")  # the faults that hit one node, then restore it
 WARMUP = 2.0  # seconds of acknowledged writes before the fault
@@ -74,6 +77,8 @@ class DrillResult:
     # What ran, even when the drill ended before its clients' figures could be gathered.
     workload: str = "insert"
     spec: CrowdSpec = field(default_factory=CrowdSpec)
+    # A restore drill's own figures: the target, writes lost and extra, the restore's phases.
+    restored: RestoreFigures | None = None
 
     @property
     def anomalies(self) -> list[checkers.Anomaly]:
@@ -81,7 +86,8 @@ class DrillResult:
 
     @property
     def ok(self) -> bool:
-        return self.recovered and not self.tally.lost and not self.anomalies and self.problem is None
+        return (self.recovered and not self.tally.lost and not self.anomalies and self.problem is None
+                and not (self.restored and self.restored.extra))
 
     def as_json(self) -> dict[str, Any]:
         t = self.tally
@@ -98,6 +104,7 @@ class DrillResult:
             "clients": self.spec.clients, "readers": self.spec.readers, "load_tps": self.spec.load_tps,
             "cut_off_side": None if self.beside is None else self.beside.as_json(),
             **(self.clients.as_json() if self.clients else {}),
+            **(self.restored.as_json() if self.restored else {}),
         }
 
 
@@ -153,7 +160,7 @@ def check_kind(lab: Lab, kind: str, node: str | None) -> None:
     if kind not in KINDS:
         raise InputError(f"unknown drill {kind!r}; choose one of: {', '.join(KINDS)}")
     if node is not None:
-        if kind not in NODE_FAULTS:
+        if kind not in NODE_FAULTS:  # a restore restores the whole cluster
             raise InputError(f"--node applies to {', '.join(NODE_FAULTS)}; a {kind} always acts on the leader")
         lab.node(node)  # an InputError naming the lab's nodes
 
@@ -163,6 +170,10 @@ def run(lab: Lab, kind: str, number: int = 1, node: str | None = None, timeout: 
         workload: str = "insert", spec: CrowdSpec | None = None) -> DrillResult:
     """One drill of ``kind``; never raises for what the fault did, only reports it."""
     check_kind(lab, kind, node)
+    if kind == "restore":
+        from pglab import restore_drill
+
+        return restore_drill.run(lab, number, timeout, on_event)
     spec = spec or CrowdSpec()
     work = workloads.get(workload, spec.clients)
     health = lab.wait_healthy(timeout * 2, on_event)

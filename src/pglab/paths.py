@@ -34,6 +34,28 @@ def vagrantfile_template() -> Path:
     return data_dir() / "Vagrantfile.j2"
 
 
+def postgres_bin_dir(version: int) -> str:
+    """Where Debian installs PostgreSQL's programs (the postgresql role's postgresql_bin_dir)."""
+    return f"/usr/lib/postgresql/{version}/bin"
+
+
+def postgres_home(node_root: str) -> str:
+    """The service user's home on a data node, below its root (the postgresql role's
+    postgresql_home): pg_autoctl keeps its configuration and state there."""
+    return f"{node_root}/var/lib/postgresql"
+
+
+def postgres_data_dir(node_root: str, version: int) -> str:
+    """A data node's PGDATA below its root (the postgresql role's postgresql_data_dir)."""
+    return f"{postgres_home(node_root)}/{version}/main"
+
+
+def postgres_socket_dir(node_root: str) -> str:
+    """A data node's Unix socket directory below its root (the postgresql role's
+    postgresql_socket_dir)."""
+    return f"{node_root}/run/postgresql"
+
+
 def lab_dir(topology_file: Path, lab_name: str) -> Path:
     """``.pglab/<name>/`` beside the topology file."""
     return topology_file.resolve().parent / ".pglab" / lab_name
@@ -55,6 +77,7 @@ class LabLayout:
     drills: Path  # `pglab drill`'s JSON lines and timelines (unless --out)
     last_verify: Path  # the last `pglab verify` run, as its --json, for `pglab report`
     tls: Path  # the lab's CA and certificates (pglab.certs), keys 0600
+    restore_plan: Path  # a restore that stopped the cluster and has not ended: run again, it goes on
 
     @classmethod
     def at(cls, root: Path) -> LabLayout:
@@ -63,7 +86,8 @@ class LabLayout:
         return cls(root=root, inventory=inventory, hosts=inventory / "hosts.yml",
                    variables=group_vars / "pglab.yml", secrets=group_vars / "secrets.yml",
                    pgpass=root / "pgpass", ansible=root / "ansible", drills=root / "drills",
-                   last_verify=root / "verify.json", tls=root / "tls")
+                   last_verify=root / "verify.json", tls=root / "tls",
+                   restore_plan=root / "restore-plan.json")
 
 
 def is_root() -> bool:

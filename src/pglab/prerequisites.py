@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pglab import paths, stacks
+from pglab import backup_role, paths, stacks
 from pglab.providers.base import Prerequisite
 from pglab.topology import Topology
 
@@ -31,12 +31,14 @@ def _user_exists(name: str) -> bool:
 
 
 def on_this_machine(topology: Topology) -> list[Prerequisite]:
-    bin_dir = Path(f"/usr/lib/postgresql/{topology.postgres.version}/bin")
+    bin_dir = Path(paths.postgres_bin_dir(topology.postgres.version))
     needed = [
         Prerequisite(str(bin_dir / "postgres"), f"postgresql-{topology.postgres.version}",
                      (bin_dir / "postgres").exists()),
         *stacks.spec(topology.stack).prerequisites(topology),
     ]
+    if backup_role.enabled(topology):
+        needed.append(Prerequisite("pgbackrest", "pgbackrest", has_binary("pgbackrest", backup_role.BINARY)))
     if paths.is_root():
         needed.append(Prerequisite("user postgres", "postgresql-common", _user_exists("postgres")))
         # `stop --partition` and `drill partition` cut a node off with nftables (root only).
@@ -46,7 +48,8 @@ def on_this_machine(topology: Topology) -> list[Prerequisite]:
 
 def prepare_roles(topology: Topology) -> list[str]:
     """The roles whose package tasks playbooks/prepare.yml runs on this machine."""
-    roles = ["postgresql", *stacks.spec(topology.stack).package_roles(topology)]
+    roles = ["postgresql", *stacks.spec(topology.stack).package_roles(topology),
+             *([backup_role.ROLE] if backup_role.enabled(topology) else [])]
     if paths.is_root():
         roles.append("pglab")  # nftables, for network partitions
     return roles

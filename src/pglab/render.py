@@ -15,7 +15,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from pglab import box, certs, paths, prerequisites, secrets, stacks
+from pglab import backup_role, box, certs, paths, prerequisites, secrets, stacks
 from pglab.providers.base import Provider
 from pglab.topology import Topology
 
@@ -56,6 +56,7 @@ def lab_variables(topology: Topology, provider: Provider) -> dict[str, Any]:
         "postgresql_port": ports.postgres,
         # Every registered stack's variables: each stack's section has its defaults in any lab.
         **{key: value for spec in stacks.specs() for key, value in spec.inventory_vars(topology).items()},
+        **backup_role.inventory_vars(topology, paths.LabLayout.at(provider.lab_dir).tls),
         **secrets.user_variables(),
         **tls_variables(topology, paths.LabLayout.at(provider.lab_dir).tls),
         **provider.inventory_vars(),
@@ -110,7 +111,7 @@ def write_if_changed(path: Path, text: str) -> bool:
 def render(topology: Topology, provider: Provider, layout: paths.LabLayout) -> RenderedLab:
     layout.root.mkdir(parents=True, exist_ok=True)
     lab_secrets = secrets.load_or_create(layout.secrets)
-    if topology.tls:
+    if topology.tls or backup_role.enabled(topology):  # TLS on every hop; pgBackRest's TLS server
         certs.LabCerts(topology, layout.tls).ensure()
     write_if_changed(layout.hosts, HEADER + yaml.safe_dump(inventory_hosts(topology, provider), sort_keys=False))
     write_if_changed(layout.variables, HEADER + yaml.safe_dump(lab_variables(topology, provider), sort_keys=False))

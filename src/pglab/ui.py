@@ -209,3 +209,28 @@ def drill_table(rows: list[dict[str, Any]]) -> Table:
                       str(r["failed_committed"]), checks,
                       "\n".join(leader.replace(" -> ", "->") for leader in r["leaders"]), outcome)
     return table
+
+
+def backups_table(listing: Any) -> Table:
+    """`pglab backups`: one row per backup, the restorable window in the title."""
+    window = listing.window
+    span = (f"restorable from {window.earliest:%Y-%m-%d %H:%M:%S} to {window.latest:%Y-%m-%d %H:%M:%S} UTC"
+            if window.earliest and window.latest else "nothing restorable yet")
+    table = Table(title=f"Backups of {listing.stanza}: {span}", title_justify="left")
+    for column in ("Label", "Type", "Start (UTC)", "Stop (UTC)", "Size", "Stored"):
+        table.add_column(column, no_wrap=True)
+    for b in listing.backups:
+        table.add_row(b.label, b.type, f"{b.start:%Y-%m-%d %H:%M:%S}", f"{b.stop:%Y-%m-%d %H:%M:%S}",
+                      f"{b.size_bytes / 2**20:.1f} MB", f"{b.repository_bytes / 2**20:.1f} MB")
+    return table
+
+
+def restore_table(result: Any) -> Table:
+    """`pglab restore`: how long each phase took, the time back to health in the title."""
+    table = Table(title=f"Restore to {result.target}: healthy {result.restore_s:.1f} s after the first stop "
+                        f"({result.total_s:.1f} s in all)", title_justify="left")
+    for column, justify in (("Phase", "left"), ("Seconds", "right"), ("Outcome", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for phase in result.phases:
+        table.add_row(phase.name, f"{phase.seconds:.1f}", phase.detail)
+    return table

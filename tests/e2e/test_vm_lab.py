@@ -25,7 +25,8 @@ from pglab.vmhost import MANAGEMENT_SUBNET, VmHost
 
 LAB = "vme2e"
 SUBNET = "192.168.11.0/24"
-# Three VMs, each PostgreSQL + Patroni + etcd; HAProxy beside the first.
+# Three VMs: two PostgreSQL + Patroni nodes, and one for etcd, HAProxy and the pgBackRest
+# repository (backups never sit on a data node).
 # Guests ~10x slower than the host: Patroni's loop and DCS retries at a pace they keep up with.
 PATRONI = "{ttl: 30, loop_wait: 10, retry_timeout: 10}"
 COMPACT = f"""\
@@ -35,10 +36,11 @@ postgres: {{scope: {LAB}}}
 patroni: {PATRONI}
 network: {{subnet: {SUBNET}}}
 vagrant: {{box: {box.BOX_NAME}, driver: DRIVER, memory: 1024, cpus: 1}}
+backup: {{enabled: true}}
 nodes:
-  - {{name: pg1, address: 192.168.11.121, roles: [dcs, postgres, haproxy]}}
-  - {{name: pg2, address: 192.168.11.122, roles: [dcs, postgres]}}
-  - {{name: pg3, address: 192.168.11.123, roles: [dcs, postgres]}}
+  - {{name: dcs, address: 192.168.11.121, roles: [dcs, haproxy, backup]}}
+  - {{name: pg1, address: 192.168.11.122, roles: [postgres]}}
+  - {{name: pg2, address: 192.168.11.123, roles: [postgres]}}
 """
 PGLAB = [sys.executable, "-m", "pglab.cli"]
 

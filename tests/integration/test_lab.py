@@ -123,7 +123,26 @@ def test_status_tells_the_truth_when_the_dcs_is_down(lab: Lab) -> None:
         assert not status.healthy
         assert any("DCS" in p for p in status.problems), status.problems
         assert all(m.state.startswith("running") for m in status.members), status.members
-        assert status.services[dcs] == {"etcd": "STOPPED"}
+        # The dcs node also holds the backup repository: its pgBackRest server stops with it.
+        assert status.services[dcs] == {"etcd": "STOPPED", "pgbackrest": "STOPPED"}
     finally:
         operations.start_node(lab, dcs)
     lab.wait_healthy(60)
+
+
+def test_up_took_a_full_backup_and_a_new_one_carries_fresh_wal(lab: Lab) -> None:
+    """Issue 17: the default lab has a full backup after `up`, archives WAL from its primary, and
+    `pglab backup --type incr` / `pglab backups --json` answer with the restorable window."""
+    def backups() -> dict:
+        out = subprocess.run([sys.executable, "-m", "pglab.cli", "backups", "--json", "-f", str(lab.topology_file)],
+                             check=True, capture_output=True, text=True).stdout
+        return json.loads(out)
+
+    listing = backups()
+    assert [b["type"] for b in listing["backups"]][:1] == ["full"]
+    taken = subprocess.run([sys.executable, "-m", "pglab.cli", "backup", "--type", "incr", "--json",
+                            "-f", str(lab.topology_file)], check=True, capture_output=True, text=True).stdout
+    incr = json.loads(taken)["backup"]
+    assert incr["type"] == "incr" and incr["wal_stop"] > listing["backups"][0]["wal_stop"]
+    window = backups()["window"]
+    assert window["earliest"] == listing["backups"][0]["stop"] and window["latest"] >= incr["stop"]

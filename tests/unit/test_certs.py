@@ -76,8 +76,9 @@ def test_a_changed_topology_reissues_only_what_changed(tmp_path: Path) -> None:
 
 
 def test_a_plaintext_lab_has_no_certificates(tmp_path: Path) -> None:
+    # Without backups too: pgBackRest's TLS server needs the lab's certificates even in a plaintext lab.
     path = write_topology(tmp_path, name="ptest")
-    path.write_text(path.read_text().replace("tls: true", "tls: false"))
+    path.write_text(path.read_text().replace("tls: true", "tls: false").replace("  enabled: true", "  enabled: false"))
     lab = Lab.from_file(path)
     lab.render()
     assert not lab.layout.tls.exists()

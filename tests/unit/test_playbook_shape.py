@@ -41,6 +41,18 @@ def test_every_role_of_a_node_runs_in_the_first_play_without_waiting_for_other_n
         assert role in roles
 
 
+def test_pgbackrest_runs_on_data_nodes_before_postgresql_and_on_the_repository_after_them() -> None:
+    plays = site_plays()
+    roles = [role for role, _ in included(plays[0])]
+    # archive_command and replica creation call pgBackRest: it is there before PostgreSQL starts.
+    assert roles.index("pgbackrest") < roles.index("patroni")
+    assert roles.index("pgbackrest") < roles.index("pg_auto_failover")
+    # The repository's configuration names every data node's directories: the last play.
+    last = plays[-1]
+    assert last["hosts"] == "pglab_backup" and [r["role"] for r in last["roles"]] == ["pgbackrest"]
+    assert included({"tasks": last["post_tasks"]}) == [("pgbackrest", "stanza")]
+
+
 def test_no_play_uses_run_once_which_free_plays_would_break() -> None:
     for play in site_plays():
         assert "run_once" not in play

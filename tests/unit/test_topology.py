@@ -79,7 +79,7 @@ def test_default_patroni_lab_is_the_classic_lab() -> None:
     topo = parse(_default("patroni"), SOURCE)
     assert topo.name == "pglab"
     assert [(n.name, str(n.address), n.roles) for n in topo.nodes] == [
-        ("dcs", "192.168.11.100", ["dcs"]),
+        ("dcs", "192.168.11.100", ["dcs", "backup"]),
         ("haproxy", "192.168.11.101", ["haproxy"]),
         ("pg1", "192.168.11.120", ["postgres"]),
         ("pg2", "192.168.11.121", ["postgres"]),

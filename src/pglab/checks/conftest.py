@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pglab import stacks
+from pglab import backup_role, stacks
 from pglab.lab import Lab
 
 # One fixture per node role of the registered stacks: ``dcs_node``, ``postgres_node`` ...
@@ -61,12 +61,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep the checks of the lab's stack: a check a stack declares as its own (``StackSpec.checks``)
     serves only that stack; the others serve every stack. A module with ``TLS = True`` serves only
-    labs with ``tls: true``."""
+    labs with ``tls: true``, one with ``BACKUPS = True`` only labs with backups."""
     topology = _lab_from_config(config).topology
+    with_backups = backup_role.enabled(topology)
     own = stacks.spec(topology.stack).checks
     claimed = {check for spec in stacks.specs() for check in spec.checks}
     keep = [i for i in items if (i.path.stem in own or i.path.stem not in claimed)
-            and (topology.tls or not getattr(i.module, "TLS", False))]  # type: ignore[attr-defined]
+            and (topology.tls or not getattr(i.module, "TLS", False))  # type: ignore[attr-defined]
+            and (with_backups or not getattr(i.module, "BACKUPS", False))]  # type: ignore[attr-defined]
     if len(keep) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
         items[:] = keep

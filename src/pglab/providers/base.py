@@ -109,10 +109,28 @@ class Provider(ABC):
         """Cut the node off the network to every other node while its processes keep running;
         ``start`` heals it."""
 
+    @abstractmethod
+    def stop_service(self, node: Node, service: str) -> None:
+        """Stop one service of the node cleanly (a restore stops every member's stack service),
+        waiting until it has stopped."""
+
+    @abstractmethod
+    def start_service(self, node: Node, service: str) -> None:
+        """Start one service of the node (no-op when it runs)."""
+
     def spawn_beside(self, node: Node, argv: list[str], env: dict[str, str]) -> subprocess.Popen[str] | None:
         """Start a process that shares the node's fate (its network, its freezes) with stdout
         piped, as a client on the node's own machine; None where the provider cannot."""
         return None
+
+    def node_root(self, node: Node) -> str:
+        """The prefix of every path a component writes on the node (the roles' pglab_node_root)."""
+        return ""
+
+    def run_as_service_user(self, node: Node, argv: list[str],
+                            timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
+        """Run a command on the node as the user its services run as (pgBackRest's commands)."""
+        raise NotImplementedError(f"the {self.name} provider cannot run commands on its nodes")
 
     @abstractmethod
     def services(self, node: Node) -> dict[str, str]:

@@ -27,7 +27,7 @@ from typing import Any
 import jinja2
 from supervisor.xmlrpc import SupervisorTransport
 
-from pglab import paths, stacks
+from pglab import backup_role, paths, stacks
 from pglab.errors import PglabError
 from pglab.providers import nft
 from pglab.providers.base import Provider
@@ -114,6 +114,16 @@ class LocalProvider(Provider):
         node_cgroup = NodeCgroup(self.cgroup_root, self.run_dir.name, "{{ inventory_hostname }}")
         return f"{self.exec_wrapper} {node_cgroup.path} {self.service_user}"
 
+    def node_root(self, node: Node) -> str:
+        return f"{self.run_dir}/{node.name}"
+
+    def run_as_service_user(self, node: Node, argv: list[str],
+                            timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
+        # As root, the service user (postgres) owns the node's files; otherwise pglab's user runs all.
+        prefix = ["runuser", "-u", self.service_user, "--"] if paths.is_root() else []
+        return subprocess.run([*prefix, *argv], capture_output=True, text=True, timeout=timeout,
+                              cwd=self.node_root(node), stdin=subprocess.DEVNULL)
+
     def cgroup(self, node: Node) -> NodeCgroup | None:
         """The node's cgroup, when this machine gives pglab one (root, cgroup v2)."""
         if self.cgroup_root is None:
@@ -131,6 +141,9 @@ class LocalProvider(Provider):
                 for port in by_role.get(role, []):
                     if _listening(self.address(node), port):
                         busy.append(f"{self.address(node)}:{port} ({node.name}, {role})")
+            backup_port = self.topology.ports.pgbackrest
+            if backup_role.services(self.topology, node) and _listening(self.address(node), backup_port):
+                busy.append(f"{self.address(node)}:{backup_port} ({node.name}, pgbackrest)")
         return busy
 
     # Lifecycle -------------------------------------------------------------------------------
@@ -224,6 +237,14 @@ class LocalProvider(Provider):
             if state != "RUNNING":
                 with suppress(xmlrpc.client.Fault):
                     rpc.supervisor.startProcess(name, True)
+
+    def stop_service(self, node: Node, service: str) -> None:
+        with suppress(xmlrpc.client.Fault):  # NOT_RUNNING: already stopped
+            self._rpc().supervisor.stopProcess(program_name(node.name, service), True)
+
+    def start_service(self, node: Node, service: str) -> None:
+        with suppress(xmlrpc.client.Fault):  # ALREADY_STARTED
+            self._rpc().supervisor.startProcess(program_name(node.name, service), True)
 
     def crash(self, node: Node) -> None:
         cgroup = self.cgroup(node)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pglab import libvirt, stacks
+from pglab import backup_role, libvirt, stacks
 from pglab.errors import PglabError
 from pglab.providers.base import Prerequisite, Provider
 from pglab.topology import Node
@@ -103,9 +103,12 @@ class VagrantProvider(Provider):
             # /replica check opens a replication connection to ask its timeline; four checks a
             # second, each slower than HAProxy waits for, pile up until max_wal_senders is spent
             # and the replica cannot stream at all. (Patroni's HA timings are the topology's
-            # `patroni:` section: an emulated lab sets calmer ones there.)
+            # `patroni:` section: an emulated lab sets calmer ones there.) pg_autoctl's 2 s for a
+            # TLS connection to the monitor ran out while the monitor served the other node's
+            # creation: the keeper restarted five times and gave up.
             variables |= {"etcd_heartbeat_interval": 500, "etcd_election_timeout": 5000,
-                          "patroni_connect_timeout": 20,
+                          "patroni_connect_timeout": 20, "pg_auto_failover_connect_timeout": 20,
+                          "pgbackrest_archive_get_io_timeout": 15,
                           "haproxy_check_inter": "3s", "haproxy_check_fastinter": "1s",
                           "haproxy_check_downinter": "3s", "haproxy_check_timeout": "5s",
                           "haproxy_replicas_check_inter": "3s", "haproxy_replicas_check_fastinter": "1s",
@@ -169,6 +172,12 @@ class VagrantProvider(Provider):
         else:
             provider = self.topology.vagrant.hypervisor
             self._run(f"up {node.name}", lambda v: v.up(vm_name=node.name, provider=provider))
+
+    def stop_service(self, node: Node, service: str) -> None:
+        self._ssh(node, f"sudo systemctl stop {shlex.quote(service)}")
+
+    def start_service(self, node: Node, service: str) -> None:
+        self._ssh(node, f"sudo systemctl start {shlex.quote(service)}")
 
     def crash(self, node: Node) -> None:
         # --force pulls the plug (virsh destroy / VBoxManage poweroff): no clean shutdown.
@@ -274,10 +283,20 @@ class VagrantProvider(Provider):
         out = self._run(f"ssh {node.name}", lambda v: v.ssh(vm_name=node.name, command=command))
         return str(out)
 
+    def run_as_service_user(self, node: Node, argv: list[str],
+                            timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
+        command = "sudo -u postgres " + shlex.join(argv)
+        try:
+            out = self._ssh(node, command)
+        except subprocess.CalledProcessError as exc:
+            return subprocess.CompletedProcess(argv, exc.returncode, str(exc.output or ""), str(exc.stderr or ""))
+        return subprocess.CompletedProcess(argv, 0, out, "")
+
     def _units(self, node: Node) -> list[str]:
         """The systemd units the node's roles run, in role order."""
         spec = stacks.spec(self.topology.stack)
-        return [spec.service(role, self.topology) for role in node.roles]
+        return [*(spec.service(role, self.topology) for role in node.roles),
+                *backup_role.services(self.topology, node)]
 
     def _has_libvirt(self) -> bool:
         if not shutil.which("vagrant"):

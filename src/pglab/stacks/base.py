@@ -196,6 +196,8 @@ class DefaultNode:
     address: str
     role: str
     comment: str | None = None
+    # Roles the node carries besides its main one (the dcs node holds the backup repository).
+    also: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,22 @@ class TlsService:
     port: int
     postgres: bool = False  # PostgreSQL's protocol (TLS after an SSLRequest); else TLS from the start
     client_certificate: bool = False  # the server requires a client certificate of the lab's CA
+
+
+@dataclass(frozen=True)
+class RestoreSteps:
+    """A stack's part in restoring its cluster in place: commands run as the service user on data
+    nodes whose stack service is stopped, each as (node name, argv)."""
+
+    # Make the stack forget the cluster (its members, its history), run in this order, before the
+    # leader's data directory is restored: the restored primary then starts a new history.
+    forget: tuple[tuple[str, tuple[str, ...]], ...]
+    # By data node, the command that registers it with the stack again before its service starts:
+    # the restored leader over its data, a replica into its emptied data directory (which the
+    # command fills). A node without one: starting its service is enough (the stack makes it).
+    rejoin: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Whether the replicas may be made at once, or must join one after the other.
+    replicas_at_once: bool = True
 
 
 class StackSpec(ABC):
@@ -234,6 +252,8 @@ class StackSpec(ABC):
     box_disabled_units: ClassVar[tuple[str, ...]] = ()
     # Accounts of its own, beyond the shared ones in :mod:`pglab.secrets`.
     accounts: ClassVar[tuple[Account, ...]] = ()
+    # Whether its roles archive WAL to pgBackRest and restore from it (the topology's backup:).
+    backups: ClassVar[bool] = False
     # The verify checks that serve this stack only (file stems under pglab/checks/).
     checks: ClassVar[tuple[str, ...]] = ()
 
@@ -286,3 +306,10 @@ class StackSpec(ABC):
     def box_venvs(self) -> list[tuple[str, list[str]]]:
         """Virtual environments the offline box holds for it: (path, pip packages)."""
         return []
+
+    def restore_steps(self, topology: Topology, node_roots: Mapping[str, str], on_this_machine: bool,
+                      leader: str) -> RestoreSteps | None:
+        """What the stack runs around `pglab restore` (:mod:`pglab.restore`) on its data nodes
+        (``node_roots``: name -> the node's root) when ``leader`` is the one restored; None: the
+        stack cannot restore a cluster in place (`pglab restore` refuses)."""
+        return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
 import ssl
 import urllib.error
 import urllib.request
@@ -20,7 +21,7 @@ from typing import Annotated, Any, ClassVar
 import yaml
 from pydantic import Field, model_validator
 
-from pglab import certs, haproxy, paths, prerequisites
+from pglab import backup_role, certs, haproxy, paths, prerequisites
 from pglab.providers.base import Prerequisite
 from pglab.secrets import HAPROXY_STATS, RESTAPI
 from pglab.stacks.base import (
@@ -28,16 +29,18 @@ from pglab.stacks.base import (
     DefaultNode,
     Health,
     Member,
+    RestoreSteps,
     Stack,
     StackError,
     StackSite,
     StackSpec,
     TlsService,
 )
-from pglab.topology import FieldProblem, Node, Ports, Strict, Topology
+from pglab.topology import BACKUP_ROLE, FieldProblem, Node, Ports, Strict, Topology
 
 # Where rendering finds the role's own defaults (Patroni's venv, its pip packages): their one owner.
 ROLE = "patroni"
+CONFIG_SUBPATH = "etc/patroni/patroni.yml"  # below a node's root: the role's patroni_config_file
 VENV_PACKAGE = "patroni (PyPI, in a venv: python3-venv)"
 
 
@@ -346,11 +349,12 @@ def cluster_health(view: dict[str, Any] | None, members: list[Member], backends:
 
 class PatroniSpec(StackSpec):
     name = "patroni"
-    roles = ("dcs", "postgres", "haproxy")
+    roles = ("dcs", "postgres", "haproxy", BACKUP_ROLE)
     settings = PatroniSettings
     uses_dcs = True
     default_nodes = (
-        DefaultNode("dcs", "192.168.11.100", "dcs", "the DCS: etcd, or Consul on VMs"),
+        DefaultNode("dcs", "192.168.11.100", "dcs", "the DCS (etcd, or Consul on VMs) and the backup repository",
+                    also=(BACKUP_ROLE,)),
         DefaultNode("haproxy", "192.168.11.101", "haproxy", "5000 -> leader, 5001 -> replicas, 7000 -> stats"),
         DefaultNode("pg1", "192.168.11.120", "postgres", "PostgreSQL + Patroni"),
         DefaultNode("pg2", "192.168.11.121", "postgres"),
@@ -365,17 +369,20 @@ class PatroniSpec(StackSpec):
     packages = ("etcd-server", "etcd-client", "haproxy", "python3-venv", "python3-packaging")
     box_disabled_units = ("etcd.service", "haproxy.service")
     checks = ("test_01_services", "test_01_tls_patroni", "test_03_routing")
+    backups = True
 
     def client(self) -> type[Stack]:
         return PatroniStack
 
     def service(self, role: str, topology: Topology) -> str:
         # The DCS's service is named after it: etcd or consul.
-        return {"dcs": topology.dcs, "postgres": "patroni", "haproxy": "haproxy"}[role]
+        return {"dcs": topology.dcs, "postgres": "patroni", "haproxy": "haproxy",
+                BACKUP_ROLE: backup_role.SERVICE}[role]
 
     def role_ports(self, ports: Ports) -> dict[str, list[int]]:
         return {"dcs": [ports.etcd, ports.etcd_peer], "postgres": [ports.postgres, ports.patroni],
-                "haproxy": [ports.haproxy_primary, ports.haproxy_replicas, ports.haproxy_stats]}
+                "haproxy": [ports.haproxy_primary, ports.haproxy_replicas, ports.haproxy_stats],
+                **backup_role.role_ports(ports)}
 
     def check(self, topology: Topology) -> None:
         if not topology.with_role("dcs"):
@@ -447,6 +454,20 @@ class PatroniSpec(StackSpec):
     def box_venvs(self) -> list[tuple[str, list[str]]]:
         defaults = _role_defaults()
         return [(str(defaults["patroni_venv"]), [str(p) for p in defaults["patroni_pip_packages"]])]
+
+    def restore_steps(self, topology: Topology, node_roots: Mapping[str, str], on_this_machine: bool,
+                      leader: str) -> RestoreSteps:
+        """Forget: `patronictl remove SCOPE` on the leader, its confirmations answered (the scope,
+        the sentence, and the leader's name if a leader key is still there): the DCS then holds no
+        trace of the cluster, no last leader position a restored primary would look lagging
+        against, no old timelines. Patroni then adopts the restored leader and makes the replicas
+        itself (from the repository first, ``create_replica_methods``)."""
+        venv = self.machine_variables()["patroni_venv"] if on_this_machine else _role_defaults()["patroni_venv"]
+        scope = topology.postgres.scope
+        answers = f"{scope}\nYes I am aware\n{leader}\n"
+        patronictl = shlex.join([f"{venv}/bin/patronictl", "-c", f"{node_roots[leader]}/{CONFIG_SUBPATH}",
+                                 "remove", scope])
+        return RestoreSteps(forget=((leader, ("sh", "-c", f"printf %s {shlex.quote(answers)} | {patronictl}")),))
 
 
 def _role_defaults() -> dict[str, Any]:

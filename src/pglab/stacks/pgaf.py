@@ -19,7 +19,7 @@ from psycopg import sql as q
 from psycopg.rows import class_row, dict_row
 from pydantic import Field
 
-from pglab import prerequisites, sql
+from pglab import backup_role, paths, prerequisites, sql
 from pglab.providers.base import Prerequisite
 from pglab.secrets import PGAF_MONITOR, SUPERUSER
 from pglab.stacks.base import (
@@ -27,15 +27,23 @@ from pglab.stacks.base import (
     DefaultNode,
     Health,
     Member,
+    RestoreSteps,
     Stack,
     StackError,
     StackSite,
     StackSpec,
     TlsService,
 )
-from pglab.topology import NAME_PATTERN, FieldProblem, Ports, Strict, Topology
+from pglab.topology import BACKUP_ROLE, NAME_PATTERN, FieldProblem, Ports, Strict, Topology
 
 MONITOR_DB = "pg_auto_failover"
+# pg_autoctl, as the pg_auto_failover role installs it (pg_auto_failover_binary).
+BINARY = "/usr/bin/pg_autoctl"
+# The script the role writes in the service user's home that registers the node with the monitor
+# (pg_auto_failover_register_script): `pglab restore` runs it again.
+REGISTER_SCRIPT = "pglab-register"
+# A data node's candidate priority when the topology names none (candidate_priorities).
+DEFAULT_CANDIDATE_PRIORITY = 50
 MONITOR_USER = "autoctl_node"
 # States in which a node is the formation's primary and takes writes.
 PRIMARY_STATES = frozenset({"single", "wait_primary", "primary", "join_primary", "apply_settings"})
@@ -481,7 +489,8 @@ def _check_settings(topo: Topology) -> None:
             f"{settings.number_sync_standbys + 2} data nodes (pg_auto_failover keeps one standby spare so "
             f"writes go on when a standby is lost); lower it or add data nodes",
         )
-    if len(data_nodes) > 1 and not any(settings.candidate_priorities.get(n, 50) > 0 for n in data_nodes):
+    priorities = [settings.candidate_priorities.get(n, DEFAULT_CANDIDATE_PRIORITY) for n in data_nodes]
+    if len(data_nodes) > 1 and not any(p > 0 for p in priorities):
         raise FieldProblem(
             ("pg_auto_failover", "candidate_priorities"),
             "every data node has candidate priority 0, so none could ever be promoted; give at least "
@@ -491,10 +500,12 @@ def _check_settings(topo: Topology) -> None:
 
 class PgAutoFailoverSpec(StackSpec):
     name = "pg_auto_failover"
-    roles = ("monitor", "postgres")
+    roles = ("monitor", "postgres", BACKUP_ROLE)
     settings = PgAutoFailoverSettings
     default_nodes = (
-        DefaultNode("monitor", "192.168.11.151", "monitor", "the pg_auto_failover monitor (port ports.monitor, 5431)"),
+        DefaultNode("monitor", "192.168.11.151", "monitor",
+                    "the pg_auto_failover monitor (port ports.monitor, 5431) and the backup repository",
+                    also=(BACKUP_ROLE,)),
         DefaultNode("pg1", "192.168.11.152", "postgres", "PostgreSQL + its pg_autoctl keeper"),
         DefaultNode("pg2", "192.168.11.153", "postgres", "add pg3 (192.168.11.154) for a third data node"),
     )
@@ -510,16 +521,17 @@ class PgAutoFailoverSpec(StackSpec):
     }
     packages = ("postgresql-15-auto-failover", "pg-auto-failover-cli")
     checks = ("test_01_services_pg_auto_failover", "test_03_routing_pg_auto_failover")
+    backups = True
 
     def client(self) -> type[Stack]:
         return PgAutoFailoverStack
 
     def service(self, role: str, topology: Topology) -> str:
         # `pg_autoctl run` runs the monitor and each data node's keeper alike.
-        return {"postgres": "pgautofailover", "monitor": "pgautofailover"}[role]
+        return {"postgres": "pgautofailover", "monitor": "pgautofailover", BACKUP_ROLE: backup_role.SERVICE}[role]
 
     def role_ports(self, ports: Ports) -> dict[str, list[int]]:
-        return {"postgres": [ports.postgres], "monitor": [ports.monitor]}
+        return {"postgres": [ports.postgres], "monitor": [ports.monitor], **backup_role.role_ports(ports)}
 
     def tls_services(self, topology: Topology) -> list[TlsService]:
         """Every data node's PostgreSQL and the monitor's."""
@@ -561,6 +573,27 @@ class PgAutoFailoverSpec(StackSpec):
 
     def package_roles(self, topology: Topology) -> list[str]:
         return ["pg_auto_failover"]
+
+    def restore_steps(self, topology: Topology, node_roots: Mapping[str, str], on_this_machine: bool,
+                      leader: str) -> RestoreSteps:
+        """Forget: every data node leaves the formation, replicas first so the monitor never
+        fails over (`pg_autoctl drop node --force` with the keeper stopped: the monitor removes
+        the node at once, the keeper's state says dropped; its configuration and data directory
+        stay). Rejoin: the role's register script again (`pg_autoctl create postgres`), the
+        restored leader first: the monitor makes it the formation's single primary over its data;
+        then each replica into its emptied data directory: pg_autoctl clones the primary before
+        it returns. The monitor takes one joining standby at a time."""
+        others = [name for name in node_roots if name != leader]
+
+        def drop(name: str) -> tuple[str, ...]:
+            # The keeper's configuration is under HOME, the monitor's password in HOME/.pgpass.
+            home = paths.postgres_home(node_roots[name])
+            return ("env", f"HOME={home}", f"PGPASSFILE={home}/.pgpass", BINARY, "drop", "node", "--force",
+                    f"--pgdata={paths.postgres_data_dir(node_roots[name], topology.postgres.version)}")
+
+        forget = tuple((name, drop(name)) for name in [*others, leader])
+        rejoin = {name: (f"{paths.postgres_home(node_roots[name])}/{REGISTER_SCRIPT}",) for name in [leader, *others]}
+        return RestoreSteps(forget, rejoin, replicas_at_once=False)
 
 
 SPEC = PgAutoFailoverSpec()

@@ -20,8 +20,10 @@ from pglab.topology.loading import (
     parse_bytes,
 )
 from pglab.topology.model import (
+    BACKUP_ROLE,
     MAX_NODES,
     NAME_PATTERN,
+    BackupSettings,
     Dcs,
     FieldProblem,
     Network,
@@ -39,8 +41,8 @@ from pglab.topology.model import (
 )
 
 __all__ = [
-    "DEFAULT_FILE", "EXAMPLE_PARAMETERS", "MAX_FILE_BYTES", "MAX_NODES", "MAX_YAML_DEPTH", "MAX_YAML_VALUES",
-    "NAME_PATTERN", "Dcs", "FieldProblem", "Network", "Node", "Ports", "PostgresSettings", "Provider", "Role",
-    "Stack", "Strict", "Topology", "TopologyError", "VagrantSettings", "default_yaml", "load", "parse",
-    "parse_bytes", "schema",
+    "BACKUP_ROLE", "DEFAULT_FILE", "EXAMPLE_PARAMETERS", "MAX_FILE_BYTES", "MAX_NODES", "MAX_YAML_DEPTH",
+    "MAX_YAML_VALUES", "NAME_PATTERN", "BackupSettings", "Dcs", "FieldProblem", "Network", "Node", "Ports",
+    "PostgresSettings", "Provider", "Role", "Stack", "Strict", "Topology", "TopologyError", "VagrantSettings",
+    "default_yaml", "load", "parse", "parse_bytes", "schema",
 ]

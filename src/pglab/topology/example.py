@@ -9,7 +9,16 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from pglab.topology.model import Dcs, Network, PostgresSettings, Provider, Stack, VagrantSettings, schema
+from pglab.topology.model import (
+    BackupSettings,
+    Dcs,
+    Network,
+    PostgresSettings,
+    Provider,
+    Stack,
+    VagrantSettings,
+    schema,
+)
 
 # What `pglab init` writes: every value comes from the model's defaults, except the lab's own
 # choices (its nodes, from the stack's declaration, and an example parameter); the comments
@@ -20,6 +29,10 @@ _COMMENTS = {
     "postgres.scope": "the cluster name (as `pglab status` and `patronictl list` show it)",
     "postgres.parameters": "any postgresql.conf setting, applied cluster-wide",
     "vagrant.hypervisor": "libvirt | virtualbox",
+    "backup": "pgBackRest; the repository sits on the node with the role backup",
+    "backup.enabled": "false: no archiving, no backups",
+    "backup.retention_full": "full backups kept",
+    "backup.compression": "lz4 | zst | gz | bz2 | none; compression_level: N sets the level",
 }
 _HEADER = [
     "# pglab topology: one file describes the lab on every provider.",
@@ -59,6 +72,8 @@ def default_yaml(
         **({spec.name: spec.settings().model_dump(mode="json")} if spec.settings is not None else {}),
         "network": {**Network().model_dump(mode="json"), **({"loopback": loopback} if loopback else {})},
         "vagrant": VagrantSettings().model_dump(mode="json"),
+        # compression_level unset: pgBackRest's default for the type (the comment of compression says so).
+        "backup": BackupSettings(enabled=spec.backups).model_dump(mode="json", exclude_none=True),
     }
     comments = {**_choices_comments(), **_COMMENTS, **spec.comments}
     lines = list(_HEADER)
@@ -74,9 +89,9 @@ def default_yaml(
         else:
             lines.append(_line(key, value, key, comments))
     lines.append(_line("nodes", None, "nodes", comments))
-    for node_name, address, role, comment in ((n.name, n.address, n.role, n.comment) for n in spec.default_nodes):
-        lines.append(f"  - name: {_scalar(node_name)}" + (f"   # {comment}" if comment else ""))
-        lines += [f"    address: {_scalar(address)}", f"    roles: [{role}]"]
+    for node in spec.default_nodes:
+        lines.append(f"  - name: {_scalar(node.name)}" + (f"   # {node.comment}" if node.comment else ""))
+        lines += [f"    address: {_scalar(node.address)}", f"    roles: [{', '.join((node.role, *node.also))}]"]
     return "\n".join(lines) + "\n"
 
 

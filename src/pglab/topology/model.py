@@ -22,6 +22,8 @@ Section = TypeVar("Section", bound=BaseModel)
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 MAX_NODES = 64
+# The node role that holds the backup repository; every stack offers it.
+BACKUP_ROLE = "backup"
 
 
 class TopologyError(ValueError):
@@ -61,6 +63,8 @@ class Ports(Strict):
     haproxy_replicas: int = 5001
     haproxy_stats: int = 7000
     monitor: int = 5431
+    # pgBackRest's TLS server, on the repository node and on every data node.
+    pgbackrest: int = 8432
 
     @model_validator(mode="after")
     def _ports_distinct_and_valid(self) -> Ports:
@@ -109,6 +113,21 @@ class VagrantSettings(Strict):
     cpus: Annotated[int, Field(ge=1, le=256)] = 1
 
 
+class BackupSettings(Strict):
+    """Backups and point-in-time restore: the repository lives on the node with the role
+    ``backup`` (never a data node); every data node reaches it over pgBackRest's TLS server."""
+
+    enabled: bool = True
+    tool: Literal["pgbackrest"] = "pgbackrest"
+    # Full backups kept; older ones expire with the WAL only they needed.
+    retention_full: Annotated[int, Field(ge=1, le=100)] = 2
+    compression: Literal["lz4", "zst", "gz", "bz2", "none"] = "lz4"
+    # pgBackRest's compress-level (lz4 -5..12, zst -7..22, gz 0..9, bz2 1..9); unset: its default.
+    compression_level: Annotated[int, Field(ge=-7, le=22)] | None = None
+    # Parallel processes for backup and restore.
+    processes: Annotated[int, Field(ge=1, le=32)] = 2
+
+
 class Topology(Strict):
     """What every lab has. :func:`schema` adds what the registries bring: the stack and provider
     names, the roles, and each stack's own section (``patroni:``, ``pg_auto_failover:``)."""
@@ -124,6 +143,9 @@ class Topology(Strict):
     network: Network = Network()
     ports: Ports = Ports()
     vagrant: VagrantSettings = VagrantSettings()
+    # A lab without a backup: section has no backups (labs written before backups keep working);
+    # `pglab init` writes the section, on.
+    backup: BackupSettings = BackupSettings(enabled=False)
     nodes: Annotated[list[Node], Field(min_length=1, max_length=MAX_NODES)]
 
     @model_validator(mode="after")
@@ -147,6 +169,7 @@ class Topology(Strict):
                     "use a smaller address or a larger loopback network",
                 )
         _check_roles(self)
+        _check_backup(self)
         _check_sections(self)
         _check_provider_runs_dcs(self)
         return self
@@ -222,6 +245,29 @@ def _check_roles(topo: Topology) -> None:
                 raise FieldProblem(("nodes", i, "roles"), spec.role_notes.get(role)
                                    or f"role {role} belongs to stack {owner}; remove it or set stack: {owner}")
     spec.check(topo)
+
+
+def _check_backup(topo: Topology) -> None:
+    """One repository node, never a data node, when backups are on."""
+    from pglab import stacks
+
+    holders = [i for i, n in enumerate(topo.nodes) if BACKUP_ROLE in n.roles]
+    if not topo.backup.enabled:
+        return
+    if not stacks.spec(topo.stack).backups:
+        raise FieldProblem(("backup", "enabled"), f"stack {topo.stack} does not archive to pgBackRest yet; "
+                           "set backup: {enabled: false}, or use stack: patroni")
+    if not holders:
+        raise FieldProblem(("backup",), "backups are enabled but no node has the role backup (it holds the "
+                           "repository); add `backup` to the roles of a node that is not a data node (the dcs "
+                           "or monitor node), or set backup: {enabled: false}")
+    if len(holders) > 1:
+        raise FieldProblem(("nodes", holders[1], "roles"), "only one node may hold the role backup (the "
+                           "repository); remove it from all nodes but one")
+    if "postgres" in topo.nodes[holders[0]].roles:
+        raise FieldProblem(("nodes", holders[0], "roles"), "the backup repository must not sit on a data node "
+                           "(losing the node would lose its backups); put the role backup on the dcs or "
+                           "monitor node")
 
 
 def _check_sections(topo: Topology) -> None:

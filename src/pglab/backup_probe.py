@@ -1,0 +1,102 @@
+"""Prove that the latest backup restores: restore it into a scratch directory on the repository node,
+start that copy on a spare port (its own Unix socket only, as the service user), run one query in
+it, then stop and remove it, even when a step fails.
+
+The copy must never touch the lab: archiving off (it would push a new timeline into the stanza), no
+TCP listener, its own pg_hba.conf, no TLS files of the data node it came from. pgBackRest restores
+with a scratch configuration that reads the repository directly (the repository node's own
+configuration names the data nodes as remote hosts).
+"""
+
+from __future__ import annotations
+
+import configparser
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass
+
+from pglab import backup_role
+from pglab.backup import CONFIG_SUBPATH, BackupError
+from pglab.lab import Lab
+
+# Below the repository node's spool directory (the service user's, on every provider).
+SCRATCH = "scratch-restore"
+# The copy's port: only its socket file in the scratch directory carries it, so it never collides.
+SPARE_PORT = 6432
+START_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    answer: str  # what the query printed
+    restore_s: float
+    start_s: float  # started and answering: recovery, replay of archived WAL, promotion
+
+
+def _run(lab: Lab, script: str, timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
+    node = backup_role.repository_node(lab.topology)
+    return lab.provider.run_as_service_user(node, ["sh", "-c", script], timeout=timeout)
+
+
+def _checked(lab: Lab, what: str, script: str, timeout: float = 600.0) -> str:
+    result = _run(lab, script, timeout)
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip()[-2000:]
+        raise BackupError(f"{what} failed on the repository node (exit {result.returncode}): {detail}")
+    return result.stdout
+
+
+def repository_settings(lab: Lab) -> dict[str, str]:
+    """The [global] section of the pgBackRest configuration on the repository node."""
+    node = backup_role.repository_node(lab.topology)
+    path = f"{lab.provider.node_root(node)}/{CONFIG_SUBPATH}"
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.read_string(_checked(lab, "reading the pgBackRest configuration", f"cat {shlex.quote(path)}"))
+    return dict(parser["global"])
+
+
+def restore_latest(lab: Lab, sql: str, dbname: str = "postgres", replay_archive: bool = False) -> ProbeResult:
+    """Restore the latest backup in a scratch directory, start it, run ``sql`` (its output is the
+    answer), stop and remove it. The copy ends where the backup became consistent, or with
+    ``replay_archive`` at the last archived WAL (the latest point a restore can reach)."""
+    settings = repository_settings(lab)
+    scratch = f"{settings['spool-path']}/{SCRATCH}"
+    data = f"{scratch}/data"
+    bin_dir = f"/usr/lib/postgresql/{lab.topology.postgres.version}/bin"
+    config = "\n".join([
+        "[global]", f"repo1-path={settings['repo1-path']}", f"log-path={scratch}", f"lock-path={scratch}",
+        "log-level-console=warn", "log-level-file=off",
+        f"process-max={settings.get('process-max', '1')}",
+        f"[{lab.topology.postgres.scope}]", f"pg1-path={data}", ""])
+    q = shlex.quote
+    # Settings given on the command line win over every configuration file the copy brings along.
+    options = " ".join([
+        f"-c port={SPARE_PORT}", "-c listen_addresses=''", f"-c unix_socket_directories={scratch}",
+        "-c archive_mode=off", "-c ssl=off", f"-c hba_file={scratch}/pg_hba.conf",
+        f"-c ident_file={scratch}/pg_ident.conf", "-c logging_collector=off", "-c shared_buffers=32MB",
+        # Connections only once promoted (pg_ctl -w waits for that): hot standby would demand the
+        # primary's max_connections and other limits.
+        "-c hot_standby=off"])
+    stop = f"{bin_dir}/pg_ctl -D {q(data)} -m immediate stop >/dev/null 2>&1; rm -rf {q(scratch)}"
+    _checked(lab, "removing an earlier scratch restore", stop)
+    try:
+        _checked(lab, "preparing the scratch directory", "set -e; umask 077; "
+                 f"mkdir -p {q(data)}; printf %s {q(config)} > {q(scratch)}/pgbackrest.conf; "
+                 f"echo 'local all all trust' > {q(scratch)}/pg_hba.conf; : > {q(scratch)}/pg_ident.conf")
+        started = time.monotonic()
+        _checked(lab, "pgbackrest restore of the latest backup",
+                 f"{backup_role.BINARY} --config={q(scratch)}/pgbackrest.conf --stanza={lab.topology.postgres.scope} "
+                 f"--type={'default' if replay_archive else 'immediate --target-action=promote'} restore")
+        restored = time.monotonic()
+        _checked(lab, "starting the restored copy",
+                 f"{bin_dir}/pg_ctl -D {q(data)} -l {q(scratch)}/postgresql.log -w -t {START_TIMEOUT_S} "
+                 f"-o {q(options)} start >/dev/null || {{ tail -20 {q(scratch)}/postgresql.log >&2; exit 1; }}",
+                 timeout=START_TIMEOUT_S + 30)
+        answered = time.monotonic()
+        answer = _checked(lab, "querying the restored copy",
+                          f"{bin_dir}/psql -h {q(scratch)} -p {SPARE_PORT} -d {q(dbname)} -XAtc {q(sql)}")
+        return ProbeResult(answer=answer.strip(), restore_s=round(restored - started, 2),
+                           start_s=round(answered - restored, 2))
+    finally:
+        _run(lab, stop)
