@@ -94,8 +94,12 @@ def restore_latest(lab: Lab, sql: str, dbname: str = "postgres", replay_archive:
                  f"-o {q(options)} start >/dev/null || {{ tail -20 {q(scratch)}/postgresql.log >&2; exit 1; }}",
                  timeout=START_TIMEOUT_S + 30)
         answered = time.monotonic()
+        # pg_ctl -w may return before the promotion lets connections in (hot standby is off): ask
+        # again each second until it answers, the last try's error if it never does.
+        psql = f"{bin_dir}/psql -h {q(scratch)} -p {SPARE_PORT} -d {q(dbname)} -XAtc {q(sql)}"
         answer = _checked(lab, "querying the restored copy",
-                          f"{bin_dir}/psql -h {q(scratch)} -p {SPARE_PORT} -d {q(dbname)} -XAtc {q(sql)}")
+                          f"for i in $(seq {START_TIMEOUT_S}); do {psql} 2>/dev/null && exit 0; sleep 1; done; {psql}",
+                          timeout=START_TIMEOUT_S + 30)
         return ProbeResult(answer=answer.strip(), restore_s=round(restored - started, 2),
                            start_s=round(answered - restored, 2))
     finally:

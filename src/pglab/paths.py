@@ -50,6 +50,11 @@ def postgres_data_dir(node_root: str, version: int) -> str:
     return f"{postgres_home(node_root)}/{version}/main"
 
 
+def node_tls_dir(node_root: str) -> str:
+    """Where a node keeps its certificate, key and the lab's CA (the roles' pglab_tls_dir)."""
+    return f"{node_root}/etc/pglab/tls"
+
+
 def postgres_socket_dir(node_root: str) -> str:
     """A data node's Unix socket directory below its root (the postgresql role's
     postgresql_socket_dir)."""

@@ -71,7 +71,7 @@ def tls_variables(topology: Topology, source_dir: Path) -> dict[str, Any]:
     return {
         "pglab_tls": topology.tls,
         "pglab_tls_source_dir": str(source_dir),
-        "pglab_tls_dir": "{{ pglab_node_root }}/etc/pglab/tls",
+        "pglab_tls_dir": paths.node_tls_dir("{{ pglab_node_root }}"),
         "pglab_tls_ca_file": "{{ pglab_tls_dir }}/" + certs.CA_CERT,
         "pglab_tls_cert_file": "{{ pglab_tls_dir }}/node.crt",
         "pglab_tls_key_file": "{{ pglab_tls_dir }}/node.key",

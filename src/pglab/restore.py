@@ -54,6 +54,7 @@ from pglab.stacks.base import RestoreSteps, StackError
 from pglab.topology import Node
 
 ARCHIVE_TIMEOUT = 60.0  # seconds for the switched WAL segment to reach the repository
+REPLAY_IO_TIMEOUT = 60  # pgBackRest's own io-timeout, for the restore's replay of the archive
 # The settings pgBackRest's restore writes in postgresql.auto.conf (restore_command and the target).
 RECOVERY_SETTINGS = ("restore_command", "recovery_target", "recovery_target_lsn", "recovery_target_name",
                      "recovery_target_time", "recovery_target_xid", "recovery_target_inclusive",
@@ -154,13 +155,58 @@ def plan(lab: Lab, target: Target) -> Plan:
     check_window(target, earliest, now)
     assert earliest is not None
     members = {m.name: m for m in health.members}
+    _refuse_a_replay_across_promotions(lab, listing, target, members[health.leader].timeline)
     replicas = [n.name for n in lab.topology.with_role("postgres") if n.name != health.leader]
     return Plan(target, earliest, now, health.leader, replicas, members[health.leader].timeline,
                 _stale(listing, target))
 
 
+def _refuse_a_replay_across_promotions(lab: Lab, listing: backup.BackupList, target: Target,
+                                       timeline: int | None) -> None:
+    """On a stack whose promotions can leave WAL unarchived, refuse (exit 2, nothing touched) a
+    restore from a backup older than the cluster's timeline (pgBackRest starts from the newest one
+    that ended before the target): its replay would cross a promotion, and could stop short at a
+    missing segment after the cluster was already stopped."""
+    newest = _backup_behind_the_timeline(lab, listing, target, timeline)
+    if newest is not None:
+        backup_timeline = int(newest.wal_stop[:8], 16)
+        raise InputError(
+            f"the backup a restore to that moment starts from ({newest.label}) was taken on timeline "
+            f"{backup_timeline} and the cluster is on "
+            f"timeline {timeline} now: on {lab.topology.stack}, a switchover or failover can leave WAL of the old "
+            "timeline out of the archive, so a restore across it may stop short. Take a backup first "
+            "(`pglab backup --type incr`), then restore to a moment after it; nothing was changed")
+
+
+def _backup_behind_the_timeline(lab: Lab, listing: backup.BackupList, target: Target,
+                                timeline: int | None) -> backup.Backup | None:
+    """The backup a restore to ``target`` starts from, when it is older than ``timeline`` on a
+    stack whose promotions can leave WAL unarchived; None when the replay is safe."""
+    usable = [b for b in listing.backups if target.at is None or b.stop < _whole_second(target.at)]
+    if not stacks.spec(lab.topology.stack).archive_gap_at_promotion or not usable or timeline is None:
+        return None
+    return usable[-1] if int(usable[-1].wal_stop[:8], 16) < timeline else None
+
+
+def backup_on_this_timeline(lab: Lab) -> str | None:
+    """Take an incremental backup when a restore to a moment from now on would replay across a
+    promotion (see :func:`plan`); what it took, or None when none was needed."""
+    health = lab.stack().health()
+    members = {m.name: m for m in health.members}
+    timeline = members[health.leader].timeline if health.leader in members else None
+    if _backup_behind_the_timeline(lab, backup.list_backups(lab), Target(), timeline) is None:
+        return None
+    return backup.take_backup(lab, "incr").summary
+
+
+def _whole_second(moment: datetime.datetime) -> datetime.datetime:
+    """pgBackRest keeps a backup's stop time to the second, and restores to a time from the newest
+    backup that stopped before it at that precision: judge backups the same way."""
+    return moment.replace(microsecond=0)
+
+
 def _stale(listing: backup.BackupList, target: Target) -> list[str]:
-    return [b.label for b in listing.backups if target.at is not None and b.stop >= target.at]
+    return [b.label for b in listing.backups if target.at is not None and b.stop >= _whole_second(target.at)]
 
 
 def restore(lab: Lab, target: Target, timeout: float = 180.0, on_event: EventSink = ignore_event,
@@ -270,8 +316,13 @@ def _forget(lab: Lab, stack_steps: RestoreSteps) -> str:
 
 def _pgbackrest_restore(lab: Lab, node: Node, target: Target) -> str:
     config = f"{lab.provider.node_root(node)}/{backup.CONFIG_SUBPATH}"
-    argv = [backup_role.BINARY, f"--config={config}", f"--stanza={lab.topology.postgres.scope}", "--delta",
-            *target.pgbackrest_options(), "restore"]
+    stanza = f"--stanza={lab.topology.postgres.scope}"
+    # The replay's restore_command waits on the repository as long as pgBackRest's default does:
+    # the configuration's short io-timeout is for standbys, which fall back to their own pg_wal or
+    # streaming, while a replay that misses a segment ends before its target.
+    replay = f'{backup_role.BINARY} --config={config} {stanza} --io-timeout={REPLAY_IO_TIMEOUT} archive-get %f "%p"'
+    argv = [backup_role.BINARY, f"--config={config}", stanza, "--delta", *target.pgbackrest_options(),
+            f"--recovery-option=restore_command={replay}", "restore"]
     _run(lab, node, argv, "pgbackrest restore", timeout=1800)
     return " ".join(target.pgbackrest_options())
 
@@ -284,9 +335,18 @@ def _recover(lab: Lab, node: Node, timeout: float) -> str:
     log = str(PurePosixPath(data).parent / "pglab-restore.log")
     # Its own socket directory, as the stack would start it (pg_autoctl gives it on the command line).
     socket_dir = paths.postgres_socket_dir(lab.provider.node_root(node))
-    _run(lab, node, [pg_ctl, "-D", data, "-l", log, "-o", f"-k {socket_dir}", "-w", "-t", str(int(timeout)), "start"],
-         f"starting PostgreSQL to recover (its log: {log} on {node.name})", timeout=timeout + 30)
+    # Its log in one file (no logging collector), so a failure can be quoted from it. The restored
+    # configuration is the backed-up node's (pg_autoctl's and Patroni's files name its address and
+    # its certificate): this node's own, on the command line, win over them.
+    options = (f"-k {socket_dir} -c logging_collector=off -c listen_addresses={lab.address(node.name)} "
+               f"-c port={lab.topology.ports.postgres}")
+    if lab.topology.tls:
+        tls_dir = paths.node_tls_dir(lab.provider.node_root(node))
+        options += f" -c ssl_cert_file={tls_dir}/node.crt -c ssl_key_file={tls_dir}/node.key"
     try:
+        _run(lab, node, [pg_ctl, "-D", data, "-l", log, "-o", options, "-w", "-t", str(int(timeout)), "start"],
+             "starting PostgreSQL to recover", timeout=timeout + 30)
+
         def promoted() -> tuple[bool, str]:
             in_recovery, _ = sql.server_state(lab.address(node.name), lab.topology.ports.postgres,
                                               lab.superuser_password(), lab.libpq_tls())
@@ -295,9 +355,16 @@ def _recover(lab: Lab, node: Node, timeout: float) -> str:
         waiting.wait_until(promoted, timeout, f"PostgreSQL on {node.name} to reach the target and promote", 0.2,
                            transient=(OSError, psycopg.Error))
         _drop_recovery_settings(lab, node)
+    except (PglabError, OSError, psycopg.Error) as exc:
+        # PostgreSQL says why (a missing WAL segment, a target past the archive's end) in its log.
+        tail = lab.provider.run_as_service_user(node, ["tail", "-n", "4", log], timeout=30).stdout
+        raise RestoreError(f"{sql.first_line(exc)}; the end of its log ({log} on {node.name}): "
+                           f"{' '.join(tail.split())[-600:]}") from exc
     finally:
-        _run(lab, node, [pg_ctl, "-D", data, "-m", "fast", "-w", "-t", str(int(timeout)), "stop"],
-             "stopping the recovered PostgreSQL", timeout=timeout + 30)
+        # It may have stopped by itself (recovery cannot go on): then there is nothing to stop.
+        if lab.provider.run_as_service_user(node, [pg_ctl, "-D", data, "status"], timeout=30).returncode == 0:
+            _run(lab, node, [pg_ctl, "-D", data, "-m", "fast", "-w", "-t", str(int(timeout)), "stop"],
+                 "stopping the recovered PostgreSQL", timeout=timeout + 30)
     return "promoted on a new timeline"
 
 
@@ -397,4 +464,5 @@ def _state_after(phase: str) -> str:
             "it goes on from the stop with the same leader (the repository is unchanged; the target may differ)")
 
 
-__all__ = ["Phase", "Plan", "RestoreError", "RestoreResult", "Target", "plan", "restore", "stamp"]
+__all__ = ["Phase", "Plan", "RestoreError", "RestoreResult", "Target", "backup_on_this_timeline", "plan", "restore",
+           "stamp"]

@@ -71,6 +71,8 @@ def pick_pair(attempts: list[probe.Attempt]) -> tuple[probe.Attempt, probe.Attem
 def run(lab: Lab, number: int = 1, timeout: float = 90.0, on_event: EventSink = ignore_event) -> DrillResult:
     """One restore drill; never raises for what the restore did, only reports it."""
     health = lab.wait_healthy(timeout * 2, on_event)
+    # The target will be seconds old: the replay must not cross a promotion the archive may miss.
+    restore.backup_on_this_timeline(lab)
     conninfo = lab.writes_conninfo()
     probe.prepare_table(conninfo)
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

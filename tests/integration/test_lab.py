@@ -117,7 +117,10 @@ def test_status_tells_the_truth_when_the_dcs_is_down(lab: Lab) -> None:
             return (all(m.state.startswith("running") for m in members)
                     and not any(m.role == "leader" for m in members)), str(members)
 
-        done, detail, _ = waiting.poll(settled, lab.topology.patroni.retry_timeout + 60, interval=1)
+        # With backups the repository sits on the dcs node too: the demoting leader's shutdown
+        # waits for its archiver's tries (about 35 s), and the restarted standby asks the archive
+        # for its timeline's history first (seconds).
+        done, detail, _ = waiting.poll(settled, lab.topology.patroni.retry_timeout + 120, interval=1)
         assert done, f"the leader did not demote itself without the DCS: {detail}"
         status = statuses[0]
         assert not status.healthy

@@ -97,6 +97,37 @@ def test_second_up_changes_nothing(pgaf: tuple[Lab, UpResult]) -> None:
     assert result.health.healthy
 
 
+def test_restore_to_a_moment_between_two_rows_keeps_exactly_the_rows_before(pgaf: tuple[Lab, UpResult]) -> None:
+    # Issue 17 on pg_auto_failover: the monitor forgets the formation's nodes, the restored primary
+    # registers again over its data, the secondary is cloned from it; the monitor ends with one
+    # primary and one secondary on the new timeline.
+    # Before the switchovers below: after them, archiving on pg_auto_failover was seen to stall or
+    # leave a segment out (a restore across them is refused; see the README), which is open work.
+    lab, _ = pgaf
+    old_timeline = max(m.timeline or 0 for m in lab.wait_healthy(120).members)
+    target = write_rows_and_pick_a_target(lab, rows=4, first_discarded=3)  # after row 2's commit
+    done = subprocess.run([sys.executable, "-m", "pglab.cli", "restore", "--to", target.isoformat(), "--yes",
+                           "--json", "-f", str(lab.topology_file)], capture_output=True, text=True, timeout=420)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout)
+    assert [p["name"] for p in result["phases"]] == [
+        "archive", "stop", "forget", "restore", "recover", "leader", "replicas", "healthy"]
+    assert result["new_timeline"] > old_timeline
+    with psycopg.connect(autocommit=True, **lab.writes_conninfo()) as conn:
+        assert [r[0] for r in conn.execute("SELECT id FROM restore_rows ORDER BY id")] == [1, 2]
+        conn.execute("INSERT INTO restore_rows (id) VALUES (3)")  # writable on the new timeline
+    health = lab.wait_healthy(120)
+    assert health.healthy and len(health.streaming_replicas) == 1
+    assert sorted((m.current_state, m.assigned_state) for m in health.members) == [
+        ("primary", "primary"), ("secondary", "secondary")]
+    # The secondary follows the new history, with none of the restore's recovery settings.
+    [secondary] = health.streaming_replicas
+    with psycopg.connect(host=lab.address(secondary.name), port=lab.topology.ports.postgres, dbname="postgres",
+                         **lab.connect_kwargs()) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery(), current_setting('recovery_target_time')").fetchone() == (
+            True, "")
+
+
 def test_switchover_moves_the_primary(pgaf: tuple[Lab, UpResult]) -> None:
     lab, _ = pgaf
     before = lab.stack().leader()
@@ -137,35 +168,6 @@ def test_a_switchover_with_a_lowered_setting_pending_leaves_every_node_running(p
                                  "SHOW max_connections")[0][0] for n in lab.topology.with_role("postgres")}
     assert running == {"pg1": "90", "pg2": "90"}
     assert operations.writes_ok(lab)[0]
-
-
-def test_restore_to_a_moment_between_two_rows_keeps_exactly_the_rows_before(pgaf: tuple[Lab, UpResult]) -> None:
-    # Issue 17 on pg_auto_failover: the monitor forgets the formation's nodes, the restored primary
-    # registers again over its data, the secondary is cloned from it; the monitor ends with one
-    # primary and one secondary on the new timeline.
-    lab, _ = pgaf
-    old_timeline = max(m.timeline or 0 for m in lab.wait_healthy(120).members)
-    target = write_rows_and_pick_a_target(lab, rows=4, first_discarded=3)  # after row 2's commit
-    done = subprocess.run([sys.executable, "-m", "pglab.cli", "restore", "--to", target.isoformat(), "--yes",
-                           "--json", "-f", str(lab.topology_file)], capture_output=True, text=True, timeout=420)
-    assert done.returncode == 0, done.stderr[-4000:]
-    result = json.loads(done.stdout)
-    assert [p["name"] for p in result["phases"]] == [
-        "archive", "stop", "forget", "restore", "recover", "leader", "replicas", "healthy"]
-    assert result["new_timeline"] > old_timeline
-    with psycopg.connect(autocommit=True, **lab.writes_conninfo()) as conn:
-        assert [r[0] for r in conn.execute("SELECT id FROM restore_rows ORDER BY id")] == [1, 2]
-        conn.execute("INSERT INTO restore_rows (id) VALUES (3)")  # writable on the new timeline
-    health = lab.wait_healthy(120)
-    assert health.healthy and len(health.streaming_replicas) == 1
-    assert sorted((m.current_state, m.assigned_state) for m in health.members) == [
-        ("primary", "primary"), ("secondary", "secondary")]
-    # The secondary follows the new history, with none of the restore's recovery settings.
-    [secondary] = health.streaming_replicas
-    with psycopg.connect(host=lab.address(secondary.name), port=lab.topology.ports.postgres, dbname="postgres",
-                         **lab.connect_kwargs()) as conn:
-        assert conn.execute("SELECT pg_is_in_recovery(), current_setting('recovery_target_time')").fetchone() == (
-            True, "")
 
 
 def test_destroy_leaves_no_process_port_or_file(pgaf: tuple[Lab, UpResult]) -> None:

@@ -16,10 +16,11 @@ from pglab.report import build as build_report
 from pglab.verify import run_verify
 
 CHECKS = ["services", "tls", "replication", "routing", "switchover", "manual failover", "node loss", "config change",
-          "final"]
+          "backups", "final"]
 CHECK_FILES = ["test_01_services", "test_01_tls", "test_01_tls_patroni", "test_02_replication", "test_03_routing",
                "test_04_switchover",
-               "test_05_manual_failover", "test_06_node_loss", "test_07_config_change", "test_08_final"]
+               "test_05_manual_failover", "test_06_node_loss", "test_07_config_change", "test_08_backups",
+               "test_08_final"]
 
 
 def test_verify_passes_on_a_healthy_lab_and_writes_junit_xml(lab: Lab, tmp_path: Path) -> None:

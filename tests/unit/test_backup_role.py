@@ -139,7 +139,7 @@ def test_the_vm_path_renders_tls_server_and_client_configuration(tmp_path: Path)
     assert "archive-async=y" in data and "[global:archive-push]\narchive-timeout=5" in data
     # A standby starting while the repository is away reads its own pg_wal after seconds: 15 on
     # emulated guests (the test lab's driver), 5 elsewhere.
-    assert "[global:archive-get]\nio-timeout=" in data
+    assert "[global:archive-get]\narchive-async=n\nio-timeout=" in data
     assert "archive-async" not in repo
     # On VMs the server is a systemd unit, as the service user, with the password file for its
     # local connection to PostgreSQL.

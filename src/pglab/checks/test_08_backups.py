@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import secrets
 import time
+from typing import Any
 
 from pglab import backup, backup_probe, sql
 from pglab.checks import DATABASE
@@ -18,9 +19,11 @@ ARCHIVE_TIMEOUT = 10.0
 MARKER_TABLE = "backup_marker"
 
 
-def _primary(lab: Lab, password: str, statement: str, params: object = None, dbname: str = "postgres") -> list:
+def _primary(lab: Lab, password: str, statement: str, params: Any = None, dbname: str = "postgres") -> list:
     host, port = lab.writes_endpoint()
-    return sql.query(host, port, password, statement, params, dbname=dbname, tls=lab.libpq_tls())
+    with sql.connect(host, port, password, dbname, tls=lab.libpq_tls()) as conn:
+        cursor = conn.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []  # CREATE ... has no rows to fetch
 
 
 def test_a_forced_wal_switch_is_archived_within_seconds(lab: Lab, password: str) -> None:

@@ -254,6 +254,10 @@ class StackSpec(ABC):
     accounts: ClassVar[tuple[Account, ...]] = ()
     # Whether its roles archive WAL to pgBackRest and restore from it (the topology's backup:).
     backups: ClassVar[bool] = False
+    # Whether a switchover or failover can leave WAL of the old timeline unarchived (the demoted
+    # primary had not pushed it; the promoted one does not archive what it streamed): a restore
+    # then needs a backup taken on the current timeline, and is refused without one.
+    archive_gap_at_promotion: ClassVar[bool] = False
     # The verify checks that serve this stack only (file stems under pglab/checks/).
     checks: ClassVar[tuple[str, ...]] = ()
 

@@ -522,6 +522,9 @@ class PgAutoFailoverSpec(StackSpec):
     packages = ("postgresql-15-auto-failover", "pg-auto-failover-cli")
     checks = ("test_01_services_pg_auto_failover", "test_03_routing_pg_auto_failover")
     backups = True
+    # Seen here: after switchovers, a segment of an intermediate timeline never reached the
+    # repository, and a replay across it ended before its target.
+    archive_gap_at_promotion = True
 
     def client(self) -> type[Stack]:
         return PgAutoFailoverStack
