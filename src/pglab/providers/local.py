@@ -171,7 +171,7 @@ class LocalProvider(Provider):
         self.firewall.remove()
         if not self._supervisord_alive():
             subprocess.run(
-                [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf)],
+                [sys.executable, "-m", "pglab.providers.subreaper", "-c", str(self.conf)],
                 check=True, cwd=self.run_dir, stdin=subprocess.DEVNULL,
             )
             wait_until(lambda: (self._supervisord_alive(), "no answer yet"), 15,
