@@ -35,28 +35,26 @@ class ProbeResult:
     start_s: float  # started and answering: recovery, replay of archived WAL, promotion
 
 
-def _run(lab: Lab, script: str, timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
-    node = backup_role.repository_node(lab.topology)
+def _run(lab: Lab, script: str, timeout: float = 600.0, node: Node | None = None) -> subprocess.CompletedProcess[str]:
+    node = node or backup_role.repository_node(lab.topology)
     return lab.provider.run_as_service_user(node, ["sh", "-c", script], timeout=timeout)
 
 
-def _checked(lab: Lab, what: str, script: str, timeout: float = 600.0) -> str:
-    result = _run(lab, script, timeout)
+def _checked(lab: Lab, what: str, script: str, timeout: float = 600.0, node: Node | None = None) -> str:
+    """``script``'s output on ``node`` (the repository node by default), as the service user."""
+    node = node or backup_role.repository_node(lab.topology)
+    result = _run(lab, script, timeout, node)
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip()[-2000:]
-        raise BackupError(f"{what} failed on the repository node (exit {result.returncode}): {detail}")
+        raise BackupError(f"{what} failed on {node.name} (exit {result.returncode}): {detail}")
     return result.stdout
 
 
 def node_settings(lab: Lab, node: Node) -> dict[str, str]:
     """The [global] section of the pgBackRest configuration on ``node``."""
     path = f"{lab.provider.node_root(node)}/{CONFIG_SUBPATH}"
-    result = lab.provider.run_as_service_user(node, ["cat", path], timeout=60)
-    if result.returncode != 0:
-        raise BackupError(f"reading {path} on {node.name} failed (exit {result.returncode}): "
-                          f"{(result.stderr or result.stdout).strip()[-500:]}")
     parser = configparser.ConfigParser(interpolation=None, strict=False)
-    parser.read_string(result.stdout)
+    parser.read_string(_checked(lab, "reading the pgBackRest configuration", f"cat {shlex.quote(path)}", 60, node))
     return dict(parser["global"])
 
 
