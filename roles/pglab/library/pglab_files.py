@@ -63,6 +63,16 @@ def mend(path, mode, owner):
     return changed
 
 
+def make_directories(path, owner):
+    """Create path and its missing parents, each owned by owner, as the file module does."""
+    parent = os.path.dirname(path.rstrip("/"))
+    if parent and not os.path.isdir(parent):
+        make_directories(parent, owner)
+    os.mkdir(path)
+    if owner is not None:
+        os.chown(path, *owner)
+
+
 def write(module, path, content, mode, owner, validate):
     """Write content to path atomically, with its mode and owner before it is visible, once
     ``validate`` (if any) accepted it."""
@@ -111,7 +121,7 @@ def main():
         if not os.path.isdir(path):
             changed = True
             if not module.check_mode:
-                os.makedirs(path)
+                make_directories(path, owner)
         if not module.check_mode:
             changed = mend(path, int(str(mode), 8) if mode else None, owner) or changed
     for item in params["files"]:
