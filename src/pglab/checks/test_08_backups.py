@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import secrets
+import shlex
 import time
 from typing import Any
 
@@ -60,7 +61,8 @@ def _push_errors(lab: Lab) -> str:
         command = [line.strip() for line in lab.provider.logs(node, None, 400).splitlines() if "ERROR: [" in line]
         log_dir = backup_probe.node_settings(lab, node)["log-path"]
         log = f"{log_dir}/{lab.topology.postgres.scope}-archive-push-async.log"
-        tail = lab.provider.run_as_service_user(node, ["sh", "-c", f"grep -A2 ERROR {log} | tail -n 6"], timeout=60)
+        grep = f"grep -A2 ERROR {shlex.quote(log)} | tail -n 6"
+        tail = lab.provider.run_as_service_user(node, ["sh", "-c", grep], timeout=60)
     except (OSError, NotImplementedError, PglabError, KeyError) as exc:
         return f"(could not read pgBackRest's logs on {leader}: {exc})"
     pushed = " ".join(tail.stdout.split())[-1200:] or "none"
