@@ -62,3 +62,20 @@ def test_a_vagrant_lab_renders_with_systemd_and_the_formation(tmp_path: Path) ->
     assert list(hosts["children"]["pglab_monitor"]["hosts"]) == ["monitor"]
     assert list(hosts["children"]["pglab_postgres"]["hosts"]) == ["pg1", "pg2"]
     assert render.vagrantfile(topo).count("config.vm.define") == 3
+
+
+def test_the_monitor_uri_carries_the_connect_timeout() -> None:
+    # pg_autoctl sets PGCONNECT_TIMEOUT=2 itself before each connection, so only a connect_timeout
+    # in the URI lets a keeper on a slow VM wait longer for the monitor (libpq prefers the URI's).
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    defaults = yaml.safe_load((paths.roles_dir() / PGAF / "defaults" / "main.yml").read_text())
+    variables = {name: trust_as_template(value) if isinstance(value, str) else value
+                 for name, value in defaults.items()}
+    variables.update(groups={"pglab_monitor": ["monitor"]}, hostvars={"monitor": {"pglab_address": "10.0.0.1"}},
+                     inventory_hostname="pg1", pg_auto_failover_tls=True, pg_auto_failover_tls_ca_file="/ca.crt",
+                     pg_auto_failover_connect_timeout=20)
+    uri = Templar(loader=DataLoader(), variables=variables).template(variables["pg_auto_failover_monitor_uri"])
+    assert uri == ("postgres://autoctl_node@10.0.0.1:5431/pg_auto_failover"
+                   "?sslmode=verify-full&sslrootcert=/ca.crt&connect_timeout=20")
