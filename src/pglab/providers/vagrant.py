@@ -105,7 +105,8 @@ class VagrantProvider(Provider):
             # and the replica cannot stream at all. (Patroni's HA timings are the topology's
             # `patroni:` section: an emulated lab sets calmer ones there.) pg_autoctl's 2 s for a
             # TLS connection to the monitor ran out while the monitor served the other node's
-            # creation: the keeper restarted five times and gave up. pgBackRest's asynchronous push
+            # creation: the keeper restarted five times and gave up (the role puts the timeout in
+            # the monitor URI: pg_autoctl overwrites PGCONNECT_TIMEOUT). pgBackRest's asynchronous push
             # (a process started, a TLS connection to the repository) may not answer PostgreSQL's
             # archiver within the 5 s a loopback lab allows it.
             variables |= {"etcd_heartbeat_interval": 500, "etcd_election_timeout": 5000,
