@@ -108,10 +108,13 @@ class VagrantProvider(Provider):
             # creation: the keeper restarted five times and gave up (the role puts the timeout in
             # the monitor URI: pg_autoctl overwrites PGCONNECT_TIMEOUT). pgBackRest's asynchronous push
             # (a process started, a TLS connection to the repository) may not answer PostgreSQL's
-            # archiver within the 5 s a loopback lab allows it.
+            # archiver within the 5 s a loopback lab allows it; and `pgbackrest check` at the first `up`
+            # waits for the backlog the archiver built up before the stanza existed (pushes of
+            # 12-25 s each there), which outlasted the loopback lab's 30 s.
             variables |= {"etcd_heartbeat_interval": 500, "etcd_election_timeout": 5000,
                           "patroni_connect_timeout": 20, "pg_auto_failover_connect_timeout": 20,
                           "pgbackrest_archive_get_io_timeout": 15, "pgbackrest_archive_push_timeout": 20,
+                          "pgbackrest_archive_timeout": 120,
                           "haproxy_check_inter": "3s", "haproxy_check_fastinter": "1s",
                           "haproxy_check_downinter": "3s", "haproxy_check_timeout": "5s",
                           "haproxy_replicas_check_inter": "3s", "haproxy_replicas_check_fastinter": "1s",
