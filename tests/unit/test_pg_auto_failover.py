@@ -79,3 +79,18 @@ def test_the_monitor_uri_carries_the_connect_timeout() -> None:
     uri = Templar(loader=DataLoader(), variables=variables).template(variables["pg_auto_failover_monitor_uri"])
     assert uri == ("postgres://autoctl_node@10.0.0.1:5431/pg_auto_failover"
                    "?sslmode=verify-full&sslrootcert=/ca.crt&connect_timeout=20")
+
+
+def test_the_monitor_settings_join_its_health_checks_and_win_over_them() -> None:
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    role = paths.roles_dir() / "pg_auto_failover_monitor"
+    variables = yaml.safe_load((role / "defaults" / "main.yml").read_text())
+    variables["pg_auto_failover_monitor_parameters"] = {"shared_buffers": "64MB",
+                                                        "pgautofailover.health_check_period": 3000}
+    source = (role / "templates" / "postgresql-pglab.conf.j2").read_text()
+    lines = Templar(loader=DataLoader(), variables=variables).template(trust_as_template(source)).splitlines()
+    assert "pgautofailover.health_check_period = '3000'" in lines
+    assert "pgautofailover.node_considered_unhealthy_timeout = '5000'" in lines
+    assert "shared_buffers = '64MB'" in lines

@@ -281,6 +281,9 @@ def test_emulated_guests_get_calmer_etcd_and_patient_patroni_connections(tmp_pat
     assert variables["patroni_connect_timeout"] == 20  # Patroni's own 3 s leaves walsenders behind
     assert variables["pg_auto_failover_connect_timeout"] == 20  # a keeper gave up after 2 s ones to the monitor
     assert variables["pgbackrest_archive_timeout"] == 120  # the first check waits for the archiver's backlog
+    checks = variables["pg_auto_failover_monitor_health_checks"]  # the loopback lab's 1 s ones flapped
+    assert checks["pgautofailover.health_check_timeout"] == 5000
+    assert checks["pgautofailover.node_considered_unhealthy_timeout"] == 20000
     # Each check of a replica that does not stream yet costs it a replication connection.
     assert variables["haproxy_check_downinter"] == "3s" and variables["haproxy_check_timeout"] == "5s"
     assert variables["haproxy_replicas_check_downinter"] == "3s"  # reads no faster than writes there

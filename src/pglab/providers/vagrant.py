@@ -49,6 +49,13 @@ MILESTONES = ("Creating image", "Creating domain", "Starting domain", "Waiting f
               "Resuming domain")
 # Under software emulation (no KVM) every VM boots on the host's CPUs: a few at a time.
 BOOT_BATCH_WITHOUT_KVM = 3
+# pg_auto_failover's own health-check and failover timings (the loopback lab's are 5x quicker).
+UPSTREAM_MONITOR_HEALTH_CHECKS = {
+    "pgautofailover.health_check_period": 5000, "pgautofailover.health_check_timeout": 5000,
+    "pgautofailover.health_check_max_retries": 2, "pgautofailover.health_check_retry_delay": 2000,
+    "pgautofailover.node_considered_unhealthy_timeout": 20000,
+    "pgautofailover.startup_grace_period": 10000, "pgautofailover.primary_demote_timeout": 30000,
+}
 
 
 class VagrantError(PglabError):
@@ -110,7 +117,9 @@ class VagrantProvider(Provider):
             # (a process started, a TLS connection to the repository) may not answer PostgreSQL's
             # archiver within the 5 s a loopback lab allows it; and `pgbackrest check` at the first `up`
             # waits for the backlog the archiver built up before the stanza existed (pushes of
-            # 12-25 s each there), which outlasted the loopback lab's 30 s.
+            # 12-25 s each there), which outlasted the loopback lab's 30 s. The pg_auto_failover
+            # monitor's 1 s health checks flapped there (a node unhealthy and healthy again every few
+            # seconds, once a failover during `up`): emulated guests get pg_auto_failover's defaults.
             variables |= {"etcd_heartbeat_interval": 500, "etcd_election_timeout": 5000,
                           "patroni_connect_timeout": 20, "pg_auto_failover_connect_timeout": 20,
                           "pgbackrest_archive_get_io_timeout": 15, "pgbackrest_archive_push_timeout": 20,
@@ -118,7 +127,8 @@ class VagrantProvider(Provider):
                           "haproxy_check_inter": "3s", "haproxy_check_fastinter": "1s",
                           "haproxy_check_downinter": "3s", "haproxy_check_timeout": "5s",
                           "haproxy_replicas_check_inter": "3s", "haproxy_replicas_check_fastinter": "1s",
-                          "haproxy_replicas_check_downinter": "3s"}
+                          "haproxy_replicas_check_downinter": "3s",
+                          "pg_auto_failover_monitor_health_checks": UPSTREAM_MONITOR_HEALTH_CHECKS}
         return variables
 
     def _emulated(self) -> bool:
