@@ -49,7 +49,7 @@ MILESTONES = ("Creating image", "Creating domain", "Starting domain", "Waiting f
               "Resuming domain")
 # Under software emulation (no KVM) every VM boots on the host's CPUs: a few at a time.
 BOOT_BATCH_WITHOUT_KVM = 3
-# pg_auto_failover's own health-check and failover timings (the loopback lab's are 5x quicker).
+# pg_auto_failover's own health-check and failover timings (the role's defaults, for loopback, are 2-6x quicker).
 UPSTREAM_MONITOR_HEALTH_CHECKS = {
     "pgautofailover.health_check_period": 5000, "pgautofailover.health_check_timeout": 5000,
     "pgautofailover.health_check_max_retries": 2, "pgautofailover.health_check_retry_delay": 2000,
