@@ -28,7 +28,8 @@ from typing import Any
 import yaml
 from _common import BenchFailure, TimeLimit, log, time_limit
 
-from pglab import backup, backup_probe, sql, topology
+from pglab import sql, topology
+from pglab.backups import backup, scratch_restore
 from pglab.lab import Lab, PglabError
 from pglab.secrets import PGAF_REPLICATION, REPLICATION, SUPERUSER
 
@@ -126,7 +127,7 @@ def measure(lab: Lab, scale: int) -> dict[str, Any]:
     incr = backup.take_backup(lab, "incr")
     log(f"{incr.summary}; restore to the latest point ...")
     rows = scale * 100000
-    probe = backup_probe.restore_latest(lab, "SELECT count(*) FROM pgbench_accounts", replay_archive=True)
+    probe = scratch_restore.restore_latest(lab, "SELECT count(*) FROM pgbench_accounts", replay_archive=True)
     if probe.answer != str(rows):
         raise BenchFailure(f"the restored copy counts {probe.answer!r} pgbench_accounts rows, not {rows}")
     return {

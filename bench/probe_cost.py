@@ -1,7 +1,7 @@
 """What the drill's clients cost this machine: CPU of N writers at full speed, no fault.
 
 Brings up one lab (``benchprobe``, the default topology, its own loopback range) in a temporary
-directory and, for each workload, runs the drill's clients (:class:`pglab.crowd.Crowd`: ``--clients``
+directory and, for each workload, runs the drill's clients (:class:`pglab.drills.crowd.Crowd`: ``--clients``
 writers through the write endpoint, ``--readers``) for ``--seconds`` seconds, then prints the
 writes acknowledged per second and this process's CPU (user + system, from getrusage) as a share
 of one core. The servers' own CPU (PostgreSQL, HAProxy) is not the probe's and is not counted.
@@ -22,8 +22,8 @@ from pathlib import Path
 import psycopg
 from _common import TimeLimit, log, time_limit, write_topology
 
-from pglab import probe, workloads
-from pglab.crowd import Crowd, CrowdSpec
+from pglab.drills import probe, workloads
+from pglab.drills.crowd import Crowd, CrowdSpec
 from pglab.lab import Lab, PglabError
 
 LAB_NAME = "benchprobe"

@@ -18,23 +18,14 @@ import click
 import psycopg
 from rich.markup import escape
 
-from pglab import backup as backups_module
-from pglab import (
-    box,
-    drill,
-    operations,
-    providers,
-    restore_drill,
-    restore_target,
-    secrets,
-    stacks,
-    topology,
-    ui,
-    workloads,
-)
-from pglab import restore as restoring
-from pglab.crowd import CrowdSpec
+from pglab import operations, providers, secrets, stacks, topology, ui
+from pglab.backups import backup as backups_module
+from pglab.backups import restore as restoring
+from pglab.backups import restore_target
+from pglab.drills import frame, restore_drill, workloads
+from pglab.drills.crowd import CrowdSpec
 from pglab.lab import InputError, Lab, PglabError, Step
+from pglab.vm import box
 
 
 class Seconds(click.ParamType):
@@ -448,7 +439,7 @@ def restart(topology_file: Path, rolling: bool, timeout: float, as_json: bool) -
 
 @main.command("drill")
 @file_option
-@click.argument("kind", type=click.Choice(drill.KINDS))
+@click.argument("kind", type=click.Choice(frame.KINDS))
 @click.option("--count", default=1, show_default=True, type=click.IntRange(1, 100),
               help="Drills to run, one after another.")
 @click.option("--node", metavar="NODE", help="The node a crash, hang or partition hits (default: the leader).")
@@ -483,21 +474,21 @@ def drill_command(topology_file: Path, kind: str, count: int, node: str | None, 
     and one PNG timeline per drill go to --out. Exits 1 on any anomaly, or if the cluster did not
     recover.
     """
-    from pglab import timeline
+    from pglab.drills import timeline
 
     lab = Lab.from_file(topology_file)
-    drill.check_kind(lab, kind, node)
+    frame.check_kind(lab, kind, node)
     if kind == "restore":
         restore_drill.check_options(workload, clients, readers, load_tps, node)
     out = out_dir or lab.layout.drills
     results = []
     for number in range(1, count + 1):
         with ui.Progress(f"drill {kind} {number}/{count}") as progress:
-            result = drill.run(lab, kind, number, node, timeout, on_event=progress,
+            result = frame.run(lab, kind, number, node, timeout, on_event=progress,
                                log=lambda text: ui.err_console.print(text, highlight=False), workload=workload,
                                spec=CrowdSpec(clients, readers, load_tps))
-        drill.write_json_line(result, out)
-        png = timeline.write_png(result, out / drill.png_name(result))
+        frame.write_json_line(result, out)
+        png = timeline.write_png(result, out / frame.png_name(result))
         results.append(result)
         t = result.tally
         ui.err_console.print(
@@ -506,7 +497,7 @@ def drill_command(topology_file: Path, kind: str, count: int, node: str | None, 
             f"{len(t.failed_committed)} failed but committed; {png}"
             + (f"\n  problem: {result.problem}" if result.problem else "")
             + "".join(f"\n  anomaly ({a.check}): {a.what}" for a in result.anomalies[:10]), highlight=False)
-    rows = drill.summary(results)
+    rows = frame.summary(results)
     if as_json:
         ui.print_json({"out": str(out), "summary": rows, "drills": [r.as_json() for r in results]})
     else:
@@ -527,7 +518,7 @@ def report_command(topology_file: Path, drills_dir: Path | None, output: Path | 
     """Write one self-contained HTML page (plots inline, no network) from the lab's drills and its
     last `pglab verify` run: a summary per drill kind and setting, the checks and any anomaly with
     its evidence, the timelines, the verify results."""
-    from pglab import report
+    from pglab.drills import report
 
     lab = Lab.from_file(topology_file)
     out = output or lab.dir / "report.html"
@@ -550,9 +541,9 @@ def certs_group(ctx: click.Context, topology_file: Path, as_json: bool) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from pglab import certs_report
+    from pglab.tls import report
 
-    rows = certs_report.rows(Lab.from_file(topology_file))
+    rows = report.rows(Lab.from_file(topology_file))
     if as_json:
         ui.print_json(rows)
     else:
@@ -570,7 +561,7 @@ def certs_group(ctx: click.Context, topology_file: Path, as_json: bool) -> None:
 def certs_rotate(topology_file: Path, new_ca: bool, timeout: float, as_json: bool) -> None:
     """Issue new certificates and make every service use them without a cluster restart
     (PostgreSQL, Patroni and HAProxy reload; etcd reads them for each new connection)."""
-    from pglab import rotation
+    from pglab.tls import rotation
 
     _run_operation("certs rotate", rotation.rotate, as_json, Lab.from_file(topology_file), new_ca, timeout)
 
@@ -637,7 +628,7 @@ def verify(topology_file: Path, junit_xml: Path | None, keyword: str | None, kee
     a configuration change needing a restart, final health. Checks 4-7 change the lab
     (leader, max_connections) and put it back; exit code 0 only when every selected check passes.
     """
-    from pglab import verify as verification  # pytest: imported by the command that needs it
+    from pglab import verify as verification
 
     if as_json:
         with contextlib.redirect_stdout(sys.stderr):  # pytest's own output must not spoil the JSON

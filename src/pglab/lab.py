@@ -16,13 +16,14 @@ from typing import Any
 
 import yaml
 
-from pglab import ansible, certs, paths, prerequisites, render, sql, stacks, topology, waiting
+from pglab import ansible, paths, prerequisites, render, sql, stacks, topology, waiting
+from pglab.components.haproxy import Backend, stats_url
 from pglab.errors import InputError, PglabError
-from pglab.haproxy import Backend, stats_url
 from pglab.providers import Prerequisite, Provider, get_provider
 from pglab.secrets import SUPERUSER
 from pglab.stacks import Stack, StackSite, stack_class
 from pglab.stacks.base import Health, uri_query
+from pglab.tls import certs
 from pglab.topology import Node, Topology
 
 

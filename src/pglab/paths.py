@@ -81,7 +81,7 @@ class LabLayout:
     ansible: Path  # ansible-runner's private data directory: artifacts of the last runs
     drills: Path  # `pglab drill`'s JSON lines and timelines (unless --out)
     last_verify: Path  # the last `pglab verify` run, as its --json, for `pglab report`
-    tls: Path  # the lab's CA and certificates (pglab.certs), keys 0600
+    tls: Path  # the lab's CA and certificates (pglab.tls.certs), keys 0600
     restore_plan: Path  # a restore that stopped the cluster and has not ended: run again, it goes on
 
     @classmethod

@@ -12,7 +12,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pglab import backup_role, paths, stacks
+from pglab import paths, stacks
+from pglab.components import pgbackrest
 from pglab.providers.base import Prerequisite
 from pglab.topology import Topology
 
@@ -37,8 +38,8 @@ def on_this_machine(topology: Topology) -> list[Prerequisite]:
                      (bin_dir / "postgres").exists()),
         *stacks.spec(topology.stack).prerequisites(topology),
     ]
-    if backup_role.enabled(topology):
-        needed.append(Prerequisite("pgbackrest", "pgbackrest", has_binary("pgbackrest", backup_role.BINARY)))
+    if pgbackrest.enabled(topology):
+        needed.append(Prerequisite("pgbackrest", "pgbackrest", has_binary("pgbackrest", pgbackrest.BINARY)))
     if paths.is_root():
         needed.append(Prerequisite("user postgres", "postgresql-common", _user_exists("postgres")))
         # `stop --partition` and `drill partition` cut a node off with nftables (root only).
@@ -49,7 +50,7 @@ def on_this_machine(topology: Topology) -> list[Prerequisite]:
 def prepare_roles(topology: Topology) -> list[str]:
     """The roles whose package tasks playbooks/prepare.yml runs on this machine."""
     roles = ["postgresql", *stacks.spec(topology.stack).package_roles(topology),
-             *([backup_role.ROLE] if backup_role.enabled(topology) else [])]
+             *([pgbackrest.ROLE] if pgbackrest.enabled(topology) else [])]
     if paths.is_root():
         roles.append("pglab")  # nftables, for network partitions
     return roles

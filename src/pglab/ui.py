@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pglab.ansible import PlaybookEvent
-from pglab.haproxy import Backend
+from pglab.components.haproxy import Backend
 from pglab.lab import LabStatus, Step, Waiting
 from pglab.stacks.base import Member
 
@@ -174,7 +174,7 @@ def print_status(status: LabStatus) -> None:
 
 
 def certs_table(rows: list[dict[str, Any]]) -> Table:
-    """`pglab certs` (:func:`pglab.certs_report.rows`): one row per certificate."""
+    """`pglab certs` (:func:`pglab.tls.report.rows`): one row per certificate."""
     table = Table(title="pglab certs", title_justify="left")
     for column in ("Node", "Services", "Common name", "Names (SANs)", "Not after", "Days left", "Served"):
         table.add_column(column, justify="right" if column == "Days left" else "left")
@@ -187,7 +187,7 @@ def certs_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def drill_table(rows: list[dict[str, Any]]) -> Table:
-    """`pglab drill`'s summary (:func:`pglab.drill.summary`): one row per kind of drill."""
+    """`pglab drill`'s summary (:func:`pglab.drills.frame.summary`): one row per kind of drill."""
     table = Table(title="pglab drill", title_justify="left")
     table.add_column("Drill", no_wrap=True)
     table.add_column("Setting")

@@ -1,7 +1,7 @@
 """The whole VM path, end to end: the offline box, `pglab up` on VMs, `pglab verify` (switchover
 and failover included), a second `up` that changes nothing, `pglab destroy` leaving nothing.
 
-Everything that talks to the VMs runs in the namespace of a :class:`pglab.vmhost.VmHost`; the
+Everything that talks to the VMs runs in the namespace of a :class:`pglab.vm.host.VmHost`; the
 summary line (``vm-e2e: ...``) is printed and written to ``$PGLAB_E2E_SUMMARY`` for the caller.
 """
 
@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from pglab import box, libvirt, topology, waiting
-from pglab.vmhost import MANAGEMENT_SUBNET, VmHost
+from pglab import topology, waiting
+from pglab.vm import box, libvirt
+from pglab.vm.host import MANAGEMENT_SUBNET, VmHost
 
 LAB = "vme2e"
 SUBNET = "192.168.11.0/24"

@@ -7,17 +7,18 @@ import json
 import subprocess
 import sys
 
-from pglab import certs, drill, tls_endpoints
+from pglab.drills import frame
 from pglab.lab import Lab
+from pglab.tls import certs, endpoints
 
 
 def test_certs_rotate_under_load_loses_nothing_and_nodes_serve_the_new_certificates(lab: Lab) -> None:
-    before = {e.what: c.serial_number for e, c in tls_endpoints.served(lab) if not isinstance(c, Exception)}
-    result = drill.run(lab, "certs", timeout=120)
+    before = {e.what: c.serial_number for e, c in endpoints.served(lab) if not isinstance(c, Exception)}
+    result = frame.run(lab, "certs", timeout=120)
     assert result.ok, result.problem
     assert result.tally.lost == []
-    assert tls_endpoints.stale(lab) == []
-    after = {e.what: c.serial_number for e, c in tls_endpoints.served(lab) if not isinstance(c, Exception)}
+    assert endpoints.stale(lab) == []
+    after = {e.what: c.serial_number for e, c in endpoints.served(lab) if not isinstance(c, Exception)}
     assert after.keys() == before.keys() and all(after[k] != before[k] for k in before)
     out = subprocess.run([sys.executable, "-m", "pglab.cli", "certs", "--json", "-f", str(lab.topology_file)],
                          check=True, capture_output=True, text=True).stdout

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from pglab import operations
 from pglab.checks import drop_rows
+from pglab.drills.report import build as build_report
 from pglab.lab import Lab
 from pglab.providers.local import program_name
-from pglab.report import build as build_report
 from pglab.verify import run_verify
 
 CHECKS = ["services", "tls", "replication", "routing", "switchover", "manual failover", "node loss", "config change",

@@ -1,4 +1,4 @@
-"""pglab.backup without a cluster: pgBackRest's info JSON read into backups, and a lab without
+"""pglab.backups.backup without a cluster: pgBackRest's info JSON read into backups, and a lab without
 backups refused with the fix. (A real lab's backups are checked by the integration tests.)"""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pglab import backup
+from pglab.backups import backup
 from pglab.lab import Lab
 from tests.conftest import write_topology
 

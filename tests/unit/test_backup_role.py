@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pglab import backup_role, box, paths, render
+from pglab import paths, render
+from pglab.components import pgbackrest
 from pglab.lab import Lab
 from pglab.providers.vagrant import VagrantProvider
 from pglab.topology import TopologyError, default_yaml, parse
+from pglab.vm import box
 from tests.conftest import write_topology
 
 
@@ -29,18 +31,18 @@ def test_init_writes_backups_on_with_the_repository_on_the_dcs_node() -> None:
     topo = parse(default_yaml())
     assert topo.backup.enabled and topo.backup.tool == "pgbackrest"
     assert [n.name for n in topo.with_role("backup")] == ["dcs"]
-    assert backup_role.enabled(topo)
+    assert pgbackrest.enabled(topo)
 
 
 def test_a_lab_without_the_section_has_no_backups() -> None:
     text = default_yaml().split("backup:")[0] + "nodes:" + default_yaml().split("\nnodes:")[1]
     topo = parse(text)
-    assert not topo.backup.enabled and not backup_role.enabled(topo)
+    assert not topo.backup.enabled and not pgbackrest.enabled(topo)
 
 
 def test_enabled_false_turns_backups_off() -> None:
     topo = parse(default_yaml().replace("  enabled: true", "  enabled: false"))
-    assert not backup_role.enabled(topo)
+    assert not pgbackrest.enabled(topo)
     assert render.lab_variables(topo, VagrantProvider(topo, Path("/nonexistent")))["pgbackrest_enabled"] is False
 
 
@@ -57,7 +59,7 @@ def test_bad_repository_placement_is_refused_naming_the_fix(node: str, roles: st
 
 def test_init_writes_backups_on_for_pg_auto_failover_with_the_repository_on_the_monitor() -> None:
     topo = parse(default_yaml(stack="pg_auto_failover"))
-    assert backup_role.enabled(topo)
+    assert pgbackrest.enabled(topo)
     assert [n.name for n in topo.with_role("backup")] == ["monitor"]
     provider = VagrantProvider(parse(default_yaml(stack="pg_auto_failover", provider="vagrant")), Path("/nonexistent"))
     assert provider._units(topo.node("monitor")) == ["pgautofailover", "pgbackrest"]

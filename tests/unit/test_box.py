@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pglab import box
+from pglab.vm import box
 
 ROLES = Path(__file__).resolve().parents[2] / "roles"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pglab import certs
 from pglab.lab import Lab
+from pglab.tls import certs
 from tests.conftest import loopback_address, write_topology
 
 

@@ -3,8 +3,8 @@ it (a lost append, a changed total, two primaries at once) are reported with the
 
 from __future__ import annotations
 
-from pglab import checkers, figures, freshness
-from pglab.probe import Attempt, Server
+from pglab.drills import figures, freshness, invariants
+from pglab.drills.probe import Attempt, Server
 
 OLD = Server("127.0.61.120", 5432, "7000", 1)
 NEW = Server("127.0.61.121", 5432, "7000", 2)
@@ -18,45 +18,45 @@ def _ack(id_: int, started: float, ended: float, server: Server = OLD, detail: o
 # Lost writes -----------------------------------------------------------------------------------
 def test_lost_writes_are_reported_per_server_that_acknowledged_them() -> None:
     history = [_ack(1, 0, 0.1), _ack(2, 0.2, 0.3), _ack(3, 5, 5.1, NEW), Attempt(4, 1, 2, False, "timeout")]
-    assert checkers.lost(history, {1, 2, 3}) == []
-    [anomaly] = checkers.lost(history, {1, 3, 4})
+    assert invariants.lost(history, {1, 2, 3}) == []
+    [anomaly] = invariants.lost(history, {1, 3, 4})
     assert anomaly.check == "lost" and anomaly.evidence["ids"] == [2]
     assert anomaly.evidence["server"]["address"] == "127.0.61.120" and anomaly.evidence["count"] == 1
-    assert checkers.discarded(history, {1, 3}, NEW) == {str(OLD): 1}
-    assert checkers.counts([anomaly], ("lost", "split_brain")) == {"lost": 1, "split_brain": 0}
+    assert invariants.discarded(history, {1, 3}, NEW) == {str(OLD): 1}
+    assert invariants.counts([anomaly], ("lost", "split_brain")) == {"lost": 1, "split_brain": 0}
 
 
 # Two primaries -----------------------------------------------------------------------------------
 def test_a_clean_failover_has_no_split_brain() -> None:
     # the old primary's last write returned before the new one's first began
     history = [_ack(1, 0, 0.1), _ack(2, 0.1, 0.2), _ack(3, 20, 20.1, NEW), _ack(4, 20.1, 20.2, NEW)]
-    assert checkers.split_brain(history) == []
+    assert invariants.split_brain(history) == []
     # in flight across the new primary's first write: not evidence (it may have committed before)
-    assert checkers.split_brain([_ack(1, 19.9, 20.5), _ack(3, 20, 20.1, NEW)]) == []
+    assert invariants.split_brain([_ack(1, 19.9, 20.5), _ack(3, 20, 20.1, NEW)]) == []
 
 
 def test_two_servers_acknowledging_after_the_new_primarys_first_write_are_reported() -> None:
     history = [_ack(1, 0, 0.1), _ack(3, 20, 20.1, NEW), _ack(-5, 21, 21.05, OLD, client=-1),
                _ack(-6, 22, 22.05, OLD, client=-1), _ack(4, 22, 22.1, NEW)]
-    [anomaly] = checkers.split_brain(history)
+    [anomaly] = invariants.split_brain(history)
     assert anomaly.check == "split_brain" and anomaly.evidence["ids"] == [-5, -6]
     assert anomaly.evidence["older"]["timeline"] == 1 and anomaly.evidence["newer"]["timeline"] == 2
     assert anomaly.evidence["newer_first_id"] == 3
-    assert round(checkers.overlap_seconds(history), 2) == 1.95
+    assert round(invariants.overlap_seconds(history), 2) == 1.95
 
 
 def test_two_servers_on_the_same_timeline_are_two_primaries_too() -> None:
     fork = Server("127.0.61.122", 5432, "7000", 2)
     history = [_ack(1, 0, 0.1, NEW), _ack(2, 1, 1.1, fork), _ack(3, 2, 2.1, NEW)]
-    assert [a.check for a in checkers.split_brain(history)] == ["split_brain"]
+    assert [a.check for a in invariants.split_brain(history)] == ["split_brain"]
 
 
 # The bank ----------------------------------------------------------------------------------------
 def test_every_read_must_see_the_fixed_total() -> None:
     reads = [Attempt(-1, 0, 0.01, True, detail=(4000, 4), server=NEW), Attempt(-2, 1, 1.01, False, "refused")]
-    assert checkers.bank_totals(reads, 4000, 4, "read") == []
+    assert invariants.bank_totals(reads, 4000, 4, "read") == []
     reads.append(Attempt(-3, 2, 2.01, True, detail=(3990, 4), server=NEW))
-    [anomaly] = checkers.bank_totals(reads, 4000, 4, "read")
+    [anomaly] = invariants.bank_totals(reads, 4000, 4, "read")
     assert anomaly.check == "bank_total" and anomaly.evidence["reads"][0]["sum"] == 3990
     assert anomaly.evidence["endpoint"] == "read"
 
@@ -64,14 +64,14 @@ def test_every_read_must_see_the_fixed_total() -> None:
 def test_the_final_audit_and_the_ledger_catch_a_changed_total_and_a_half_applied_transfer() -> None:
     transfers = [(1, 1, 2, 10), (2, 2, 3, 5)]
     balances = {1: 990, 2: 1005, 3: 1005, 4: 1000}
-    assert checkers.bank_audit(balances, 4000, 4) == []
-    assert checkers.bank_ledger(1000, balances, transfers) == []
+    assert invariants.bank_audit(balances, 4000, 4) == []
+    assert invariants.bank_ledger(1000, balances, transfers) == []
     half = {**balances, 3: 1000}  # transfer 2 took money from account 2 and never paid account 3
-    assert [a.check for a in checkers.bank_audit(half, 4000, 4)] == ["bank_total"]
-    [ledger] = checkers.bank_ledger(1000, half, transfers)
+    assert [a.check for a in invariants.bank_audit(half, 4000, 4)] == ["bank_total"]
+    [ledger] = invariants.bank_ledger(1000, half, transfers)
     assert ledger.evidence["accounts"] == {3: {"balance": 1000, "expected": 1005}}
     # applied without its log row: the total holds, the ledger does not
-    assert checkers.bank_ledger(1000, balances, transfers[:1])[0].evidence["count"] == 2
+    assert invariants.bank_ledger(1000, balances, transfers[:1])[0].evidence["count"] == 2
 
 
 # Append-only lists -------------------------------------------------------------------------------
@@ -79,20 +79,20 @@ def test_appends_in_acknowledged_order_pass() -> None:
     history = [_ack(1, 0, 0.1, detail=0), _ack(2, 0.05, 0.2, detail=0), _ack(3, 0.3, 0.4, detail=0),
                _ack(4, 0.3, 0.4, detail=1)]
     rows = [(10, 0, 2), (11, 0, 1), (12, 1, 4), (13, 0, 3)]  # 1 and 2 were concurrent: either order
-    assert checkers.append_order(history, rows) == []
-    assert checkers.append_duplicates(rows) == []
-    assert checkers.lost(history, {r[2] for r in rows}) == []
+    assert invariants.append_order(history, rows) == []
+    assert invariants.append_duplicates(rows) == []
+    assert invariants.lost(history, {r[2] for r in rows}) == []
 
 
 def test_a_lost_a_doubled_and_an_out_of_order_append_are_reported() -> None:
     history = [_ack(1, 0, 0.1, detail=0), _ack(2, 0.2, 0.3, detail=0), _ack(3, 0.4, 0.5, detail=0),
                _ack(5, 0.4, 0.5, detail=1)]
     rows = [(10, 0, 2), (11, 0, 1), (12, 0, 1), (13, 0, 3)]  # 1 after 2 though acknowledged first, and twice; 5 lost
-    [order] = checkers.append_order(history, rows)
+    [order] = invariants.append_order(history, rows)
     assert order.check == "append_order" and order.evidence["pairs"][0]["later"] == 2
-    [double] = checkers.append_duplicates(rows)
+    [double] = invariants.append_duplicates(rows)
     assert double.evidence["positions"] == {1: [11, 12]}
-    [lost] = checkers.lost(history, {r[2] for r in rows})
+    [lost] = invariants.lost(history, {r[2] for r in rows})
     assert lost.evidence["ids"] == [5]
 
 

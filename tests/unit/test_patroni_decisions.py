@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pglab import haproxy
+from pglab.components import haproxy
 from pglab.operations import lowers_hot_standby_setting, restart_pass
 from pglab.stacks import patroni
 from pglab.stacks.base import Health, Member, leader_of

@@ -13,13 +13,15 @@ import jinja2
 import pytest
 from click.testing import CliRunner
 
-from pglab import paths, restore_drill, restore_target, stacks
+from pglab import paths, stacks
+from pglab.backups import restore_target
+from pglab.backups.restore_target import Target
 from pglab.cli import main
-from pglab.drill import DrillResult
+from pglab.drills import restore_drill
+from pglab.drills.frame import DrillResult
+from pglab.drills.probe import Attempt, tally
 from pglab.errors import InputError
 from pglab.lab import Lab
-from pglab.probe import Attempt, tally
-from pglab.restore_target import Target
 from pglab.stacks.base import StackSpec
 from tests.conftest import write_topology
 
@@ -200,7 +202,7 @@ def test_an_interrupted_restore_saves_what_it_needs_to_go_on() -> None:
     """After the first stop no primary can archive or tell the time: the plan saved then (with the
     phases that must not run twice) is what `pglab restore` run again goes on with, aimed at the
     target it is given now."""
-    from pglab.restore import Plan
+    from pglab.backups.restore import Plan
 
     first = Plan(Target(NOW - datetime.timedelta(minutes=5)), EARLIEST, NOW, "pg2", ["pg1", "pg3"], 4, ["x"])
     again = Plan.resuming(first.to_json(["stop", "forget"]), Target(), [])

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pglab import box
 from pglab.errors import PglabError
 from pglab.providers.vagrant import VagrantError, VagrantProvider
 from pglab.render import vagrantfile
 from pglab.topology import Topology, default_yaml, parse
+from pglab.vm import box
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pglab import box, topology
+from pglab import topology
+from pglab.vm import box
 from tests.e2e.test_vm_lab import topology_text
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pglab import vmhost
-from pglab.vmhost import MANAGEMENT_SUBNET, VmHost
+from pglab.vm import host as vmhost
+from pglab.vm.host import MANAGEMENT_SUBNET, VmHost
 
 
 def test_setup_makes_the_namespace_routes_the_subnets_away_and_starts_the_daemons_inside(tmp_path: Path) -> None:

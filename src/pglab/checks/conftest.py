@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pglab import backup_role, stacks
+from pglab import stacks
+from pglab.components import pgbackrest
 from pglab.lab import Lab
 
 # One fixture per node role of the registered stacks: ``dcs_node``, ``postgres_node`` ...
@@ -63,7 +64,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     serves only that stack; the others serve every stack. A module with ``TLS = True`` serves only
     labs with ``tls: true``, one with ``BACKUPS = True`` only labs with backups."""
     topology = _lab_from_config(config).topology
-    with_backups = backup_role.enabled(topology)
+    with_backups = pgbackrest.enabled(topology)
     own = stacks.spec(topology.stack).checks
     claimed = {check for spec in stacks.specs() for check in spec.checks}
     keep = [i for i in items if (i.path.stem in own or i.path.stem not in claimed)

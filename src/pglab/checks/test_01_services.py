@@ -8,9 +8,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
-from pglab import certs, sql
+from pglab import sql
 from pglab.checks import dcs_health_url, listens, service_state
 from pglab.lab import Lab
+from pglab.tls import certs
 
 
 def _get_json(lab: Lab, url: str) -> object:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import psycopg
 
-from pglab import certs, sql, tls_endpoints
+from pglab import sql
 from pglab.checks import infra, leader, node_endpoint, node_variable
 from pglab.lab import Lab
+from pglab.tls import certs, endpoints
 
 TLS = True  # only for labs with tls: true
 
@@ -59,7 +60,7 @@ def test_walsenders_use_tls(lab: Lab, password: str) -> None:
 
 def test_served_certificates_chain_to_the_lab_ca_and_last(lab: Lab) -> None:
     problems = []
-    for endpoint, cert in tls_endpoints.served(lab):
+    for endpoint, cert in endpoints.served(lab):
         what = endpoint.what
         if isinstance(cert, Exception):
             problems.append(f"{what}: no certificate ({sql.first_line(cert)})")

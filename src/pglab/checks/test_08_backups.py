@@ -11,7 +11,8 @@ import shlex
 import time
 from typing import Any
 
-from pglab import backup, backup_probe, sql, waiting
+from pglab import sql, waiting
+from pglab.backups import backup, scratch_restore
 from pglab.checks import DATABASE
 from pglab.errors import PglabError
 from pglab.lab import Lab
@@ -59,7 +60,7 @@ def _push_errors(lab: Lab) -> str:
     node = lab.node(leader)
     try:
         command = [line.strip() for line in lab.provider.logs(node, None, 400).splitlines() if "ERROR: [" in line]
-        log_dir = backup_probe.node_settings(lab, node)["log-path"]
+        log_dir = scratch_restore.node_settings(lab, node)["log-path"]
         log = f"{log_dir}/{lab.topology.postgres.scope}-archive-push-async.log"
         grep = f"grep -A2 ERROR {shlex.quote(log)} | tail -n 6"
         tail = lab.provider.run_as_service_user(node, ["sh", "-c", grep], timeout=60)
@@ -80,7 +81,7 @@ def test_no_archive_failures(lab: Lab, password: str) -> None:
 
 
 def test_pgbackrest_check_passes(lab: Lab) -> None:
-    backup.pgbackrest(lab, "check")
+    backup.command(lab, "check")
 
 
 def test_a_full_backup_exists(lab: Lab) -> None:
@@ -97,7 +98,7 @@ def test_the_latest_backup_restores_and_holds_a_marker_written_before_it(lab: La
     _primary(lab, password, f"INSERT INTO {MARKER_TABLE} VALUES (%s) RETURNING marker", (marker,), dbname=DATABASE)
     # An incremental backup: the latest one, and quick; it needs the full one before it.
     backup.take_backup(lab, "incr")
-    probe = backup_probe.restore_latest(lab, f"SELECT count(*) FROM {MARKER_TABLE} WHERE marker = '{marker}'",
+    probe = scratch_restore.restore_latest(lab, f"SELECT count(*) FROM {MARKER_TABLE} WHERE marker = '{marker}'",
                                         dbname=DATABASE)
     assert probe.answer == "1", (
         f"the copy restored from the latest backup does not hold the marker row written before it "

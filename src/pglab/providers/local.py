@@ -27,7 +27,8 @@ from typing import Any
 import jinja2
 from supervisor.xmlrpc import SupervisorTransport
 
-from pglab import backup_role, paths, stacks
+from pglab import paths, stacks
+from pglab.components import pgbackrest
 from pglab.errors import PglabError
 from pglab.providers import nft
 from pglab.providers.base import Provider
@@ -142,7 +143,7 @@ class LocalProvider(Provider):
                     if _listening(self.address(node), port):
                         busy.append(f"{self.address(node)}:{port} ({node.name}, {role})")
             backup_port = self.topology.ports.pgbackrest
-            if backup_role.services(self.topology, node) and _listening(self.address(node), backup_port):
+            if pgbackrest.services(self.topology, node) and _listening(self.address(node), backup_port):
                 busy.append(f"{self.address(node)}:{backup_port} ({node.name}, pgbackrest)")
         return busy
 

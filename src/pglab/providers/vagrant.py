@@ -16,10 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pglab import backup_role, libvirt, stacks
+from pglab import stacks
+from pglab.components import pgbackrest
 from pglab.errors import PglabError
 from pglab.providers.base import Prerequisite, Provider
 from pglab.topology import Node
+from pglab.vm import libvirt
 
 # python-vagrant warns on import when vagrant is missing; `pglab` reports that itself, in its words.
 logging.getLogger("vagrant").addHandler(logging.NullHandler())
@@ -312,7 +314,7 @@ class VagrantProvider(Provider):
         """The systemd units the node's roles run, in role order."""
         spec = stacks.spec(self.topology.stack)
         return [*(spec.service(role, self.topology) for role in node.roles),
-                *backup_role.services(self.topology, node)]
+                *pgbackrest.services(self.topology, node)]
 
     def _has_libvirt(self) -> bool:
         if not shutil.which("vagrant"):

@@ -11,8 +11,8 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
+from pglab.components.haproxy import Backend
 from pglab.errors import PglabError
-from pglab.haproxy import Backend
 from pglab.providers.base import Prerequisite
 from pglab.secrets import Account
 from pglab.topology import Node, Ports, Topology
@@ -309,7 +309,7 @@ class StackSpec(ABC):
 
     def restore_steps(self, topology: Topology, node_roots: Mapping[str, str], on_this_machine: bool,
                       leader: str) -> RestoreSteps | None:
-        """What the stack runs around `pglab restore` (:mod:`pglab.restore`) on its data nodes
+        """What the stack runs around `pglab restore` (:mod:`pglab.backups.restore`) on its data nodes
         (``node_roots``: name -> the node's root) when ``leader`` is the one restored; None: the
         stack cannot restore a cluster in place (`pglab restore` refuses)."""
         return None

@@ -21,7 +21,8 @@ from typing import Annotated, Any, ClassVar
 import yaml
 from pydantic import Field, model_validator
 
-from pglab import backup_role, certs, haproxy, paths, prerequisites
+from pglab import paths, prerequisites
+from pglab.components import haproxy, pgbackrest
 from pglab.providers.base import Prerequisite
 from pglab.secrets import HAPROXY_STATS, RESTAPI
 from pglab.stacks.base import (
@@ -36,6 +37,7 @@ from pglab.stacks.base import (
     StackSpec,
     TlsService,
 )
+from pglab.tls import certs
 from pglab.topology import BACKUP_ROLE, FieldProblem, Node, Ports, Strict, Topology
 
 # Where rendering finds the role's own defaults (Patroni's venv, its pip packages): their one owner.
@@ -385,12 +387,12 @@ class PatroniSpec(StackSpec):
     def service(self, role: str, topology: Topology) -> str:
         # The DCS's service is named after it: etcd or consul.
         return {"dcs": topology.dcs, "postgres": "patroni", "haproxy": "haproxy",
-                BACKUP_ROLE: backup_role.SERVICE}[role]
+                BACKUP_ROLE: pgbackrest.SERVICE}[role]
 
     def role_ports(self, ports: Ports) -> dict[str, list[int]]:
         return {"dcs": [ports.etcd, ports.etcd_peer], "postgres": [ports.postgres, ports.patroni],
                 "haproxy": [ports.haproxy_primary, ports.haproxy_replicas, ports.haproxy_stats],
-                **backup_role.role_ports(ports)}
+                **pgbackrest.role_ports(ports)}
 
     def check(self, topology: Topology) -> None:
         if not topology.with_role("dcs"):

@@ -19,7 +19,8 @@ from psycopg import sql as q
 from psycopg.rows import class_row, dict_row
 from pydantic import Field
 
-from pglab import backup_role, paths, prerequisites, sql
+from pglab import paths, prerequisites, sql
+from pglab.components import pgbackrest
 from pglab.providers.base import Prerequisite
 from pglab.secrets import PGAF_MONITOR, SUPERUSER
 from pglab.stacks.base import (
@@ -528,10 +529,10 @@ class PgAutoFailoverSpec(StackSpec):
 
     def service(self, role: str, topology: Topology) -> str:
         # `pg_autoctl run` runs the monitor and each data node's keeper alike.
-        return {"postgres": "pgautofailover", "monitor": "pgautofailover", BACKUP_ROLE: backup_role.SERVICE}[role]
+        return {"postgres": "pgautofailover", "monitor": "pgautofailover", BACKUP_ROLE: pgbackrest.SERVICE}[role]
 
     def role_ports(self, ports: Ports) -> dict[str, list[int]]:
-        return {"postgres": [ports.postgres], "monitor": [ports.monitor], **backup_role.role_ports(ports)}
+        return {"postgres": [ports.postgres], "monitor": [ports.monitor], **pgbackrest.role_ports(ports)}
 
     def tls_services(self, topology: Topology) -> list[TlsService]:
         """Every data node's PostgreSQL and the monitor's."""

@@ -6,7 +6,7 @@ and B of the probe are picked while it writes on, and the target is B's server t
 microsecond: A committed before B's transaction began (the probe waited for A's answer), so A's
 commit is at or before the target and B's commit after it, whatever the client's clock says. The
 probe writes a little longer, stops, and the cluster is restored to the target
-(:func:`pglab.restore.restore`); then every write acknowledged up to A must be there (``lost``
+(:func:`pglab.backups.restore.restore`); then every write acknowledged up to A must be there (``lost``
 counts those missing) and no write from B on (``extra`` counts those present), and the probe
 writes again until writes have succeeded for a while.
 """
@@ -19,11 +19,12 @@ from dataclasses import dataclass
 
 import psycopg
 
-from pglab import probe, restore
-from pglab.drill import HOLD, WARMUP, DrillResult, Marker
+from pglab.backups import restore
+from pglab.backups.restore_target import Target, stamp
+from pglab.drills import probe
+from pglab.drills.frame import HOLD, WARMUP, DrillResult, Marker
 from pglab.errors import InputError, PglabError
 from pglab.lab import EventSink, Lab, ignore_event
-from pglab.restore_target import Target, stamp
 from pglab.stacks.base import StackError
 
 AFTER = 1.0  # seconds of writes after the target, which the restore must discard

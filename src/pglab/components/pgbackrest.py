@@ -3,7 +3,7 @@
 What the rest of pglab needs to know of it, in one place: the roles' variables from the
 topology's ``backup:`` section, the service it adds to nodes (pgBackRest's TLS server, on the
 repository node and on every data node, which the repository reaches the same way), its port and
-its package. Certificates come from the lab's CA (:mod:`pglab.certs`).
+its package. Certificates come from the lab's CA (:mod:`pglab.tls.certs`).
 """
 
 from __future__ import annotations

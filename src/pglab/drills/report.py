@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pglab.drill import setting, summary_of_lines, timeline_name
+from pglab.drills.frame import setting, summary_of_lines, timeline_name
 from pglab.errors import PglabError
 
 STYLE = """

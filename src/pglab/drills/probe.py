@@ -2,7 +2,7 @@
 
 A :class:`WriteProbe` thread runs one operation per attempt through one endpoint (HAProxy's
 primary port), every ``interval`` seconds: by default it inserts one row into ``pglab_probe(id
-bigint primary key)`` in autocommit mode; a workload (:mod:`pglab.workloads`) may give it another
+bigint primary key)`` in autocommit mode; a workload (:mod:`pglab.drills.workloads`) may give it another
 operation (a bank transfer, an append). Every attempt takes a new id; an id is *acknowledged* when
 its operation returned without error within the client timeout, and the attempt records which
 server took it (:class:`Server`: address, system identifier, timeline). A failed or timed-out
@@ -324,7 +324,7 @@ def tally(attempts: list[Attempt], present: set[int], since: float) -> Tally:
 
 
 # A probe beside a node ------------------------------------------------------------------------
-# `python -m pglab.probe` writes like a client standing on the same machine as a node (the
+# `python -m pglab.drills.probe` writes like a client standing on the same machine as a node (the
 # provider starts it there, e.g. in the node's cgroup): ids count down from -1 so they never clash
 # with the endpoint probe's, connection settings come in PGLAB_PROBE (JSON: they hold a password),
 # and on SIGTERM it prints its attempts, wall-clock times, as one JSON list.

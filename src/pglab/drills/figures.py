@@ -7,7 +7,7 @@ import itertools
 from collections import defaultdict
 from typing import Any
 
-from pglab.probe import Attempt
+from pglab.drills.probe import Attempt
 
 
 def longest_gap(attempts: list[Attempt], since: float) -> float:

@@ -1,7 +1,7 @@
 """The drill's checkers: rules a history of client operations must keep, and the evidence when it
 does not.
 
-Every function here is pure: it takes the attempts the clients recorded (:class:`pglab.probe.Attempt`,
+Every function here is pure: it takes the attempts the clients recorded (:class:`pglab.drills.probe.Attempt`,
 times on one clock) and what was read back from the new primary, and returns :class:`Anomaly`
 records. Nothing talks to a server, so unit tests prove each rule can fail by feeding it a history
 that breaks it (a lost append, a changed total, two primaries at once).
@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pglab.probe import Attempt, Server
+from pglab.drills.probe import Attempt, Server
 
 EVIDENCE = 20  # items of evidence kept per anomaly: enough to look up, short enough for a JSON line
 

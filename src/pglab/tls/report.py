@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pglab import certs, tls_endpoints
 from pglab.errors import PglabError
 from pglab.lab import Lab
+from pglab.tls import certs, endpoints
 
 
 def rows(lab: Lab) -> list[dict[str, Any]]:
@@ -21,7 +21,7 @@ def rows(lab: Lab) -> list[dict[str, Any]]:
     if not inventory:
         raise PglabError(f"lab {lab.topology.name} has no certificates yet ({lab.layout.tls}); run `pglab up`")
     serving: dict[str, list[tuple[str, str]]] = {}  # node -> [(service, what it serves)]
-    for endpoint, cert in tls_endpoints.served(lab):
+    for endpoint, cert in endpoints.served(lab):
         serving.setdefault(endpoint.node, []).append((endpoint.service, _served_text(cert)))
     current = lab.certificates().current_ca()
     out = []

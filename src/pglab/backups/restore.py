@@ -45,10 +45,12 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql as q
 
-from pglab import backup, backup_role, paths, sql, stacks, waiting
+from pglab import paths, sql, stacks, waiting
+from pglab.backups import backup
+from pglab.backups.restore_target import Target, check_window, stamp
+from pglab.components import pgbackrest
 from pglab.errors import InputError, PglabError
 from pglab.lab import EventSink, Lab, Step, Waiting, ignore_event
-from pglab.restore_target import Target, check_window, stamp
 from pglab.stacks.base import RestoreSteps, StackError
 from pglab.topology import Node
 
@@ -132,7 +134,7 @@ class RestoreResult:
 def plan(lab: Lab, target: Target) -> Plan:
     """Check that the lab can be restored to ``target`` (InputError, exit 2, otherwise: nothing
     is touched) and say how."""
-    if not backup_role.enabled(lab.topology):
+    if not pgbackrest.enabled(lab.topology):
         raise InputError(f"lab {lab.topology.name} has no backups to restore from: its topology "
                          f"({lab.topology_file}) needs a backup: section with enabled: true and a node with the "
                          "role backup; add them and run `pglab up`")
@@ -280,8 +282,8 @@ def _pgbackrest_restore(lab: Lab, node: Node, target: Target) -> str:
     # The replay's restore_command waits on the repository as long as pgBackRest's default does:
     # the configuration's short io-timeout is for standbys, which fall back to their own pg_wal or
     # streaming, while a replay that misses a segment ends before its target.
-    replay = f'{backup_role.BINARY} --config={config} {stanza} --io-timeout={REPLAY_IO_TIMEOUT} archive-get %f "%p"'
-    argv = [backup_role.BINARY, f"--config={config}", stanza, "--delta", *target.pgbackrest_options(),
+    replay = f'{pgbackrest.BINARY} --config={config} {stanza} --io-timeout={REPLAY_IO_TIMEOUT} archive-get %f "%p"'
+    argv = [pgbackrest.BINARY, f"--config={config}", stanza, "--delta", *target.pgbackrest_options(),
             f"--recovery-option=restore_command={replay}", "restore"]
     _run(lab, node, argv, "pgbackrest restore", timeout=1800)
     return " ".join(target.pgbackrest_options())

@@ -1,6 +1,6 @@
 """The drill's clients together: ``clients`` writers of a workload through the write endpoint,
 readers (the bank's sums through the write and the read endpoint, or read-your-writes followers
-on the read endpoint), and background load. Each is a :class:`pglab.probe.WriteProbe` thread on
+on the read endpoint), and background load. Each is a :class:`pglab.drills.probe.WriteProbe` thread on
 its own connection; the drill starts, waits on and stops them as one.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pglab import load, probe
-from pglab.freshness import Freshness
-from pglab.probe import Attempt, WriteProbe
-from pglab.workloads import Workload
+from pglab.drills import background_load, probe
+from pglab.drills.freshness import Freshness
+from pglab.drills.probe import Attempt, WriteProbe
+from pglab.drills.workloads import Workload
 
 
 @dataclass
@@ -54,7 +54,7 @@ class Crowd:
         n = spec.clients
         writers = [WriteProbe(writes, start=c + 1, step=n, client=c, operation=workload.operation(c), on_ack=on_ack)
                    for c in range(n)]
-        loaders = load.writers(writes, spec.load_tps) if spec.load_tps > 0 else []
+        loaders = background_load.writers(writes, spec.load_tps) if spec.load_tps > 0 else []
         return cls(workload, writers, readers, freshness, loaders)
 
     def _all(self) -> list[WriteProbe]:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from pglab import ansible, paths, tls_endpoints
+from pglab import ansible, paths
 from pglab.errors import PglabError
 from pglab.lab import EventSink, Lab, Step, ignore_event
 from pglab.operations import OpResult, wait_until
+from pglab.tls import endpoints
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,6 @@ def _deliver(lab: Lab, what: str, on_event: EventSink) -> Round:
 
 
 def _all_serve_new(lab: Lab) -> tuple[bool, str]:
-    stale = tls_endpoints.stale(lab)
+    stale = endpoints.stale(lab)
     return not stale, "; ".join(stale[:3])
 

@@ -11,7 +11,7 @@
   appends were acknowledged.
 
 A workload prepares its tables on the primary, gives each client its operation, reads its state
-back from the new primary and judges the history with :mod:`pglab.checkers`.
+back from the new primary and judges the history with :mod:`pglab.drills.invariants`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any
 
 import psycopg
 
-from pglab import checkers, probe
-from pglab.checkers import Anomaly
-from pglab.probe import Attempt, Operation
+from pglab.drills import invariants, probe
+from pglab.drills.invariants import Anomaly
+from pglab.drills.probe import Attempt, Operation
 
 
 @dataclass
@@ -143,9 +143,9 @@ class Bank(Workload):
     def check(self, writes: list[Attempt], outcome: Outcome, reads: dict[str, list[Attempt]]) -> list[Anomaly]:
         found = []
         for where, done in reads.items():
-            found += checkers.bank_totals(done, self.total, self.accounts, where)
-        found += checkers.bank_audit(outcome.state["balances"], self.total, self.accounts)
-        found += checkers.bank_ledger(self.OPENING, outcome.state["balances"], outcome.state["transfers"])
+            found += invariants.bank_totals(done, self.total, self.accounts, where)
+        found += invariants.bank_audit(outcome.state["balances"], self.total, self.accounts)
+        found += invariants.bank_ledger(self.OPENING, outcome.state["balances"], outcome.state["transfers"])
         return found
 
 
@@ -179,7 +179,7 @@ class Append(Workload):
 
     def check(self, writes: list[Attempt], outcome: Outcome, reads: dict[str, list[Attempt]]) -> list[Anomaly]:
         rows = outcome.state["rows"]
-        return checkers.append_duplicates(rows) + checkers.append_order(writes, rows)
+        return invariants.append_duplicates(rows) + invariants.append_order(writes, rows)
 
 
 WORKLOADS: dict[str, type[Workload]] = {w.name: w for w in (Insert, Bank, Append)}

@@ -21,7 +21,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from pglab import backup_role, paths, stacks
+from pglab import paths, stacks
+from pglab.components import pgbackrest
 from pglab.errors import PglabError
 
 BOX_NAME = "pglab/debian12"
@@ -37,7 +38,7 @@ BASE_PACKAGES = [
 # Every package the lab's roles install on a VM, so `pglab up` needs no mirror: PostgreSQL, each
 # registered stack's own, and what the base role needs.
 LAB_PACKAGES = [
-    "postgresql-15", *(package for spec in stacks.specs() for package in spec.packages), *backup_role.PACKAGES,
+    "postgresql-15", *(package for spec in stacks.specs() for package in spec.packages), *pgbackrest.PACKAGES,
     "nftables",
     "python3-apt",  # Ansible's apt module imports it (a Consul .deb, packages a user adds)
 ]

@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pglab import backup_role, sql
+from pglab import sql
+from pglab.components import pgbackrest
 from pglab.errors import PglabError
 from pglab.lab import Lab
 
@@ -59,18 +60,18 @@ class BackupList:
 
 
 def _require_backups(lab: Lab) -> None:
-    if not backup_role.enabled(lab.topology):
+    if not pgbackrest.enabled(lab.topology):
         raise BackupError(f"lab {lab.topology.name} has no backups: its topology ({lab.topology_file}) has no "
                           "backup: section with enabled: true and a node with the role backup; add them and "
                           "run `pglab up`")
 
 
-def pgbackrest(lab: Lab, *args: str, timeout: float = 1800.0) -> str:
+def command(lab: Lab, *args: str, timeout: float = 1800.0) -> str:
     """Run one pgBackRest command on the repository node; its stdout."""
     _require_backups(lab)
-    node = backup_role.repository_node(lab.topology)
+    node = pgbackrest.repository_node(lab.topology)
     config = f"{lab.provider.node_root(node)}/{CONFIG_SUBPATH}"
-    argv = [backup_role.BINARY, f"--config={config}", f"--stanza={lab.topology.postgres.scope}", *args]
+    argv = [pgbackrest.BINARY, f"--config={config}", f"--stanza={lab.topology.postgres.scope}", *args]
     result = lab.provider.run_as_service_user(node, argv, timeout=timeout)
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip()
@@ -101,7 +102,7 @@ def last_archived(lab: Lab) -> datetime.datetime | None:
 def list_backups(lab: Lab) -> BackupList:
     """Every backup in the repository, oldest first, and the restorable window: from the end of the
     oldest backup to the last archived WAL."""
-    info = json.loads(pgbackrest(lab, "--output=json", "info") or "[]")
+    info = json.loads(command(lab, "--output=json", "info") or "[]")
     stanza: dict[str, Any] = info[0] if info else {"name": lab.topology.postgres.scope, "backup": []}
     backups = [_backup(b) for b in stanza.get("backup", [])]
     earliest = backups[0].stop if backups else None
@@ -116,7 +117,7 @@ def take_backup(lab: Lab, kind: BackupType = "full") -> BackupResult:
     """Take a backup of the cluster from its primary; the new backup and how long it took."""
     before = {b.label for b in list_backups(lab).backups}
     started = time.monotonic()
-    pgbackrest(lab, f"--type={kind}", "backup")
+    command(lab, f"--type={kind}", "backup")
     duration = time.monotonic() - started
     new = [b for b in list_backups(lab).backups if b.label not in before]
     if not new:

@@ -1,12 +1,12 @@
 """Failure rehearsals, measured: what the clients of the write endpoint see while a fault happens.
 
-One drill: wait for a healthy cluster, start the clients (:class:`~pglab.crowd.Crowd`: ``clients``
-writers of a workload, each a :class:`~pglab.probe.WriteProbe` on its own connection through the
+One drill: wait for a healthy cluster, start the clients (:class:`~pglab.drills.crowd.Crowd`: ``clients``
+writers of a workload, each a :class:`~pglab.drills.probe.WriteProbe` on its own connection through the
 lab's write endpoint, readers, background load), let writes succeed for a moment, trigger the fault
 (on the leader, or a chosen node), wait until writes have succeeded again for a while, restore the
 node, wait for a healthy cluster, stop the clients and read the workload's state back from the new
 primary: how long writes were unavailable, which acknowledged writes are missing, which failed
-writes committed nonetheless, and what the checkers (:mod:`pglab.checkers`) found: two primaries
+writes committed nonetheless, and what the checkers (:mod:`pglab.drills.invariants`) found: two primaries
 at once, a changed total, appends lost, doubled or out of order.
 
 Written only against :class:`~pglab.lab.Lab`, its provider and its stack (through
@@ -32,14 +32,15 @@ from typing import Any
 
 import psycopg
 
-from pglab import checkers, figures, freshness, load, operations, probe, workloads
-from pglab.crowd import Crowd, CrowdSpec
+from pglab import operations
+from pglab.drills import background_load, figures, freshness, invariants, probe, workloads
+from pglab.drills.crowd import Crowd, CrowdSpec
 from pglab.errors import InputError, PglabError
 from pglab.lab import EventSink, Lab, ignore_event
 from pglab.stacks.base import StackError
 
 if typing.TYPE_CHECKING:
-    from pglab.restore_drill import RestoreFigures
+    from pglab.drills.restore_drill import RestoreFigures
 
 KINDS = ("switchover", "failover", "crash", "hang", "partition", "restart", "certs", "certs-ca", "restore")
 CERT_ROTATIONS = {"certs": False, "certs-ca": True}  # drill kind -> whether the CA is rotated too
@@ -81,7 +82,7 @@ class DrillResult:
     restored: RestoreFigures | None = None
 
     @property
-    def anomalies(self) -> list[checkers.Anomaly]:
+    def anomalies(self) -> list[invariants.Anomaly]:
         return self.clients.anomalies if self.clients else []
 
     @property
@@ -116,7 +117,7 @@ class ClientFigures:
     workload: str
     spec: CrowdSpec
     checks: dict[str, int]  # check -> anomalies found (0: the rule held)
-    anomalies: list[checkers.Anomaly]
+    anomalies: list[invariants.Anomaly]
     primaries: list[str]  # the servers that acknowledged writes, in the order they began to
     discarded: dict[str, int]  # acknowledged writes missing from the new primary, per server that took them
     per_client: list[dict[str, Any]]
@@ -171,7 +172,7 @@ def run(lab: Lab, kind: str, number: int = 1, node: str | None = None, timeout: 
     """One drill of ``kind``; never raises for what the fault did, only reports it."""
     check_kind(lab, kind, node)
     if kind == "restore":
-        from pglab import restore_drill
+        from pglab.drills import restore_drill
 
         return restore_drill.run(lab, number, timeout, on_event)
     spec = spec or CrowdSpec()
@@ -184,7 +185,7 @@ def run(lab: Lab, kind: str, number: int = 1, node: str | None = None, timeout: 
         probe.prepare_table_on(conn)  # the probe beside a cut-off node writes there, whatever the workload
         work.prepare(conn)
         if spec.load_tps:
-            load.prepare(conn)
+            background_load.prepare(conn)
     crowd = Crowd.gather(work, spec, conninfo, lab.reads_conninfo())
     beside = _spawn_beside(lab, target) if kind == "partition" and target else None
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
@@ -200,7 +201,7 @@ def run(lab: Lab, kind: str, number: int = 1, node: str | None = None, timeout: 
         if not crowd.wait_succeeding(time.monotonic(), WARMUP, 60):
             raise PglabError(f"writes through {conninfo['host']}:{conninfo['port']} did not succeed before the {kind}: "
                              f"{crowd.last_error()}")
-        lag = load.lag(conninfo)
+        lag = background_load.lag(conninfo)
         fault_at, fault_wall = time.monotonic(), time.time()
         markers.append(Marker(0.0, f"{kind} {target or ''}".strip()))
         log(f"drill {kind} #{number}: {kind} of {target} (leader {old_leader}) ...")
@@ -268,19 +269,19 @@ def _client_figures(work: workloads.Workload, spec: CrowdSpec, crowd: Crowd, att
                     cpu: tuple[Any, Any, float]) -> ClientFigures:
     """Run the checkers over every client's history and gather the figures."""
     reads = crowd.reads()
-    anomalies = (checkers.lost(attempts, outcome.present) + checkers.lost(beside, beside_present)
-                 + checkers.split_brain(attempts + beside) + work.check(attempts, outcome, reads))
+    anomalies = (invariants.lost(attempts, outcome.present) + invariants.lost(beside, beside_present)
+                 + invariants.split_brain(attempts + beside) + work.check(attempts, outcome, reads))
     acks = sorted((a for a in attempts + beside if a.ok and a.server is not None), key=lambda a: a.ended)
     primaries = list(dict.fromkeys(str(a.server) for a in acks))
     final = acks[-1].server if acks else None
-    discarded = checkers.discarded(attempts, outcome.present, final)
-    for server, count in checkers.discarded(beside, beside_present, final).items():
+    discarded = invariants.discarded(attempts, outcome.present, final)
+    for server, count in invariants.discarded(beside, beside_present, final).items():
         discarded[server] = discarded.get(server, 0) + count
     before, after, seconds = cpu
     used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     syncs = {v.get("sync_state") for v in lag.values() if isinstance(v, dict)}
     return ClientFigures(
-        workload=work.name, spec=spec, checks=checkers.counts(anomalies, work.checks), anomalies=anomalies,
+        workload=work.name, spec=spec, checks=invariants.counts(anomalies, work.checks), anomalies=anomalies,
         primaries=primaries, discarded=discarded, per_client=figures.per_client(attempts, fault_at, resumed),
         throughput=figures.throughput(attempts, fault_at, resumed), conflicts=sum(a.conflict for a in attempts),
         replication="sync" if syncs & {"sync", "quorum"} else "async", lag_at_fault=lag,
@@ -297,7 +298,7 @@ def _spawn_beside(lab: Lab, target: str) -> Any:
     provider cannot place one there)."""
     conninfo = {"host": lab.address(target), "port": lab.topology.ports.postgres, "dbname": "postgres",
                 **lab.connect_kwargs()}
-    return lab.provider.spawn_beside(lab.node(target), [sys.executable, "-m", "pglab.probe"],
+    return lab.provider.spawn_beside(lab.node(target), [sys.executable, "-m", "pglab.drills.probe"],
                                      {probe.PROBE_ENV: json.dumps(conninfo)})
 
 
@@ -343,7 +344,7 @@ def _fault(lab: Lab, kind: str, target: str | None, timeout: float, on_event: Ev
     if kind == "restart":
         return operations.restart(lab, rolling=True, timeout=timeout * 3, on_event=on_event)
     if kind in CERT_ROTATIONS:
-        from pglab import rotation
+        from pglab.tls import rotation
 
         return rotation.rotate(lab, new_ca=CERT_ROTATIONS[kind], timeout=timeout, on_event=on_event)
     if target is None:

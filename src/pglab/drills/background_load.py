@@ -1,7 +1,7 @@
 """Background write load (``--load TPS``), so replicas have something to lag behind, and the lag
 itself at the moment of the fault.
 
-The load is :class:`pglab.probe.WriteProbe` threads, each transaction inserting four 2 kB rows of
+The load is :class:`pglab.drills.probe.WriteProbe` threads, each transaction inserting four 2 kB rows of
 random text (WAL that does not compress away) into ``pglab_load``, paced to at most TPS
 transactions a second in all (each commit waits for its flush, so a busy disk gives fewer: the
 JSON line says how many); their failures during the fault are expected and only counted.
@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from pglab import probe
+from pglab.drills import probe
 from pglab.sql import first_line
 
 TABLE = "pglab_load"

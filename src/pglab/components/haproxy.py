@@ -10,7 +10,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from pglab import certs
+from pglab.tls import certs
 
 
 @dataclass(frozen=True)

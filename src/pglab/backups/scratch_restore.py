@@ -16,8 +16,9 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from pglab import backup_role, paths
-from pglab.backup import CONFIG_SUBPATH, BackupError
+from pglab import paths
+from pglab.backups.backup import CONFIG_SUBPATH, BackupError
+from pglab.components import pgbackrest
 from pglab.lab import Lab
 from pglab.topology import Node
 
@@ -36,13 +37,13 @@ class ProbeResult:
 
 
 def _run(lab: Lab, script: str, timeout: float = 600.0, node: Node | None = None) -> subprocess.CompletedProcess[str]:
-    node = node or backup_role.repository_node(lab.topology)
+    node = node or pgbackrest.repository_node(lab.topology)
     return lab.provider.run_as_service_user(node, ["sh", "-c", script], timeout=timeout)
 
 
 def _checked(lab: Lab, what: str, script: str, timeout: float = 600.0, node: Node | None = None) -> str:
     """``script``'s output on ``node`` (the repository node by default), as the service user."""
-    node = node or backup_role.repository_node(lab.topology)
+    node = node or pgbackrest.repository_node(lab.topology)
     result = _run(lab, script, timeout, node)
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip()[-2000:]
@@ -60,7 +61,7 @@ def node_settings(lab: Lab, node: Node) -> dict[str, str]:
 
 def repository_settings(lab: Lab) -> dict[str, str]:
     """The [global] section of the pgBackRest configuration on the repository node."""
-    return node_settings(lab, backup_role.repository_node(lab.topology))
+    return node_settings(lab, pgbackrest.repository_node(lab.topology))
 
 
 def restore_latest(lab: Lab, sql: str, dbname: str = "postgres", replay_archive: bool = False) -> ProbeResult:
@@ -93,7 +94,7 @@ def restore_latest(lab: Lab, sql: str, dbname: str = "postgres", replay_archive:
                  f"echo 'local all all trust' > {q(scratch)}/pg_hba.conf; : > {q(scratch)}/pg_ident.conf")
         started = time.monotonic()
         _checked(lab, "pgbackrest restore of the latest backup",
-                 f"{backup_role.BINARY} --config={q(scratch)}/pgbackrest.conf --stanza={lab.topology.postgres.scope} "
+                 f"{pgbackrest.BINARY} --config={q(scratch)}/pgbackrest.conf --stanza={lab.topology.postgres.scope} "
                  f"--type={'default' if replay_archive else 'immediate --target-action=promote'} restore")
         restored = time.monotonic()
         _checked(lab, "starting the restored copy",

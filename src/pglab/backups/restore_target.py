@@ -2,7 +2,7 @@
 whether the repository can reach it.
 
 Pure: no lab, no clock of its own. The window runs from the end of the oldest backup (a backup is
-consistent only once it has ended) to the primary's clock now (:mod:`pglab.restore` archives the
+consistent only once it has ended) to the primary's clock now (:mod:`pglab.backups.restore` archives the
 WAL up to now before it stops anything).
 """
 

@@ -8,8 +8,8 @@ so a command run outside fails instead of sending packets to the real network.
 libvirt's state (/etc/libvirt, /var/lib/libvirt, /run/libvirt) is shared by every namespace:
 there is one libvirtd at a time, and :meth:`VmHost.start` first clears what a killed run left.
 
-    python -m pglab.vmhost start [--subnet 192.168.11.0/24]   # then: ip netns exec pglab-vms pglab up
-    python -m pglab.vmhost stop [--lab NAME]
+    python -m pglab.vm.host start [--subnet 192.168.11.0/24]   # then: ip netns exec pglab-vms pglab up
+    python -m pglab.vm.host stop [--lab NAME]
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pglab import libvirt
 from pglab.errors import PglabError
+from pglab.vm import libvirt
 
 NAMESPACE = "pglab-vms"
 # vagrant-libvirt's management network (DHCP + NAT for vagrant's SSH).
@@ -228,7 +228,7 @@ def _run(command: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pglab.vmhost", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pglab.vm.host", description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["start", "stop"])
     parser.add_argument("--subnet", action="append", default=[], help="a lab subnet to keep off the real network")
     parser.add_argument("--lab", action="append", default=[], help="a lab whose libvirt objects stop removes")

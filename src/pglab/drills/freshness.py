@@ -2,7 +2,7 @@
 reader on the read endpoint sees it (replica staleness), before, during and after the fault.
 
 A :class:`Freshness` reader follows the writers: each acknowledged write is offered to it, it keeps
-the latest, and its probe (a :class:`pglab.probe.WriteProbe` whose operation only reads, so it
+the latest, and its probe (a :class:`pglab.drills.probe.WriteProbe` whose operation only reads, so it
 gets the probe's timeouts and reconnects) asks the read endpoint for it every few milliseconds
 until it is there, then takes the next latest. A write that does not show up within ``GIVE_UP``
 seconds is recorded as not seen.
@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from pglab.probe import Attempt
+from pglab.drills.probe import Attempt
 
 GIVE_UP = 30.0  # seconds: a write not visible by then counts as not seen
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pglab.drill import DrillResult
+from pglab.drills.frame import DrillResult
 
 
 def write_png(result: DrillResult, path: Path) -> Path:

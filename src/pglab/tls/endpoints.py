@@ -9,8 +9,9 @@ from pathlib import Path
 
 from cryptography import x509
 
-from pglab import certs, stacks
+from pglab import stacks
 from pglab.lab import Lab
+from pglab.tls import certs
 
 
 @dataclass(frozen=True)
