@@ -630,7 +630,7 @@ def verify(topology_file: Path, junit_xml: Path | None, keyword: str | None, kee
         ui.print_json(verification.report_dict(report))
     else:
         report = verification.run_verify(topology_file, junit_xml, keyword, keep_going)
-        ui.console.print(ui.verify_table(report.results, wide))
+        ui.print_table(ui.verify_table(report.results, wide), wide)
         ran = len(report.results)
         if report.passed:
             ui.console.print(f"[bold green]all {ran} tests of {len(report.checks)} check(s) passed[/bold green] "

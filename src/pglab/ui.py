@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -101,7 +102,17 @@ def show(value: Any, table: Callable[[Any, bool], RenderableType], as_json: bool
     if as_json:
         print_json(value)
     else:
-        console.print(table(value, wide))
+        print_table(table(value, wide), wide)
+
+
+def print_table(renderable: RenderableType, wide: bool = False) -> None:
+    """A table at the terminal's width; a wide one at its own full width (the terminal wraps its
+    long lines, as `kubectl -o wide` does), since cutting its cells would defeat the point."""
+    width = Measurement.get(console, console.options.update_width(1000), renderable).maximum if wide else 0
+    if width <= console.width:
+        console.print(renderable)
+    else:  # the console would cut it at the terminal's width
+        Console(file=console.file, width=width, soft_wrap=True).print(renderable)
 
 
 def members_table(cluster: str, members: list[Member], wide: bool = False) -> Table:
@@ -296,8 +307,12 @@ def backups_table(listing: Any, wide: bool = False) -> Table:
     label, the type, when it finished (a restore can reach from there on) and its size; --wide adds
     the start, the space it takes in the repository and its WAL range."""
     window = listing.window
-    span = (f"restorable from {window.earliest:%Y-%m-%d %H:%M:%S} to {window.latest:%Y-%m-%d %H:%M:%S} UTC"
-            if window.earliest and window.latest else "nothing restorable yet")
+    span = "nothing restorable yet"
+    if window.earliest and window.latest:
+        # The latest moment's date only when it differs, so that the title fits 80 columns.
+        latest = f"{window.latest:%H:%M:%S}" if window.latest.date() == window.earliest.date() else \
+            f"{window.latest:%Y-%m-%d %H:%M:%S}"
+        span = f"restorable {window.earliest:%Y-%m-%d %H:%M:%S} to {latest} UTC"
     table = Table(title=f"Backups of {listing.stanza}: {span}", title_justify="left")
     columns = ["Label", "Type", *(["Start (UTC)"] if wide else []), "Stop (UTC)", "Size",
                *(["Stored", "WAL start", "WAL stop"] if wide else [])]

@@ -16,7 +16,8 @@ from tests import recorded, shapes
 
 
 def _render(renderable: RenderableType, width: int = 80) -> list[str]:
-    console = Console(width=width, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    # soft_wrap as pglab's console: a line too long for the terminal is not folded by rich.
+    console = Console(width=width, record=True, soft_wrap=True, file=open("/dev/null", "w"))  # noqa: SIM115
     console.print(renderable)
     console.file.close()
     return console.export_text().splitlines()
@@ -41,10 +42,12 @@ def _failing_drill(row: dict[str, Any]) -> dict[str, Any]:
 def test_members_and_routing_at_80_columns() -> None:
     for value in shapes.recorded("status"):
         status = recorded.status(value)
-        lines = _render(ui.status_view(status))
+        # The connection strings below the tables are one line each on purpose, to copy whole.
+        tables = _render(ui.members_table(status.cluster, status.members)) + _render(ui.backends_table(status.haproxy))
         keys = [cell for m in status.members
                 for cell in (m.name, f"{m.host}:{m.port}" if m.port else m.host, m.current_state or m.state)]
-        assert_whole(lines, keys + [f"{b.proxy} " for b in status.haproxy])
+        assert_whole(tables, keys + [f"{b.proxy} " for b in status.haproxy])
+        assert "healthy" in _render(ui.status_view(status))[-1]
 
 
 def test_members_of_a_lab_being_changed_at_80_columns() -> None:
