@@ -50,6 +50,46 @@ class PlaybookEvent:
     host: str = ""
 
 
+class PlaybookEvents:
+    """Turns ansible-runner's raw events into :class:`PlaybookEvent`s.
+
+    A play is reported only once it runs a task on a host of this lab: Ansible announces every
+    play of site.yml, also those for another stack's hosts, and only then says that it matched
+    no host (``playbook_on_no_hosts_matched``), so the announcement is held until a task starts.
+    """
+
+    def __init__(self, on_event: Callable[[PlaybookEvent], None]) -> None:
+        self.on_event = on_event
+        self.pending_play: str | None = None
+        self.shown_play: str | None = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        data = event.get("event_data") or {}
+        kind = event.get("event", "")
+        host = data.get("host", "")
+        if kind == "playbook_on_play_start":
+            self.pending_play = data.get("play", "")
+            return
+        if kind in ("playbook_on_no_hosts_matched", "playbook_on_no_hosts_remaining"):
+            self.pending_play = None
+            return
+        if kind == "playbook_on_task_start" and self.pending_play is not None:
+            # A play run in batches (serial) starts once per batch: one line is enough.
+            if self.pending_play != self.shown_play:
+                self.on_event(PlaybookEvent("play", self.pending_play))
+            self.shown_play, self.pending_play = self.pending_play, None
+        simple = {
+            "playbook_on_task_start": PlaybookEvent("task", data.get("task", "")),
+            "runner_on_ok": PlaybookEvent(
+                "changed" if (data.get("res") or {}).get("changed") else "ok", data.get("task", ""), host
+            ),
+            "runner_on_failed": PlaybookEvent("failed", data.get("task", ""), host),
+            "runner_on_skipped": PlaybookEvent("skipped", data.get("task", ""), host),
+        }.get(kind)
+        if simple is not None:
+            self.on_event(simple)
+
+
 def _failure_message(res: dict[str, Any]) -> str:
     parts = [str(res.get("msg") or "").strip()]
     for key in ("stderr", "stdout", "module_stderr"):
@@ -82,25 +122,16 @@ def run_playbook(
     """Run ``playbook`` against ``inventory``; artifacts go under ``work_dir``."""
     work_dir.mkdir(parents=True, exist_ok=True)
     failures: list[TaskFailure] = []
+    events = PlaybookEvents(on_event) if on_event is not None else None
 
     def handle(event: dict[str, Any]) -> bool:
         data = event.get("event_data") or {}
         kind = event.get("event", "")
-        host = data.get("host", "")
         if (kind == "runner_on_failed" and not data.get("ignore_errors")) or kind == "runner_on_unreachable":
-            failures.append(TaskFailure(host, data.get("task", ""), _failure_message(data.get("res") or {})))
-        if on_event is not None:
-            simple = {
-                "playbook_on_play_start": PlaybookEvent("play", data.get("play", "")),
-                "playbook_on_task_start": PlaybookEvent("task", data.get("task", "")),
-                "runner_on_ok": PlaybookEvent(
-                    "changed" if (data.get("res") or {}).get("changed") else "ok", data.get("task", ""), host
-                ),
-                "runner_on_failed": PlaybookEvent("failed", data.get("task", ""), host),
-                "runner_on_skipped": PlaybookEvent("skipped", data.get("task", ""), host),
-            }.get(kind)
-            if simple is not None:
-                on_event(simple)
+            failures.append(TaskFailure(data.get("host", ""), data.get("task", ""),
+                                        _failure_message(data.get("res") or {})))
+        if events is not None:
+            events(event)
         return True
 
     bin_dir = str(Path(sys.executable).parent)

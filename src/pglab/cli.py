@@ -80,6 +80,8 @@ file_option = click.option(
     help="The lab's topology YAML (written by `pglab init`).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of tables.")
+wide_option = click.option("--wide", is_flag=True,
+                           help="Every column, even past 80 (the table fits 80 columns without it; --json has all).")
 
 
 def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -243,15 +245,12 @@ def up(topology_file: Path, timeout: float, as_json: bool) -> None:
 
 @main.command()
 @file_option
+@wide_option
 @json_option
 @reports_errors
-def status(topology_file: Path, as_json: bool) -> None:
+def status(topology_file: Path, wide: bool, as_json: bool) -> None:
     """Members (role, state, timeline, lag, pending restart) and HAProxy routing."""
-    status = Lab.from_file(topology_file).status()
-    if as_json:
-        ui.print_json(status)
-        return
-    ui.print_status(status)
+    ui.show(Lab.from_file(topology_file).status(), ui.status_view, as_json, wide)
 
 
 @main.command()
@@ -273,15 +272,12 @@ def backup(topology_file: Path, kind: str, as_json: bool) -> None:
 
 @main.command()
 @file_option
+@wide_option
 @json_option
 @reports_errors
-def backups(topology_file: Path, as_json: bool) -> None:
+def backups(topology_file: Path, wide: bool, as_json: bool) -> None:
     """The backups in the repository and the window a restore can reach (earliest and latest time)."""
-    listing = backups_module.list_backups(Lab.from_file(topology_file))
-    if as_json:
-        ui.print_json(listing)
-    else:
-        ui.console.print(ui.backups_table(listing))
+    ui.show(backups_module.list_backups(Lab.from_file(topology_file)), ui.backups_table, as_json, wide)
 
 
 @main.command("restore")
@@ -543,10 +539,11 @@ def report_command(topology_file: Path, drills_dir: Path | None, output: Path | 
 
 @main.group(name="certs", invoke_without_command=True)
 @file_option
+@wide_option
 @json_option
 @click.pass_context
 @reports_errors
-def certs_group(ctx: click.Context, topology_file: Path, as_json: bool) -> None:
+def certs_group(ctx: click.Context, topology_file: Path, wide: bool, as_json: bool) -> None:
     """The lab's CA and certificates: node, services, subject, names, expiry, and whether the
     services serve them now (a table, or --json).
 
@@ -558,11 +555,7 @@ def certs_group(ctx: click.Context, topology_file: Path, as_json: bool) -> None:
         return
     from pglab.tls import report
 
-    rows = report.rows(Lab.from_file(topology_file))
-    if as_json:
-        ui.print_json(rows)
-    else:
-        ui.console.print(ui.certs_table(rows))
+    ui.show(report.rows(Lab.from_file(topology_file)), ui.certs_table, as_json, wide)
 
 
 @certs_group.command(name="rotate")
@@ -632,9 +625,10 @@ def logs(topology_file: Path, node: str, service: str | None, lines: int) -> Non
 @click.option("-k", "keyword", metavar="EXPR",
               help="Only the checks matching this pytest -k expression, e.g. 'services or routing'.")
 @click.option("--keep-going", is_flag=True, help="Run every selected check instead of stopping at the first failure.")
+@wide_option
 @json_option
 @reports_errors
-def verify(topology_file: Path, junit_xml: Path | None, keyword: str | None, keep_going: bool,
+def verify(topology_file: Path, junit_xml: Path | None, keyword: str | None, keep_going: bool, wide: bool,
            as_json: bool) -> None:
     """Prove the lab works: run the shipped checks (pytest + testinfra) against it.
 
@@ -651,7 +645,7 @@ def verify(topology_file: Path, junit_xml: Path | None, keyword: str | None, kee
         ui.print_json(verification.report_dict(report))
     else:
         report = verification.run_verify(topology_file, junit_xml, keyword, keep_going)
-        ui.console.print(ui.verify_table(report.results))
+        ui.print_table(ui.verify_table(report.results, wide), wide)
         ran = len(report.results)
         if report.passed:
             ui.console.print(f"[bold green]all {ran} tests of {len(report.checks)} check(s) passed[/bold green] "

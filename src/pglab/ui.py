@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -93,30 +96,60 @@ def print_json(value: Any) -> None:
     print(json.dumps(to_jsonable(value), indent=2))
 
 
-def members_table(cluster: str, members: list[Member]) -> Table:
+def show(value: Any, table: Callable[[Any, bool], RenderableType], as_json: bool, wide: bool = False) -> None:
+    """What a listing command prints, in the spirit of patronictl: ``value`` as JSON (every field),
+    or its table: the columns a person needs first, readable at 80 columns, or all of them with ``wide``."""
+    if as_json:
+        print_json(value)
+    else:
+        print_table(table(value, wide), wide)
+
+
+def print_table(renderable: RenderableType, wide: bool = False) -> None:
+    """A table at the terminal's width; a wide one at its own full width (the terminal wraps its
+    long lines, as `kubectl -o wide` does), since cutting its cells would defeat the point."""
+    width = Measurement.get(console, console.options.update_width(1000), renderable).maximum if wide else 0
+    if width <= console.width:
+        console.print(renderable)
+    else:  # the console would cut it at the terminal's width
+        Console(file=console.file, width=width, soft_wrap=True).print(renderable)
+
+
+def members_table(cluster: str, members: list[Member], wide: bool = False) -> Table:
     table = Table(title=f"Cluster: {cluster}", title_justify="left")
     # The stack's own state words (pg_auto_failover's current and assigned state), when it has them.
     own_states = any(m.assigned_state for m in members)
     # Names, hosts and roles are never wrapped or cut ("127.0.11.1…" would mislead); headers may wrap.
     for column in ("Member", "Host", "Role"):
         table.add_column(column, no_wrap=True)
-    if own_states:
+    if own_states and wide:
         table.add_column("Current", no_wrap=True)
         table.add_column("Assigned", no_wrap=True)
     else:
-        table.add_column("State", overflow="fold")
+        table.add_column("State", min_width=9)
     table.add_column("TL", justify="right", no_wrap=True)
     table.add_column("Lag in MB", justify="right", min_width=3, max_width=6)
     table.add_column("Pending restart", justify="center", max_width=8, min_width=7)
+    if wide:
+        table.add_column("Pending changes", overflow="fold")
     for m in members:
         role = {"leader": "Leader", "replica": "Replica"}.get(m.role, m.role)
         style = "bold green" if m.role == "leader" else ("red" if m.state not in ("running", "streaming") else "")
-        states = [m.current_state or m.state, m.assigned_state or ""] if own_states else [m.state]
+        current = m.current_state or m.state
+        if own_states and wide:
+            states = [current, m.assigned_state or ""]
+        elif own_states and m.assigned_state and m.assigned_state != current:
+            states = [f"{current} -> {m.assigned_state}"]  # on its way: both words, wrapped between them
+        else:
+            states = [current]
+        changes = [", ".join(f"{name} {change.get('old_value')} -> {change.get('new_value')}"
+                             for name, change in m.pending_changes.items())] if wide else []
         table.add_row(
             m.name, f"{m.host}:{m.port}" if m.port else m.host, role, *states,
             "" if m.timeline is None else str(m.timeline),
             "" if m.lag_mb is None or m.role == "leader" else f"{m.lag_mb:g}",
             "*" if m.pending_restart else "",
+            *changes,
             style=style,
         )
     return table
@@ -125,103 +158,170 @@ def members_table(cluster: str, members: list[Member]) -> Table:
 def backends_table(backends: list[Backend]) -> Table:
     table = Table(title="HAProxy", title_justify="left")
     for column in ("Listener", "Server", "Status"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=True)
     for b in backends:
         table.add_row(b.proxy, b.server, b.status, style="green" if b.status == "UP" else "dim")
     return table
 
 
-def verify_table(results: list[Any]) -> Table:
-    """`pglab verify`'s results (:class:`pglab.verify.CheckResult`): one row per check and node."""
+def verify_table(results: list[Any], wide: bool = False) -> Table:
+    """`pglab verify`'s results (:class:`pglab.verify.CheckResult`): one row per check and node; the
+    test's words and its message wrap, the check, node and outcome never do."""
     table = Table(title="pglab verify", title_justify="left")
-    for column in ("Check", "Test", "Node", "Outcome", "Seconds"):
-        table.add_column(column, justify="right" if column == "Seconds" else "left")
+    table.add_column("Check", no_wrap=True)
+    table.add_column("Test", min_width=16)
+    table.add_column("Node", no_wrap=True)
+    table.add_column("Outcome", no_wrap=True)
+    if wide:
+        table.add_column("Seconds", justify="right", no_wrap=True)
     styles = {"passed": "green", "failed": "bold red", "error": "bold red", "skipped": "yellow"}
     for r in results:
         outcome = Text(r.outcome, style=styles.get(r.outcome, ""))
         test = Text(r.name)
         if r.message:
             test.append(f"\n{r.message}", style=styles.get(r.outcome, "dim"))
-        table.add_row(r.check, test, r.node or "", outcome, f"{r.seconds:.1f}")
+        table.add_row(r.check, test, r.node or "", outcome, *([f"{r.seconds:.1f}"] if wide else []))
     return table
 
 
-def print_status(status: LabStatus) -> None:
-    console.print(members_table(status.cluster, status.members))
+def status_view(status: LabStatus, wide: bool = False) -> Group:
+    """`pglab status`: the members, HAProxy's routing, then what to connect to and what is wrong."""
+    parts: list[RenderableType] = [members_table(status.cluster, status.members, wide)]
     if status.haproxy:
-        console.print(backends_table(status.haproxy))
+        parts.append(backends_table(status.haproxy))
     for node, services in status.services.items():
         for name, state in services.items():
             if state != "RUNNING":
-                console.print(f"[yellow]{node}: {name} is {state}[/yellow]")
+                parts.append(Text(f"{node}: {name} is {state}", style="yellow"))
+    # Connection strings are one line each (the console does not wrap them), to copy whole.
     if status.uri:
-        console.print(f"formation URI: {status.uri}", highlight=False)
-    console.print(f"writes: PGPASSFILE={status.endpoints['pgpass']} psql '{status.endpoints['write']}'",
-                  highlight=False)
+        parts.append(Text(f"formation URI: {status.uri}"))
+    parts.append(Text(f"writes: PGPASSFILE={status.endpoints['pgpass']} psql '{status.endpoints['write']}'"))
     if status.endpoints.get("read"):
-        console.print(f"reads:  PGPASSFILE={status.endpoints['pgpass']} psql '{status.endpoints['read']}'",
-                      highlight=False)
+        parts.append(Text(f"reads:  PGPASSFILE={status.endpoints['pgpass']} psql '{status.endpoints['read']}'"))
     change = status.last_leader_change
     if change:
-        console.print(f"last leader change: {change['new_leader'] or 'a member'} became leader at "
-                      f"{change['time']} (timeline {change['timeline'] + 1})", highlight=False)
-    for warning in status.warnings:
-        console.print(Text(f"warning: {warning}", style="yellow"))
+        parts.append(Text(f"last leader change: {change['new_leader'] or 'a member'} became leader at "
+                          f"{change['time']} (timeline {change['timeline'] + 1})"))
+    parts += [Text(f"warning: {warning}", style="yellow") for warning in status.warnings]
     if status.healthy:
-        console.print("[green]healthy[/green]")
+        parts.append(Text("healthy", style="green"))
     else:
-        console.print("[red]unhealthy: " + "; ".join(status.problems) + "[/red]")
+        parts.append(Text("unhealthy: " + "; ".join(status.problems), style="red"))
+    return Group(*parts)
 
 
-def certs_table(rows: list[dict[str, Any]]) -> Table:
-    """`pglab certs` (:func:`pglab.tls.report.rows`): one row per certificate."""
+def print_status(status: LabStatus, wide: bool = False) -> None:
+    console.print(status_view(status, wide))
+
+
+def _utc(iso: str, seconds: bool) -> str:
+    """An ISO 8601 moment as ``2027-12-06 05:59`` (UTC), whole: the date is never cut."""
+    moment = datetime.datetime.fromisoformat(iso).astimezone(datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def _summary(items: list[str], noun: str) -> str:
+    """A list summarised for a narrow column: its only item when short, else how many ("5 names")."""
+    distinct = list(dict.fromkeys(items))
+    if not distinct:
+        return "-"
+    if len(distinct) == 1 and len(distinct[0]) <= 12:
+        return distinct[0]
+    return f"{len(distinct)} {noun}{'s' if len(distinct) != 1 else ''}"
+
+
+def certs_table(rows: list[dict[str, Any]], wide: bool = False) -> Table:
+    """`pglab certs` (:func:`pglab.tls.report.rows`): one row per certificate. At 80 columns the
+    names are counted and "served" says yes, old or unreachable; --wide (and --json) shows every
+    name, the subject, the serial and what exactly is served."""
     table = Table(title="pglab certs", title_justify="left")
-    for column in ("Node", "Services", "Common name", "Names (SANs)", "Not after", "Days left", "Served"):
-        table.add_column(column, justify="right" if column == "Days left" else "left")
+    table.add_column("Node", no_wrap=True)
+    table.add_column("Services", min_width=13)
+    if wide:
+        table.add_column("Common name", overflow="fold")
+    table.add_column("Names (SANs)" if wide else "Names", overflow="fold", no_wrap=not wide)
+    table.add_column("Not after (UTC)", no_wrap=True)
+    table.add_column("Days\nleft", justify="right", no_wrap=True)
+    if wide:
+        table.add_column("Serial", no_wrap=True)
+    table.add_column("Served", no_wrap=not wide, overflow="fold")
     for r in rows:
         days = Text(f"{r['days_left']:.0f}", style="bold red" if r["days_left"] < 30 else "")
-        served = Text(r["served"], style="green" if r["served"] == "yes" else "yellow")
+        parts = [part.strip() for part in r["served"].split(",") if part.strip()]
+        served_text = r["served"] if wide else ", ".join(dict.fromkeys(p.split(":")[0] for p in parts))
+        served = Text(served_text, style="green" if r["served"] == "yes" else "yellow")
+        names = ", ".join(dict.fromkeys(r["sans"])) if wide else _summary(r["sans"], "name")
         common_name = r["subject"].split(",")[0].removeprefix("CN=")
-        table.add_row(r["name"], r["services"], common_name, ", ".join(r["sans"]), r["not_after"][:10], days, served)
+        table.add_row(r["name"], r["services"], *([common_name] if wide else []), names,
+                      _utc(r["not_after"], seconds=wide), days, *([r["serial"]] if wide else []), served)
     return table
 
 
-def drill_table(rows: list[dict[str, Any]]) -> Table:
-    """`pglab drill`'s summary (:func:`pglab.drills.frame.summary`): one row per kind of drill."""
+def drill_table(rows: list[dict[str, Any]], wide: bool = False) -> Table:
+    """`pglab drill`'s summary (:func:`pglab.drills.frame.summary`): one row per kind of drill and
+    setting. At 80 columns the setting goes under the kind, the writes' outage is the median and
+    the result names only the checks that were violated; ``wide`` shows the setting, the spread
+    (min/median/max), every check and the leaders in columns of their own."""
     table = Table(title="pglab drill", title_justify="left")
-    table.add_column("Drill", no_wrap=True)
-    table.add_column("Setting")
-    table.add_column("n", justify="right")
-    table.add_column("Writes down (s)\nmin/median/max", no_wrap=True)
-    table.add_column("Acked\nlost", justify="right")
-    table.add_column("Failed,\ncommitted", justify="right")
-    table.add_column("Checks\n(violations)")
-    table.add_column("Leader\nold->new", no_wrap=True)
+    table.add_column("Drill", min_width=10)  # the longest kind (switchover) on one line
+    if wide:
+        table.add_column("Setting")
+    table.add_column("n", justify="right", no_wrap=True)
+    table.add_column("Writes down (s)\nmin/median/max" if wide else "Writes\ndown (s)\nmedian", justify="right",
+                     no_wrap=True)
+    table.add_column("Acked\nlost", justify="right", no_wrap=True)
+    table.add_column("Failed,\ncommitted", justify="right", no_wrap=True)
+    if wide:
+        table.add_column("Checks\n(violations)", no_wrap=True)
+        table.add_column("Leader\nold->new", no_wrap=True)
     table.add_column("Result", no_wrap=True)
     for r in rows:
         u = r["unavailable_s"]
-        spread = "-" if u is None else f"{u['min']:.2f}/{u['median']:.2f}/{u['max']:.2f}"
+        if u is None:
+            spread = "-"
+        elif wide and r["drills"] > 1:
+            spread = f"{u['min']:.2f}/{u['median']:.2f}/{u['max']:.2f}"
+        else:
+            spread = f"{u['median']:.2f}"
+        checks: dict[str, int] = r.get("checks", {})
         outcome = Text("ok" if r["ok"] else "FAILED", style="green" if r["ok"] else "bold red")
-        checks = Text()
-        for i, (check, count) in enumerate(r.get("checks", {}).items()):
-            checks.append(("\n" if i else "") + f"{check} {count}", style="bold red" if count else "")
-        table.add_row(r["kind"], r.get("setting", ""), str(r["drills"]), spread, str(r["lost"]),
-                      str(r["failed_committed"]), checks,
-                      "\n".join(leader.replace(" -> ", "->") for leader in r["leaders"]), outcome)
+        if not wide:  # one violated check a line, whole: "bank_total 1"
+            for check, count in checks.items():
+                if count:
+                    outcome.append(f"\n{check} {count}", style="bold red")
+        drill = Text(r["kind"])
+        if not wide and r.get("setting"):
+            drill.append(f"\n{r['setting']}", style="dim")
+        spelled: list[RenderableType] = [
+            Text("\n".join(f"{check} {count}" for check, count in checks.items())),
+            "\n".join(leader.replace(" -> ", "->") for leader in r["leaders"]),
+        ] if wide else []
+        table.add_row(drill, *([r.get("setting", "")] if wide else []), str(r["drills"]), spread, str(r["lost"]),
+                      str(r["failed_committed"]), *spelled, outcome)
     return table
 
 
-def backups_table(listing: Any) -> Table:
-    """`pglab backups`: one row per backup, the restorable window in the title."""
+def backups_table(listing: Any, wide: bool = False) -> Table:
+    """`pglab backups`: one row per backup, the restorable window in the title. At 80 columns: the
+    label, the type, when it finished (a restore can reach from there on) and its size; --wide adds
+    the start, the space it takes in the repository and its WAL range."""
     window = listing.window
-    span = (f"restorable from {window.earliest:%Y-%m-%d %H:%M:%S} to {window.latest:%Y-%m-%d %H:%M:%S} UTC"
-            if window.earliest and window.latest else "nothing restorable yet")
+    span = "nothing restorable yet"
+    if window.earliest and window.latest:
+        # The latest moment's date only when it differs, so that the title fits 80 columns.
+        latest = f"{window.latest:%H:%M:%S}" if window.latest.date() == window.earliest.date() else \
+            f"{window.latest:%Y-%m-%d %H:%M:%S}"
+        span = f"restorable {window.earliest:%Y-%m-%d %H:%M:%S} to {latest} UTC"
     table = Table(title=f"Backups of {listing.stanza}: {span}", title_justify="left")
-    for column in ("Label", "Type", "Start (UTC)", "Stop (UTC)", "Size", "Stored"):
-        table.add_column(column, no_wrap=True)
+    columns = ["Label", "Type", *(["Start (UTC)"] if wide else []), "Stop (UTC)", "Size",
+               *(["Stored", "WAL start", "WAL stop"] if wide else [])]
+    for column in columns:
+        table.add_column(column, no_wrap=True, justify="right" if column in ("Size", "Stored") else "left")
     for b in listing.backups:
-        table.add_row(b.label, b.type, f"{b.start:%Y-%m-%d %H:%M:%S}", f"{b.stop:%Y-%m-%d %H:%M:%S}",
-                      f"{b.size_bytes / 2**20:.1f} MB", f"{b.repository_bytes / 2**20:.1f} MB")
+        table.add_row(b.label, b.type, *([f"{b.start:%Y-%m-%d %H:%M:%S}"] if wide else []),
+                      f"{b.stop:%Y-%m-%d %H:%M:%S}", f"{b.size_bytes / 2**20:.1f} MB",
+                      *([f"{b.repository_bytes / 2**20:.1f} MB", b.wal_start, b.wal_stop] if wide else []))
     return table
 
 
