@@ -19,7 +19,8 @@ from pglab.drills import frame, kinds
 from pglab.drills.kind import Done, Drill, DrillKind, Option
 from pglab.drills.probe import Attempt
 from pglab.drills.result import DrillResult
-from pglab.errors import PglabError
+from pglab.errors import InputError, PglabError
+from pglab.lab import Lab
 from tests.conftest import write_topology
 
 
@@ -33,6 +34,10 @@ class Meteor(DrillKind):
     size: int = 10
     steps: list[str] = field(default_factory=list)
     fails: ClassVar[BaseException | None] = None  # what inject raises, if anything
+
+    def check(self, lab: Lab) -> None:
+        if self.size > 50:  # as a kind refuses what its provider or kernel cannot produce
+            raise InputError("a meteor over 50 m needs another provider")
 
     def prepare(self, drill: Drill) -> None:
         self.steps.append("prepare")
@@ -76,8 +81,10 @@ def test_the_cli_offers_a_registered_kind_with_its_own_option(meteor: type[Meteo
     assert "stop here" in result.output
     [kind] = ran
     assert isinstance(kind, Meteor) and kind.size == 42
-    refused = CliRunner().invoke(cli.main, ["drill", "meteor", "--size", "0", "-f", str(tmp_path / "pglab.yml")])
-    assert refused.exit_code == 2
+    for size, words in (("0", "0 is not in the range"), ("60", "needs another provider")):
+        refused = CliRunner().invoke(cli.main, ["drill", "meteor", "--size", size, "-f", str(tmp_path / "pglab.yml")])
+        assert refused.exit_code == 2 and words in refused.output, refused.output
+    assert len(ran) == 1 and not (tmp_path / ".pglab").exists()  # refused before the lab was touched
 
 
 class FakeConnection:
