@@ -115,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
                         baselines.append((kind, time.monotonic() - began, single.ok))
                         log(f"{kind} #{number} with one insert client: {baselines[-1][1]:.1f} s")
                     began = time.monotonic()
-                    result = frame.run(lab, kinds.make(kind), number, log=log, workload=args.workload, spec=spec)
+                    # a kind without clients (restore: one insert probe) runs as it is
+                    crowd = {"workload": args.workload, "spec": spec} if kinds.KINDS[kind].takes_clients else {}
+                    result = frame.run(lab, kinds.make(kind), number, log=log, **crowd)
                     write_json_line(result, out)
                     timeline.write_png(result, out / png_name(result))
                     line = result.as_json()
