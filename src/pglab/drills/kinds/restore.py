@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 
@@ -81,9 +81,10 @@ class Restore(DrillKind):
     summary = "a restore to between two writes: none lost, none kept after"
     takes_clients = False  # one insert probe: its ids order its writes in time
     keeps_every_write = False  # the writes after the target are discarded on purpose, and judged here
-    moment: datetime.datetime | None = None
-    pair: tuple[int, int] = (0, 0)  # the ids of A and B
-    restored: restore.RestoreResult | None = None
+    # What the steps learn (not options): the target, the ids of A and B, the restore's outcome.
+    moment: datetime.datetime | None = field(default=None, init=False)
+    pair: tuple[int, int] = field(default=(0, 0), init=False)
+    restored: restore.RestoreResult | None = field(default=None, init=False)
 
     def target(self, leader: str | None) -> str | None:
         return None  # the whole cluster
