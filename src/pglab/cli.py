@@ -493,8 +493,9 @@ def _kind_option(option: Option) -> Callable[[Callable[..., Any]], Callable[...,
     elif option.type is int and (option.low is not None or option.high is not None):
         kind = click.IntRange(None if option.low is None else int(option.low),
                               None if option.high is None else int(option.high))
-    return click.option(f"--{option.name.replace('_', '-')}", option.name, type=kind, default=option.default,
-                        metavar=option.metavar, show_default=option.default is not None, help=option.help)
+    flag = option.flag or f"--{option.name.replace('_', '-')}"
+    return click.option(flag, option.name, type=kind, default=option.default, metavar=option.metavar,
+                        show_default=option.default is not None, help=option.help)
 
 
 def _drill_command(kind: type[DrillKind]) -> click.Command:

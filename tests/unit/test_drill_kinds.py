@@ -30,8 +30,10 @@ class Meteor(DrillKind):
 
     name = "meteor"
     summary = "a meteor hits the leader's rack"
-    options = (Option("size", "The meteor's size in metres.", type=int, default=10, low=1, high=100),)
+    options = (Option("size", "The meteor's size in metres.", type=int, default=10, low=1, high=100),
+               Option("duration", "Seconds the dust stays.", type=float, default=5.0, flag="--for"))
     size: int = 10
+    duration: float = 5.0
     steps: list[str] = field(default_factory=list)
     fails: ClassVar[BaseException | None] = None  # what inject raises, if anything
 
@@ -68,7 +70,7 @@ def test_the_cli_offers_a_registered_kind_with_its_own_option(meteor: type[Meteo
     listing = CliRunner().invoke(cli.main, ["drill", "--help"]).output
     assert "meteor" in listing and "a meteor hits the leader's rack" in listing
     own = CliRunner().invoke(cli.main, ["drill", "meteor", "--help"]).output
-    assert "--size" in own and "--clients" in own and "--count" in own
+    assert "--size" in own and "--for" in own and "--clients" in own and "--count" in own
     assert "--size" not in CliRunner().invoke(cli.main, ["drill", "crash", "--help"]).output
     ran: list[DrillKind] = []
 
@@ -77,12 +79,13 @@ def test_the_cli_offers_a_registered_kind_with_its_own_option(meteor: type[Meteo
         raise PglabError("stop here")  # the CLI's part is done once the frame has the kind
 
     monkeypatch.setattr(frame, "run", run)
-    result = CliRunner().invoke(cli.main, ["drill", "meteor", "--size", "42", "-f", str(write_topology(tmp_path))])
+    path = str(write_topology(tmp_path))
+    result = CliRunner().invoke(cli.main, ["drill", "meteor", "--size", "42", "--for", "2.5", "-f", path])
     assert "stop here" in result.output
     [kind] = ran
-    assert isinstance(kind, Meteor) and kind.size == 42
+    assert isinstance(kind, Meteor) and (kind.size, kind.duration) == (42, 2.5)
     for size, words in (("0", "0 is not in the range"), ("60", "needs another provider")):
-        refused = CliRunner().invoke(cli.main, ["drill", "meteor", "--size", size, "-f", str(tmp_path / "pglab.yml")])
+        refused = CliRunner().invoke(cli.main, ["drill", "meteor", "--size", size, "-f", path])
         assert refused.exit_code == 2 and words in refused.output, refused.output
     assert len(ran) == 1 and not (tmp_path / ".pglab").exists()  # refused before the lab was touched
 

@@ -32,8 +32,9 @@ from pglab.lab import EventSink, Lab
 
 @dataclass(frozen=True)
 class Option:
-    """One of a kind's own command-line options (``--NAME``), passed to the kind's constructor as
-    ``name``. ``low``/``high`` bound a number."""
+    """One of a kind's own command-line options, passed to the kind's constructor as ``name``: on
+    the command line ``--NAME`` (underscores as dashes), or ``flag`` (``--for`` for ``duration``).
+    ``low``/``high`` bound a number."""
 
     name: str
     help: str
@@ -42,6 +43,7 @@ class Option:
     metavar: str | None = None
     low: float | None = None
     high: float | None = None
+    flag: str | None = None
 
 
 @dataclass(frozen=True)
