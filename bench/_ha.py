@@ -2,7 +2,7 @@
 
 One lab (``benchha``, the default topology of ``--stack``, own loopback range) is brought up in a
 temporary directory and reused by every run; it is always destroyed. Each run is one
-:func:`pglab.drills.frame.run` (write probe through the lab's write endpoint: HAProxy, or the
+:func:`pglab.drills.frame.run` of the kind (write probe through the lab's write endpoint: HAProxy, or the
 pg_auto_failover formation's multi-host URI; the fault, recovery, the node restored, the table
 read back from the new primary); the figures are the drill's.
 """
@@ -17,7 +17,9 @@ from pathlib import Path
 import psycopg
 from _common import BenchFailure, TimeLimit, log, parse_args, time_limit, write_topology
 
-from pglab.drills import frame
+from pglab.drills import frame, kinds
+from pglab.drills.result import DrillResult
+from pglab.drills.summary import summary
 from pglab.lab import Lab, PglabError
 from pglab.stacks.base import StackError
 
@@ -39,9 +41,9 @@ def bring_up(lab: Lab) -> float:
     return time.monotonic() - started
 
 
-def report(kind: str, loopback: str, results: list[frame.DrillResult], as_json: bool,
+def report(kind: str, loopback: str, results: list[DrillResult], as_json: bool,
            stack: str = "patroni") -> None:
-    rows = frame.summary(results)
+    rows = summary(results)
     if as_json:
         print(json.dumps({"lab": LAB_NAME, "stack": stack, "loopback": loopback, "kind": kind, "summary": rows,
                           "runs": [r.as_json() for r in results]}, indent=2))
@@ -62,7 +64,7 @@ def report(kind: str, loopback: str, results: list[frame.DrillResult], as_json: 
 
 def main(kind: str, doc: str, argv: list[str] | None = None) -> int:
     args = parse_args(doc, "drills on the same lab, one after another", DEFAULT_LOOPBACK, argv)
-    results: list[frame.DrillResult] = []
+    results: list[DrillResult] = []
     with tempfile.TemporaryDirectory(prefix=f"pglab-bench-{kind}-") as tmp:
         lab = Lab.from_file(write_topology(Path(tmp), LAB_NAME, args.loopback, args.stack))
         missing = lab.missing_prerequisites()
@@ -74,7 +76,7 @@ def main(kind: str, doc: str, argv: list[str] | None = None) -> int:
             log(f"lab {LAB_NAME} ({args.stack}) on {args.loopback}: up ...")
             log(f"lab {LAB_NAME}: healthy after {bring_up(lab):.1f} s")
             for number in range(1, args.runs + 1):
-                result = frame.run(lab, kind, number, log=log)
+                result = frame.run(lab, kinds.make(kind), number, log=log)
                 log(f"run {number}: {result.old_leader} -> {result.new_leader}, unavailable "
                     f"{result.tally.unavailable:.2f} s, {len(result.tally.lost)} lost")
                 results.append(result)

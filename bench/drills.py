@@ -28,8 +28,10 @@ import psycopg
 import yaml
 from _common import BenchFailure, TimeLimit, log, time_limit, write_topology
 
-from pglab.drills import frame, timeline
+from pglab.drills import frame, kinds, timeline
 from pglab.drills.crowd import CrowdSpec
+from pglab.drills.result import png_name, write_json_line
+from pglab.drills.summary import summary_of_lines
 from pglab.drills.workloads import WORKLOADS
 from pglab.lab import Lab, PglabError
 from pglab.stacks.base import StackError
@@ -56,12 +58,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="keep the JSON lines and timelines here")
     parser.add_argument("--json", action="store_true", help="print the drills' JSON")
     args = parser.parse_args(argv)
-    kinds = args.kinds.split(",")
-    if any(k not in frame.KINDS for k in kinds) or args.runs < 1 or args.clients < 1:
-        parser.error(f"--kinds takes {', '.join(frame.KINDS)}; --runs and --clients at least 1")
+    if any(k not in kinds.KINDS for k in args.kinds.split(",")) or args.runs < 1 or args.clients < 1:
+        parser.error(f"--kinds takes {', '.join(kinds.KINDS)}; --runs and --clients at least 1")
     if not args.loopback.startswith("127."):
         parser.error("--loopback must be a 127.x.y.z range: the benchmark only uses loopback addresses")
-    args.kinds = kinds
+    args.kinds = args.kinds.split(",")
     return args
 
 
@@ -110,13 +111,15 @@ def main(argv: list[str] | None = None) -> int:
                 for number in range(1, args.runs + 1):
                     if args.baseline:
                         began = time.monotonic()
-                        single = frame.run(lab, kind, number, log=log)
+                        single = frame.run(lab, kinds.make(kind), number, log=log)
                         baselines.append((kind, time.monotonic() - began, single.ok))
                         log(f"{kind} #{number} with one insert client: {baselines[-1][1]:.1f} s")
                     began = time.monotonic()
-                    result = frame.run(lab, kind, number, log=log, workload=args.workload, spec=spec)
-                    frame.write_json_line(result, out)
-                    timeline.write_png(result, out / frame.png_name(result))
+                    # a kind without clients (restore: one insert probe) runs as it is
+                    crowd = {"workload": args.workload, "spec": spec} if kinds.KINDS[kind].takes_clients else {}
+                    result = frame.run(lab, kinds.make(kind), number, log=log, **crowd)
+                    write_json_line(result, out)
+                    timeline.write_png(result, out / png_name(result))
                     line = result.as_json()
                     line["drill_s"] = round(time.monotonic() - began, 1)
                     lines.append(line)
@@ -144,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     for (kind, seconds, ok), line in zip(baselines, lines, strict=False):
         print(f"{kind}: one insert client {seconds:.1f} s ({'ok' if ok else 'FAILED'}), this setting "
               f"{line['drill_s']} s: x{line['drill_s'] / seconds:.2f}")
-    for summary in frame.summary_of_lines(lines):
+    for summary in summary_of_lines(lines):
         u = summary["unavailable_s"]
         print(f"{summary['kind']} ({summary['setting']}) x{summary['drills']}: down {u['min']:.2f}/{u['median']:.2f}/"
               f"{u['max']:.2f} s, acknowledged writes lost {summary['lost']}, anomalies {summary['anomalies']}, "

@@ -2,7 +2,7 @@
 
 Brings up one lab (``benchha``, the default topology of ``--stack``) on its own loopback range in a temporary
 directory, runs `pglab drill crash` (or ``--kind hang|partition|failover|restart``) on it
-``--runs`` times and always destroys it. See bench/_ha.py and src/pglab/drills/frame.py.
+``--runs`` times and always destroys it. See bench/_ha.py and src/pglab/drills/kinds/.
 
     .venv/bin/python bench/failover.py [--kind crash] [--runs 3] [--loopback 127.0.32.0/24] [--stack STACK] [--json]
 """
@@ -13,7 +13,7 @@ import sys
 
 from _ha import main
 
-from pglab.drills.frame import KINDS
+from pglab.drills.kinds import KINDS
 
 if __name__ == "__main__":
     kind = "crash"

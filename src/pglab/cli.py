@@ -24,8 +24,11 @@ from pglab.backups import backup as backups_module
 from pglab.backups import restore as restoring
 from pglab.backups import restore_target
 from pglab.components import haproxy
-from pglab.drills import frame, restore_drill, workloads
+from pglab.drills import frame, kinds, workloads
+from pglab.drills import result as drill_result
+from pglab.drills import summary as drill_summary
 from pglab.drills.crowd import CrowdSpec
+from pglab.drills.kind import DrillKind, Option
 from pglab.errors import InputError, PglabError
 from pglab.lab import Lab, LabWarning, Step
 from pglab.vm import box
@@ -448,67 +451,122 @@ def restart(topology_file: Path, rolling: bool, timeout: float, as_json: bool) -
     _run_operation("restart", operations.restart, as_json, Lab.from_file(topology_file), rolling, timeout)
 
 
-@main.command("drill")
-@file_option
-@click.argument("kind", type=click.Choice(frame.KINDS))
-@click.option("--count", default=1, show_default=True, type=click.IntRange(1, 100),
-              help="Drills to run, one after another.")
-@click.option("--node", metavar="NODE", help="The node a crash, hang or partition hits (default: the leader).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where the JSON lines (drills.jsonl) and PNG timelines go (default: .pglab/<name>/drills).")
-@click.option("--workload", type=click.Choice(list(workloads.WORKLOADS)), default="insert", show_default=True,
-              help="insert: one row per write; bank: transfers between accounts with a fixed total; "
-                   "append: per-key append-only lists.")
-@click.option("--clients", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Writers, each on its own connection through the write endpoint.")
-@click.option("--readers", type=click.IntRange(0, 16), default=0, show_default=True,
-              help="bank: readers summing the balances through the write and through the read endpoint "
-                   "(each); insert, append: readers looking for each write on the read endpoint.")
-@click.option("--load", "load_tps", type=click.FloatRange(0, 5000), default=0, show_default=True, metavar="TPS",
-              help="Background write load, transactions a second, so that replicas lag.")
-@timeout_option
-@json_option
-@reports_errors
-def drill_command(topology_file: Path, kind: str, count: int, node: str | None, out_dir: Path | None,
-                  workload: str, clients: int, readers: int, load_tps: float, timeout: float, as_json: bool) -> None:
+crowd_options = [
+    click.option("--workload", type=click.Choice(list(workloads.WORKLOADS)), default="insert", show_default=True,
+                 help="insert: one row per write; bank: transfers between accounts with a fixed total; "
+                      "append: per-key append-only lists."),
+    click.option("--clients", type=click.IntRange(1, 64), default=1, show_default=True,
+                 help="Writers, each on its own connection through the write endpoint."),
+    click.option("--readers", type=click.IntRange(0, 16), default=0, show_default=True,
+                 help="bank: readers summing the balances through the write and through the read endpoint "
+                      "(each); insert, append: readers looking for each write on the read endpoint."),
+    click.option("--load", "load_tps", type=click.FloatRange(0, 5000), default=0, show_default=True, metavar="TPS",
+                 help="Background write load, transactions a second, so that replicas lag."),
+]
+drill_options = [
+    file_option,
+    click.option("--count", default=1, show_default=True, type=click.IntRange(1, 100),
+                 help="Drills to run, one after another."),
+    click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+                 help="Where the JSON lines (drills.jsonl) and PNG timelines go (default: .pglab/<name>/drills)."),
+    timeout_option,
+    json_option,
+]
+DRILL_HELP = """
+--clients writers run the --workload through the write endpoint (HAProxy 5000, or the
+multi-host URI) while the fault happens, the cluster recovers and the fault is undone; then the
+workload's state is read back from the new primary and checked: writes lost, two primaries
+acknowledging at once, the bank's total, the appends' order. One JSON line and one PNG timeline
+per drill go to --out. Exits 1 on any anomaly, or if the cluster did not recover.
+"""
+
+
+def _kind_option(option: Option) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A kind's own option on its subcommand."""
+    kind: Any = option.type
+    if option.type is float and (option.low is not None or option.high is not None):
+        kind = click.FloatRange(option.low, option.high)
+    elif option.type is int and (option.low is not None or option.high is not None):
+        kind = click.IntRange(None if option.low is None else int(option.low),
+                              None if option.high is None else int(option.high))
+    flag = option.flag or f"--{option.name.replace('_', '-')}"
+    return click.option(flag, option.name, type=kind, default=option.default, metavar=option.metavar,
+                        show_default=option.default is not None, help=option.help)
+
+
+def _drill_command(kind: type[DrillKind]) -> click.Command:
+    """`pglab drill KIND`: the shared options, the clients' options when the kind runs clients,
+    the kind's own."""
+
+    def command(topology_file: Path, count: int, out_dir: Path | None, timeout: float, as_json: bool,
+                workload: str = "insert", clients: int = 1, readers: int = 0, load_tps: float = 0.0,
+                **options: Any) -> None:
+        _run_drills(kind, options, topology_file, count, out_dir, timeout, as_json, workload,
+                    CrowdSpec(clients, readers, load_tps))
+
+    params: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
+        *drill_options, *(crowd_options if kind.takes_clients else []), *map(_kind_option, kind.options)]
+    decorated: Callable[..., Any] = reports_errors(command)
+    for param in reversed(params):
+        decorated = param(decorated)
+    return click.command(kind.name, short_help=kind.summary,
+                         help=f"Drill: {kind.summary}.\n\n{DRILL_HELP if kind.takes_clients else ''}")(decorated)
+
+
+class DrillKinds(click.Group):
+    """One subcommand per registered drill kind, made when asked: a kind added to the registry is
+    offered without editing the CLI."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(kinds.KINDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        kind = kinds.KINDS.get(cmd_name)
+        return None if kind is None else _drill_command(kind)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                           list[str]]:
+        if args and not args[0].startswith("-") and args[0] not in kinds.KINDS:
+            ctx.fail(f"{args[0]!r} is not one of: {', '.join(kinds.KINDS)}")
+        return super().resolve_command(ctx, args)
+
+
+@main.group("drill", cls=DrillKinds)
+def drill_group() -> None:
     """Rehearse a failure and measure what clients see: write unavailability, acknowledged writes
     lost, failed writes that committed anyway, the leader change.
 
     \b
-    KIND: switchover | failover | crash | hang | partition | restart (rolling) |
-    certs (`pglab certs rotate`) | certs-ca (`pglab certs rotate --ca`) |
-    restore (`pglab restore` to a moment between two acknowledged writes: lost, extra).
-    --clients writers run the --workload through the write endpoint (HAProxy 5000, or the
-    multi-host URI) while the fault hits the leader (or --node), the cluster recovers and the node
-    comes back; then the workload's state is read back from the new primary and checked: writes
-    lost, two primaries acknowledging at once, the bank's total, the appends' order. One JSON line
-    and one PNG timeline per drill go to --out. Exits 1 on any anomaly, or if the cluster did not
-    recover.
+    pglab drill switchover --count 3
+    pglab drill crash --node pg2 --clients 16 --workload bank --readers 4
+    pglab drill KIND --help      the kind's options
     """
+
+
+def _run_drills(kind: type[DrillKind], options: dict[str, Any], topology_file: Path, count: int,
+                out_dir: Path | None, timeout: float, as_json: bool, workload: str, spec: CrowdSpec) -> None:
     from pglab.drills import timeline
 
     lab = Lab.from_file(topology_file)
-    frame.check_kind(lab, kind, node)
-    if kind == "restore":
-        restore_drill.check_options(workload, clients, readers, load_tps, node)
+    frame.check(lab, kind(**options), workload, spec)  # exit 2 before the lab is touched
     out = out_dir or lab.layout.drills
     results = []
     for number in range(1, count + 1):
-        with ui.Progress(f"drill {kind} {number}/{count}") as progress:
-            result = frame.run(lab, kind, number, node, timeout, on_event=progress,
+        with ui.Progress(f"drill {kind.name} {number}/{count}") as progress:
+            result = frame.run(lab, kind(**options), number, timeout, on_event=progress,
                                log=lambda text: ui.err_console.print(text, highlight=False), workload=workload,
-                               spec=CrowdSpec(clients, readers, load_tps))
-        frame.write_json_line(result, out)
-        png = timeline.write_png(result, out / frame.png_name(result))
+                               spec=spec)
+        drill_result.write_json_line(result, out)
+        png = timeline.write_png(result, out / drill_result.png_name(result))
         results.append(result)
         t = result.tally
         ui.err_console.print(
-            f"drill {kind} #{number}: {result.old_leader} -> {result.new_leader}, writes unavailable "
+            f"drill {kind.name} #{number}: {result.old_leader} -> {result.new_leader}, writes unavailable "
             f"{t.unavailable:.2f} s, {t.failed} failed attempts, {len(t.lost)} acknowledged lost, "
             f"{len(t.failed_committed)} failed but committed; {png}"
             + (f"\n  problem: {result.problem}" if result.problem else "")
             + "".join(f"\n  anomaly ({a.check}): {a.what}" for a in result.anomalies[:10]), highlight=False)
-    rows = frame.summary(results)
+    rows = drill_summary.summary(results)
     if as_json:
         ui.print_json({"out": str(out), "summary": rows, "drills": [r.as_json() for r in results]})
     else:

@@ -7,14 +7,14 @@ import json
 import subprocess
 import sys
 
-from pglab.drills import frame
+from pglab.drills import frame, kinds
 from pglab.lab import Lab
 from pglab.tls import certs, endpoints
 
 
 def test_certs_rotate_under_load_loses_nothing_and_nodes_serve_the_new_certificates(lab: Lab) -> None:
     before = {e.what: c.serial_number for e, c in endpoints.served(lab) if not isinstance(c, Exception)}
-    result = frame.run(lab, "certs", timeout=120)
+    result = frame.run(lab, kinds.make("certs"), timeout=120)
     assert result.ok, result.problem
     assert result.tally.lost == []
     assert endpoints.stale(lab) == []

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from pglab import operations, sql
-from pglab.drills import frame
+from pglab.drills import frame, kinds
 from pglab.drills.crowd import CrowdSpec
 from pglab.lab import Lab, UpResult
 from pglab.providers.local import LocalProvider, _environments
@@ -112,7 +112,7 @@ def test_a_drill_with_clients_keeps_every_append_list_through_a_switchover(pgaf:
     """Three writers through the formation's read-write URI, a reader following them on the
     standby URI: the same drill and checks as on Patroni."""
     lab, _ = pgaf
-    result = frame.run(lab, "switchover", workload="append", spec=CrowdSpec(clients=3, readers=1))
+    result = frame.run(lab, kinds.make("switchover"), workload="append", spec=CrowdSpec(clients=3, readers=1))
     line = result.as_json()
     assert result.ok, (result.problem, line["anomalies"])
     assert line["checks"] == {"lost": 0, "split_brain": 0, "append_duplicate": 0, "append_order": 0}

@@ -82,7 +82,8 @@ def test_a_directory_is_not_a_topology(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("args", "hint"), [
     (["drill", "meteor"], "'meteor' is not one of"),
-    (["drill", "switchover", "--node", "pg2"], "--node applies to crash, hang, partition"),
+    (["drill", "switchover", "--node", "pg2"], "No such option '--node'"),  # a crash, hang or partition's
+    (["drill", "restore", "--clients", "2"], "No such option '--clients'"),  # one insert probe
     (["drill", "crash", "--node", "pg9"], "no node named 'pg9'"),
 ])
 def test_drill_refuses_bad_input_with_exit_2_before_touching_the_lab(tmp_path: Path, args: list[str],

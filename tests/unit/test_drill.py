@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pglab.drills import frame, timeline
+from pglab.drills import timeline
 from pglab.drills.probe import Attempt, tally
+from pglab.drills.result import DrillResult, Marker, png_name, write_json_line
+from pglab.drills.summary import setting, summary
 
 
 def _attempts() -> list[Attempt]:
@@ -29,13 +31,13 @@ def test_tally_finds_the_outage_the_lost_and_the_failed_but_committed() -> None:
     assert t.errors == {"refused": 2, "no answer within 1 s": 1}
 
 
-def _result(kind: str, unavailable_lost: tuple[float, int]) -> frame.DrillResult:
+def _result(kind: str, unavailable_lost: tuple[float, int]) -> DrillResult:
     attempts = _attempts()
     present = {a.id for a in attempts if a.ok} - set(range(100, 100 + unavailable_lost[1]))
-    result = frame.DrillResult(kind, 1, "2026-01-01T00:00:00+00:00", "pg1", "pg1", "pg2", True,
-                               tally(attempts, present, 10.0),
-                               [frame.Marker(0, f"{kind} pg1"), frame.Marker(3.0, "writes resumed")],
-                               attempts=[(a.started - 10, a.ended - 10, a.ok) for a in attempts])
+    result = DrillResult(kind, 1, "2026-01-01T00:00:00+00:00", "pg1", "pg1", "pg2", True,
+                         tally(attempts, present, 10.0),
+                         [Marker(0, f"{kind} pg1"), Marker(3.0, "writes resumed")],
+                         attempts=[(a.started - 10, a.ended - 10, a.ok) for a in attempts])
     result.tally.unavailable = unavailable_lost[0]
     return result
 
@@ -44,7 +46,7 @@ def test_summary_gives_min_median_max_per_kind_and_fails_on_a_lost_write() -> No
     results = [_result("crash", (20.0, 0)), _result("crash", (22.0, 0)), _result("crash", (21.0, 0))]
     lossy = _result("hang", (17.0, 0))
     lossy.tally.lost = [42]
-    rows = frame.summary([*results, lossy])
+    rows = summary([*results, lossy])
     assert rows[0]["kind"] == "crash" and rows[0]["unavailable_s"] == {"min": 20.0, "median": 21.0, "max": 22.0}
     assert rows[0]["ok"] and rows[0]["leaders"] == ["pg1 -> pg2"] * 3
     assert rows[1]["lost"] == 1 and not rows[1]["ok"]
@@ -52,11 +54,11 @@ def test_summary_gives_min_median_max_per_kind_and_fails_on_a_lost_write() -> No
 
 def test_json_line_and_png_timeline(tmp_path: Path) -> None:
     result = _result("switchover", (3.0, 0))
-    path = frame.write_json_line(result, tmp_path)
+    path = write_json_line(result, tmp_path)
     line = json.loads(path.read_text().splitlines()[0])
     assert line["kind"] == "switchover" and line["unavailable_s"] == 3.0 and line["ok"] is True
     # the setting is there even when the drill ended before its clients' figures were gathered
     assert (line["workload"], line["clients"], line["readers"], line["load_tps"]) == ("insert", 1, 0, 0.0)
-    assert frame.setting(line) == "insert, 1 client"
-    png = timeline.write_png(result, tmp_path / frame.png_name(result))
+    assert setting(line) == "insert, 1 client"
+    png = timeline.write_png(result, tmp_path / png_name(result))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -4,8 +4,9 @@ cluster that did not recover fails it whatever the writes say."""
 
 from __future__ import annotations
 
-from pglab.drills import frame
 from pglab.drills.probe import Attempt, tally
+from pglab.drills.result import DrillResult
+from pglab.drills.summary import summary
 
 FAULT = 100.0  # the moment the fault began (monotonic seconds)
 
@@ -17,9 +18,9 @@ def _attempts() -> list[Attempt]:
             Attempt(6, 104.0, 104.1, True), Attempt(7, 104.2, 104.3, True)]
 
 
-def _judged(present: set[int], recovered: bool = True, problem: str | None = None) -> frame.DrillResult:
-    return frame.DrillResult("crash", 1, "2026-01-01T00:00:00+00:00", None, "pg1", "pg2", recovered,
-                             tally(_attempts(), present, FAULT), problem=problem)
+def _judged(present: set[int], recovered: bool = True, problem: str | None = None) -> DrillResult:
+    return DrillResult("crash", 1, "2026-01-01T00:00:00+00:00", None, "pg1", "pg2", recovered,
+                       tally(_attempts(), present, FAULT), problem=problem)
 
 
 def test_every_acknowledged_write_kept_and_recovered_is_ok() -> None:
@@ -34,7 +35,7 @@ def test_an_acknowledged_write_missing_from_the_new_primary_is_lost_and_fails_th
     result = _judged({1, 2, 6, 7})  # 3 was acknowledged by the old primary, never replicated
     assert result.tally.lost == [3]
     assert not result.ok
-    [row] = frame.summary([result])
+    [row] = summary([result])
     assert row["lost"] == 1 and row["ok"] is False
 
 
@@ -42,7 +43,7 @@ def test_a_failed_write_that_committed_is_counted_but_does_not_fail_the_drill() 
     result = _judged({1, 2, 3, 4, 6, 7})  # 4's commit landed, its answer did not
     assert result.tally.failed_committed == [4] and result.tally.lost == []
     assert result.ok
-    assert frame.summary([result])[0]["failed_committed"] == 1
+    assert summary([result])[0]["failed_committed"] == 1
 
 
 def test_a_cluster_that_did_not_recover_fails_the_drill_even_without_a_lost_write() -> None:
@@ -52,7 +53,7 @@ def test_a_cluster_that_did_not_recover_fails_the_drill_even_without_a_lost_writ
 
 def test_the_summary_counts_recoveries_and_fails_the_kind_when_one_drill_fails() -> None:
     good, lossy, stuck = _judged({1, 2, 3, 6, 7}), _judged({1, 2, 6, 7}), _judged({1, 2, 3, 6, 7}, recovered=False)
-    [row] = frame.summary([good, lossy, stuck])
+    [row] = summary([good, lossy, stuck])
     assert (row["drills"], row["recovered"], row["lost"], row["ok"]) == (3, 2, 1, False)
-    [row] = frame.summary([good, good])
+    [row] = summary([good, good])
     assert (row["drills"], row["recovered"], row["lost"], row["ok"]) == (2, 2, 0, True)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pglab.drills import frame, report, timeline
+from pglab.drills import report, timeline
+from pglab.drills.result import png_name, write_json_line
 from tests.unit.test_drill import _result
 
 CHROMIUM = shutil.which("chromium-headless-shell")
@@ -24,8 +25,8 @@ BROWSER_FLAGS = ["--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-fir
 def _lab_files(tmp_path: Path) -> tuple[Path, Path]:
     drills = tmp_path / "drills"
     ok = _result("crash", (19.0, 0))
-    timeline.write_png(ok, drills / frame.png_name(ok))
-    frame.write_json_line(ok, drills)
+    timeline.write_png(ok, drills / png_name(ok))
+    write_json_line(ok, drills)
     bad = json.loads(json.dumps(ok.as_json()))
     del bad["timeline"]  # an older line: the name is derived, and no such PNG exists
     bad.update(run=2, ok=False, workload="bank", clients=16, readers=4, replication="async",

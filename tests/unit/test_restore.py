@@ -17,9 +17,9 @@ from pglab import paths, stacks
 from pglab.backups import restore_target
 from pglab.backups.restore_target import Target
 from pglab.cli import main
-from pglab.drills import restore_drill
-from pglab.drills.frame import DrillResult
+from pglab.drills.kinds import restore as restore_drill
 from pglab.drills.probe import Attempt, tally
+from pglab.drills.result import DrillResult
 from pglab.errors import InputError
 from pglab.lab import Lab
 from pglab.stacks.base import StackSpec
@@ -164,11 +164,11 @@ def test_a_restore_drill_with_extra_writes_fails_and_says_so_in_its_json_line() 
     figures = restore_drill.RestoreFigures("2026-11-25 22:30:01.250000+00", 4, 5, [], [6], 21.5,
                                            {"stop": 1.0}, 3)
     result = DrillResult("restore", 1, "2026-11-25T22:30:00+00:00", None, "pg1", "pg1", True,
-                         tally([], set(), 0.0), restored=figures)
+                         tally([], set(), 0.0), part=figures)
     line = result.as_json()
     assert line["lost"] == 0 and line["extra"] == 1 and line["extra_ids"] == [6] and line["restore_s"] == 21.5
     assert not result.ok
-    result.restored = restore_drill.RestoreFigures(figures.target, 4, 5, [], [], 21.5, {}, 3)
+    result.part = restore_drill.RestoreFigures(figures.target, 4, 5, [], [], 21.5, {}, 3)
     assert result.ok
 
 

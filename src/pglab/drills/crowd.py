@@ -34,9 +34,10 @@ class Crowd:
 
     @classmethod
     def gather(cls, workload: Workload, spec: CrowdSpec, writes: dict[str, Any],
-               reads: dict[str, Any] | None) -> Crowd:
+               reads: dict[str, Any] | None, first_id: int = 1) -> Crowd:
         """The probes (not started). ``reads`` is the read endpoint's conninfo (None: the lab has
-        none, so readers use the write endpoint alone)."""
+        none, so readers use the write endpoint alone); the writers number their attempts from
+        ``first_id`` on."""
         freshness = None
         readers: dict[str, list[WriteProbe]] = {}
         own_reader = workload.reader()
@@ -52,7 +53,8 @@ class Crowd:
                                for i in range(spec.readers)]
         on_ack = freshness.offer if freshness is not None else None
         n = spec.clients
-        writers = [WriteProbe(writes, start=c + 1, step=n, client=c, operation=workload.operation(c), on_ack=on_ack)
+        writers = [WriteProbe(writes, start=first_id + c, step=n, client=c, operation=workload.operation(c),
+                              on_ack=on_ack)
                    for c in range(n)]
         loaders = background_load.writers(writes, spec.load_tps) if spec.load_tps > 0 else []
         return cls(workload, writers, readers, freshness, loaders)
@@ -98,4 +100,66 @@ class Crowd:
         done = [a for p in self.loaders for a in p.snapshot()]
         acked = sum(a.ok for a in done)
         return {"threads": len(self.loaders), "acknowledged": acked, "failed": len(done) - acked,
+                "tps": round(acked / seconds, 1) if seconds > 0 else None}
+
+
+class Clients:
+    """The drill's crowd over the whole drill. A kind may pause it (a restore needs a quiet cluster)
+    and resume it: a new crowd of the same spec, numbering its writes from a new first id, so
+    writes before and after the pause stay apart. Figures cover every crowd."""
+
+    def __init__(self, workload: Workload, spec: CrowdSpec, writes: dict[str, Any],
+                 reads: dict[str, Any] | None) -> None:
+        self.workload, self.spec, self.conninfo, self.reads_conninfo = workload, spec, writes, reads
+        self.crowds = [Crowd.gather(workload, spec, writes, reads)]
+        self.running = False
+
+    def start(self) -> None:
+        self.crowds[-1].start()
+        self.running = True
+
+    def pause(self) -> None:
+        if self.running:
+            self.crowds[-1].stop()
+            self.running = False
+
+    def resume(self, first_id: int) -> None:
+        self.pause()
+        self.crowds.append(Crowd.gather(self.workload, self.spec, self.conninfo, self.reads_conninfo, first_id))
+        self.start()
+
+    def stop(self) -> None:
+        self.pause()
+
+    def wait_succeeding(self, since: float, hold: float, timeout: float) -> bool:
+        """Whether writes succeeded for ``hold`` seconds within ``timeout``; at once False when paused."""
+        return self.running and self.crowds[-1].wait_succeeding(since, hold, timeout)
+
+    def last_error(self) -> str:
+        return self.crowds[-1].last_error()
+
+    @property
+    def crashed(self) -> str | None:
+        return next((c.crashed for c in self.crowds if c.crashed), None)
+
+    @property
+    def freshness(self) -> Freshness | None:
+        return self.crowds[0].freshness
+
+    def writes(self) -> list[Attempt]:
+        return sorted((a for c in self.crowds for a in c.writes()), key=lambda a: a.started)
+
+    def reads(self) -> dict[str, list[Attempt]]:
+        merged: dict[str, list[Attempt]] = {}
+        for crowd in self.crowds:
+            for where, done in crowd.reads().items():
+                merged.setdefault(where, []).extend(done)
+        return merged
+
+    def load_figures(self, seconds: float) -> dict[str, Any] | None:
+        figures = [f for f in (c.load_figures(seconds) for c in self.crowds) if f is not None]
+        if not figures:
+            return None
+        acked = sum(f["acknowledged"] for f in figures)
+        return {"threads": figures[0]["threads"], "acknowledged": acked, "failed": sum(f["failed"] for f in figures),
                 "tps": round(acked / seconds, 1) if seconds > 0 else None}

@@ -16,7 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pglab.drills.frame import setting, summary_of_lines, timeline_name
+from pglab.drills.result import timeline_name
+from pglab.drills.summary import setting, summary_of_lines
 from pglab.errors import PglabError
 
 STYLE = """

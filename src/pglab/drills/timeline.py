@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pglab.drills.frame import DrillResult
+from pglab.drills.result import DrillResult
 
 
 def write_png(result: DrillResult, path: Path) -> Path:
@@ -44,15 +44,14 @@ def write_png(result: DrillResult, path: Path) -> Path:
     ax.set_xlabel("seconds after the fault")
     ax.set_ylabel("attempt latency (ms)")
     verdict = "OK" if result.ok else "FAILED"
-    r = result.restored
-    restored = f", extra {len(r.extra)}, restore {r.restore_s:.1f} s" if r else ""
+    own = result.part.headline() if result.part else ""  # the kind's own figures
     # every client's lost writes (the one beside a cut-off node too), and what the other checks found
     checks = result.clients.checks if result.clients else {"lost": len(t.lost)}
     others = sum(n for check, n in checks.items() if check != "lost")
     setting = f"{result.clients.workload} x{result.clients.spec.clients}, " if result.clients else ""
     ax.set_title(f"drill {result.kind} #{result.run} ({setting}{result.old_leader} -> {result.new_leader}): "
                  f"writes unavailable {t.unavailable:.2f} s, lost {checks.get('lost', 0)}, "
-                 f"failed but committed {len(t.failed_committed)}, other anomalies {others}{restored} [{verdict}]",
+                 f"failed but committed {len(t.failed_committed)}, other anomalies {others}{own} [{verdict}]",
                  fontsize=9)
     ax.legend(loc="lower right", fontsize=7)
     ax.grid(alpha=0.3)

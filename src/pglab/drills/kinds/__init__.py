@@ -1,0 +1,29 @@
+"""The drill kinds by name: `pglab drill` offers one subcommand per entry. A new kind is one module
+here and one line in :data:`KINDS`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pglab.drills.kind import DrillKind
+from pglab.drills.kinds import certs, failover, node_faults, restart, restore, switchover
+from pglab.errors import InputError
+
+KINDS: dict[str, type[DrillKind]] = {kind.name: kind for kind in (
+    switchover.Switchover,
+    failover.Failover,
+    node_faults.Crash,
+    node_faults.Hang,
+    node_faults.Partition,
+    restart.Restart,
+    certs.Certs,
+    certs.CertsCa,
+    restore.Restore,
+)}
+
+
+def make(name: str, **options: Any) -> DrillKind:
+    """A drill of kind ``name`` with its own options (``node="pg2"`` ...)."""
+    if name not in KINDS:
+        raise InputError(f"unknown drill {name!r}; choose one of: {', '.join(KINDS)}")
+    return KINDS[name](**options)

@@ -1,0 +1,152 @@
+"""What a drill found, and its JSON line: the types the frame fills and every kind may read or add to.
+
+A kind's own figures are a :class:`KindFigures` (a restore's target, lost and extra writes ...): the
+JSON line flattens them beside the frame's keys, so adding a kind adds no field here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pglab.drills import invariants, probe
+from pglab.drills.crowd import CrowdSpec
+
+
+@dataclass
+class Marker:
+    at: float  # seconds after the fault began
+    what: str
+
+
+class KindFigures(Protocol):
+    """A kind's own figures: its JSON line's extra keys, and whether they pass."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    def as_json(self) -> dict[str, Any]: ...
+
+    def headline(self) -> str:
+        """A few words for the timeline's title (", extra 0, restore 21.5 s"), or ""."""
+        ...
+
+
+@dataclass
+class ClientFigures:
+    """What many clients add to a drill: the workload and its checks, figures per client and for
+    the drill, replica staleness, the lag at the fault, what the probe cost."""
+
+    workload: str
+    spec: CrowdSpec
+    checks: dict[str, int]  # check -> anomalies found (0: the rule held)
+    anomalies: list[invariants.Anomaly]
+    primaries: list[str]  # the servers that acknowledged writes, in the order they began to
+    discarded: dict[str, int]  # acknowledged writes missing from the new primary, per server that took them
+    per_client: list[dict[str, Any]]
+    throughput: dict[str, float | None]
+    conflicts: int
+    replication: str  # sync or async: what the primary's pg_stat_replication said before the fault
+    lag_at_fault: dict[str, Any]
+    staleness: dict[str, Any] | None  # read-your-writes through the read endpoint
+    reads: dict[str, int]  # endpoint -> successful reads (the bank's sums)
+    load: dict[str, Any] | None
+    cpu: dict[str, float]  # this process's CPU seconds during the drill, and the share of one core
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload, "clients": self.spec.clients, "readers": self.spec.readers,
+            "load_tps": self.spec.load_tps, "replication": self.replication, "checks": self.checks,
+            "anomalies": [a.as_json() for a in self.anomalies[:20]], "primaries": self.primaries,
+            "discarded": self.discarded, "conflicts": self.conflicts, "throughput": self.throughput,
+            "per_client": self.per_client, "staleness": self.staleness, "reads": self.reads,
+            "lag_at_fault": self.lag_at_fault, "load": self.load, "cpu": self.cpu,
+        }
+
+
+@dataclass
+class BesideFigures:
+    """What a client on the target's own machine saw: writes its (old) leader accepted after the
+    fault began, when it last did, and whether that overlapped the new primary's writes."""
+
+    acknowledged_after_fault: int
+    last_ok_s: float | None  # seconds after the fault, None: not one write accepted after it
+    lost: int  # of those, missing from the new primary (rewound away when the node rejoined)
+    overlap_s: float  # seconds during which both sides acknowledged writes (two primaries); 0 is right
+
+    def as_json(self) -> dict[str, Any]:
+        return {"acknowledged_after_fault": self.acknowledged_after_fault,
+                "last_ok_s": None if self.last_ok_s is None else round(self.last_ok_s, 3),
+                "lost": self.lost, "two_primaries_s": round(self.overlap_s, 3)}
+
+
+@dataclass
+class DrillResult:
+    kind: str
+    run: int
+    started: str  # wall clock, ISO 8601
+    node: str | None  # the node the fault hit (None: the whole cluster)
+    old_leader: str | None
+    new_leader: str | None
+    recovered: bool
+    tally: probe.Tally
+    markers: list[Marker] = field(default_factory=list)
+    operations: list[str] = field(default_factory=list)  # each operation's summary, in order
+    problem: str | None = None  # why the drill failed, if it did
+    # The probe's attempts, seconds after the fault: (started, ended, ok); for the timeline.
+    attempts: list[tuple[float, float, bool]] = field(default_factory=list)
+    # The other side of a cut: a client on the target's own machine (see BesideFigures).
+    beside: BesideFigures | None = None
+    beside_attempts: list[tuple[float, float, bool]] = field(default_factory=list)
+    clients: ClientFigures | None = None
+    # What ran, even when the drill ended before its clients' figures could be gathered.
+    workload: str = "insert"
+    spec: CrowdSpec = field(default_factory=CrowdSpec)
+    part: KindFigures | None = None  # the kind's own figures, flattened into the JSON line
+
+    @property
+    def anomalies(self) -> list[invariants.Anomaly]:
+        return self.clients.anomalies if self.clients else []
+
+    @property
+    def ok(self) -> bool:
+        return (self.recovered and not self.tally.lost and not self.anomalies and self.problem is None
+                and (self.part is None or self.part.ok))
+
+    def as_json(self) -> dict[str, Any]:
+        t = self.tally
+        return {
+            "kind": self.kind, "run": self.run, "started": self.started, "node": self.node,
+            "old_leader": self.old_leader, "new_leader": self.new_leader, "recovered": self.recovered,
+            "ok": self.ok, "problem": self.problem,
+            "unavailable_s": round(t.unavailable, 3), "attempts": t.attempts, "acknowledged": t.acknowledged,
+            "failed": t.failed, "lost": len(t.lost), "lost_ids": t.lost[:100],
+            "failed_committed": len(t.failed_committed), "failed_committed_ids": t.failed_committed[:100],
+            "errors": dict(list(t.errors.items())[:10]),
+            "markers": [{"at": round(m.at, 3), "what": m.what} for m in self.markers],
+            "operations": self.operations, "timeline": png_name(self), "workload": self.workload,
+            "clients": self.spec.clients, "readers": self.spec.readers, "load_tps": self.spec.load_tps,
+            "cut_off_side": None if self.beside is None else self.beside.as_json(),
+            **(self.clients.as_json() if self.clients else {}),
+            **(self.part.as_json() if self.part else {}),
+        }
+
+
+def write_json_line(result: DrillResult, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "drills.jsonl"
+    with path.open("a") as f:
+        f.write(json.dumps(result.as_json()) + "\n")
+    return path
+
+
+def png_name(result: DrillResult) -> str:
+    return timeline_name(result.kind, result.started, result.run)
+
+
+def timeline_name(kind: str, started: str, run: int) -> str:
+    """The PNG timeline's file name of a drill (its JSON line has it as ``timeline``)."""
+    stamp = started.replace(":", "").replace("-", "").replace("+0000", "Z")
+    return f"{kind}-{stamp}-{run}.png"
