@@ -471,6 +471,7 @@ drill_options = [
                  help="Where the JSON lines (drills.jsonl) and PNG timelines go (default: .pglab/<name>/drills)."),
     timeout_option,
     json_option,
+    wide_option,
 ]
 DRILL_HELP = """
 --clients writers run the --workload through the write endpoint (HAProxy 5000, or the
@@ -498,10 +499,10 @@ def _drill_command(kind: type[DrillKind]) -> click.Command:
     """`pglab drill KIND`: the shared options, the clients' options when the kind runs clients,
     the kind's own."""
 
-    def command(topology_file: Path, count: int, out_dir: Path | None, timeout: float, as_json: bool,
+    def command(topology_file: Path, count: int, out_dir: Path | None, timeout: float, as_json: bool, wide: bool,
                 workload: str = "insert", clients: int = 1, readers: int = 0, load_tps: float = 0.0,
                 **options: Any) -> None:
-        _run_drills(kind, options, topology_file, count, out_dir, timeout, as_json, workload,
+        _run_drills(kind, options, topology_file, count, out_dir, timeout, as_json, wide, workload,
                     CrowdSpec(clients, readers, load_tps))
 
     params: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
@@ -544,7 +545,8 @@ def drill_group() -> None:
 
 
 def _run_drills(kind: type[DrillKind], options: dict[str, Any], topology_file: Path, count: int,
-                out_dir: Path | None, timeout: float, as_json: bool, workload: str, spec: CrowdSpec) -> None:
+                out_dir: Path | None, timeout: float, as_json: bool, wide: bool, workload: str,
+                spec: CrowdSpec) -> None:
     from pglab.drills import timeline
 
     lab = Lab.from_file(topology_file)
@@ -570,7 +572,7 @@ def _run_drills(kind: type[DrillKind], options: dict[str, Any], topology_file: P
     if as_json:
         ui.print_json({"out": str(out), "summary": rows, "drills": [r.as_json() for r in results]})
     else:
-        ui.console.print(ui.drill_table(rows))
+        ui.print_table(ui.drill_table(rows, wide), wide)
         ui.console.print(f"JSON lines: {out / 'drills.jsonl'}; timelines: {out}/*.png", highlight=False)
     if not all(r.ok for r in results):
         sys.exit(1)

@@ -259,7 +259,7 @@ def certs_table(rows: list[dict[str, Any]], wide: bool = False) -> Table:
 
 
 def drill_table(rows: list[dict[str, Any]], wide: bool = False) -> Table:
-    """`pglab drill`'s summary (:func:`pglab.drills.frame.summary`): one row per kind of drill and
+    """`pglab drill`'s summary (:func:`pglab.drills.summary.summary`): one row per kind of drill and
     setting. At 80 columns the setting goes under the kind, the writes' outage is the median and
     the result names only the checks that were violated; ``wide`` shows the setting, the spread
     (min/median/max), every check and the leaders in columns of their own."""

@@ -14,7 +14,7 @@ import pytest
 from pglab import ui
 from pglab.backups.backup import Backup, BackupList, Window
 from pglab.components.haproxy import Backend
-from pglab.drills import frame
+from pglab.drills import summary
 from pglab.lab import LabStatus, UpResult
 from pglab.stacks.base import Health, Member
 from pglab.verify import report_dict
@@ -59,7 +59,7 @@ def test_the_rebuilt_objects_serialise_to_the_recorded_shape(name: str) -> None:
 
 def test_the_drill_summary_is_computed_again_from_the_recorded_json_lines() -> None:
     for value in shapes.recorded("drill"):
-        assert frame.summary_of_lines(value["drills"]) == value["summary"]
+        assert summary.summary_of_lines(value["drills"]) == value["summary"]
 
 
 def test_a_changed_shape_is_named() -> None:
