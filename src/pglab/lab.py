@@ -307,6 +307,8 @@ class Lab:
         on_event(Step(f"creating machines ({self.provider.name})"))
         self.provider.report = lambda text: on_event(Step(text))
         self.provider.create()
+        for leftover in self.provider.undo_faults():
+            on_event(Step(f"undid a drill's leftover: {leftover}"))
         rendered = self.render()  # connection details can change once machines exist
         on_event(Step("running playbooks/site.yml"))
         result = ansible.run_playbook(paths.playbook("site.yml"), rendered.inventory,
@@ -371,6 +373,8 @@ class Lab:
 
     def destroy(self, on_event: EventSink = ignore_event) -> None:
         on_event(Step(f"destroying lab {self.topology.name} ({self.provider.name})"))
+        for leftover in self.provider.undo_faults():
+            on_event(Step(f"undid a drill's leftover: {leftover}"))
         self.provider.destroy()
         shutil.rmtree(self.dir, ignore_errors=True)
         with contextlib.suppress(OSError):

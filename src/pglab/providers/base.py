@@ -128,6 +128,21 @@ class Provider(ABC):
         """Run a command on the node as the user its services run as (pgBackRest's commands)."""
         raise NotImplementedError(f"the {self.name} provider cannot run commands on its nodes")
 
+    # Faults ----------------------------------------------------------------------------------
+    # The slower faults a drill kind asks of it (``slow-disk``, ``loss`` ...), by the kind's name.
+    faults: ClassVar[frozenset[str]] = frozenset()
+
+    def cannot(self, fault: str) -> str | None:
+        """Why this provider cannot produce ``fault`` here (it does not offer it, or this machine's
+        kernel lacks what it needs), or None when it can: a drill kind refuses with it (exit 2)."""
+        return None if fault in self.faults else f"the {self.name} provider cannot produce {fault}"
+
+    def undo_faults(self) -> list[str]:
+        """Remove whatever a drill left behind (a packet filter, a resource limit, ballast on a full
+        disk) even after an interrupted drill; `up` and `destroy` call it. What it removed, one
+        short phrase each."""
+        return []
+
     @abstractmethod
     def services(self, node: Node) -> dict[str, str]:
         """The node's services and their state (``RUNNING``, ``STOPPED``, ``FROZEN`` ...)."""
