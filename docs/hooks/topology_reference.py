@@ -168,10 +168,15 @@ def _fields(model: type[BaseModel], path: str) -> Iterator[tuple[str, FieldInfo]
 
 
 def _section_model(annotation: Any) -> type[BaseModel] | None:
+    """The model of a section field: a model, a list of models, or an optional model."""
     if _is_model(annotation):
         return typing.cast(type[BaseModel], annotation)
-    if typing.get_origin(annotation) is list and _is_model(typing.get_args(annotation)[0]):
-        return typing.cast(type[BaseModel], typing.get_args(annotation)[0])
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is list and _is_model(args[0]):
+        return typing.cast(type[BaseModel], args[0])
+    if origin in (typing.Union, types.UnionType):
+        models = [a for a in args if _is_model(a)]
+        return typing.cast(type[BaseModel], models[0]) if len(models) == 1 else None
     return None
 
 
@@ -208,6 +213,8 @@ def _type_name(annotation: Any, path: str) -> str:
         return "one of " + ", ".join(f"`{_value(a)}`" for a in args) if len(args) > 1 else f"`{_value(args[0])}`"
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a, path) for a in args)
+    if origin is list and typing.get_origin(args[0]) is typing.Literal:
+        return "list of " + ", ".join(f"`{_value(a)}`" for a in typing.get_args(args[0]))
     if origin is list:
         return f"list of {_type_name(args[0], path)}"
     if origin is dict:
@@ -241,7 +248,8 @@ def _limits(metadata: list[Any]) -> str:
     if "min_length" in bounds and "max_length" in bounds:
         found.append(f"{bounds['min_length']} to {bounds['max_length']} items")
     else:
-        found += [f"at least {bounds['min_length']} item(s)"] if "min_length" in bounds else []
+        if "min_length" in bounds:
+            found.append(f"at least {bounds['min_length']} item" + ("s" if bounds["min_length"] != 1 else ""))
         found += [f"at most {bounds['max_length']} items"] if "max_length" in bounds else []
     found += [f"matching `{bounds['pattern']}`"] if "pattern" in bounds else []
     return ", ".join(found)
