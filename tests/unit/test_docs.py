@@ -139,3 +139,14 @@ def test_site_builds_strictly(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     page = (site / "reference" / "topology" / "index.html").read_text()
     assert "retention_full" in page and "synchronous_mode" in page, "the generated reference is missing"
+
+
+def test_example_labs_are_valid_topologies() -> None:
+    """Every whole lab shown in README.md or docs/ (a YAML block starting with `name:`) loads."""
+    from pglab import topology
+
+    examples = [(name, block) for name, text in _texts().items()
+                for block in re.findall(r"```yaml\n(.*?)```", text, re.DOTALL) if block.startswith("name:")]
+    assert len(examples) >= 2
+    for name, block in examples:
+        assert topology.parse(block).nodes, name
