@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pglab import topology
+from pglab import catalog, topology
 
 
 def parse_args(description: str, runs_help: str, default_loopback: str, argv: list[str] | None,
@@ -42,7 +42,7 @@ def write_topology(directory: Path, name: str, loopback: str, stack: topology.St
     """The default lab of ``stack`` under the benchmark's own name and loopback range; with
     ``backups`` false, its backup: section turned off (what the lab costs without pgBackRest)."""
     path = directory / "pglab.yml"
-    text = topology.default_yaml(name=name, loopback=loopback, stack=stack)
+    text = catalog.default_yaml(name=name, loopback=loopback, stack=stack)
     if not backups:
         text = text.replace("\n  enabled: true", "\n  enabled: false", 1)
         assert "enabled: false" in text, "the default topology's backup: section changed shape"

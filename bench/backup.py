@@ -28,10 +28,10 @@ from typing import Any
 import yaml
 from _common import BenchFailure, TimeLimit, log, time_limit
 
-from pglab import sql, topology
+from pglab import catalog, sql, stacks
 from pglab.backups import backup, scratch_restore
 from pglab.lab import Lab, PglabError
-from pglab.secrets import PGAF_REPLICATION, REPLICATION, SUPERUSER
+from pglab.secrets import SUPERUSER
 
 LAB_NAME = "benchbackup"
 DEFAULT_LOOPBACK = "127.0.32.0/24"  # never a user's lab (127.0.11.x) nor the tests (127.0.21-22.x)
@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def write_topology(directory: Path, args: argparse.Namespace) -> Path:
-    data = yaml.safe_load(topology.default_yaml(name=LAB_NAME, loopback=args.loopback, stack=args.stack))
+    data = yaml.safe_load(catalog.default_yaml(name=LAB_NAME, loopback=args.loopback, stack=args.stack))
     if args.process_max:
         data["backup"]["processes"] = args.process_max
     if args.compress_type:
@@ -97,7 +97,8 @@ def run(argv: list[str], env: dict[str, str], what: str) -> float:
 
 def timed_basebackup(lab: Lab, host: str) -> tuple[float, int]:
     """pg_basebackup of the primary into a temporary directory on this machine; seconds and bytes."""
-    account = REPLICATION if lab.topology.stack == "patroni" else PGAF_REPLICATION
+    account = stacks.spec(lab.topology.stack).replication_account
+    assert account is not None, f"stack {lab.topology.stack} declares no replication account"
     env = libpq_env(lab) | {"PGPASSWORD": lab.secrets()[account.password_variable]}
     user = account.user
     with tempfile.TemporaryDirectory(prefix="pglab-bench-basebackup-") as tmp:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pglab import topology
+from pglab import catalog
 
 TEST_NET = int(os.environ.get("PGLAB_TEST_NET", "21"))
 TEST_LOOPBACK = f"127.0.{TEST_NET}.0/24"
@@ -22,7 +22,7 @@ def loopback_address(host: int, second: bool = False) -> str:
 
 def write_topology(directory: Path, name: str = "itest", loopback: str = TEST_LOOPBACK, **kwargs: str) -> Path:
     """The default lab, renamed and moved to a test loopback range."""
-    text = topology.default_yaml(name=name, loopback=loopback, **kwargs)  # type: ignore[arg-type]
+    text = catalog.default_yaml(name=name, loopback=loopback, **kwargs)  # type: ignore[arg-type]
     path = directory / "pglab.yml"
     path.write_text(text)
     return path

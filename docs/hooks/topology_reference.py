@@ -35,7 +35,8 @@ NOTES: dict[str, str] = {
     "postgres": "PostgreSQL itself, for every stack.",
     "network": "Addresses: the nodes' subnet, and the loopback network the local provider maps it onto.",
     "ports": "TCP ports, the same on every node.",
-    "vagrant": "VM settings of the vagrant provider (ignored by the local provider).",
+    "vagrant": "VM settings of the vagrant provider: only in a lab with `provider: vagrant` (a local lab's is "
+               "ignored with a one-line warning).",
     "backup": "Backups and point-in-time restore (pgBackRest); a topology without this section has none.",
     "nodes": "The machines of the lab; roles may share a node (a compact lab).",
     "patroni": "Patroni's dynamic configuration (stack `patroni` only).",
@@ -58,6 +59,7 @@ NOTES: dict[str, str] = {
     "ports.haproxy_replicas": "HAProxy's reads listener: it routes to the replicas.",
     "ports.haproxy_stats": "HAProxy's stats page.",
     "ports.monitor": "The pg_auto_failover monitor's PostgreSQL.",
+    "ports.pgbackrest": "pgBackRest's TLS server, on the repository node and on every data node.",
     "vagrant.box": "The Vagrant box every VM is made from; `pglab box build` makes the offline `pglab/debian12`.",
     "vagrant.hypervisor": "The Vagrant provider plugin that runs the VMs.",
     "vagrant.memory": "Memory of each VM, MB.",

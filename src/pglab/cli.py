@@ -9,6 +9,7 @@ import re
 import shutil
 import sys
 import typing
+import warnings
 import xmlrpc.client
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,17 +19,21 @@ import click
 import psycopg
 from rich.markup import escape
 
-from pglab import operations, providers, secrets, stacks, topology, ui
+from pglab import catalog, operations, providers, stacks, topology, ui
 from pglab.backups import backup as backups_module
 from pglab.backups import restore as restoring
 from pglab.backups import restore_target
+from pglab.components import haproxy
 from pglab.drills import frame, restore_drill, workloads
 from pglab.drills.crowd import CrowdSpec
-from pglab.lab import InputError, Lab, PglabError, Step
+from pglab.errors import InputError, PglabError
+from pglab.lab import Lab, LabWarning, Step
 from pglab.vm import box
 
+_python_showwarning = warnings.showwarning
 
-class Seconds(click.ParamType):
+
+class Seconds(click.ParamType[float]):
     """A timeout: a finite number of seconds, more than 0 and at most a day."""
 
     name = "SECONDS"
@@ -43,7 +48,7 @@ class Seconds(click.ParamType):
         return seconds
 
 
-class Registered(click.Choice):
+class Registered(click.Choice[str]):
     """A choice among the names a registry holds when the command runs (stacks, providers), so a
     stack registered by a plugin or a test is offered without editing the CLI."""
 
@@ -122,6 +127,16 @@ def main() -> None:
     Provider `local` (default) runs every node as processes on this machine, each on its own
     loopback address (127.0.11.x); provider `vagrant` makes one VM per node.
     """
+    warnings.showwarning = _show_lab_warning
+
+
+def _show_lab_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: typing.TextIO | None = None, line: str | None = None) -> None:
+    """A lab's warnings on one line of stderr; Python's own format for any other."""
+    if issubclass(category, LabWarning):
+        click.echo(f"pglab: warning: {message}", err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
 
 
 @main.command()
@@ -143,9 +158,9 @@ def init(topology_file: Path, name: str, stack: str, provider: str, dcs: str, fo
     Nodes: dcs (etcd, or Consul on VMs), haproxy (5000 -> leader, 5001 -> replicas, 7000 -> stats),
     pg1, pg2, pg3 (PostgreSQL + Patroni). Edit the file, then `pglab up`.
     """
-    text = topology.default_yaml(name, stack, provider, dcs)
+    text = catalog.default_yaml(name, stack, provider, dcs)
     try:
-        topology.parse(text, str(topology_file))
+        catalog.parse(text, str(topology_file))
     except topology.TopologyError as exc:
         raise InputError(str(exc)) from None
     if topology_file.exists() and not force:
@@ -220,7 +235,7 @@ def up(topology_file: Path, timeout: float, as_json: bool) -> None:
         f"  writes:   PGPASSFILE={escape(str(result.pgpass))} psql '{result.dsn}'\n"
         + (f"  reads:    PGPASSFILE={escape(str(result.pgpass))} psql '{result.replicas_dsn}'\n"
            if result.replicas_dsn else "")
-        + (f"  stats:    {result.stats_url} (user {secrets.HAPROXY_STATS.user})\n" if result.stats_url else "")
+        + (f"  stats:    {result.stats_url} (user {haproxy.STATS_ACCOUNT.user})\n" if result.stats_url else "")
         + f"  secrets:  {escape(str(result.secrets_file))}",
         highlight=False,
     )

@@ -9,6 +9,7 @@ import contextlib
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,15 +17,20 @@ from typing import Any
 
 import yaml
 
-from pglab import ansible, paths, prerequisites, render, sql, stacks, topology, waiting
+from pglab import ansible, catalog, paths, render, sql, stacks, topology, waiting
 from pglab.components.haproxy import Backend, stats_url
 from pglab.errors import InputError, PglabError
-from pglab.providers import Prerequisite, Provider, get_provider
+from pglab.prerequisites import Prerequisite
+from pglab.providers import Provider, get_provider
 from pglab.secrets import SUPERUSER
 from pglab.stacks import Stack, StackSite, stack_class
 from pglab.stacks.base import Health, uri_query
 from pglab.tls import certs
 from pglab.topology import Node, Topology
+
+
+class LabWarning(UserWarning):
+    """Something in a lab's file that works but deserves a word (the CLI prints it on one line)."""
 
 
 @dataclass(frozen=True)
@@ -96,14 +102,18 @@ class Lab:
     def from_file(cls, path: str | Path) -> Lab:
         path = Path(path)
         try:
-            return cls(topology.load(path), path)
+            topo = catalog.load(path)
         except topology.TopologyError as exc:
             raise InputError(str(exc)) from None
+        for section in catalog.unused_sections(topo):
+            warnings.warn(f"{path}: the {section} section applies to provider {section} and is ignored by "
+                          f"provider {topo.provider}; remove it", LabWarning, stacklevel=2)
+        return cls(topo, path)
 
     @classmethod
     def default(cls, path: str | Path, stack: str | None = None) -> Lab:
         """The lab `pglab init --stack STACK` would write at ``path``, without writing it."""
-        return cls(topology.parse(topology.default_yaml(stack=stack), str(path)), Path(path))
+        return cls(catalog.parse(catalog.default_yaml(stack=stack), str(path)), Path(path))
 
     # Files -----------------------------------------------------------------------------------
     @property
@@ -243,7 +253,7 @@ class Lab:
         """The provider's own, and the components' when the nodes run on this machine."""
         needed = self.provider.prerequisites()
         if self.provider.nodes_on_this_machine:
-            needed += prerequisites.on_this_machine(self.topology)
+            needed += catalog.on_this_machine(self.topology)
         return needed
 
     def missing_prerequisites(self) -> list[str]:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import psycopg
+
 from pglab import sql, waiting
 from pglab.errors import InputError, PglabError, WaitTimeout
 from pglab.lab import EventSink, Lab, Waiting, ignore_event
@@ -359,7 +361,7 @@ def _wait_replayed(lab: Lab, leader: str, replicas: list[str], timeout: float, o
                 done = sql.query(lab.address(name), port, password,
                                  "SELECT coalesce(pg_last_wal_replay_lsn() >= %s::pg_lsn, false)", (lsn,),
                                  tls=lab.libpq_tls())[0][0]
-            except sql.psycopg.Error as exc:
+            except psycopg.Error as exc:
                 return False, str(exc).strip()
             return bool(done), f"{name} has not replayed {lsn} yet"
 

@@ -47,7 +47,7 @@ def connect(host: str, port: int, password: str, dbname: str = "postgres", user:
 
 
 def query(host: str, port: int, password: str, sql: str, params: Any = None, dbname: str = "postgres",
-          tls: Mapping[str, str] | None = None) -> list[tuple]:
+          tls: Mapping[str, str] | None = None) -> list[tuple[Any, ...]]:
     with connect(host, port, password, dbname, tls=tls) as conn:
         return conn.execute(sql, params).fetchall()
 

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from pglab.checks import CHECKS_DIR
-from pglab.lab import InputError, Lab
+from pglab.errors import InputError
+from pglab.lab import Lab
 from pglab.stacks import STACKS
 
 Outcome = str  # passed, failed, skipped, error

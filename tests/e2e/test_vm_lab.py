@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from pglab import topology, waiting
+from pglab import catalog, waiting
 from pglab.vm import box, libvirt
 from pglab.vm.host import MANAGEMENT_SUBNET, VmHost
 
@@ -54,9 +54,9 @@ def topology_text() -> str:
     """The lab under test: the compact Patroni lab, the five-VM default (``PGLAB_E2E_FULL=1``), or
     the pg_auto_failover lab (``PGLAB_E2E_STACK=pg_auto_failover``: monitor + two data nodes)."""
     if os.environ.get("PGLAB_E2E_STACK", "patroni") == "pg_auto_failover":
-        return _offline(topology.default_yaml(name=LAB, provider="vagrant", stack="pg_auto_failover"))
+        return _offline(catalog.default_yaml(name=LAB, provider="vagrant", stack="pg_auto_failover"))
     if os.environ.get("PGLAB_E2E_FULL") == "1":
-        return _offline(topology.default_yaml(name=LAB, provider="vagrant"))
+        return _offline(catalog.default_yaml(name=LAB, provider="vagrant"))
     return COMPACT.replace("DRIVER", driver())
 
 

@@ -8,8 +8,8 @@ import xmlrpc.client
 from pathlib import Path
 
 from pglab import waiting
+from pglab.catalog import parse
 from pglab.providers.local import LocalProvider, program_name
-from pglab.topology import parse
 from tests.conftest import SECOND_LOOPBACK
 
 TWINS = f"""\

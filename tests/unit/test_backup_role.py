@@ -12,10 +12,11 @@ import pytest
 import yaml
 
 from pglab import paths, render
+from pglab.catalog import default_yaml, parse
 from pglab.components import pgbackrest
 from pglab.lab import Lab
 from pglab.providers.vagrant import VagrantProvider
-from pglab.topology import TopologyError, default_yaml, parse
+from pglab.topology import TopologyError
 from pglab.vm import box
 from tests.conftest import write_topology
 

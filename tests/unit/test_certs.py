@@ -198,7 +198,7 @@ def test_served_certificate_reads_what_a_tls_server_presents(lab: Lab) -> None:
 
 
 def test_each_stack_declares_its_tls_services(tmp_path: Path) -> None:
-    from pglab import stacks, topology
+    from pglab import catalog, stacks
 
     patroni = Lab.from_file(write_topology(tmp_path, name="stls")).topology
     found = {(s.node.name, s.service, s.port, s.postgres, s.client_certificate)
@@ -207,6 +207,6 @@ def test_each_stack_declares_its_tls_services(tmp_path: Path) -> None:
     assert ("dcs", "etcd", 2379, False, True) in found
     # HAProxy relays PostgreSQL's TLS on its client ports; it serves its own certificate on the stats page only.
     assert [s for s in found if s[0] == "haproxy"] == [("haproxy", "haproxy-stats", 7000, False, False)]
-    pgaf = topology.parse(topology.default_yaml(stack="pg_auto_failover"), "pglab.yml")
+    pgaf = catalog.parse(catalog.default_yaml(stack="pg_auto_failover"), "pglab.yml")
     services = {(s.node.name, s.service) for s in stacks.spec("pg_auto_failover").tls_services(pgaf)}
     assert services == {("pg1", "postgresql"), ("pg2", "postgresql"), ("monitor", "monitor")}

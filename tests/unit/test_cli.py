@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pglab import topology
+from pglab import catalog
 from pglab.cli import main
 
 COMPACT = """\
@@ -43,12 +43,12 @@ def test_init_writes_the_classic_lab_and_refuses_to_overwrite(tmp_path: Path) ->
     path = tmp_path / "pglab.yml"
     runner = CliRunner()
     assert runner.invoke(main, ["init", "-f", str(path)]).exit_code == 0
-    topo = topology.load(path)
+    topo = catalog.load(path)
     assert [n.name for n in topo.nodes] == ["dcs", "haproxy", "pg1", "pg2", "pg3"]
     again = runner.invoke(main, ["init", "-f", str(path)])
     assert again.exit_code == 2 and "--force" in again.output
     assert runner.invoke(main, ["init", "-f", str(path), "--force", "--name", "other"]).exit_code == 0
-    assert topology.load(path).name == "other"
+    assert catalog.load(path).name == "other"
 
 
 def test_init_rejects_consul_on_the_local_provider(tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def test_init_writes_a_pg_auto_failover_lab(tmp_path: Path) -> None:
     path = tmp_path / "pglab.yml"
     result = CliRunner().invoke(main, ["init", "-f", str(path), "--stack", "pg_auto_failover"])
     assert result.exit_code == 0, result.output
-    topo = topology.load(path)
+    topo = catalog.load(path)
     assert topo.stack == "pg_auto_failover"
     assert [n.name for n in topo.with_role("monitor")] == ["monitor"]
     assert [n.name for n in topo.with_role("postgres")] == ["pg1", "pg2"]
@@ -88,7 +88,7 @@ def test_a_directory_is_not_a_topology(tmp_path: Path) -> None:
 def test_drill_refuses_bad_input_with_exit_2_before_touching_the_lab(tmp_path: Path, args: list[str],
                                                                       hint: str) -> None:
     path = tmp_path / "pglab.yml"
-    path.write_text(topology.default_yaml(loopback="127.0.22.0/24"))
+    path.write_text(catalog.default_yaml(loopback="127.0.22.0/24"))
     result = CliRunner().invoke(main, [*args, "-f", str(path)])
     assert result.exit_code == 2, result.output
     assert hint in result.output

@@ -143,10 +143,10 @@ def test_site_builds_strictly(tmp_path: Path) -> None:
 
 def test_example_labs_are_valid_topologies() -> None:
     """Every whole lab shown in README.md or docs/ (a YAML block starting with `name:`) loads."""
-    from pglab import topology
+    from pglab import catalog
 
     examples = [(name, block) for name, text in _texts().items()
                 for block in re.findall(r"```yaml\n(.*?)```", text, re.DOTALL) if block.startswith("name:")]
     assert len(examples) >= 2
     for name, block in examples:
-        assert topology.parse(block).nodes, name
+        assert catalog.parse(block).nodes, name

@@ -8,11 +8,11 @@ from pathlib import Path
 import yaml
 
 from pglab import paths, render
+from pglab.catalog import default_yaml, parse
 from pglab.providers.vagrant import VagrantProvider
 from pglab.stacks import stack_class
 from pglab.stacks.base import ClientEndpoint, StackSite
 from pglab.stacks.pgaf import PgAutoFailoverStack
-from pglab.topology import default_yaml, parse
 
 PGAF = "pg_auto_failover"
 
@@ -61,7 +61,8 @@ def test_a_vagrant_lab_renders_with_systemd_and_the_formation(tmp_path: Path) ->
     hosts = render.inventory_hosts(topo, provider)["all"]
     assert list(hosts["children"]["pglab_monitor"]["hosts"]) == ["monitor"]
     assert list(hosts["children"]["pglab_postgres"]["hosts"]) == ["pg1", "pg2"]
-    assert render.vagrantfile(topo).count("config.vm.define") == 3
+    (text,) = provider.rendered_files().values()
+    assert text.count("config.vm.define") == 3
 
 
 def test_the_monitor_uri_carries_the_connect_timeout() -> None:

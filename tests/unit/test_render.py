@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from pglab import paths, render
+from pglab.catalog import secret_variables
 from pglab.lab import Lab
-from pglab.secrets import secret_variables
 from tests.conftest import loopback_address, write_topology
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pglab import stacks, topology
+from pglab import catalog, stacks, topology
 from pglab.cli import main
 from pglab.stacks import DefaultNode, Stack, StackSpec
 from pglab.topology import Ports, Strict, Topology
@@ -69,7 +69,7 @@ def test_init_and_render_take_a_registered_stack(registered: None, tmp_path: Pat
     text = path.read_text()
     assert f"stack: {NAME}" in text and "knob: 7" in text and "how far to turn it" in text
     assert "roles: [witness]" in text and "dcs:" not in text
-    assert topology.load(path).section(NAME, FakeSettings).knob == 7
+    assert catalog.load(path).section(NAME, FakeSettings).knob == 7
 
     result = runner.invoke(main, ["render", "-f", str(path)])
     assert result.exit_code == 0, result.output
@@ -82,11 +82,11 @@ def test_init_and_render_take_a_registered_stack(registered: None, tmp_path: Pat
 
 def test_the_topology_knows_the_registered_stack_s_roles_and_section(registered: None) -> None:
     with pytest.raises(topology.TopologyError, match=f"role witness belongs to stack {NAME}; remove it"):
-        topology.parse("nodes:\n- {name: a, address: 192.168.11.5, roles: [postgres, dcs, witness]}\n")
+        catalog.parse("nodes:\n- {name: a, address: 192.168.11.5, roles: [postgres, dcs, witness]}\n")
     with pytest.raises(topology.TopologyError, match=f"the {NAME} section applies to stack {NAME}"):
-        topology.parse(f"{NAME}: {{knob: 1}}\nnodes:\n- {{name: a, address: 192.168.11.5, roles: [postgres, dcs]}}\n")
+        catalog.parse(f"{NAME}: {{knob: 1}}\nnodes:\n- {{name: a, address: 192.168.11.5, roles: [postgres, dcs]}}\n")
 
 
 def test_an_unregistered_stack_is_refused_by_name() -> None:
     with pytest.raises(topology.TopologyError, match="'fakestack' is not supported; use one of 'patroni' or"):
-        topology.parse(f"stack: {NAME}\nnodes:\n- {{name: a, address: 192.168.11.5, roles: [postgres]}}\n")
+        catalog.parse(f"stack: {NAME}\nnodes:\n- {{name: a, address: 192.168.11.5, roles: [postgres]}}\n")

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pglab.topology import Topology, TopologyError, default_yaml, load, parse
+from pglab.catalog import default_yaml, load, parse
+from pglab.topology import Topology, TopologyError
 
 SOURCE = "labs/my-lab.yml"
 STACKS = ["patroni", "pg_auto_failover"]
@@ -390,3 +391,22 @@ def test_patroni_section_reaches_the_roles_and_defaults_to_asynchronous() -> Non
     assert parse(_default()).patroni.synchronous_mode is False
     variables = lab_variables(topo, get_provider(topo, Path("/nonexistent")))
     assert variables["patroni_ttl"] == 30 and variables["patroni_synchronous_mode"] is True
+
+
+def test_init_writes_a_provider_section_only_for_its_provider() -> None:
+    assert "\nvagrant:" not in default_yaml()
+    assert "\nvagrant:" in default_yaml(provider="vagrant")
+
+
+def test_a_local_lab_with_a_vagrant_section_loads_with_a_one_line_warning(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pglab.cli import main
+
+    path = tmp_path / "pglab.yml"
+    path.write_text(default_yaml(loopback="127.0.29.0/24") + "vagrant:\n  box: debian/bookworm64\n")
+    result = CliRunner().invoke(main, ["render", "-f", str(path)])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if "warning" in line]
+    assert warnings == [f"pglab: warning: {path}: the vagrant section applies to provider vagrant and is "
+                        "ignored by provider local; remove it"], result.output

@@ -17,7 +17,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pglab.topology import MAX_FILE_BYTES, Topology, TopologyError, default_yaml, load, parse, parse_bytes
+from pglab.catalog import default_yaml, load, parse, parse_bytes
+from pglab.topology import MAX_FILE_BYTES, Topology, TopologyError
 
 SOURCE = "fuzz.yml"
 FUZZ = settings(derandomize=True, max_examples=100, deadline=None, database=None,

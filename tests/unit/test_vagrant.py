@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from pglab.catalog import default_yaml, parse
 from pglab.errors import PglabError
-from pglab.providers.vagrant import VagrantError, VagrantProvider
-from pglab.render import vagrantfile
-from pglab.topology import Topology, default_yaml, parse
-from pglab.vm import box
+from pglab.providers.vagrant import VagrantError, VagrantProvider, VagrantSettings
+from pglab.topology import Topology
+from pglab.vm import box, vagrantfile
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,7 +50,7 @@ esac
 
 
 def render(topology: Topology) -> str:
-    return vagrantfile(topology)
+    return vagrantfile.render(topology, topology.section("vagrant", VagrantSettings).model_dump())
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pglab import topology
+from pglab import catalog
+from pglab.providers.vagrant import VagrantSettings
 from pglab.vm import box
 from tests.e2e.test_vm_lab import topology_text
 
@@ -14,8 +15,9 @@ from tests.e2e.test_vm_lab import topology_text
 def test_vm_test_labs_are_valid(monkeypatch: pytest.MonkeyPatch, stack: str, full: str, vms: int) -> None:
     monkeypatch.setenv("PGLAB_E2E_STACK", stack)
     monkeypatch.setenv("PGLAB_E2E_FULL", full)
-    topo = topology.parse(topology_text(), "vm-test")
+    topo = catalog.parse(topology_text(), "vm-test")
     assert topo.stack == stack and topo.provider == "vagrant" and len(topo.nodes) == vms
-    assert topo.vagrant.box == box.BOX_NAME and topo.vagrant.driver == "qemu"
+    vagrant = topo.section("vagrant", VagrantSettings)
+    assert vagrant.box == box.BOX_NAME and vagrant.driver == "qemu"
     if stack == "patroni":
         assert topo.patroni.ttl == 30 and topo.patroni.retry_timeout == 10

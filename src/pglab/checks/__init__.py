@@ -107,7 +107,7 @@ def node_at(lab: Lab, address: str) -> str:
 
 def setting(lab: Lab, node: str, password: str, name: str) -> str:
     host, port = node_endpoint(lab, node)
-    return sql.query(host, port, password, f"SHOW {name}", tls=lab.libpq_tls())[0][0]
+    return str(sql.query(host, port, password, f"SHOW {name}", tls=lab.libpq_tls())[0][0])
 
 
 # The verify table ----------------------------------------------------------------------------
@@ -135,8 +135,8 @@ def ensure_rows(lab: Lab, password: str) -> int:
 
 
 def count_rows(lab: Lab, host: str, port: int, password: str, where: str = "", params: Any = None) -> int:
-    return sql.query(host, port, password, f"SELECT count(*) FROM {TABLE} {where}", params, dbname=DATABASE,
-                     tls=lab.libpq_tls())[0][0]
+    return int(sql.query(host, port, password, f"SELECT count(*) FROM {TABLE} {where}", params, dbname=DATABASE,
+                         tls=lab.libpq_tls())[0][0])
 
 
 def insert_row(lab: Lab, password: str, note: str) -> tuple[int, str]:
@@ -185,7 +185,7 @@ def infra(lab: Lab, node: str) -> Any:
 
 def listens(lab: Lab, node: str, port: int) -> bool:
     """Whether something on ``node`` listens on the node's lab address and ``port``."""
-    return infra(lab, node).socket(f"tcp://{lab.address(node)}:{port}").is_listening
+    return bool(infra(lab, node).socket(f"tcp://{lab.address(node)}:{port}").is_listening)
 
 
 def node_variable(lab: Lab, node: str, name: str) -> str:

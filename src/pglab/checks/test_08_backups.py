@@ -22,7 +22,8 @@ ARCHIVE_TIMEOUT = 10.0
 MARKER_TABLE = "backup_marker"
 
 
-def _primary(lab: Lab, password: str, statement: str, params: Any = None, dbname: str = "postgres") -> list:
+def _primary(lab: Lab, password: str, statement: str, params: Any = None,
+             dbname: str = "postgres") -> list[tuple[Any, ...]]:
     host, port = lab.writes_endpoint()
     with sql.connect(host, port, password, dbname, tls=lab.libpq_tls()) as conn:
         cursor = conn.execute(statement, params)

@@ -1,5 +1,7 @@
-"""Read HAProxy's stats page (CSV) to see which servers each listener routes to: over HTTPS,
-its certificate verified against the lab's CA, in a TLS lab; over HTTP with ``tls: false``."""
+"""HAProxy, the router in front of a stack that routes clients (Patroni): the ports it listens on,
+the stats page's account, and reading that page (CSV) to see which servers each listener routes
+to: over HTTPS, its certificate verified against the lab's CA, in a TLS lab; over HTTP with
+``tls: false``."""
 
 from __future__ import annotations
 
@@ -10,7 +12,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from pglab.secrets import Account
 from pglab.tls import certs
+
+# The topology's ports (``ports.haproxy_primary`` ...) and their defaults.
+PORTS = {"haproxy_primary": 5000, "haproxy_replicas": 5001, "haproxy_stats": 7000}
+STATS_ACCOUNT = Account("admin", "haproxy_stats_user", "haproxy_stats_password", "HAProxy stats page")
+ACCOUNTS = (STATS_ACCOUNT,)
 
 
 @dataclass(frozen=True)

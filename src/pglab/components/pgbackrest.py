@@ -18,6 +18,8 @@ SERVICE = "pgbackrest"
 PACKAGES = ("pgbackrest",)
 ROLE = "pgbackrest"
 BINARY = "/usr/bin/pgbackrest"
+# pgBackRest's TLS server, on the repository node and on every data node (``ports.pgbackrest``).
+PORTS = {"pgbackrest": 8432}
 
 
 def enabled(topology: Topology) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,8 +70,8 @@ def summary(samples: list[Sample], fault_at: float, resumed_at: float | None) ->
     """Staleness before the fault, during it (until writes resumed) and after: how many writes were
     followed, median and max seconds until seen, how many never were."""
     end = fault_at + (resumed_at or 0.0)
-    windows = {"before": lambda t: t < fault_at, "during": lambda t: fault_at <= t < end,
-               "after": lambda t: t >= end}
+    windows: dict[str, Callable[[float], bool]] = {
+        "before": lambda t: t < fault_at, "during": lambda t: fault_at <= t < end, "after": lambda t: t >= end}
     figures: dict[str, Any] = {}
     for name, inside in windows.items():
         mine = [s for s in samples if inside(s.acknowledged)]

@@ -8,10 +8,10 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from pglab.providers.base import Prerequisite, Provider
+from pglab.providers.base import Provider
 from pglab.topology import Topology
 
-__all__ = ["PROVIDERS", "Prerequisite", "Provider", "default_name", "get_provider", "provider_class"]
+__all__ = ["PROVIDERS", "Provider", "default_name", "get_provider", "provider_class"]
 
 # The topology's provider name -> "module:class" (imported only when used). The first one is the default.
 PROVIDERS = {

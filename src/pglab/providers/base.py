@@ -9,23 +9,14 @@ from __future__ import annotations
 
 import subprocess
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from pydantic import BaseModel
+
+from pglab.prerequisites import Prerequisite
 from pglab.topology import Node, Topology
-
-
-@dataclass(frozen=True)
-class Prerequisite:
-    """Something the provider needs on this machine, and the package that brings it."""
-
-    what: str
-    package: str
-    present: bool
-    # Whether a user without root can install it (Patroni's venv in their home); apt needs root.
-    user_installable: bool = False
 
 
 class Provider(ABC):
@@ -37,6 +28,11 @@ class Provider(ABC):
     # The DCS it can run (for stacks that keep their state in one), and why it runs no others.
     dcs: tuple[str, ...] = ("etcd", "consul")
     dcs_note: str = ""
+    # Its own section of the topology (a pydantic model named after the provider, ``vagrant:``),
+    # written by `pglab init` for this provider only; None when it has none.
+    settings: ClassVar[type[BaseModel] | None] = None
+    # `pglab init`'s comments for its section, by dotted key (``vagrant.hypervisor``).
+    comments: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, topology: Topology, lab_dir: Path) -> None:
         self.topology = topology

@@ -344,7 +344,7 @@ class LocalProvider(Provider):
         if not self.socket.exists():
             return False
         try:
-            return self._rpc().supervisor.getState()["statename"] == "RUNNING"
+            return bool(self._rpc().supervisor.getState()["statename"] == "RUNNING")
         except (OSError, xmlrpc.client.Error):
             return False
 

@@ -12,22 +12,38 @@ import os
 import shlex
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+from pydantic import Field
 
 from pglab import stacks
 from pglab.components import pgbackrest
 from pglab.errors import PglabError
-from pglab.providers.base import Prerequisite, Provider
-from pglab.topology import Node
-from pglab.vm import libvirt
+from pglab.prerequisites import Prerequisite
+from pglab.providers.base import Provider
+from pglab.topology import Node, Strict
+from pglab.vm import libvirt, vagrantfile
 
 # python-vagrant warns on import when vagrant is missing; `pglab` reports that itself, in its words.
 logging.getLogger("vagrant").addHandler(logging.NullHandler())
 import vagrant  # noqa: E402
 
 T = TypeVar("T")
+
+
+class VagrantSettings(Strict):
+    """The topology's ``vagrant:`` section: how the VMs are made."""
+
+    # A public Debian 12 box; `pglab box build` makes the offline one, pglab/debian12.
+    box: str = "debian/bookworm64"
+    hypervisor: Literal["libvirt", "virtualbox"] = "libvirt"
+    # libvirt only: kvm (hardware virtualization) or qemu (software emulation, where KVM is missing).
+    driver: Literal["kvm", "qemu"] = "kvm"
+    memory: Annotated[int, Field(ge=512, le=1024 * 1024)] = 1024
+    cpus: Annotated[int, Field(ge=1, le=256)] = 1
+
 PARTITION_TABLE = "pglab_partition"  # nftables table inside a guest cut off by `stop --partition`
 LOG_FILE = "vagrant.log"
 SSH_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
@@ -66,6 +82,8 @@ class VagrantError(PglabError):
 
 class VagrantProvider(Provider):
     name = "vagrant"
+    settings = VagrantSettings
+    comments: ClassVar[Mapping[str, str]] = {"vagrant.hypervisor": "libvirt | virtualbox"}
 
     # Facts -----------------------------------------------------------------------------------
     def address(self, node: Node) -> str:
@@ -134,17 +152,20 @@ class VagrantProvider(Provider):
         return variables
 
     def _emulated(self) -> bool:
-        return self.topology.vagrant.hypervisor == "libvirt" and self.topology.vagrant.driver == "qemu"
+        return self.settings_of_lab.hypervisor == "libvirt" and self.settings_of_lab.driver == "qemu"
+
+    @property
+    def settings_of_lab(self) -> VagrantSettings:
+        """The lab's ``vagrant:`` section."""
+        return self.topology.section(self.name, VagrantSettings)
 
     def rendered_files(self) -> dict[Path, str]:
-        from pglab.render import vagrantfile
-
-        return {self.lab_dir / "Vagrantfile": vagrantfile(self.topology)}
+        return {self.lab_dir / "Vagrantfile": vagrantfile.render(self.topology, self.settings_of_lab.model_dump())}
 
     def prerequisites(self) -> list[Prerequisite]:
         has_vagrant = shutil.which("vagrant") is not None
         needs = [Prerequisite("vagrant", "vagrant", has_vagrant)]
-        if self.topology.vagrant.hypervisor == "libvirt":
+        if self.settings_of_lab.hypervisor == "libvirt":
             needs.append(
                 Prerequisite("the vagrant-libvirt plugin", "vagrant-libvirt", self._has_libvirt())
             )
@@ -166,7 +187,7 @@ class VagrantProvider(Provider):
         if (self.lab_dir / "Vagrantfile").is_file() and dot_vagrant.is_dir():
             self._run("destroy -f", lambda v: v.destroy())
         # What vagrant lost track of (a run killed before .vagrant was written): found by its names.
-        if self.topology.vagrant.hypervisor == "libvirt" and libvirt.available():
+        if self.settings_of_lab.hypervisor == "libvirt" and libvirt.available():
             libvirt.purge(self.topology.name)
         shutil.rmtree(dot_vagrant, ignore_errors=True)
         (self.lab_dir / LOG_FILE).unlink(missing_ok=True)
@@ -188,7 +209,7 @@ class VagrantProvider(Provider):
         if self._state(node) in SUSPENDED:
             self._run(f"resume {node.name}", lambda v: v.resume(vm_name=node.name))
         else:
-            provider = self.topology.vagrant.hypervisor
+            provider = self.settings_of_lab.hypervisor
             self._run(f"up {node.name}", lambda v: v.up(vm_name=node.name, provider=provider))
 
     def stop_service(self, node: Node, service: str) -> None:
@@ -244,7 +265,7 @@ class VagrantProvider(Provider):
     # Helpers ---------------------------------------------------------------------------------
     def _up(self, names: list[str]) -> None:
         """`vagrant up NAMES`, its output appended to vagrant.log, its milestones reported."""
-        command = ["vagrant", "up", f"--provider={self.topology.vagrant.hypervisor}", *names]
+        command = ["vagrant", "up", f"--provider={self.settings_of_lab.hypervisor}", *names]
         if not shutil.which("vagrant"):
             raise VagrantError("`vagrant up` cannot run: the vagrant executable cannot be found. Install vagrant.")
         self.lab_dir.mkdir(parents=True, exist_ok=True)
@@ -271,7 +292,7 @@ class VagrantProvider(Provider):
 
     def _env(self) -> dict[str, str]:
         # Commands on one VM (ssh, status) then use the lab's hypervisor, as `up` did.
-        return {**os.environ, "VAGRANT_DEFAULT_PROVIDER": self.topology.vagrant.hypervisor}
+        return {**os.environ, "VAGRANT_DEFAULT_PROVIDER": self.settings_of_lab.hypervisor}
 
     def _run(self, what: str, call: Callable[[vagrant.Vagrant], T]) -> T:
         """Run one python-vagrant call; turn its failure into an error that says what and why."""

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from pglab.components.haproxy import Backend
 from pglab.errors import PglabError
-from pglab.providers.base import Prerequisite
+from pglab.prerequisites import Prerequisite
 from pglab.secrets import Account
 from pglab.topology import Node, Ports, Topology
 
@@ -250,8 +250,14 @@ class StackSpec(ABC):
     packages: ClassVar[tuple[str, ...]] = ()
     # Units its packages enable that the box disables so Debian's defaults never start them.
     box_disabled_units: ClassVar[tuple[str, ...]] = ()
-    # Accounts of its own, beyond the shared ones in :mod:`pglab.secrets`.
+    # Accounts of its own, beyond the superuser every stack shares (:data:`pglab.secrets.SUPERUSER`);
+    # the lab generates a password for each.
     accounts: ClassVar[tuple[Account, ...]] = ()
+    # The account its standbys replicate with (one of ``accounts``).
+    replication_account: ClassVar[Account | None] = None
+    # The ports its roles listen on, by the topology's name for each (``ports.patroni``), with their
+    # defaults; PostgreSQL's (``ports.postgres``) is every lab's.
+    ports: ClassVar[Mapping[str, int]] = {}
     # Whether its roles archive WAL to pgBackRest and restore from it (the topology's backup:).
     backups: ClassVar[bool] = False
     # The verify checks that serve this stack only (file stems under pglab/checks/).

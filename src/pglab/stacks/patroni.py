@@ -23,8 +23,9 @@ from pydantic import Field, model_validator
 
 from pglab import paths, prerequisites
 from pglab.components import haproxy, pgbackrest
-from pglab.providers.base import Prerequisite
-from pglab.secrets import HAPROXY_STATS, RESTAPI
+from pglab.components.haproxy import STATS_ACCOUNT as HAPROXY_STATS
+from pglab.prerequisites import Prerequisite
+from pglab.secrets import Account
 from pglab.stacks.base import (
     ClientEndpoint,
     DefaultNode,
@@ -44,6 +45,11 @@ from pglab.topology import BACKUP_ROLE, FieldProblem, Node, Ports, Strict, Topol
 ROLE = "patroni"
 CONFIG_SUBPATH = "etc/patroni/patroni.yml"  # below a node's root: the role's patroni_config_file
 VENV_PACKAGE = "patroni (PyPI, in a venv: python3-venv)"
+
+# Patroni's own accounts: replication, pg_rewind and its REST API.
+REPLICATION = Account("replicator", "patroni_replication_user", "patroni_replication_password", "replication user")
+REWIND = Account("rewinder", "patroni_rewind_user", "patroni_rewind_password", "pg_rewind user")
+RESTAPI = Account("patroni", "patroni_restapi_user", "patroni_restapi_password", "Patroni REST API")
 
 
 class PatroniSettings(Strict):
@@ -177,7 +183,8 @@ class PatroniStack(Stack):
 
     def cluster(self) -> dict[str, Any] | None:
         """Patroni's /cluster view from the first member that answers."""
-        return self._get_any("/cluster")
+        view: dict[str, Any] | None = self._get_any("/cluster")
+        return view
 
     # Stack -----------------------------------------------------------------------------------
     def members(self) -> list[Member]:
@@ -240,7 +247,7 @@ class PatroniStack(Stack):
         return text.strip()
 
     def dynamic_config(self) -> dict[str, Any]:
-        config = self._get_any("/config")
+        config: dict[str, Any] | None = self._get_any("/config")
         if config is None:
             raise StackError("no member answered for /config")
         return config
@@ -380,6 +387,9 @@ class PatroniSpec(StackSpec):
     box_disabled_units = ("etcd.service", "haproxy.service")
     checks = ("test_01_services", "test_01_tls_patroni", "test_03_routing")
     backups = True
+    accounts = (REPLICATION, REWIND, RESTAPI)
+    replication_account = REPLICATION
+    ports: ClassVar[Mapping[str, int]] = {"patroni": 8008, "etcd": 2379, "etcd_peer": 2380, "consul": 8500}
 
     def client(self) -> type[Stack]:
         return PatroniStack

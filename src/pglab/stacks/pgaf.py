@@ -21,8 +21,8 @@ from pydantic import Field
 
 from pglab import paths, prerequisites, sql
 from pglab.components import pgbackrest
-from pglab.providers.base import Prerequisite
-from pglab.secrets import PGAF_MONITOR, SUPERUSER
+from pglab.prerequisites import Prerequisite
+from pglab.secrets import SUPERUSER, Account
 from pglab.stacks.base import (
     ClientEndpoint,
     DefaultNode,
@@ -71,6 +71,13 @@ AUTO_CONF_QUERY = """
 SELECT name, setting FROM pg_file_settings
 WHERE sourcefile LIKE '%/postgresql.auto.conf' AND name IS NOT NULL ORDER BY seqno
 """
+
+# pg_auto_failover names these two itself: keepers and pglab reach the monitor as autoctl_node, and
+# standbys replicate (and rewind) as pgautofailover_replicator.
+PGAF_MONITOR = Account("autoctl_node", "pg_auto_failover_monitor_user", "pg_auto_failover_monitor_password",
+                       "pg_auto_failover monitor")
+PGAF_REPLICATION = Account("pgautofailover_replicator", "pg_auto_failover_replication_user",
+                           "pg_auto_failover_replication_password", "pg_auto_failover replication user")
 
 
 @dataclass(frozen=True)
@@ -204,7 +211,7 @@ class PgAutoFailoverStack(Stack):
         return rows[0]["formation_uri"] if rows else None
 
     # Operations ------------------------------------------------------------------------------
-    def _perform(self, what: str, query: str, params: tuple, settle: float = 30.0) -> str:
+    def _perform(self, what: str, query: str, params: tuple[Any, ...], settle: float = 30.0) -> str:
         """Call a monitor function that starts a transition. pg_autoctl may report a monitor error
         for a transition that did start: judge by the assigned states, not only by the error. The
         monitor refuses while the formation is still moving (a primary back in wait_primary after
@@ -523,6 +530,9 @@ class PgAutoFailoverSpec(StackSpec):
     packages = ("postgresql-15-auto-failover", "pg-auto-failover-cli")
     checks = ("test_01_services_pg_auto_failover", "test_03_routing_pg_auto_failover")
     backups = True
+    accounts = (PGAF_MONITOR, PGAF_REPLICATION)
+    replication_account = PGAF_REPLICATION
+    ports: ClassVar[Mapping[str, int]] = {"monitor": 5431}
 
     def client(self) -> type[Stack]:
         return PgAutoFailoverStack

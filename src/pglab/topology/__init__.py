@@ -1,15 +1,12 @@
-"""The lab's topology (``pglab.yml``), one job per module:
+"""The lab's topology (``pglab.yml``), one job per module. A leaf: it imports nothing else of pglab,
+so every room may use it; :mod:`pglab.catalog` completes its model with what the registered stacks
+and providers bring.
 
-- :mod:`~pglab.topology.model`: the pydantic model, its defaults and the rules a lab follows; the
-  registered stacks and providers complete it (:func:`schema`);
-- :mod:`~pglab.topology.loading`: reading a possibly hostile YAML file into the model;
-- :mod:`~pglab.topology.messages`: validation errors as "file, line, field, fix";
-- :mod:`~pglab.topology.example`: the commented default lab that `pglab init` writes.
-
-Callers keep ``from pglab import topology`` and the names below.
+- :mod:`~pglab.topology.model`: the pydantic model every lab shares, its defaults and its own rules;
+- :mod:`~pglab.topology.loading`: reading a possibly hostile YAML file into a model;
+- :mod:`~pglab.topology.messages`: validation errors as "file, line, field, fix".
 """
 
-from pglab.topology.example import EXAMPLE_PARAMETERS, default_yaml
 from pglab.topology.loading import (
     DEFAULT_FILE,
     MAX_FILE_BYTES,
@@ -36,13 +33,10 @@ from pglab.topology.model import (
     Strict,
     Topology,
     TopologyError,
-    VagrantSettings,
-    schema,
 )
 
 __all__ = [
-    "BACKUP_ROLE", "DEFAULT_FILE", "EXAMPLE_PARAMETERS", "MAX_FILE_BYTES", "MAX_NODES", "MAX_YAML_DEPTH",
-    "MAX_YAML_VALUES", "NAME_PATTERN", "BackupSettings", "Dcs", "FieldProblem", "Network", "Node", "Ports",
-    "PostgresSettings", "Provider", "Role", "Stack", "Strict", "Topology", "TopologyError", "VagrantSettings",
-    "default_yaml", "load", "parse", "parse_bytes", "schema",
+    "BACKUP_ROLE", "DEFAULT_FILE", "MAX_FILE_BYTES", "MAX_NODES", "MAX_YAML_DEPTH", "MAX_YAML_VALUES",
+    "NAME_PATTERN", "BackupSettings", "Dcs", "FieldProblem", "Network", "Node", "Ports", "PostgresSettings",
+    "Provider", "Role", "Stack", "Strict", "Topology", "TopologyError", "load", "parse", "parse_bytes",
 ]

@@ -1,5 +1,8 @@
 """Reading a topology file that may be hostile: bounded size, depth and alias expansion, plain
-UTF-8 text, no duplicate keys; then the model validates it."""
+UTF-8 text, no duplicate keys; then the model validates it.
+
+The model is the caller's: :mod:`pglab.catalog` passes the one its registries complete, so this
+module knows no stack or provider."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from pglab.topology.messages import codepoint, explain, printable, short
-from pglab.topology.model import Topology, TopologyError, schema
+from pglab.topology.model import Topology, TopologyError
 
 DEFAULT_FILE = "pglab.yml"
 # Bounds far above any real lab, so that a hostile or broken file is refused before it costs time.
@@ -22,7 +25,7 @@ MAX_YAML_VALUES = 2000  # every scalar and collection, counting each alias as wh
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def load(path: str | Path) -> Topology:
+def load(path: str | Path, *, model: type[Topology]) -> Topology:
     """Read and validate a topology file, or raise :class:`TopologyError`."""
     path = Path(path)
     fix = "Pass a topology YAML with --file, or write one with `pglab init`."
@@ -41,10 +44,10 @@ def load(path: str | Path) -> Topology:
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise TopologyError(printable(f"{path}: cannot be read as a topology ({reason}). {fix}")) from None
-    return parse_bytes(data, str(path))
+    return parse_bytes(data, str(path), model=model)
 
 
-def parse_bytes(data: bytes, source: str = DEFAULT_FILE) -> Topology:
+def parse_bytes(data: bytes, source: str = DEFAULT_FILE, *, model: type[Topology]) -> Topology:
     """Validate a topology file's raw content: UTF-8 text of a sane size, then :func:`parse`."""
     if len(data) > MAX_FILE_BYTES:
         raise TopologyError(printable(
@@ -64,17 +67,17 @@ def parse_bytes(data: bytes, source: str = DEFAULT_FILE) -> Topology:
             f"{source}: is not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); "
             "save it as UTF-8, or write one with `pglab init`."
         )) from None
-    return parse(text, source)
+    return parse(text, source, model=model)
 
 
-def parse(text: str, source: str = DEFAULT_FILE) -> Topology:
+def parse(text: str, source: str = DEFAULT_FILE, *, model: type[Topology]) -> Topology:
     """Validate topology text, or raise :class:`TopologyError` with one printable paragraph.
 
     The text is measured first (size, nesting, alias expansion) on PyYAML's event stream, which
     needs no recursion, so no input can make pglab spend more than a moment on it.
     """
     try:
-        return _parse(text, source)
+        return _parse(text, source, model)
     except TopologyError as exc:
         raise TopologyError(printable(str(exc))) from None
     except (ValueError, TypeError, RecursionError, MemoryError) as exc:  # a last guard: never a traceback
@@ -84,7 +87,7 @@ def parse(text: str, source: str = DEFAULT_FILE) -> Topology:
         )) from None
 
 
-def _parse(text: str, source: str) -> Topology:
+def _parse(text: str, source: str, model: type[Topology]) -> Topology:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
         raise TopologyError(f"{source}: is larger than {MAX_FILE_BYTES // 1024} KiB, far more than any "
                             "topology needs; `pglab init` writes a complete one in 2 KiB.")
@@ -128,9 +131,9 @@ def _parse(text: str, source: str) -> Topology:
             f"it holds a {type(data).__name__}. Start from `pglab init`."
         )
     try:
-        return schema().model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        raise TopologyError(explain(exc, data, tree, source)) from None
+        raise TopologyError(explain(exc, data, tree, source, model)) from None
 
 
 def _measure(text: str, source: str) -> None:

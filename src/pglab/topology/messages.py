@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from pglab.topology.model import FieldProblem, schema
+from pglab.topology.model import FieldProblem
 
 
 def codepoint(character: int | str) -> str:
@@ -24,13 +24,14 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
-def explain(exc: ValidationError, data: dict[str, Any], tree: yaml.Node | None, source: str) -> str:
+def explain(exc: ValidationError, data: dict[str, Any], tree: yaml.Node | None, source: str,
+            model: type[BaseModel]) -> str:
     err = exc.errors(include_url=False)[0]
     ctx_error = (err.get("ctx") or {}).get("error")
     if isinstance(ctx_error, FieldProblem):
         loc, message = ctx_error.loc, ctx_error.message
     else:
-        loc, message = tuple(err["loc"]), _message_for(dict(err), data)
+        loc, message = tuple(err["loc"]), _message_for(dict(err), data, model)
         if loc[:2] == ("postgres", "parameters") and loc[-1] == "[key]":
             loc, message = loc[:3], "a setting's name must be text, such as max_connections"
         elif loc[:2] == ("postgres", "parameters") and len(loc) > 3:
@@ -47,11 +48,11 @@ def explain(exc: ValidationError, data: dict[str, Any], tree: yaml.Node | None, 
     return f"{where}, field {field}: {message}.{more}"
 
 
-def _message_for(err: dict[str, Any], data: dict[str, Any]) -> str:
+def _message_for(err: dict[str, Any], data: dict[str, Any], model: type[BaseModel]) -> str:
     kind = err["type"]
     loc = tuple(err["loc"])
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
+        allowed = _allowed_keys(model, loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         return f"unknown key {loc[-1]!r}; {hint}remove it or use one of: {', '.join(allowed)}"
@@ -67,7 +68,7 @@ def _message_for(err: dict[str, Any], data: dict[str, Any]) -> str:
         what = "address such as 192.168.11.120" if kind == "ip_v4_address" else "network such as 192.168.11.0/24"
         return f"{short(repr(err['input']))} is not an IPv4 {what}; write it that way"
     if kind == "invalid_key":  # a key YAML read as a number, a date ...: no field has such a name
-        names = ", ".join(_allowed_keys(loc[:-1]))
+        names = ", ".join(_allowed_keys(model, loc[:-1]))
         return f"unknown key {short(str(loc[-1]), 40)!r}; remove it or use one of: {names}"
     if kind == "too_short":
         return "must not be empty; list at least one entry"
@@ -98,8 +99,7 @@ def _yaml_kind(value: Any) -> str:
                  for kind, name in kinds.items() if isinstance(value, kind)), f"a {type(value).__name__}")
 
 
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    model: type[BaseModel] = schema()
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     for part in loc:
         if isinstance(part, int):
             continue

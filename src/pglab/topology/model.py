@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-# Roles, stacks and providers are the registered ones (see :func:`schema`); the DCS a stack may keep
-# its state in is the topology's.
+# Roles, stacks and providers are the registered ones (see :func:`pglab.catalog.schema`); the DCS a
+# stack may keep its state in is the topology's.
 Role = str
 Stack = str
 Provider = str
@@ -52,19 +52,14 @@ class Node(Strict):
 
 class Ports(Strict):
     """TCP ports, the same on every node; the local provider keeps them by giving every node
-    its own loopback address."""
+    its own loopback address. PostgreSQL's is every lab's; the rest are declared by the stacks and
+    components that listen on them, and :func:`pglab.catalog.schema` adds them as fields."""
 
     postgres: int = 5432
-    patroni: int = 8008
-    etcd: int = 2379
-    etcd_peer: int = 2380
-    consul: int = 8500
-    haproxy_primary: int = 5000
-    haproxy_replicas: int = 5001
-    haproxy_stats: int = 7000
-    monitor: int = 5431
-    # pgBackRest's TLS server, on the repository node and on every data node.
-    pgbackrest: int = 8432
+
+    if TYPE_CHECKING:
+        # The declared ports are fields of the catalog's subclass; to the type checker, any port.
+        def __getattr__(self, name: str) -> int: ...
 
     @model_validator(mode="after")
     def _ports_distinct_and_valid(self) -> Ports:
@@ -103,16 +98,6 @@ class PostgresSettings(Strict):
     parameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 
-class VagrantSettings(Strict):
-    # A public Debian 12 box; `pglab box build` makes the offline one, pglab/debian12.
-    box: str = "debian/bookworm64"
-    hypervisor: Literal["libvirt", "virtualbox"] = "libvirt"
-    # libvirt only: kvm (hardware virtualization) or qemu (software emulation, where KVM is missing).
-    driver: Literal["kvm", "qemu"] = "kvm"
-    memory: Annotated[int, Field(ge=512, le=1024 * 1024)] = 1024
-    cpus: Annotated[int, Field(ge=1, le=256)] = 1
-
-
 class BackupSettings(Strict):
     """Backups and point-in-time restore: the repository lives on the node with the role
     ``backup`` (never a data node); every data node reaches it over pgBackRest's TLS server."""
@@ -129,8 +114,9 @@ class BackupSettings(Strict):
 
 
 class Topology(Strict):
-    """What every lab has. :func:`schema` adds what the registries bring: the stack and provider
-    names, the roles, and each stack's own section (``patroni:``, ``pg_auto_failover:``)."""
+    """What every lab has. :func:`pglab.catalog.schema` adds what the registries bring: the stack
+    and provider names, the roles, the ports, each stack's and provider's own section
+    (``patroni:``, ``vagrant:``) and the rules they add."""
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)] = "pglab"
     provider: Provider
@@ -142,7 +128,6 @@ class Topology(Strict):
     postgres: PostgresSettings = PostgresSettings()
     network: Network = Network()
     ports: Ports = Ports()
-    vagrant: VagrantSettings = VagrantSettings()
     # A lab without a backup: section has no backups (labs written before backups keep working);
     # `pglab init` writes the section, on.
     backup: BackupSettings = BackupSettings(enabled=False)
@@ -168,10 +153,8 @@ class Topology(Strict):
                     f"host number {offset} does not fit in network.loopback {self.network.loopback}; "
                     "use a smaller address or a larger loopback network",
                 )
-        _check_roles(self)
-        _check_backup(self)
-        _check_sections(self)
-        _check_provider_runs_dcs(self)
+        # The rules that need the registries follow in the catalog's subclass (pglab.catalog), which
+        # calls check_data_nodes and check_backup_holder below in its order.
         return self
 
     # Derived views used by rendering and providers -------------------------------------------
@@ -228,35 +211,21 @@ def _check_unique(nodes: list[Node]) -> None:
         seen_addresses[node.address] = i
 
 
-def _check_roles(topo: Topology) -> None:
-    from pglab import stacks
-
+def check_data_nodes(topo: Topology) -> None:
+    """At least one node runs PostgreSQL."""
     if not topo.with_role("postgres"):
         raise FieldProblem(
             ("nodes",),
             "no node has the role postgres; add `postgres` to the roles of at least one node "
             "(three make a proper HA lab)",
         )
-    spec = stacks.spec(topo.stack)
-    for i, node in enumerate(topo.nodes):
-        for role in node.roles:
-            if role not in spec.roles:
-                owner = next(s.name for s in stacks.specs() if role in s.roles)
-                raise FieldProblem(("nodes", i, "roles"), spec.role_notes.get(role)
-                                   or f"role {role} belongs to stack {owner}; remove it or set stack: {owner}")
-    spec.check(topo)
 
 
-def _check_backup(topo: Topology) -> None:
+def check_backup_holder(topo: Topology) -> None:
     """One repository node, never a data node, when backups are on."""
-    from pglab import stacks
-
-    holders = [i for i, n in enumerate(topo.nodes) if BACKUP_ROLE in n.roles]
     if not topo.backup.enabled:
         return
-    if not stacks.spec(topo.stack).backups:
-        raise FieldProblem(("backup", "enabled"), f"stack {topo.stack} does not archive to pgBackRest yet; "
-                           "set backup: {enabled: false}, or use stack: patroni")
+    holders = [i for i, n in enumerate(topo.nodes) if BACKUP_ROLE in n.roles]
     if not holders:
         raise FieldProblem(("backup",), "backups are enabled but no node has the role backup (it holds the "
                            "repository); add `backup` to the roles of a node that is not a data node (the dcs "
@@ -268,62 +237,3 @@ def _check_backup(topo: Topology) -> None:
         raise FieldProblem(("nodes", holders[0], "roles"), "the backup repository must not sit on a data node "
                            "(losing the node would lose its backups); put the role backup on the dcs or "
                            "monitor node")
-
-
-def _check_sections(topo: Topology) -> None:
-    """A stack's own section only in a lab of that stack, where it means something."""
-    from pglab import stacks
-
-    for spec in stacks.specs():
-        if spec.name != topo.stack and spec.settings is not None and spec.name in topo.model_fields_set:
-            raise FieldProblem((spec.name,), f"the {spec.name} section applies to stack {spec.name}, not "
-                               f"{topo.stack}; remove it or set stack: {spec.name}")
-
-
-def _check_provider_runs_dcs(topo: Topology) -> None:
-    from pglab import providers, stacks
-
-    provider = providers.provider_class(topo.provider)
-    if not stacks.spec(topo.stack).uses_dcs or topo.dcs in provider.dcs:
-        return
-    others = [name for name in providers.PROVIDERS if topo.dcs in providers.provider_class(name).dcs]
-    instead = f", or use {_dcs_title(topo.dcs)} with provider: {' or '.join(others)}" if others else ""
-    note = f" ({provider.dcs_note})" if provider.dcs_note else ""
-    raise FieldProblem(("dcs",), f"the {provider.name} provider runs {' and '.join(provider.dcs)} only{note}; "
-                       f"set dcs: {provider.dcs[0]}{instead}")
-
-
-def _dcs_title(dcs: str) -> str:
-    return {"etcd": "etcd", "consul": "Consul"}.get(dcs, dcs)
-
-
-# The schema --------------------------------------------------------------------------------------
-_SCHEMAS: dict[tuple[tuple[str, str], ...], type[Topology]] = {}
-
-
-def schema() -> type[Topology]:
-    """The topology model of the registered stacks and providers: their names, the roles the
-    stacks use and each stack's section, built once per registry content (a test may register
-    a stack of its own)."""
-    from pglab import providers, stacks
-
-    key = (*stacks.STACKS.items(), *providers.PROVIDERS.items())
-    if key not in _SCHEMAS:
-        specs = stacks.specs()
-        roles = tuple(stacks.roles())
-        stack_names, provider_names = tuple(stacks.STACKS), tuple(providers.PROVIDERS)
-        node = create_model(
-            "Node", __base__=Node,
-            # Literal of a tuple built at run time: mypy cannot see its values.
-            roles=(Annotated[list[Literal[roles]], Field(min_length=1)], ...),  # type: ignore[valid-type,arg-type]
-        )
-        fields: dict[str, Any] = {
-            "provider": (Literal[provider_names], provider_names[0]),
-            "stack": (Literal[stack_names], stack_names[0]),
-            "nodes": (Annotated[list[node], Field(min_length=1, max_length=MAX_NODES)], ...),
-        }
-        for spec in specs:
-            if spec.settings is not None:
-                fields[spec.name] = (spec.settings, spec.settings())
-        _SCHEMAS[key] = create_model("Topology", __base__=Topology, **fields)
-    return _SCHEMAS[key]

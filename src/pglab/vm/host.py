@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,7 +167,7 @@ class VmHost:
 
     def run(self, command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
         """Run ``command`` inside the namespace."""
-        return subprocess.run([*self.exec_prefix(), *command], text=True, **kwargs)  # type: ignore[call-overload]  # kwargs are subprocess.run's, passed through
+        return subprocess.run([*self.exec_prefix(), *command], text=True, **kwargs)  # type: ignore[call-overload,no-any-return]  # kwargs are subprocess.run's, passed through
 
     @contextmanager
     def running(self) -> Iterator[VmHost]:
@@ -194,7 +194,8 @@ class VmHost:
     def _kill_all(self, timeout: float = 20) -> None:
         """TERM (then KILL) every process of the namespace: the daemons last, qemu and dnsmasq first."""
         daemons = {self.daemon_pid(d) for d in DAEMONS} - {None}
-        for wave in (lambda p: p not in daemons, lambda p: p in daemons):
+        waves: tuple[Callable[[int], bool], ...] = (lambda p: p not in daemons, lambda p: p in daemons)
+        for wave in waves:
             pids = [p for p in self.processes() if wave(p)]
             for sig in (signal.SIGTERM, signal.SIGKILL):
                 for pid in pids:

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import json
-import typing
 from typing import Any
 
 import yaml
 from pydantic import BaseModel
 
-from pglab.topology.model import (
-    BackupSettings,
-    Dcs,
-    Network,
-    PostgresSettings,
-    Provider,
-    Stack,
-    VagrantSettings,
-    schema,
-)
+from pglab import providers, stacks
+from pglab.catalog.schema import dcs_names, schema
+from pglab.topology.model import BackupSettings, Network, PostgresSettings, Provider, Stack
 
 # What `pglab init` writes: every value comes from the model's defaults, except the lab's own
 # choices (its nodes, from the stack's declaration, and an example parameter); the comments
@@ -28,7 +20,6 @@ _COMMENTS = {
     "tls": "TLS on every connection, with the lab's own CA (false: plaintext)",
     "postgres.scope": "the cluster name (as `pglab status` and `patronictl list` show it)",
     "postgres.parameters": "any postgresql.conf setting, applied cluster-wide",
-    "vagrant.hypervisor": "libvirt | virtualbox",
     "backup": "pgBackRest; the repository sits on the node with the role backup",
     "backup.enabled": "false: no archiving, no backups",
     "backup.retention_full": "full backups kept",
@@ -55,8 +46,6 @@ def default_yaml(
 
     The values are written as YAML scalars whatever they hold, so a bad ``name`` is refused by
     :func:`parse` with the usual message instead of changing the file's structure."""
-    from pglab import stacks
-
     model = schema()
     name = name if name is not None else _default(model, "name")
     stack = stack or _default(model, "stack")
@@ -71,11 +60,13 @@ def default_yaml(
         "postgres": {"version": postgres["version"], "scope": name, "parameters": EXAMPLE_PARAMETERS},
         **({spec.name: spec.settings().model_dump(mode="json")} if spec.settings is not None else {}),
         "network": {**Network().model_dump(mode="json"), **({"loopback": loopback} if loopback else {})},
-        "vagrant": VagrantSettings().model_dump(mode="json"),
+        # The provider's own section, only for the provider that reads it.
+        **_provider_section(provider),
         # compression_level unset: pgBackRest's default for the type (the comment of compression says so).
         "backup": BackupSettings(enabled=spec.backups).model_dump(mode="json", exclude_none=True),
     }
-    comments = {**_choices_comments(), **_COMMENTS, **spec.comments}
+    provider_comments = providers.provider_class(provider).comments if provider in providers.PROVIDERS else {}
+    comments = {**_choices_comments(), **_COMMENTS, **spec.comments, **provider_comments}
     lines = list(_HEADER)
     for key, value in values.items():
         if isinstance(value, dict):
@@ -95,20 +86,22 @@ def default_yaml(
     return "\n".join(lines) + "\n"
 
 
+def _provider_section(provider: str) -> dict[str, Any]:
+    settings = providers.provider_class(provider).settings if provider in providers.PROVIDERS else None
+    return {provider: settings().model_dump(mode="json")} if settings is not None else {}
+
+
 def _choices_comments() -> dict[str, str]:
     """The comments that list the registered choices: providers, stacks, DCS, roles."""
-    from pglab import providers, stacks
-
-    dcs_names = typing.get_args(Dcs)
     limits = []
-    for dcs in dcs_names:
+    for dcs in dcs_names():
         runners = [p for p in providers.PROVIDERS if dcs in providers.provider_class(p).dcs]
         if len(runners) < len(providers.PROVIDERS):
             limits.append(f"{dcs} only with provider: {' or '.join(runners)}")
     return {
         "provider": " | ".join(providers.PROVIDERS),
         "stack": " | ".join(stacks.STACKS),
-        "dcs": " | ".join(dcs_names) + (f" ({'; '.join(limits)})" if limits else ""),
+        "dcs": " | ".join(dcs_names()) + (f" ({'; '.join(limits)})" if limits else ""),
         "nodes": f"roles: {', '.join(stacks.roles())}; a node may hold several",
     }
 
