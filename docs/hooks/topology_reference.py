@@ -10,7 +10,6 @@ field in its source.
 from __future__ import annotations
 
 import enum
-import importlib
 import inspect
 import ipaddress
 import re
@@ -97,21 +96,11 @@ class Section:
 
 
 def topology_model() -> type[BaseModel]:
-    """The full topology model: the catalog's when pglab has one, else the topology's own."""
-    try:
-        catalog = importlib.import_module("pglab.catalog")
-    except ModuleNotFoundError as missing:
-        if missing.name != "pglab.catalog":
-            raise
-    else:
-        for name in ("full_schema", "schema"):
-            build = getattr(catalog, name, None)
-            if callable(build):
-                model: type[BaseModel] = build()
-                return model
-    from pglab import topology
+    """The whole topology model: the leaf model completed by the registered stacks, providers and
+    components."""
+    from pglab import catalog
 
-    return topology.schema()
+    return catalog.schema()
 
 
 def sections(model: type[BaseModel] | None = None) -> list[Section]:
