@@ -20,6 +20,8 @@ ROLE = "pgbackrest"
 BINARY = "/usr/bin/pgbackrest"
 # pgBackRest's TLS server, on the repository node and on every data node (``ports.pgbackrest``).
 PORTS = {"pgbackrest": 8432}
+# Below a node's root, where the role writes the configuration (its pgbackrest_config_subpath).
+CONFIG_SUBPATH = "etc/pgbackrest/pgbackrest.conf"
 
 
 def enabled(topology: Topology) -> bool:
@@ -29,6 +31,17 @@ def enabled(topology: Topology) -> bool:
 def repository_node(topology: Topology) -> Node:
     """The node that holds the repository."""
     return topology.with_role(BACKUP_ROLE)[0]
+
+
+def config_file(node_root: str) -> str:
+    """The configuration file the role wrote on a node whose paths start with ``node_root``."""
+    return f"{node_root}/{CONFIG_SUBPATH}"
+
+
+def command(config: str, stanza: str, *args: str) -> list[str]:
+    """A pgBackRest command: its configuration file and stanza, then ``args`` (options, the
+    command's name and what it takes)."""
+    return [BINARY, f"--config={config}", f"--stanza={stanza}", *args]
 
 
 def runs_server(topology: Topology, node: Node) -> bool:

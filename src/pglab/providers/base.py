@@ -15,8 +15,12 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
+from pglab.errors import PglabError
 from pglab.prerequisites import Prerequisite
 from pglab.topology import Node, Topology
+
+# How much of a failed command's output an error quotes: its end, where the reason is.
+FAILURE_DETAIL_CHARS = 2000
 
 
 class Provider(ABC):
@@ -128,6 +132,16 @@ class Provider(ABC):
         """Run a command on the node as the user its services run as (pgBackRest's commands)."""
         raise NotImplementedError(f"the {self.name} provider cannot run commands on its nodes")
 
+    def check_as_service_user(self, node: Node, argv: list[str], what: str,
+                              error: type[PglabError] = PglabError, timeout: float = 600.0) -> str:
+        """Run a command on the node as the service user; its stdout, or ``error`` saying ``what``
+        failed, where, with which exit status, and the end of what the command said."""
+        result = self.run_as_service_user(node, argv, timeout=timeout)
+        if result.returncode != 0:
+            raise error(f"{what} failed on {node.name} (exit {result.returncode}): "
+                        f"{failure_detail(result.stderr or result.stdout)}")
+        return result.stdout
+
     # Faults ----------------------------------------------------------------------------------
     # The slower faults a drill kind asks of it (``slow-disk``, ``loss`` ...), by the kind's name.
     faults: ClassVar[frozenset[str]] = frozenset()
@@ -150,6 +164,12 @@ class Provider(ABC):
     @abstractmethod
     def logs(self, node: Node, service: str | None = None, lines: int = 50) -> str:
         """The last lines of the node's service logs."""
+
+
+def failure_detail(output: str | None) -> str:
+    """A failed command's output on one line (an error's first line carries it all), cut to its end."""
+    text = " ".join((output or "").split())
+    return text if len(text) <= FAILURE_DETAIL_CHARS else "…" + text[-FAILURE_DETAIL_CHARS:]
 
 
 def _silent(_text: str) -> None:
