@@ -67,13 +67,6 @@ MILESTONES = ("Creating image", "Creating domain", "Starting domain", "Waiting f
               "Resuming domain")
 # Under software emulation (no KVM) every VM boots on the host's CPUs: a few at a time.
 BOOT_BATCH_WITHOUT_KVM = 3
-# pg_auto_failover's own health-check and failover timings (the role's defaults, for loopback, are 2-6x quicker).
-UPSTREAM_MONITOR_HEALTH_CHECKS = {
-    "pgautofailover.health_check_period": 5000, "pgautofailover.health_check_timeout": 5000,
-    "pgautofailover.health_check_max_retries": 2, "pgautofailover.health_check_retry_delay": 2000,
-    "pgautofailover.node_considered_unhealthy_timeout": 20000,
-    "pgautofailover.startup_grace_period": 10000, "pgautofailover.primary_demote_timeout": 30000,
-}
 
 
 class VagrantError(PglabError):
@@ -124,31 +117,9 @@ class VagrantProvider(Provider):
             "pglab_hba_networks": [str(self.topology.network.subnet)],
         }
         if self._emulated():
-            # Guests 10x slower than the host, sharing its CPUs: etcd's sub-second elections would
-            # flap under load, and Patroni's 3 s connections to PostgreSQL time out. HAProxy's
-            # checks calm down too: on a replica that is not streaming yet, every /primary or
-            # /replica check opens a replication connection to ask its timeline; four checks a
-            # second, each slower than HAProxy waits for, pile up until max_wal_senders is spent
-            # and the replica cannot stream at all. (Patroni's HA timings are the topology's
-            # `patroni:` section: an emulated lab sets calmer ones there.) pg_autoctl's 2 s for a
-            # TLS connection to the monitor ran out while the monitor served the other node's
-            # creation: the keeper restarted five times and gave up (the role puts the timeout in
-            # the monitor URI: pg_autoctl overwrites PGCONNECT_TIMEOUT). pgBackRest's asynchronous push
-            # (a process started, a TLS connection to the repository) may not answer PostgreSQL's
-            # archiver within the 5 s a loopback lab allows it; and `pgbackrest check` at the first `up`
-            # waits for the backlog the archiver built up before the stanza existed (pushes of
-            # 12-25 s each there), which outlasted the loopback lab's 30 s. The pg_auto_failover
-            # monitor's 1 s health checks flapped there (a node unhealthy and healthy again every few
-            # seconds, once a failover during `up`): emulated guests get pg_auto_failover's defaults.
-            variables |= {"etcd_heartbeat_interval": 500, "etcd_election_timeout": 5000,
-                          "patroni_connect_timeout": 20, "pg_auto_failover_connect_timeout": 20,
-                          "pgbackrest_archive_get_io_timeout": 15, "pgbackrest_archive_push_timeout": 20,
-                          "pgbackrest_archive_timeout": 120,
-                          "haproxy_check_inter": "3s", "haproxy_check_fastinter": "1s",
-                          "haproxy_check_downinter": "3s", "haproxy_check_timeout": "5s",
-                          "haproxy_replicas_check_inter": "3s", "haproxy_replicas_check_fastinter": "1s",
-                          "haproxy_replicas_check_downinter": "3s",
-                          "pg_auto_failover_monitor_health_checks": UPSTREAM_MONITOR_HEALTH_CHECKS}
+            # Guests 10x slower than the host, sharing its CPUs: every stack and component says
+            # which of its settings calm down there (their ``slow_machine_variables``).
+            variables |= stacks.slow_machine_variables()
         return variables
 
     def _emulated(self) -> bool:
