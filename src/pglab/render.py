@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from pglab import catalog, paths, secrets, stacks
-from pglab.components import components, pgbackrest
+from pglab.components import components
 from pglab.components.base import ComponentSite, rotation_variable
 from pglab.providers.base import Provider
 from pglab.tls import certs
@@ -104,7 +104,8 @@ def write_if_changed(path: Path, text: str) -> bool:
 def render(topology: Topology, provider: Provider, layout: paths.LabLayout) -> RenderedLab:
     layout.root.mkdir(parents=True, exist_ok=True)
     lab_secrets = secrets.load_or_create(layout.secrets, catalog.secret_variables())
-    if topology.tls or pgbackrest.enabled(topology):  # TLS on every hop; pgBackRest's TLS server
+    # TLS on every hop, or a component's own TLS (pgBackRest's server) in any lab.
+    if topology.tls or any(component.needs_certificates(topology) for component in components()):
         certs.LabCerts(topology, layout.tls).ensure()
     write_if_changed(layout.hosts, HEADER + yaml.safe_dump(inventory_hosts(topology, provider), sort_keys=False))
     write_if_changed(layout.variables, HEADER + yaml.safe_dump(lab_variables(topology, provider), sort_keys=False))

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pglab.prerequisites import Prerequisite
+from pglab.secrets import Account
 from pglab.topology import Node, Topology
 
 
@@ -111,10 +113,28 @@ class Component(ABC):
     checks: ClassVar[tuple[str, ...]] = ()
     # Its role's settings for machines far slower than the host (emulated VMs).
     slow_machine_variables: ClassVar[Mapping[str, Any]] = {}
+    # The ports it listens on, by the topology's name for each (``ports.pgbackrest``), with their defaults.
+    ports: ClassVar[Mapping[str, int]] = {}
+    # Accounts of its own; the lab generates a password for each.
+    accounts: ClassVar[tuple[Account, ...]] = ()
+    # Debian packages the offline box holds for it (its role installs the same ones).
+    packages: ClassVar[tuple[str, ...]] = ()
 
     def enabled(self, topology: Topology) -> bool:
         """Whether the lab runs it."""
         return False
+
+    def needs_certificates(self, topology: Topology) -> bool:
+        """Whether it speaks TLS with the lab's CA even in a lab with ``tls: false``."""
+        return False
+
+    def prerequisites(self, topology: Topology) -> list[Prerequisite]:
+        """What this machine needs to run it (the local provider), when the lab runs it."""
+        return []
+
+    def package_roles(self, topology: Topology) -> list[str]:
+        """The roles whose package tasks install it on this machine, when the lab runs it."""
+        return []
 
     def services(self, topology: Topology, node: Node) -> list[str]:
         """The services it adds to ``node`` beyond those its stack runs for the node's roles."""

@@ -79,6 +79,9 @@ class HaproxyComponent(Component):
         "haproxy_replicas_check_downinter": "3s",
     }
 
+    ports: ClassVar[Mapping[str, int]] = PORTS
+    accounts = ACCOUNTS
+
     def enabled(self, topology: Topology) -> bool:
         return bool(topology.with_role(ROLE))
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pglab.components.base import Component, ComponentSite, Rotation
+from pglab.prerequisites import Prerequisite, has_binary
 from pglab.topology import BACKUP_ROLE, Node, Ports, Topology
 
 SERVICE = "pgbackrest"
@@ -69,6 +70,8 @@ class PgbackrestComponent(Component):
     name = "pgbackrest"
     role = ROLE
     checks = ("test_08_backups",)
+    ports: ClassVar[Mapping[str, int]] = PORTS
+    packages = PACKAGES
     # Guests 10x slower than the host: the asynchronous push (a process started, a TLS connection
     # to the repository) may not answer PostgreSQL's archiver within the 5 s a loopback lab allows
     # it; and `pgbackrest check` at the first `up` waits for the backlog the archiver built up
@@ -80,6 +83,15 @@ class PgbackrestComponent(Component):
 
     def enabled(self, topology: Topology) -> bool:
         return enabled(topology)
+
+    def needs_certificates(self, topology: Topology) -> bool:
+        return enabled(topology)  # its TLS server, whatever the lab's tls: says
+
+    def prerequisites(self, topology: Topology) -> list[Prerequisite]:
+        return [Prerequisite("pgbackrest", "pgbackrest", has_binary("pgbackrest", BINARY))] if enabled(topology) else []
+
+    def package_roles(self, topology: Topology) -> list[str]:
+        return [ROLE] if enabled(topology) else []
 
     def services(self, topology: Topology, node: Node) -> list[str]:
         return services(topology, node)
