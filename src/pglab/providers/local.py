@@ -28,7 +28,7 @@ import jinja2
 from supervisor.xmlrpc import SupervisorTransport
 
 from pglab import paths, stacks
-from pglab.components import pgbackrest
+from pglab.components import components
 from pglab.errors import PglabError
 from pglab.providers import nft
 from pglab.providers.base import Provider
@@ -138,13 +138,14 @@ class LocalProvider(Provider):
         by_role = stacks.spec(self.topology.stack).role_ports(self.topology.ports)
         busy = []
         for node in self.topology.nodes:
-            for role in node.roles:
-                for port in by_role.get(role, []):
-                    if _listening(self.address(node), port):
-                        busy.append(f"{self.address(node)}:{port} ({node.name}, {role})")
-            backup_port = self.topology.ports.pgbackrest
-            if pgbackrest.services(self.topology, node) and _listening(self.address(node), backup_port):
-                busy.append(f"{self.address(node)}:{backup_port} ({node.name}, pgbackrest)")
+            # The ports of its roles, then those its components add (a port once, by its first owner).
+            owners = {port: role for role in node.roles for port in by_role.get(role, [])}
+            for component in components():
+                for port in component.node_ports(self.topology, node):
+                    owners.setdefault(port, component.name)
+            for port, owner in owners.items():
+                if _listening(self.address(node), port):
+                    busy.append(f"{self.address(node)}:{port} ({node.name}, {owner})")
         return busy
 
     # Lifecycle -------------------------------------------------------------------------------
