@@ -1,0 +1,126 @@
+"""The resource fault drills on a real lab: each data node's data on a filesystem of its own, a
+slow disk, a starved CPU, a full disk and an OOM-killed backend, each measured and each undone
+(no throttle, quota, memory group or ballast left); `destroy` unmounts and detaches the disks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pglab.lab import Lab
+from pglab.providers.local import LocalProvider
+from tests.conftest import write_topology
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    if os.geteuid() != 0:
+        pytest.skip("resource faults need root (loop devices, cgroups)")
+    lab = Lab.from_file(write_topology(tmp_path_factory.mktemp("res"), name="itres"))
+    try:
+        lab.up(timeout=120)
+        yield lab
+    finally:
+        lab.destroy()
+
+
+def _drill(lab: Lab, out: Path, *args: str, expect: int | None = 0) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "pglab.cli", "drill", *args, "--out", str(out), "--json", "-f", str(lab.topology_file)],
+        capture_output=True, text=True, timeout=400,
+    )
+    if expect is not None:
+        assert done.returncode == expect, done.stderr[-3000:]
+    [drilled] = json.loads(done.stdout)["drills"]
+    return dict(drilled)
+
+
+def _provider(lab: Lab) -> LocalProvider:
+    assert isinstance(lab.provider, LocalProvider)
+    return lab.provider
+
+
+def _nothing_left(lab: Lab) -> None:
+    provider = _provider(lab)
+    for node in lab.topology.nodes:
+        groups = provider._groups(node.name)
+        if "io" in groups:
+            assert not groups["io"].unthrottle_io(), f"{node.name}: a disk throttle was left"
+        if "cpu" in groups:
+            assert not groups["cpu"].unlimit_cpu(), f"{node.name}: a CPU quota was left"
+        if "memory" in groups:
+            assert not groups["memory"].postgres_path.exists(), f"{node.name}: a memory group was left"
+        if "postgres" in node.roles:
+            assert not provider.disk(node).ballast(), f"{node.name}: ballast was left"
+    assert provider.undo_faults() == []
+
+
+def test_every_data_node_has_a_filesystem_of_its_own(lab: Lab) -> None:
+    provider = _provider(lab)
+    devices = {provider.disk(n).device() for n in lab.topology.with_role("postgres")}
+    assert None not in devices and len(devices) == len(lab.topology.with_role("postgres"))
+    for node in lab.topology.with_role("postgres"):
+        image = provider.disk(node).image
+        assert image.stat().st_blocks * 512 < image.stat().st_size / 4  # sparse: it costs what is written
+
+
+def test_cpu_starve_slows_the_leader_and_lifts_its_quota(lab: Lab, tmp_path: Path) -> None:
+    lab.wait_healthy(60)
+    drilled = _drill(lab, tmp_path, "cpu-starve", "--percent", "5", "--for", "5", "--clients", "2")
+    assert drilled["ok"] and drilled["lost"] == 0
+    assert drilled["held_s"] >= 5 and "5 % of one core" in drilled["limit"]
+    assert drilled["commit_latency"]["before"]["acknowledged"] > 0
+    assert drilled["commit_latency"]["after"]["acknowledged"] > 0
+    _nothing_left(lab)
+
+
+def test_slow_disk_raises_commit_latency_on_the_leader(lab: Lab, tmp_path: Path) -> None:
+    lab.wait_healthy(60)
+    drilled = _drill(lab, tmp_path, "slow-disk", "--iops", "10", "--for", "6")
+    assert drilled["ok"] and drilled["lost"] == 0
+    latency = drilled["commit_latency"]
+    during = latency["during"]
+    # a commit waits for its WAL flush: at 10 IOPS it waits (or times out) far longer than before
+    assert during["failed"] > 0 or during["p50_ms"] > 3 * latency["before"]["p50_ms"], latency
+    _nothing_left(lab)
+
+
+def test_disk_full_refuses_writes_until_the_ballast_goes(lab: Lab, tmp_path: Path) -> None:
+    lab.wait_healthy(60)
+    drilled = _drill(lab, tmp_path, "disk-full", "--for", "8")
+    assert drilled["lost"] == 0 and drilled["recovered"], drilled["problem"]
+    assert drilled["first_failure_s"] is not None and "space" in drilled["first_error"].lower()
+    assert drilled["commit_latency"]["after"]["acknowledged"] > 0
+    _nothing_left(lab)
+
+
+def test_memory_limit_ends_a_growing_backend(lab: Lab, tmp_path: Path) -> None:
+    lab.wait_healthy(60)
+    drilled = _drill(lab, tmp_path, "memory", "--limit", "128", expect=None)
+    assert drilled["oom_kills"] >= 1 and drilled["backend"].startswith("ended"), drilled
+    assert drilled["postmaster"] != "unknown" and drilled["lost"] == 0
+    _nothing_left(lab)
+
+
+def test_a_drill_the_machine_cannot_run_exits_2(lab: Lab, tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "pglab.cli", "drill", "slow-disk", "--for", "1", "-f",
+                           str(lab.topology_file)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--iops" in done.stderr
+
+
+def test_destroy_unmounts_and_detaches_every_disk(lab: Lab) -> None:
+    provider = _provider(lab)
+    images = [provider.disk(n).image for n in lab.topology.with_role("postgres")]
+    mounts = [str(provider.disk(n).mount_point) for n in lab.topology.with_role("postgres")]
+    lab.destroy()
+    assert not any(m in Path("/proc/self/mountinfo").read_text() for m in mounts)
+    attached = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE"], capture_output=True,
+                              text=True).stdout
+    assert not any(str(image) in attached for image in images)
