@@ -115,6 +115,21 @@ def test_a_drill_the_machine_cannot_run_exits_2(lab: Lab, tmp_path: Path) -> Non
     assert done.returncode == 2 and "--iops" in done.stderr
 
 
+def test_up_and_destroy_undo_what_an_interrupted_drill_left(lab: Lab) -> None:
+    """`up` and `destroy` call undo_faults: every limit and the ballast a killed drill left go."""
+    provider = _provider(lab)
+    leader = lab.node(lab.wait_healthy(60).leader or "pg1")
+    provider.throttle_disk(leader, 1000, None)
+    provider.limit_cpu(leader, 50)
+    provider.fill_disk(leader)
+    try:
+        undone = provider.undo_faults()
+    finally:
+        provider.undo_faults()
+    assert any("disk throttle and CPU limit" in u for u in undone) and any("ballast" in u for u in undone), undone
+    _nothing_left(lab)
+
+
 def test_destroy_unmounts_and_detaches_every_disk(lab: Lab) -> None:
     provider = _provider(lab)
     images = [provider.disk(n).image for n in lab.topology.with_role("postgres")]

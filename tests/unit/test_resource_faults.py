@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from pglab import catalog, cli
 from pglab.drills import commit_latency, kinds, targets
 from pglab.drills.probe import Attempt
-from pglab.errors import InputError
+from pglab.errors import InputError, PglabError
 from pglab.lab import Lab
 from pglab.providers import disks, limits
 from pglab.providers.local import LocalProvider
@@ -148,3 +148,12 @@ def test_a_role_names_the_node_that_holds_it_now() -> None:
     lab = SimpleNamespace(stack=lambda: SimpleNamespace(health=lambda: asynchronous))
     with pytest.raises(InputError, match="synchronous"):
         targets.resolve(lab, "sync-standby", "pg1")
+
+
+def test_a_plain_directory_is_never_filled(tmp_path: Path) -> None:
+    disk = disks.NodeDisk(tmp_path / "pg1.img", tmp_path / "pg1" / "15")
+    assert not disk.occupied() and not disk.mounted()
+    (tmp_path / "pg1" / "15" / "main").mkdir(parents=True)
+    assert disk.occupied()  # a lab made before its nodes had disks: left as it is
+    with pytest.raises(PglabError, match="fill the host"):
+        disk.fill()

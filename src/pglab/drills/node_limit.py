@@ -101,7 +101,7 @@ class NodeLimit(DrillKind):
         # freed cluster its own seconds of writes, the "after" of the latency.
         drill.clients.wait_succeeding(self.ended, AFTER_S, AFTER_TIMEOUT_S)
         return Done(f"{self.applied} for {self.ended - self.began:.1f} s" + (f"; {lifted}" if lifted else ""),
-                    f"{self.name} over")
+                    "after measured")
 
     def recover(self, drill: Drill) -> str | None:
         if drill.target is None:

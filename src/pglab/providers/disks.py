@@ -68,6 +68,10 @@ class NodeDisk:
             _run(["losetup", "--detach", device], check=False)
             raise
 
+    def occupied(self) -> bool:
+        """Whether the mount point holds files of a plain directory (nothing mounted there)."""
+        return not self.mounted() and self.mount_point.is_dir() and any(self.mount_point.iterdir())
+
     def mounted(self) -> bool:
         return self.device() is not None
 

@@ -339,7 +339,11 @@ class LocalProvider(Provider):
             return
         size = self.topology.section(self.name, LocalSettings).disk_size
         for node in data_nodes:
-            self.disk(node).make(disks.size_bytes(size))
+            disk = self.disk(node)
+            if disk.occupied():  # a lab made before its nodes had disks keeps its data where it is
+                self.report(f"{node.name} keeps its data in plain directories (made before it had a disk of its own)")
+                continue
+            disk.make(disks.size_bytes(size))
 
     def _groups(self, node: str) -> dict[str, limits.ControllerGroup]:
         """The node's group in each controller pglab limits, where this machine has the controller."""
