@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from pglab import waiting
 from pglab.lab import Lab
+from pglab.providers import limits
 from pglab.providers.local import LocalProvider
 from tests.conftest import write_topology
 
@@ -113,6 +116,35 @@ def test_a_drill_the_machine_cannot_run_exits_2(lab: Lab, tmp_path: Path) -> Non
     done = subprocess.run([sys.executable, "-m", "pglab.cli", "drill", "slow-disk", "--for", "1", "-f",
                            str(lab.topology_file)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--iops" in done.stderr
+
+
+def test_an_interrupted_drill_lifts_its_limit(lab: Lab) -> None:
+    """Ctrl-C while the disk is throttled: the drill lifts the throttle on its way out."""
+    provider = _provider(lab)
+    leader = lab.node(lab.wait_healthy(60).leader or "pg1")
+    io = provider._groups(leader.name)["io"]
+    drill = subprocess.Popen([sys.executable, "-m", "pglab.cli", "drill", "slow-disk", "--iops", "50", "--for", "60",
+                              "-f", str(lab.topology_file)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        throttled = waiting.poll(lambda: (_throttled(io), "not yet"), 60, 0.2)[0]
+        assert throttled, "the drill never throttled the leader's disk"
+        drill.send_signal(signal.SIGINT)
+        drill.communicate(timeout=120)
+    finally:
+        if drill.poll() is None:
+            drill.kill()
+    assert not _throttled(io)
+    _nothing_left(lab)
+
+
+def _throttled(io: limits.ControllerGroup) -> bool:
+    """Whether a limit is set in the node's I/O group (read only: v2's io.max, v1's blkio files)."""
+    if io.v2:
+        lines = (io.path / "io.max").read_text().splitlines()
+        return any(not value.endswith("=max") for line in lines for value in line.split()[1:])
+    return any(not line.endswith(" 0") for f in io.path.glob("blkio.throttle.*_device")
+               for line in f.read_text().splitlines())
 
 
 def test_up_and_destroy_undo_what_an_interrupted_drill_left(lab: Lab) -> None:
