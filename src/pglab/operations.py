@@ -189,6 +189,10 @@ def stop_node(lab: Lab, name: str, mode: StopMode = "stop", timeout: float = 90,
             if clock is not None:
                 _wait_writes(clock, timeout, on_event)
                 details["writes_after"] = round(clock.seconds or 0.0, 2)
+                # The stack may name the new leader later than a client wrote on it (it kept
+                # asking the old one): a write it acknowledged proves it promoted by then.
+                if clock.server == lab.address(details["new_leader"] or name):
+                    details["promoted_after"] = min(details["promoted_after"], details["writes_after"])
         finally:
             if clock is not None:
                 clock.stop()
