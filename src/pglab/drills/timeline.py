@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pglab.drills.result import DrillResult
+from pglab.drills.result import WINDOWS, DrillResult
 
 
 def write_png(result: DrillResult, path: Path) -> Path:
@@ -16,7 +16,7 @@ def write_png(result: DrillResult, path: Path) -> Path:
 
     ok = [(end, max(end - start, 0.0004)) for start, end, good in result.attempts if good]
     failed = [(end, end - start) for start, end, good in result.attempts if not good]
-    fig, ax = plt.subplots(figsize=(9, 3.6), dpi=90)
+    fig, ax = plt.subplots(figsize=(9, 4.0), dpi=90)
     if ok:
         ax.scatter([t for t, _ in ok], [d * 1000 for _, d in ok], s=4, color="tab:green",
                    label=f"acknowledged ({len(ok)})")
@@ -32,6 +32,10 @@ def write_png(result: DrillResult, path: Path) -> Path:
     if resumed is not None and t.unavailable > 0:
         ax.axvspan(resumed - t.unavailable, resumed, color="tab:red", alpha=0.08,
                    label=f"no acknowledged write: {t.unavailable:.2f} s")
+    healthy_again = result.measures.healthy_again_s
+    if healthy_again is not None:
+        ax.axvline(healthy_again, color="tab:blue", linestyle=":", linewidth=1,
+                   label=f"cluster healthy again: {healthy_again:.1f} s")
     colors = {"writes resumed": "tab:green", "healthy": "tab:blue"}
     top = ax.get_ylim()[1] if ok or failed else 1.0
     for i, marker in enumerate(result.markers):
@@ -55,8 +59,30 @@ def write_png(result: DrillResult, path: Path) -> Path:
                  fontsize=9)
     ax.legend(loc="lower right", fontsize=7)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.text(0.01, 0.045, measured_line(result), fontsize=7.5, color="tab:gray")
+    fig.text(0.01, 0.01, said_line(result), fontsize=7.5, color="tab:gray")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def measured_line(result: DrillResult) -> str:
+    """Commit latency around the fault, the worst lag, when the cluster was healthy again."""
+    m = result.measures
+    windows = ", ".join(f"{name} {w['p50']:g} / {w['p99']:g}" if (w := m.commit_latency_ms.get(name)) else f"{name} -"
+                        for name in WINDOWS)
+    worst = max(m.lag_worst.items(), key=lambda item: item[1]["replay_bytes"], default=None)
+    lag = f"{worst[1]['replay_bytes']:,} bytes ({worst[0]})" if worst else "-"
+    again = "never unhealthy" if m.healthy_again_s is None else f"{m.healthy_again_s:.1f} s"
+    return f"commit p50 / p99 ms: {windows}; worst replay lag {lag}; healthy again: {again}"
+
+
+def said_line(result: DrillResult) -> str:
+    """The stack's own words at its decision, shortened to the figure's width."""
+    said = result.measures.stack_said
+    if not said:
+        return "the stack's log: nothing about a decision after the fault"
+    text = f"{said['service']} on {said['node']}: {said['lines'][0]}"
+    return text if len(text) <= 150 else text[:149] + "\u2026"

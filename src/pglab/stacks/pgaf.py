@@ -25,6 +25,7 @@ from pglab.prerequisites import Prerequisite
 from pglab.secrets import SUPERUSER, Account
 from pglab.stacks.base import (
     ClientEndpoint,
+    DecisionLog,
     DefaultNode,
     Health,
     Member,
@@ -529,6 +530,8 @@ class PgAutoFailoverSpec(StackSpec):
     }
     packages = ("postgresql-15-auto-failover", "pg-auto-failover-cli")
     checks = ("test_01_services_pg_auto_failover", "test_03_routing_pg_auto_failover")
+    # The monitor decides; its `pg_autoctl run` logs each state it assigns a node.
+    decision_log = DecisionLog("monitor", (r"Setting goal state of .* to ",), on_leaders=False)
     backups = True
     accounts = (PGAF_MONITOR, PGAF_REPLICATION)
     replication_account = PGAF_REPLICATION
