@@ -98,3 +98,15 @@ def test_a_drill_without_figures_still_writes_every_key() -> None:
     assert empty == {"commit_latency_ms": {"before": None, "during": None, "after": None}, "lag_worst": {},
                      "healthy_again_s": None, "stack_said": None}
     assert Measures().headline() == "commit p50 - / - / - ms"
+
+
+def test_the_figures_in_one_line_and_the_stacks_words_cut_to_width() -> None:
+    measures = Measures({"before": {"p50": 1.5, "p99": 9.0, "n": 10}, "during": None,
+                         "after": {"p50": 2.0, "p99": 11.25, "n": 12}},
+                        {"pg2": {"flush_bytes": 10, "replay_bytes": 12960, "replay_lag_s": 0.01, "at_s": 2.0},
+                         "pg3": {"flush_bytes": 0, "replay_bytes": 176, "replay_lag_s": 0.0, "at_s": 1.0}},
+                        21.5, {"node": "pg2", "service": "patroni", "lines": ["x" * 300]})
+    assert measures.line() == ("commit p50 / p99 ms: before 1.5 / 9, during -, after 2 / 11.25; "
+                               "worst replay lag 12,960 bytes (pg2); healthy again: 21.5 s")
+    assert len(measures.said_line(80)) == 80 and measures.said_line(80).startswith("patroni on pg2: xxx")
+    assert "nothing" in Measures().said_line() and "never unhealthy" in Measures().line()

@@ -103,9 +103,26 @@ class Measures:
                 "healthy_again_s": self.healthy_again_s, "stack_said": self.stack_said}
 
     def headline(self) -> str:
-        """Commit p50 before / during / after, for the timeline."""
+        """Commit p50 before / during / after, in a few words."""
         p50 = ["-" if (w := self.commit_latency_ms.get(name)) is None else f"{w['p50']:g}" for name in WINDOWS]
         return f"commit p50 {' / '.join(p50)} ms"
+
+    def line(self) -> str:
+        """Commit latency around the fault, the worst lag, when the cluster was healthy again."""
+        windows = ", ".join(f"{name} {w['p50']:g} / {w['p99']:g}" if (w := self.commit_latency_ms.get(name))
+                            else f"{name} -" for name in WINDOWS)
+        worst = max(self.lag_worst.items(), key=lambda item: item[1]["replay_bytes"], default=None)
+        lag = f"{worst[1]['replay_bytes']:,} bytes ({worst[0]})" if worst else "-"
+        again = "never unhealthy" if self.healthy_again_s is None else f"{self.healthy_again_s:.1f} s"
+        return f"commit p50 / p99 ms: {windows}; worst replay lag {lag}; healthy again: {again}"
+
+    def said_line(self, width: int = 200) -> str:
+        """The stack's own words at its decision, at most ``width`` characters."""
+        said = self.stack_said
+        if not said:
+            return "the stack's log: nothing about a decision after the fault"
+        text = f"{said['service']} on {said['node']}: {said['lines'][0]}"
+        return text if len(text) <= width else text[:width - 1] + "\u2026"
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pglab.drills.result import WINDOWS, DrillResult
+from pglab.drills.result import DrillResult
 
 
 def write_png(result: DrillResult, path: Path) -> Path:
@@ -60,29 +60,10 @@ def write_png(result: DrillResult, path: Path) -> Path:
     ax.legend(loc="lower right", fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.text(0.01, 0.045, measured_line(result), fontsize=7.5, color="tab:gray")
-    fig.text(0.01, 0.01, said_line(result), fontsize=7.5, color="tab:gray")
+    fig.text(0.01, 0.045, result.measures.line(), fontsize=7.5, color="tab:gray")
+    fig.text(0.01, 0.01, result.measures.said_line(150), fontsize=7.5, color="tab:gray")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
     return path
 
-
-def measured_line(result: DrillResult) -> str:
-    """Commit latency around the fault, the worst lag, when the cluster was healthy again."""
-    m = result.measures
-    windows = ", ".join(f"{name} {w['p50']:g} / {w['p99']:g}" if (w := m.commit_latency_ms.get(name)) else f"{name} -"
-                        for name in WINDOWS)
-    worst = max(m.lag_worst.items(), key=lambda item: item[1]["replay_bytes"], default=None)
-    lag = f"{worst[1]['replay_bytes']:,} bytes ({worst[0]})" if worst else "-"
-    again = "never unhealthy" if m.healthy_again_s is None else f"{m.healthy_again_s:.1f} s"
-    return f"commit p50 / p99 ms: {windows}; worst replay lag {lag}; healthy again: {again}"
-
-
-def said_line(result: DrillResult) -> str:
-    """The stack's own words at its decision, shortened to the figure's width."""
-    said = result.measures.stack_said
-    if not said:
-        return "the stack's log: nothing about a decision after the fault"
-    text = f"{said['service']} on {said['node']}: {said['lines'][0]}"
-    return text if len(text) <= 150 else text[:149] + "\u2026"
