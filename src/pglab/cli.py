@@ -566,6 +566,7 @@ def _run_drills(kind: type[DrillKind], options: dict[str, Any], topology_file: P
             f"drill {kind.name} #{number}: {result.old_leader} -> {result.new_leader}, writes unavailable "
             f"{t.unavailable:.2f} s, {t.failed} failed attempts, {len(t.lost)} acknowledged lost, "
             f"{len(t.failed_committed)} failed but committed; {png}"
+            + f"\n  {result.measures.line()}\n  {result.measures.said_line()}"
             + (f"\n  problem: {result.problem}" if result.problem else "")
             + "".join(f"\n  anomaly ({a.check}): {a.what}" for a in result.anomalies[:10]), highlight=False)
     rows = drill_summary.summary(results)
