@@ -30,7 +30,7 @@ from supervisor.xmlrpc import SupervisorTransport
 from pglab import paths, stacks
 from pglab.components import pgbackrest
 from pglab.errors import PglabError
-from pglab.providers import nft
+from pglab.providers import netfaults, nft
 from pglab.providers.base import Provider
 from pglab.providers.cgroups import NodeCgroup, v2_root
 from pglab.topology import Node
@@ -69,6 +69,7 @@ class LocalProvider(Provider):
         self.exec_wrapper = self.run_dir / "pglab-exec"
         self.cgroup_root = v2_root()
         self.firewall = nft.LabFirewall(self.run_dir.name)
+        self.net_faults = netfaults.NetFaults(self.run_dir.name)
 
     # Facts -----------------------------------------------------------------------------------
     def address(self, node: Node) -> str:
@@ -279,6 +280,45 @@ class LocalProvider(Provider):
             raise PglabError(f"cutting {node.name} off the network needs root and cgroup v2 (the node's "
                              "processes are matched by their cgroup); run pglab as root")
         self.firewall.partition(node.name, self.address(node), cgroup.nft_match())
+
+    # Faults ----------------------------------------------------------------------------------
+    faults = frozenset({"loss", "latency", "dcs-loss", "postgres-kill", "pgdata-lost"})
+
+    def cannot(self, fault: str) -> str | None:
+        if fault in ("loss", "latency") and self.cgroup_root is None:
+            return (f"{fault} on the local provider needs root and cgroup v2 (a node's packets are told "
+                    "apart by its processes' cgroup); run pglab as root")
+        if fault == "latency":
+            return netfaults.netem_missing()
+        return super().cannot(fault)
+
+    def impair_network(self, node: Node, loss_percent: float = 0.0, delay_ms: float = 0.0,
+                       jitter_ms: float = 0.0) -> None:
+        cgroup = self.cgroup(node)
+        if cgroup is None or not cgroup.exists():
+            raise PglabError(f"impairing {node.name}'s network needs root and cgroup v2; run pglab as root")
+        address = self.address(node)
+        others = sorted({self.address(n) for n in self.topology.nodes} - {address})
+        if delay_ms:
+            self.net_faults.delay(node.name, address, others, cgroup.nft_match(), delay_ms, jitter_ms)
+        else:
+            self.net_faults.lose(node.name, address, others, cgroup.nft_match(), loss_percent)
+
+    def heal_network(self, node: Node) -> bool:
+        return self.net_faults.lift(node.name)
+
+    def kill_process(self, node: Node, pid: int) -> None:
+        if pid not in self.node_pids(node):
+            raise PglabError(f"process {pid} is not one of {node.name}'s")
+        _signal(pid, signal.SIGKILL)
+
+    def remove_directory(self, node: Node, path: str) -> None:
+        if not Path(path).resolve().is_relative_to(Path(self.node_root(node)).resolve()):
+            raise PglabError(f"{path} is not below {node.name}'s root {self.node_root(node)}")
+        shutil.rmtree(path)
+
+    def undo_faults(self) -> list[str]:
+        return self.net_faults.remove()
 
     def spawn_beside(self, node: Node, argv: list[str], env: dict[str, str]) -> subprocess.Popen[str] | None:
         cgroup = self.cgroup(node)
