@@ -6,7 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from pglab.drills.kind import DrillKind
-from pglab.drills.kinds import certs, failover, node_faults, restart, restore, switchover
+from pglab.drills.kinds import (
+    certs,
+    dcs_loss,
+    failover,
+    network,
+    node_faults,
+    pgdata_lost,
+    postgres_kill,
+    restart,
+    restore,
+    switchover,
+)
 from pglab.errors import InputError
 
 KINDS: dict[str, type[DrillKind]] = {kind.name: kind for kind in (
@@ -19,6 +30,11 @@ KINDS: dict[str, type[DrillKind]] = {kind.name: kind for kind in (
     certs.Certs,
     certs.CertsCa,
     restore.Restore,
+    network.Loss,
+    network.Latency,
+    dcs_loss.DcsLoss,
+    postgres_kill.PostgresKill,
+    pgdata_lost.PgdataLost,
 )}
 
 
