@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 
 from pglab.lab import Lab
 from pglab.providers import netfaults
+from pglab.stacks.patroni import PatroniStack
 
 
 def _drill(lab: Lab, out: Path, *args: str, expect: int = 0) -> dict[str, Any]:
@@ -78,3 +80,18 @@ def test_pgdata_lost_on_a_replica_is_rebuilt(lab: Lab, tmp_path: Path, untouched
     [drilled] = summary["drills"]
     assert drilled["rebuilt_after_s"] is not None and drilled["noticed_after_s"] <= drilled["rebuilt_after_s"]
     assert drilled["node"] != drilled["old_leader"] and drilled["lost"] == 0
+
+
+def test_dcs_lost_with_failsafe_mode_keeps_the_leader_writing(lab: Lab, tmp_path: Path, untouched: None) -> None:
+    stack = lab.stack()
+    assert isinstance(stack, PatroniStack)
+    stack.set_dynamic({"failsafe_mode": True})
+    try:
+        time.sleep(3 * lab.topology.patroni.loop_wait)  # the leader publishes the members it must reach
+        summary = _drill(lab, tmp_path, "dcs-loss", "--for", "30")
+    finally:
+        lab.wait_healthy(90)
+        stack.set_dynamic({"failsafe_mode": False})
+    [drilled] = summary["drills"]
+    assert drilled["leader_kept_writes"] and drilled["demoted_after_s"] is None
+    assert drilled["unavailable_s"] < 2 and drilled["new_leader"] == drilled["old_leader"]
