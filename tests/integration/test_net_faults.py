@@ -18,6 +18,11 @@ from pglab.lab import Lab
 from pglab.providers import netfaults
 from pglab.stacks.patroni import PatroniStack
 
+# The kinds' own figures, printed with -s.
+FIGURES = ("fault", "commit_ms", "expected_rise_ms", "measured_rise_ms", "store", "leader_kept_writes",
+           "demoted_after_s", "outcome", "back_after_s", "noticed_after_s", "rebuilt_after_s", "rebuilt_by",
+           "unavailable_s")
+
 
 def _drill(lab: Lab, out: Path, *args: str, expect: int = 0) -> dict[str, Any]:
     done = subprocess.run(
@@ -25,6 +30,10 @@ def _drill(lab: Lab, out: Path, *args: str, expect: int = 0) -> dict[str, Any]:
         capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == expect, done.stderr[-3000:] + done.stdout[-3000:]
+    print(done.stderr[-1500:])  # the drill's own words and figures, for -s
+    if expect == 0:
+        for drilled in json.loads(done.stdout)["drills"]:
+            print({key: value for key, value in drilled.items() if key in FIGURES})
     return json.loads(done.stdout) if expect != 2 else {"stderr": done.stderr}
 
 

@@ -83,7 +83,7 @@ class DcsLoss(DrillKind):
         self._start_again(drill)
         verdict = ("the leader kept taking writes" if self.demoted_at is None
                    else f"the leader stopped taking writes after {self.demoted_at - lost_at:.1f} s")
-        return Done(f"stopped {self.store} ({', '.join(f'{n} {s}' for n, s in members)}) for "
+        return Done(f"stopped {self.store} ({', '.join(f'{n.name} {s}' for n, s in members)}) for "
                     f"{self.duration:g} s: {verdict}; started again", f"{self.store} back")
 
     def recover(self, drill: Drill) -> str | None:
