@@ -63,7 +63,7 @@ def test_latency_without_netem_is_an_exit_2_naming_it(lab: Lab, tmp_path: Path, 
 def test_loss_on_the_leader_is_measured_and_healed(lab: Lab, tmp_path: Path, untouched: None) -> None:
     summary = _drill(lab, tmp_path, "loss", "--percent", "20", "--for", "6", "--clients", "2")
     [drilled] = summary["drills"]
-    assert drilled["fault"] == {"percent": 20.0, "for_s": 6.0}
+    assert drilled["fault"]["percent"] == 20.0 and drilled["fault"]["dropped_packets"] > 0
     assert drilled["lost"] == 0 and drilled["commit_ms"]["before"]["commits"] > 0
     assert any(m["what"] == "loss lifted" for m in drilled["markers"])
 

@@ -58,6 +58,7 @@ def test_loss_on_the_primary(pgaf: Lab, tmp_path: Path) -> None:
     pgaf.wait_healthy(120)
     drilled = _drill(pgaf, tmp_path, "loss", "--percent", "20", "--for", "6")
     assert drilled["lost"] == 0 and drilled["commit_ms"]["before"]["commits"] > 0
+    assert drilled["fault"]["dropped_packets"] > 0
     assert "pglab_net_" not in _ruleset()
 
 

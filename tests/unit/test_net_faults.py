@@ -63,9 +63,9 @@ def test_loss_drops_both_ways_between_the_node_and_the_other_nodes_only(monkeypa
     [script] = scripts
     assert "add table inet pglab_net_lab_1" in script
     assert f'ct direction original socket cgroupv2 level 3 "x" ct mark set {mark}' in script
-    assert (f"ct mark {mark} ct original ip daddr {{ 127.0.11.100, 127.0.11.121 }} numgen random mod 100 < 5 drop"
-            in script)
-    assert f"ct mark != {mark} ct original ip daddr 127.0.11.120 numgen random mod 100 < 5 drop" in script
+    assert (f"ct mark {mark} ct original ip daddr {{ 127.0.11.100, 127.0.11.121 }} "
+            "numgen random mod 100 < 5 counter drop") in script
+    assert f"ct mark != {mark} ct original ip daddr 127.0.11.120 numgen random mod 100 < 5 counter drop" in script
     # a partition of the same node has another mark: healing one never lifts the other
     from pglab.providers.nft import LabFirewall
     assert LabFirewall("lab-1").mark("pg1") != faults.mark("pg1")

@@ -143,9 +143,10 @@ class Provider(ABC):
         delay what the node sends them by ``delay_ms`` (+- ``jitter_ms``): faults ``loss``, ``latency``."""
         raise NotImplementedError(f"the {self.name} provider cannot impair a node's network")
 
-    def heal_network(self, node: Node) -> bool:
-        """Undo :meth:`impair_network` (whether there was anything to undo)."""
-        return False
+    def heal_network(self, node: Node) -> int | None:
+        """Undo :meth:`impair_network`: the packets it dropped (0 for a delay), None when there was
+        nothing to undo."""
+        return None
 
     def kill_process(self, node: Node, pid: int) -> None:
         """SIGKILL one process of the node (fault ``postgres-kill``); refuse a pid not the node's."""

@@ -304,8 +304,9 @@ class LocalProvider(Provider):
         else:
             self.net_faults.lose(node.name, address, others, cgroup.nft_match(), loss_percent)
 
-    def heal_network(self, node: Node) -> bool:
-        return self.net_faults.lift(node.name)
+    def heal_network(self, node: Node) -> int | None:
+        dropped = self.net_faults.dropped(node.name)
+        return dropped if self.net_faults.lift(node.name) else None
 
     def kill_process(self, node: Node, pid: int) -> None:
         if pid not in self.node_pids(node):

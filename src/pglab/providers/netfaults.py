@@ -77,9 +77,14 @@ class NetFaults:
         """Drop ``percent`` % of the packets between the node and ``others`` (the lab's other
         addresses), both ways."""
         self._chain(node, socket_match, [
-            f"{self._from_node(node, others)} numgen random mod 100 < {round(percent)} drop",
-            f"{self._to_node(node, address)} numgen random mod 100 < {round(percent)} drop",
+            f"{self._from_node(node, others)} numgen random mod 100 < {round(percent)} counter drop",
+            f"{self._to_node(node, address)} numgen random mod 100 < {round(percent)} counter drop",
         ])
+
+    def dropped(self, node: str) -> int:
+        """Packets of the node dropped so far (the loss rules' counters)."""
+        chain = _listing_of(self.table, _chain_name(node))
+        return sum(int(n) for n in re.findall(r"counter packets (\d+) bytes \d+ drop", chain))
 
     def delay(self, node: str, address: str, others: list[str], socket_match: str, delay_ms: float,
               jitter_ms: float) -> None:
@@ -158,6 +163,11 @@ class NetFaults:
         if shutil.which("tc") is None:
             return False
         return "netem" in _tc("qdisc", "show", "dev", DEVICE) and " 1: " in _tc("qdisc", "show", "dev", DEVICE)
+
+
+def _listing_of(table: str, chain: str) -> str:
+    done = subprocess.run(["nft", "list", "chain", "inet", table, chain], capture_output=True, text=True)
+    return done.stdout if done.returncode == 0 else ""
 
 
 def _other_tables_mark() -> bool:

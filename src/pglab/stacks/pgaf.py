@@ -534,8 +534,8 @@ class PgAutoFailoverSpec(StackSpec):
     replication_account = PGAF_REPLICATION
     ports: ClassVar[Mapping[str, int]] = {"monitor": 5431}
 
-    cannot_rebuild = ("pg_auto_failover's keeper does not rebuild a lost data directory, and pglab has no "
-                      "rebuild for it (a `pg_autoctl drop node` and create again)")
+    cannot_rebuild = ("pglab has no rebuild of a pg_auto_failover data node yet (a `pg_autoctl drop node` and "
+                      "a create again)")
 
     def client(self) -> type[Stack]:
         return PgAutoFailoverStack

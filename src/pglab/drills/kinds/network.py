@@ -75,6 +75,7 @@ class NetworkFault(DrillKind):
     duration: float = 20.0
     lab: Lab | None = field(default=None, init=False, repr=False)
     lifted_at: float | None = field(default=None, init=False)
+    dropped: int | None = field(default=None, init=False)  # packets the provider dropped
 
     def check(self, lab: Lab) -> None:
         targets.check(lab, self.node)
@@ -97,11 +98,12 @@ class NetworkFault(DrillKind):
         what = self.impair(drill)
         time.sleep(self.duration)
         self.lifted_at = time.monotonic()
-        drill.lab.provider.heal_network(drill.lab.node(drill.target))
-        return Done(f"{what} for {self.duration:g} s, then healed", f"{self.name} lifted")
+        self.dropped = drill.lab.provider.heal_network(drill.lab.node(drill.target))
+        dropped = f" ({self.dropped} packets dropped)" if self.dropped else ""
+        return Done(f"{what} for {self.duration:g} s{dropped}, then healed", f"{self.name} lifted")
 
     def recover(self, drill: Drill) -> str | None:
-        if drill.target is not None and drill.lab.provider.heal_network(drill.lab.node(drill.target)):
+        if drill.target is not None and drill.lab.provider.heal_network(drill.lab.node(drill.target)) is not None:
             return f"healed {drill.target}'s network"
         return None
 
@@ -127,7 +129,8 @@ class Loss(NetworkFault):
         return f"{self.percent:g} % of {drill.target}'s packets to and from the lab dropped"
 
     def judge(self, drill: Drill, result: DrillResult) -> None:
-        result.part = NetworkFigures({"percent": self.percent, "for_s": self.duration}, self.figures(drill))
+        result.part = NetworkFigures({"percent": self.percent, "for_s": self.duration,
+                                      "dropped_packets": self.dropped}, self.figures(drill))
 
 
 @dataclass
