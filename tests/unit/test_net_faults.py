@@ -122,3 +122,10 @@ def test_dcs_loss_lasts_twice_ttl_by_default_and_knows_each_stacks_store(tmp_pat
 def test_network_kinds_refuse_an_unknown_node(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="pg9"):
         network.Loss(node="pg9").check(_lab(tmp_path))
+
+
+def test_only_latency_reports_a_rise() -> None:
+    times: dict[str, dict[str, float | None]] = {"before": {}, "during": {"p50_ms": 101.0}, "after": {}}
+    latency = network.NetworkFigures({"delay_ms": 50.0}, times, 100.0, 99.0)
+    assert latency.as_json()["expected_rise_ms"] == 100.0 and "rise 99.0 ms" in latency.headline()
+    assert "expected_rise_ms" not in network.NetworkFigures({"percent": 5.0}, times).as_json()

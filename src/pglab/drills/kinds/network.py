@@ -57,8 +57,8 @@ class NetworkFigures:
         return True  # a slow or lossy network is measured, not judged
 
     def as_json(self) -> dict[str, Any]:
-        return {"fault": self.fault, "commit_ms": self.commit_ms, "expected_rise_ms": self.expected_rise_ms,
-                "measured_rise_ms": self.measured_rise_ms}
+        rise = {"expected_rise_ms": self.expected_rise_ms, "measured_rise_ms": self.measured_rise_ms}
+        return {"fault": self.fault, "commit_ms": self.commit_ms, **(rise if "delay_ms" in self.fault else {})}
 
     def headline(self) -> str:
         during = self.commit_ms["during"]["p50_ms"]
