@@ -75,6 +75,13 @@ def test_postgres_kill_restarts_in_place_or_fails_over(lab: Lab, tmp_path: Path,
     assert (drilled["outcome"] == "failed over") == (drilled["new_leader"] != drilled["old_leader"])
 
 
+def test_pgdata_lost_on_a_replica_is_rebuilt(lab: Lab, tmp_path: Path, untouched: None) -> None:
+    summary = _drill(lab, tmp_path, "pgdata-lost", "--grace", "40")
+    [drilled] = summary["drills"]
+    assert drilled["rebuilt_after_s"] is not None and drilled["noticed_after_s"] <= drilled["rebuilt_after_s"]
+    assert drilled["node"] != drilled["old_leader"] and drilled["lost"] == 0
+
+
 def test_dcs_lost_longer_than_ttl_demotes_the_leader(lab: Lab, tmp_path: Path, untouched: None) -> None:
     summary = _drill(lab, tmp_path, "dcs-loss", "--for", "30")
     [drilled] = summary["drills"]
@@ -82,13 +89,6 @@ def test_dcs_lost_longer_than_ttl_demotes_the_leader(lab: Lab, tmp_path: Path, u
     # without failsafe_mode, Patroni demotes a leader that cannot renew its lock within ttl (20 s)
     assert not drilled["leader_kept_writes"] and drilled["demoted_after_s"] < 30
     assert all(state == "RUNNING" for state in lab.provider.services(lab.node("dcs")).values())
-
-
-def test_pgdata_lost_on_a_replica_is_rebuilt(lab: Lab, tmp_path: Path, untouched: None) -> None:
-    summary = _drill(lab, tmp_path, "pgdata-lost", "--grace", "40")
-    [drilled] = summary["drills"]
-    assert drilled["rebuilt_after_s"] is not None and drilled["noticed_after_s"] <= drilled["rebuilt_after_s"]
-    assert drilled["node"] != drilled["old_leader"] and drilled["lost"] == 0
 
 
 def test_dcs_lost_with_failsafe_mode_keeps_the_leader_writing(lab: Lab, tmp_path: Path, untouched: None) -> None:
