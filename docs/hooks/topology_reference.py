@@ -36,6 +36,8 @@ NOTES: dict[str, str] = {
     "ports": "TCP ports, the same on every node.",
     "vagrant": "VM settings of the vagrant provider: only in a lab with `provider: vagrant` (a local lab's is "
                "ignored with a one-line warning).",
+    "local": "Settings of the local provider: only in a lab with `provider: local` (a vagrant lab's is ignored "
+             "with a one-line warning).",
     "backup": "Backups and point-in-time restore (pgBackRest); a topology without this section has none.",
     "nodes": "The machines of the lab; roles may share a node (a compact lab).",
     "patroni": "Patroni's dynamic configuration (stack `patroni` only).",

@@ -99,6 +99,20 @@ def _failure_message(res: dict[str, Any]) -> str:
     return "\n".join(p for p in parts if p) or "failed without a message"
 
 
+def failure_text(what: str, result: PlaybookResult, notes: list[str] | None = None, tasks: int = 5) -> str:
+    """What went wrong in a playbook run, for a person: ``what`` failed, each of the first failed
+    tasks with its node and message (or the run's status when no task failed), the caller's
+    ``notes`` (a failed node's recent logs), and where the full output is."""
+    lines = [f"{what} failed."]
+    lines += [f"Task {f.task!r} failed on node {f.host}: {f.message}" for f in result.failures[:tasks]]
+    if not result.failures:
+        lines.append(f"ansible-playbook ended with status {result.status} (rc {result.rc}).")
+    lines += notes or []
+    if result.log:
+        lines.append(f"Full Ansible output: {result.log}")
+    return "\n".join(lines)
+
+
 def mitogen_envvars() -> dict[str, str]:
     """Ansible's settings for Mitogen when ``PGLAB_MITOGEN=1`` asks for it (off by default: the
     README says why), else none."""

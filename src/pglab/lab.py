@@ -381,21 +381,14 @@ class Lab:
             self.dir.parent.rmdir()  # .pglab/ goes too once its last lab is gone
 
     def _failure_text(self, what: str, result: ansible.PlaybookResult) -> str:
-        lines = [f"{what} failed."]
-        failed_nodes = []
-        for f in result.failures[:5]:
-            lines.append(f"Task {f.task!r} failed on node {f.host}: {f.message}")
-            if f.host in {n.name for n in self.topology.nodes}:
-                failed_nodes.append(self.topology.node(f.host))
-        if not result.failures:
-            lines.append(f"ansible-playbook ended with status {result.status} (rc {result.rc}).")
+        names = {n.name for n in self.topology.nodes}
+        failed_nodes = [self.topology.node(f.host) for f in result.failures[:5] if f.host in names]
+        logs = []
         for node in failed_nodes[:2]:
             # Logs are a courtesy: never hide the real failure behind an error reading them.
             with contextlib.suppress(Exception):
-                lines.append("Recent logs:\n" + self.provider.logs(node, lines=15))
-        if result.log:
-            lines.append(f"Full Ansible output: {result.log}")
-        return "\n".join(lines)
+                logs.append("Recent logs:\n" + self.provider.logs(node, lines=15))
+        return ansible.failure_text(what, result, logs)
 
 
 def _setting_text(value: Any) -> str:

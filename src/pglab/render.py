@@ -15,7 +15,8 @@ from typing import Any
 import yaml
 
 from pglab import catalog, paths, secrets, stacks
-from pglab.components import pgbackrest
+from pglab.components import components
+from pglab.components.base import ComponentSite, rotation_variable
 from pglab.providers.base import Provider
 from pglab.tls import certs
 from pglab.topology import Topology
@@ -49,6 +50,8 @@ def inventory_hosts(topology: Topology, provider: Provider) -> dict[str, Any]:
 def lab_variables(topology: Topology, provider: Provider) -> dict[str, Any]:
     """group_vars/all/pglab.yml: the topology expressed as the roles' own variables."""
     ports = topology.ports
+    tls_dir = paths.LabLayout.at(provider.lab_dir).tls
+    site = ComponentSite(tls_dir, tuple(stacks.spec(topology.stack).routes(topology)))
     return {
         "pglab_lab_name": topology.name,
         "pglab_stack": topology.stack,
@@ -57,9 +60,12 @@ def lab_variables(topology: Topology, provider: Provider) -> dict[str, Any]:
         "postgresql_port": ports.postgres,
         # Every registered stack's variables: each stack's section has its defaults in any lab.
         **{key: value for spec in stacks.specs() for key, value in spec.inventory_vars(topology).items()},
-        **pgbackrest.inventory_vars(topology, paths.LabLayout.at(provider.lab_dir).tls),
+        # Every component's, whether the lab runs it or not (its role reads them only where it runs).
+        **{key: value for component in components() for key, value in component.inventory_vars(topology, site).items()},
         **catalog.user_variables(),
-        **tls_variables(topology, paths.LabLayout.at(provider.lab_dir).tls),
+        **tls_variables(topology, tls_dir),
+        # How each node's services take up new certificates (playbooks/certs.yml), by node.
+        "pglab_tls_rotation": rotation_variable(stacks.tls_rotation(topology)),
         **provider.inventory_vars(),
         # Nodes on this machine share its installed components (Patroni's venv ...).
         **(catalog.machine_variables(topology) if provider.nodes_on_this_machine else {}),
@@ -98,7 +104,8 @@ def write_if_changed(path: Path, text: str) -> bool:
 def render(topology: Topology, provider: Provider, layout: paths.LabLayout) -> RenderedLab:
     layout.root.mkdir(parents=True, exist_ok=True)
     lab_secrets = secrets.load_or_create(layout.secrets, catalog.secret_variables())
-    if topology.tls or pgbackrest.enabled(topology):  # TLS on every hop; pgBackRest's TLS server
+    # TLS on every hop, or a component's own TLS (pgBackRest's server) in any lab.
+    if topology.tls or any(component.needs_certificates(topology) for component in components()):
         certs.LabCerts(topology, layout.tls).ensure()
     write_if_changed(layout.hosts, HEADER + yaml.safe_dump(inventory_hosts(topology, provider), sort_keys=False))
     write_if_changed(layout.variables, HEADER + yaml.safe_dump(lab_variables(topology, provider), sort_keys=False))

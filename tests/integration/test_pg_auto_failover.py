@@ -2,7 +2,8 @@
 healthy with the multi-host URIs, status --json reports them, rows written through the write URI
 reach the secondary, a second up changes nothing, a switchover moves the primary (also with a
 lowered hot-standby setting pending), a point-in-time restore keeps exactly the rows before its
-target, and destroy leaves no process, port or file."""
+target, a certificate rotation reaches the monitor and every data node, and destroy leaves no
+process, port or file."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pglab.drills import frame, kinds
 from pglab.drills.crowd import CrowdSpec
 from pglab.lab import Lab, UpResult
 from pglab.providers.local import LocalProvider, _environments
+from pglab.tls import endpoints
 from tests.conftest import SECOND_LOOPBACK, loopback_address, write_topology
 from tests.integration.rows import write_rows_and_pick_a_target
 
@@ -170,6 +172,14 @@ def test_restore_to_a_moment_between_two_rows_keeps_exactly_the_rows_before(pgaf
                          **lab.connect_kwargs()) as conn:
         assert conn.execute("SELECT pg_is_in_recovery(), current_setting('recovery_target_time')").fetchone() == (
             True, "")
+
+
+def test_certs_rotate_reloads_the_monitor_and_every_data_node(pgaf: tuple[Lab, UpResult]) -> None:
+    lab, _ = pgaf
+    result = frame.run(lab, kinds.make("certs"), timeout=180)
+    assert result.ok, result.problem
+    assert result.tally.lost == []
+    assert endpoints.stale(lab) == []
 
 
 def test_destroy_leaves_no_process_port_or_file(pgaf: tuple[Lab, UpResult]) -> None:

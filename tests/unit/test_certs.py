@@ -205,8 +205,11 @@ def test_each_stack_declares_its_tls_services(tmp_path: Path) -> None:
              for s in stacks.spec("patroni").tls_services(patroni)}
     assert ("pg1", "postgresql", 5432, True, False) in found and ("pg1", "patroni", 8008, False, False) in found
     assert ("dcs", "etcd", 2379, False, True) in found
-    # HAProxy relays PostgreSQL's TLS on its client ports; it serves its own certificate on the stats page only.
-    assert [s for s in found if s[0] == "haproxy"] == [("haproxy", "haproxy-stats", 7000, False, False)]
+    # HAProxy relays PostgreSQL's TLS on its client ports; it serves its own certificate on the stats page
+    # only, which the component declares beside the stack's.
+    assert not [s for s in found if s[0] == "haproxy"]
+    assert [(s.node.name, s.service, s.port) for s in stacks.tls_services(patroni) if s.node.name == "haproxy"] == [
+        ("haproxy", "haproxy-stats", 7000)]
     pgaf = catalog.parse(catalog.default_yaml(stack="pg_auto_failover"), "pglab.yml")
     services = {(s.node.name, s.service) for s in stacks.spec("pg_auto_failover").tls_services(pgaf)}
     assert services == {("pg1", "postgresql"), ("pg2", "postgresql"), ("monitor", "monitor")}

@@ -36,7 +36,8 @@ def test_lab_variables_carry_topology_and_provider(lab: Lab) -> None:
     assert variables["patroni_scope"] == "rtest"  # init names the cluster after the lab
     assert variables["pglab_service_manager"] == "supervisor"
     assert variables["pglab_hba_networks"] == ["127.0.0.0/8"]
-    assert variables["haproxy_primary_port"] == 5000
+    assert [(r["name"], r["port"], r["check"]["path"]) for r in variables["haproxy_listeners"]] == [
+        ("primary", 5000, "/primary"), ("replicas", 5001, "/replica")]
     assert variables["patroni_postgresql_parameters"] == {"max_connections": 100}
     assert "pglab_node_root" in variables and "inventory_hostname" in variables["pglab_node_root"]
 

@@ -18,7 +18,6 @@ from pglab.errors import PglabError
 from pglab.lab import Lab
 
 BackupType = Literal["full", "diff", "incr"]
-CONFIG_SUBPATH = "etc/pgbackrest/pgbackrest.conf"  # the role's pgbackrest_config_subpath
 
 
 class BackupError(PglabError):
@@ -70,13 +69,9 @@ def command(lab: Lab, *args: str, timeout: float = 1800.0) -> str:
     """Run one pgBackRest command on the repository node; its stdout."""
     _require_backups(lab)
     node = pgbackrest.repository_node(lab.topology)
-    config = f"{lab.provider.node_root(node)}/{CONFIG_SUBPATH}"
-    argv = [pgbackrest.BINARY, f"--config={config}", f"--stanza={lab.topology.postgres.scope}", *args]
-    result = lab.provider.run_as_service_user(node, argv, timeout=timeout)
-    if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip()
-        raise BackupError(f"pgbackrest {' '.join(args)} failed on {node.name} (exit {result.returncode}): {detail}")
-    return result.stdout
+    argv = pgbackrest.command(pgbackrest.config_file(lab.provider.node_root(node)), lab.topology.postgres.scope,
+                              *args)
+    return lab.provider.check_as_service_user(node, argv, f"pgbackrest {' '.join(args)}", BackupError, timeout)
 
 
 def _time(epoch: int) -> datetime.datetime:

@@ -277,14 +277,15 @@ def _forget(lab: Lab, stack_steps: RestoreSteps) -> str:
 
 
 def _pgbackrest_restore(lab: Lab, node: Node, target: Target) -> str:
-    config = f"{lab.provider.node_root(node)}/{backup.CONFIG_SUBPATH}"
-    stanza = f"--stanza={lab.topology.postgres.scope}"
+    config = pgbackrest.config_file(lab.provider.node_root(node))
+    stanza = lab.topology.postgres.scope
     # The replay's restore_command waits on the repository as long as pgBackRest's default does:
     # the configuration's short io-timeout is for standbys, which fall back to their own pg_wal or
     # streaming, while a replay that misses a segment ends before its target.
-    replay = f'{pgbackrest.BINARY} --config={config} {stanza} --io-timeout={REPLAY_IO_TIMEOUT} archive-get %f "%p"'
-    argv = [pgbackrest.BINARY, f"--config={config}", stanza, "--delta", *target.pgbackrest_options(),
-            f"--recovery-option=restore_command={replay}", "restore"]
+    replay = " ".join(pgbackrest.command(config, stanza, f"--io-timeout={REPLAY_IO_TIMEOUT}",
+                                         "archive-get", "%f", '"%p"'))
+    argv = pgbackrest.command(config, stanza, "--delta", *target.pgbackrest_options(),
+                              f"--recovery-option=restore_command={replay}", "restore")
     _run(lab, node, argv, "pgbackrest restore", timeout=1800)
     return " ".join(target.pgbackrest_options())
 
@@ -394,11 +395,7 @@ def _service(lab: Lab) -> str:
 
 
 def _run(lab: Lab, node: Node, argv: list[str], what: str, timeout: float = 300) -> str:
-    result = lab.provider.run_as_service_user(node, argv, timeout=timeout)
-    if result.returncode != 0:
-        detail = " ".join((result.stderr or result.stdout or "").split())[-600:]
-        raise RestoreError(f"{what} failed on {node.name} (exit {result.returncode}): {detail}")
-    return result.stdout
+    return lab.provider.check_as_service_user(node, argv, what, RestoreError, timeout)
 
 
 def _parallel(actions: list[Callable[[], Any]]) -> None:

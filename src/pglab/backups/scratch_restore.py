@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from pglab import paths
-from pglab.backups.backup import CONFIG_SUBPATH, BackupError
+from pglab.backups.backup import BackupError
 from pglab.components import pgbackrest
 from pglab.lab import Lab
 from pglab.topology import Node
@@ -44,16 +44,12 @@ def _run(lab: Lab, script: str, timeout: float = 600.0, node: Node | None = None
 def _checked(lab: Lab, what: str, script: str, timeout: float = 600.0, node: Node | None = None) -> str:
     """``script``'s output on ``node`` (the repository node by default), as the service user."""
     node = node or pgbackrest.repository_node(lab.topology)
-    result = _run(lab, script, timeout, node)
-    if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip()[-2000:]
-        raise BackupError(f"{what} failed on {node.name} (exit {result.returncode}): {detail}")
-    return result.stdout
+    return lab.provider.check_as_service_user(node, ["sh", "-c", script], what, BackupError, timeout)
 
 
 def node_settings(lab: Lab, node: Node) -> dict[str, str]:
     """The [global] section of the pgBackRest configuration on ``node``."""
-    path = f"{lab.provider.node_root(node)}/{CONFIG_SUBPATH}"
+    path = pgbackrest.config_file(lab.provider.node_root(node))
     parser = configparser.ConfigParser(interpolation=None, strict=False)
     parser.read_string(_checked(lab, "reading the pgBackRest configuration", f"cat {shlex.quote(path)}", 60, node))
     return dict(parser["global"])
@@ -93,9 +89,9 @@ def restore_latest(lab: Lab, sql: str, dbname: str = "postgres", replay_archive:
                  f"mkdir -p {q(data)}; printf %s {q(config)} > {q(scratch)}/pgbackrest.conf; "
                  f"echo 'local all all trust' > {q(scratch)}/pg_hba.conf; : > {q(scratch)}/pg_ident.conf")
         started = time.monotonic()
-        _checked(lab, "pgbackrest restore of the latest backup",
-                 f"{pgbackrest.BINARY} --config={q(scratch)}/pgbackrest.conf --stanza={lab.topology.postgres.scope} "
-                 f"--type={'default' if replay_archive else 'immediate --target-action=promote'} restore")
+        target = ["--type=default"] if replay_archive else ["--type=immediate", "--target-action=promote"]
+        _checked(lab, "pgbackrest restore of the latest backup", shlex.join(pgbackrest.command(
+            f"{scratch}/pgbackrest.conf", lab.topology.postgres.scope, *target, "restore")))
         restored = time.monotonic()
         _checked(lab, "starting the restored copy",
                  f"{bin_dir}/pg_ctl -D {q(data)} -l {q(scratch)}/postgresql.log -w -t {START_TIMEOUT_S} "

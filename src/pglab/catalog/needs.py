@@ -7,19 +7,16 @@ from pathlib import Path
 from typing import Any
 
 from pglab import paths, stacks
-from pglab.components import haproxy, pgbackrest
+from pglab.components import components
 from pglab.prerequisites import Prerequisite, has_binary, user_exists
 from pglab.secrets import SUPERUSER, Account
 from pglab.topology import Topology
-
-# Components with accounts of their own.
-COMPONENT_ACCOUNTS = (haproxy.ACCOUNTS,)
 
 
 # Accounts ----------------------------------------------------------------------------------------
 def accounts() -> tuple[Account, ...]:
     """Every account a lab has: the superuser every stack shares, then each stack's and component's."""
-    declared = [a for spec in stacks.specs() for a in spec.accounts] + [a for c in COMPONENT_ACCOUNTS for a in c]
+    declared = [a for spec in stacks.specs() for a in spec.accounts] + [a for c in components() for a in c.accounts]
     return tuple(dict.fromkeys([SUPERUSER, *declared]))
 
 
@@ -41,8 +38,7 @@ def on_this_machine(topology: Topology) -> list[Prerequisite]:
                      (bin_dir / "postgres").exists()),
         *stacks.spec(topology.stack).prerequisites(topology),
     ]
-    if pgbackrest.enabled(topology):
-        needed.append(Prerequisite("pgbackrest", "pgbackrest", has_binary("pgbackrest", pgbackrest.BINARY)))
+    needed += [p for component in components() for p in component.prerequisites(topology)]
     if paths.is_root():
         needed.append(Prerequisite("user postgres", "postgresql-common", user_exists("postgres")))
         # `stop --partition` and `drill partition` cut a node off with nftables (root only).
@@ -53,7 +49,7 @@ def on_this_machine(topology: Topology) -> list[Prerequisite]:
 def prepare_roles(topology: Topology) -> list[str]:
     """The roles whose package tasks playbooks/prepare.yml runs on this machine."""
     roles = ["postgresql", *stacks.spec(topology.stack).package_roles(topology),
-             *([pgbackrest.ROLE] if pgbackrest.enabled(topology) else [])]
+             *(role for component in components() for role in component.package_roles(topology))]
     if paths.is_root():
         roles.append("pglab")  # nftables, for network partitions
     return roles

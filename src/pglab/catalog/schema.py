@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, create_model, model_validator
 
 from pglab import providers, stacks, topology
-from pglab.components import haproxy, pgbackrest
+from pglab.components import components
 from pglab.topology.model import (
     MAX_NODES,
     FieldProblem,
@@ -21,9 +21,6 @@ from pglab.topology.model import (
     check_backup_holder,
     check_data_nodes,
 )
-
-# Components that serve every stack, each declaring the ports it listens on.
-COMPONENT_PORTS = (haproxy.PORTS, pgbackrest.PORTS)
 
 
 class RegisteredTopology(Topology):
@@ -91,7 +88,7 @@ def unused_sections(topo: Topology) -> list[str]:
 def declared_ports() -> dict[str, int]:
     """Every port a registered stack or component listens on, by name, with its default."""
     found: dict[str, int] = {}
-    for declared in (*(spec.ports for spec in stacks.specs()), *COMPONENT_PORTS):
+    for declared in (*(spec.ports for spec in stacks.specs()), *(c.ports for c in components())):
         for name, port in declared.items():
             found.setdefault(name, port)
     return found

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pglab import stacks
-from pglab.components import pgbackrest
+from pglab.checks.selection import serves
 from pglab.lab import Lab
 
 # One fixture per node role of the registered stacks: ``dcs_node``, ``postgres_node`` ...
@@ -60,16 +60,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep the checks of the lab's stack: a check a stack declares as its own (``StackSpec.checks``)
-    serves only that stack; the others serve every stack. A module with ``TLS = True`` serves only
-    labs with ``tls: true``, one with ``BACKUPS = True`` only labs with backups."""
+    """Keep the checks that serve the lab (:func:`pglab.checks.selection.serves`): its stack's own,
+    its components', and those that serve every lab; a module with ``TLS = True`` serves only labs
+    with ``tls: true``."""
     topology = _lab_from_config(config).topology
-    with_backups = pgbackrest.enabled(topology)
-    own = stacks.spec(topology.stack).checks
-    claimed = {check for spec in stacks.specs() for check in spec.checks}
-    keep = [i for i in items if (i.path.stem in own or i.path.stem not in claimed)
-            and (topology.tls or not getattr(i.module, "TLS", False))  # type: ignore[attr-defined]
-            and (with_backups or not getattr(i.module, "BACKUPS", False))]  # type: ignore[attr-defined]
+    keep = [i for i in items
+            if serves(topology, i.path.stem, tls_only=getattr(i.module, "TLS", False))]  # type: ignore[attr-defined]
     if len(keep) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
         items[:] = keep

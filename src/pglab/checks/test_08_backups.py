@@ -1,7 +1,8 @@
 """Check 8, backups (labs with a backup: section): WAL reaches the repository from whichever node is
 primary now (after the switchover and failover checks), pgBackRest's own check passes, a full
 backup exists, and the latest backup restores: a copy started from it in a scratch directory on the
-repository node holds a marker row written just before that backup."""
+repository node holds a marker row written just before that backup. The pgBackRest component
+declares it as its check: only labs that run it get it."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from pglab.checks import DATABASE
 from pglab.errors import PglabError
 from pglab.lab import Lab
 
-BACKUPS = True  # only in labs with backups (conftest deselects it elsewhere)
 ARCHIVE_TIMEOUT = 10.0
 MARKER_TABLE = "backup_marker"
 

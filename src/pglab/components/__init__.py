@@ -1,2 +1,35 @@
-"""Components that serve every stack (HAProxy, the pgBackRest repository): what the rest of pglab
-needs to know of each, in one module per component."""
+"""Components that serve every stack (HAProxy, the pgBackRest repository), by name.
+
+Each component module declares what the rest of pglab needs to know of it in one
+:class:`~pglab.components.base.Component` (its ``COMPONENT``): its services and ports, its TLS
+services and how they take up new certificates, its role's variables, its checks. Registering a
+component is one line below (beside its module and its Ansible role); everyone else loops over
+:func:`components`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from pglab.components.base import Component
+
+__all__ = ["COMPONENTS", "Component", "component", "components"]
+
+# The component's name -> the module whose COMPONENT declares it (imported only when used).
+COMPONENTS = {
+    "haproxy": "pglab.components.haproxy",
+    "pgbackrest": "pglab.components.pgbackrest",
+}
+
+
+def component(name: str) -> Component:
+    """The declaration of the component called ``name``."""
+    found = getattr(importlib.import_module(COMPONENTS[name]), "COMPONENT", None)
+    if not isinstance(found, Component) or found.name != name:
+        raise TypeError(f"{COMPONENTS[name]}.COMPONENT must be the Component called {name!r}")
+    return found
+
+
+def components() -> list[Component]:
+    """Every registered component, in registration order."""
+    return [component(name) for name in COMPONENTS]

@@ -1,6 +1,5 @@
-"""`--node` of the fault kinds: a node's name, or a role the cluster gives one right now (``leader``,
-``sync-standby``, ``replica``), resolved when the drill starts. Synchronous standbys are the ones
-the leader's PostgreSQL reports so (pg_stat_replication), whatever the stack."""
+"""Which node a drill's ``--node`` names: a node of the lab, or a role the cluster gives one now
+(``leader``, ``sync-standby``, ``replica``)."""
 
 from __future__ import annotations
 
@@ -13,31 +12,33 @@ from pglab.lab import Lab
 ROLES = ("leader", "sync-standby", "replica")
 
 
-def check(lab: Lab, wanted: str | None) -> None:
-    """An InputError for a ``--node`` that is neither a role nor one of the lab's nodes."""
-    if wanted is not None and wanted not in ROLES:
-        lab.node(wanted)
+def check(lab: Lab, node: str | None) -> None:
+    """Refuse (InputError) a name that is neither a node of the lab nor a role."""
+    if node is not None and node not in ROLES:
+        lab.node(node)  # an InputError naming the lab's nodes
 
 
-def resolve(lab: Lab, wanted: str | None, leader: str | None, default: str = "leader") -> str | None:
-    """The node ``wanted`` names now (``default`` when it is None), given the cluster's leader."""
-    role = wanted or default
-    if role not in ROLES:
-        return role
-    if role == "leader":
+def resolve(lab: Lab, node: str | None, leader: str | None) -> str | None:
+    """The node ``node`` names now (None or ``leader``: the leader)."""
+    if node is None or node == "leader":
         return leader
-    streaming = [m.name for m in lab.stack().members() if m.name != leader and m.state == "streaming"]
-    sync = synchronous_standbys(lab, leader)
-    picked = [name for name in streaming if name in sync] if role == "sync-standby" else (
-        [name for name in streaming if name not in sync] or streaming)
-    if not picked:
-        raise InputError(f"the cluster has no {role.replace('-', ' ')} right now"
-                         + (" (is synchronous replication on?)" if role == "sync-standby" else ""))
-    return picked[0]
+    if node not in ROLES:
+        return node
+    streaming = [m for m in lab.stack().health().members if m.name != leader and m.state == "streaming"]
+    synchronous = [m.name for m in streaming if "sync" in m.role or "quorum" in m.role]
+    if node == "sync-standby":
+        if not synchronous:
+            raise InputError("no synchronous standby streams now: name a node, or turn synchronous replication on")
+        return synchronous[0]
+    chosen = [m.name for m in streaming if m.name not in synchronous] or [m.name for m in streaming]
+    if not chosen:
+        raise InputError("no replica streams now: name a node with --node")
+    return chosen[0]
 
 
 def synchronous_standbys(lab: Lab, leader: str | None) -> set[str]:
-    """The members the leader replicates to synchronously (sync or quorum), by member name."""
+    """The members the leader's PostgreSQL replicates to synchronously (sync or quorum in its
+    pg_stat_replication), by member name, whatever the stack calls them."""
     if leader is None:
         return set()
     stack = lab.stack()

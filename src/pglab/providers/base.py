@@ -15,8 +15,12 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
+from pglab.errors import PglabError
 from pglab.prerequisites import Prerequisite
 from pglab.topology import Node, Topology
+
+# How much of a failed command's output an error quotes: its end, where the reason is.
+FAILURE_DETAIL_CHARS = 2000
 
 
 class Provider(ABC):
@@ -128,6 +132,16 @@ class Provider(ABC):
         """Run a command on the node as the user its services run as (pgBackRest's commands)."""
         raise NotImplementedError(f"the {self.name} provider cannot run commands on its nodes")
 
+    def check_as_service_user(self, node: Node, argv: list[str], what: str,
+                              error: type[PglabError] = PglabError, timeout: float = 600.0) -> str:
+        """Run a command on the node as the service user; its stdout, or ``error`` saying ``what``
+        failed, where, with which exit status, and the end of what the command said."""
+        result = self.run_as_service_user(node, argv, timeout=timeout)
+        if result.returncode != 0:
+            raise error(f"{what} failed on {node.name} (exit {result.returncode}): "
+                        f"{failure_detail(result.stderr or result.stdout)}")
+        return result.stdout
+
     # Faults ----------------------------------------------------------------------------------
     # The slower faults a drill kind asks of it (``slow-disk``, ``loss`` ...), by the kind's name.
     faults: ClassVar[frozenset[str]] = frozenset()
@@ -155,6 +169,36 @@ class Provider(ABC):
     def remove_directory(self, node: Node, path: str) -> None:
         """Remove a directory of the node while its processes run (fault ``pgdata-lost``)."""
         raise NotImplementedError(f"the {self.name} provider cannot remove a node's files")
+    # Resource faults on one node (``disk-full``, ``slow-disk``, ``cpu-starve``, ``memory``), each
+    # asked only after ``cannot`` said yes; each returns a short phrase saying what it did, and
+    # ``undo_faults`` lifts whatever one left.
+    def fill_disk(self, node: Node) -> str:
+        """Fill the filesystem holding the node's PostgreSQL data until it is full."""
+        raise NotImplementedError(self.cannot("disk-full"))
+
+    def empty_disk(self, node: Node) -> str | None:
+        """Remove what ``fill_disk`` added (None: nothing was there)."""
+        return None
+
+    def throttle_disk(self, node: Node, iops: int | None, bps: int | None) -> str:
+        """Limit the reads and writes of every process of the node on its data's device."""
+        raise NotImplementedError(self.cannot("slow-disk"))
+
+    def limit_cpu(self, node: Node, percent: float) -> str:
+        """Limit every process of the node together to ``percent`` % of one core."""
+        raise NotImplementedError(self.cannot("cpu-starve"))
+
+    def limit_postgres_memory(self, node: Node, megabytes: int) -> str:
+        """Limit the node's PostgreSQL (its postmaster and every child), not the rest of the node."""
+        raise NotImplementedError(self.cannot("memory"))
+
+    def oom_kills(self, node: Node) -> int:
+        """Processes of the node's PostgreSQL the kernel's OOM killer ended under that limit."""
+        return 0
+
+    def lift_limits(self, node: Node) -> str | None:
+        """Lift every resource limit on the node (None: there was none)."""
+        return None
 
     def undo_faults(self) -> list[str]:
         """Remove whatever a drill left behind (a packet filter, a resource limit, ballast on a full
@@ -169,6 +213,12 @@ class Provider(ABC):
     @abstractmethod
     def logs(self, node: Node, service: str | None = None, lines: int = 50) -> str:
         """The last lines of the node's service logs."""
+
+
+def failure_detail(output: str | None) -> str:
+    """A failed command's output on one line (an error's first line carries it all), cut to its end."""
+    text = " ".join((output or "").split())
+    return text if len(text) <= FAILURE_DETAIL_CHARS else "…" + text[-FAILURE_DETAIL_CHARS:]
 
 
 def _silent(_text: str) -> None:

@@ -2,14 +2,16 @@
 
 Vagrant only makes, stops and removes the machines; pglab runs Ansible on them itself over the
 SSH settings ``vagrant ssh-config`` reports. Every call goes through python-vagrant, whose output
-is appended to ``vagrant.log`` in the lab directory so a failure can be explained.
+is appended to ``vagrant.log`` in the lab directory so a failure can be explained. What a VM's
+services are and how they are stopped, logged and cut off is the systemd half every provider of
+systemd machines shares (:class:`pglab.providers.systemd.SystemdProvider`); this module adds the
+VM lifecycle, and crashes and hangs of the whole VM.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shlex
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping
@@ -19,10 +21,8 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from pydantic import Field
 
 from pglab import stacks
-from pglab.components import pgbackrest
-from pglab.errors import PglabError
 from pglab.prerequisites import Prerequisite
-from pglab.providers.base import Provider
+from pglab.providers.systemd import SystemdError, SystemdProvider
 from pglab.topology import Node, Strict
 from pglab.vm import libvirt, vagrantfile
 
@@ -44,22 +44,11 @@ class VagrantSettings(Strict):
     memory: Annotated[int, Field(ge=512, le=1024 * 1024)] = 1024
     cpus: Annotated[int, Field(ge=1, le=256)] = 1
 
-PARTITION_TABLE = "pglab_partition"  # nftables table inside a guest cut off by `stop --partition`
+
 LOG_FILE = "vagrant.log"
 SSH_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
 # VM states (after python-vagrant's normalisation) in which the VM is frozen, not stopped.
 SUSPENDED = frozenset({vagrant.Vagrant.SAVED, "paused", "suspended"})
-# systemctl's words for a unit's state, in the vocabulary the local provider's supervisor uses.
-UNIT_STATES = {
-    "active": "RUNNING",
-    "reloading": "RUNNING",
-    "activating": "STARTING",
-    "deactivating": "STOPPING",
-    "inactive": "STOPPED",
-    "failed": "FATAL",
-}
-# Every word `systemctl is-active` answers with for a unit.
-SYSTEMD_STATES = {*UNIT_STATES, "unknown", "maintenance", "refreshing"}
 # Lines of `vagrant up` worth a progress line: each VM's way from nothing to SSH.
 MILESTONES = ("Creating image", "Creating domain", "Starting domain", "Waiting for domain to get an IP",
               "Waiting for machine to boot", "Machine booted and ready", "Setting hostname",
@@ -67,23 +56,17 @@ MILESTONES = ("Creating image", "Creating domain", "Starting domain", "Waiting f
               "Resuming domain")
 # Under software emulation (no KVM) every VM boots on the host's CPUs: a few at a time.
 BOOT_BATCH_WITHOUT_KVM = 3
-# pg_auto_failover's own health-check and failover timings (the role's defaults, for loopback, are 2-6x quicker).
-UPSTREAM_MONITOR_HEALTH_CHECKS = {
-    "pgautofailover.health_check_period": 5000, "pgautofailover.health_check_timeout": 5000,
-    "pgautofailover.health_check_max_retries": 2, "pgautofailover.health_check_retry_delay": 2000,
-    "pgautofailover.node_considered_unhealthy_timeout": 20000,
-    "pgautofailover.startup_grace_period": 10000, "pgautofailover.primary_demote_timeout": 30000,
-}
 
 
-class VagrantError(PglabError):
+class VagrantError(SystemdError):
     """A vagrant command failed; the message ends with the tail of ``vagrant.log``."""
 
 
-class VagrantProvider(Provider):
+class VagrantProvider(SystemdProvider):
     name = "vagrant"
     settings = VagrantSettings
     comments: ClassVar[Mapping[str, str]] = {"vagrant.hypervisor": "libvirt | virtualbox"}
+    error = VagrantError
 
     # Facts -----------------------------------------------------------------------------------
     def address(self, node: Node) -> str:
@@ -116,39 +99,11 @@ class VagrantProvider(Provider):
         }
 
     def inventory_vars(self) -> dict[str, Any]:
-        variables: dict[str, Any] = {
-            "pglab_node_root": "",
-            "pglab_service_manager": "systemd",
-            "pglab_service_user": "postgres",
-            "pglab_install_packages": True,
-            "pglab_hba_networks": [str(self.topology.network.subnet)],
-        }
+        variables = super().inventory_vars()
         if self._emulated():
-            # Guests 10x slower than the host, sharing its CPUs: etcd's sub-second elections would
-            # flap under load, and Patroni's 3 s connections to PostgreSQL time out. HAProxy's
-            # checks calm down too: on a replica that is not streaming yet, every /primary or
-            # /replica check opens a replication connection to ask its timeline; four checks a
-            # second, each slower than HAProxy waits for, pile up until max_wal_senders is spent
-            # and the replica cannot stream at all. (Patroni's HA timings are the topology's
-            # `patroni:` section: an emulated lab sets calmer ones there.) pg_autoctl's 2 s for a
-            # TLS connection to the monitor ran out while the monitor served the other node's
-            # creation: the keeper restarted five times and gave up (the role puts the timeout in
-            # the monitor URI: pg_autoctl overwrites PGCONNECT_TIMEOUT). pgBackRest's asynchronous push
-            # (a process started, a TLS connection to the repository) may not answer PostgreSQL's
-            # archiver within the 5 s a loopback lab allows it; and `pgbackrest check` at the first `up`
-            # waits for the backlog the archiver built up before the stanza existed (pushes of
-            # 12-25 s each there), which outlasted the loopback lab's 30 s. The pg_auto_failover
-            # monitor's 1 s health checks flapped there (a node unhealthy and healthy again every few
-            # seconds, once a failover during `up`): emulated guests get pg_auto_failover's defaults.
-            variables |= {"etcd_heartbeat_interval": 500, "etcd_election_timeout": 5000,
-                          "patroni_connect_timeout": 20, "pg_auto_failover_connect_timeout": 20,
-                          "pgbackrest_archive_get_io_timeout": 15, "pgbackrest_archive_push_timeout": 20,
-                          "pgbackrest_archive_timeout": 120,
-                          "haproxy_check_inter": "3s", "haproxy_check_fastinter": "1s",
-                          "haproxy_check_downinter": "3s", "haproxy_check_timeout": "5s",
-                          "haproxy_replicas_check_inter": "3s", "haproxy_replicas_check_fastinter": "1s",
-                          "haproxy_replicas_check_downinter": "3s",
-                          "pg_auto_failover_monitor_health_checks": UPSTREAM_MONITOR_HEALTH_CHECKS}
+            # Guests 10x slower than the host, sharing its CPUs: every stack and component says
+            # which of its settings calm down there (their ``slow_machine_variables``).
+            variables |= stacks.slow_machine_variables()
         return variables
 
     def _emulated(self) -> bool:
@@ -204,19 +159,13 @@ class VagrantProvider(Provider):
 
     def start(self, node: Node) -> None:
         if self._state(node) == vagrant.Vagrant.RUNNING:
-            self._ssh(node, f"sudo nft delete table inet {PARTITION_TABLE} 2>/dev/null || true")
+            self.heal(node)
             return
         if self._state(node) in SUSPENDED:
             self._run(f"resume {node.name}", lambda v: v.resume(vm_name=node.name))
         else:
             provider = self.settings_of_lab.hypervisor
             self._run(f"up {node.name}", lambda v: v.up(vm_name=node.name, provider=provider))
-
-    def stop_service(self, node: Node, service: str) -> None:
-        self._ssh(node, f"sudo systemctl stop {shlex.quote(service)}")
-
-    def start_service(self, node: Node, service: str) -> None:
-        self._ssh(node, f"sudo systemctl start {shlex.quote(service)}")
 
     def crash(self, node: Node) -> None:
         # --force pulls the plug (virsh destroy / VBoxManage poweroff): no clean shutdown.
@@ -226,41 +175,11 @@ class VagrantProvider(Provider):
         # A suspended VM keeps its TCP peers waiting, as SIGSTOP does to a process.
         self._run(f"suspend {node.name}", lambda v: v.suspend(vm_name=node.name))
 
-    def partition(self, node: Node) -> None:
-        # Inside the guest: drop everything to and from the other nodes' private addresses.
-        others = ", ".join(str(n.address) for n in self.topology.nodes if n.name != node.name)
-        self._ssh(node, "sudo sh -c " + shlex.quote(
-            f"command -v nft >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables; "
-            f"nft add table inet {PARTITION_TABLE}; "
-            f"nft 'add chain inet {PARTITION_TABLE} in {{ type filter hook input priority 0; policy accept; }}'; "
-            f"nft 'add chain inet {PARTITION_TABLE} out {{ type filter hook output priority 0; policy accept; }}'; "
-            f"nft 'add rule inet {PARTITION_TABLE} in ip saddr {{ {others} }} drop'; "
-            f"nft 'add rule inet {PARTITION_TABLE} out ip daddr {{ {others} }} drop'"))
-
-    def services(self, node: Node) -> dict[str, str]:
-        units = self._units(node)
+    def machine_state(self, node: Node) -> str | None:
         state = self._state(node)
-        # Asking a suspended or powered-off VM over SSH would hang or fail: its state says it all.
         if state in SUSPENDED:
-            return dict.fromkeys(units, "FROZEN")
-        if state != vagrant.Vagrant.RUNNING:
-            return dict.fromkeys(units, "STOPPED")
-        # `is-active` exits non-zero when a unit is not active, yet prints one line per unit. sudo:
-        # a user's systemctl needs D-Bus, which a minimal Debian (pglab's box) does not run.
-        answer = self._ssh(node, f"sudo systemctl is-active {shlex.join(units)} 2>&1 || true")
-        words = answer.split()
-        # Anything but one state per unit is systemctl failing (no D-Bus, no sudo ...): say so
-        # rather than show every service as unknown.
-        if len(words) != len(units) or not set(words) <= SYSTEMD_STATES:
-            raise VagrantError(f"`systemctl is-active` on {node.name} did not answer with service states: "
-                               f"{answer.strip()[:300] or '(nothing)'}")
-        return {u: UNIT_STATES.get(w, w.upper()) for u, w in zip(units, words, strict=True)}
-
-    def logs(self, node: Node, service: str | None = None, lines: int = 50) -> str:
-        units = [service] if service else self._units(node)
-        flags = " ".join(f"-u {shlex.quote(u)}" for u in units)
-        # sudo: the vagrant user is not in systemd-journal, so it would see only its own journal.
-        return self._ssh(node, f"sudo journalctl {flags} -n {int(lines)} --no-pager")
+            return "FROZEN"
+        return None if state == vagrant.Vagrant.RUNNING else "STOPPED"
 
     # Helpers ---------------------------------------------------------------------------------
     def _up(self, names: list[str]) -> None:
@@ -318,24 +237,8 @@ class VagrantProvider(Provider):
         statuses = self._run(f"status {node.name}", lambda v: v.status(vm_name=node.name))
         return str(statuses[0].state) if statuses else vagrant.Vagrant.NOT_CREATED
 
-    def _ssh(self, node: Node, command: str) -> str:
-        out = self._run(f"ssh {node.name}", lambda v: v.ssh(vm_name=node.name, command=command))
-        return str(out)
-
-    def run_as_service_user(self, node: Node, argv: list[str],
-                            timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
-        command = "sudo -u postgres " + shlex.join(argv)
-        try:
-            out = self._ssh(node, command)
-        except subprocess.CalledProcessError as exc:
-            return subprocess.CompletedProcess(argv, exc.returncode, str(exc.output or ""), str(exc.stderr or ""))
-        return subprocess.CompletedProcess(argv, 0, out, "")
-
-    def _units(self, node: Node) -> list[str]:
-        """The systemd units the node's roles run, in role order."""
-        spec = stacks.spec(self.topology.stack)
-        return [*(spec.service(role, self.topology) for role in node.roles),
-                *pgbackrest.services(self.topology, node)]
+    def run_command(self, node: Node, command: str) -> str:
+        return str(self._run(f"ssh {node.name}", lambda v: v.ssh(vm_name=node.name, command=command)))
 
     def _has_libvirt(self) -> bool:
         if not shutil.which("vagrant"):

@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
+from pglab.components.base import Rotation, Route, TlsService
 from pglab.components.haproxy import Backend
 from pglab.errors import PglabError
 from pglab.prerequisites import Prerequisite
@@ -206,17 +207,6 @@ class DefaultNode:
 
 
 @dataclass(frozen=True)
-class TlsService:
-    """A service of the stack that serves the node's certificate (labs with ``tls: true``)."""
-
-    node: Node
-    service: str  # postgresql, patroni, etcd, monitor ...
-    port: int
-    postgres: bool = False  # PostgreSQL's protocol (TLS after an SSLRequest); else TLS from the start
-    client_certificate: bool = False  # the server requires a client certificate of the lab's CA
-
-
-@dataclass(frozen=True)
 class RestoreSteps:
     """A stack's part in restoring its cluster in place: commands run as the service user on data
     nodes whose stack service is stopped, each as (node name, argv)."""
@@ -267,6 +257,9 @@ class StackSpec(ABC):
     backups: ClassVar[bool] = False
     # The verify checks that serve this stack only (file stems under pglab/checks/).
     checks: ClassVar[tuple[str, ...]] = ()
+    # Its roles' settings for machines far slower than the host (emulated VMs): what the vagrant
+    # provider sets when it runs guests under software emulation.
+    slow_machine_variables: ClassVar[Mapping[str, Any]] = {}
 
     @abstractmethod
     def client(self) -> type[Stack]:
@@ -295,6 +288,15 @@ class StackSpec(ABC):
     def tls_services(self, topology: Topology) -> list[TlsService]:
         """Every service of the stack that presents its node's certificate: what verify checks
         against the lab's CA and `pglab certs rotate` waits for."""
+        return []
+
+    def tls_rotation(self, topology: Topology) -> list[Rotation]:
+        """How each of its running services takes up new certificates (`pglab certs rotate`)."""
+        return []
+
+    def routes(self, topology: Topology) -> list[Route]:
+        """The endpoints the lab's router (HAProxy) serves for it, each with its health check;
+        empty when clients reach the nodes themselves (a multi-host URI)."""
         return []
 
     def prerequisites(self, topology: Topology) -> list[Prerequisite]:

@@ -23,6 +23,7 @@ from pydantic import Field, model_validator
 
 from pglab import paths, prerequisites
 from pglab.components import haproxy, pgbackrest
+from pglab.components.base import HealthCheck, Rotation, Route, TlsService
 from pglab.components.haproxy import STATS_ACCOUNT as HAPROXY_STATS
 from pglab.prerequisites import Prerequisite
 from pglab.secrets import Account
@@ -36,7 +37,6 @@ from pglab.stacks.base import (
     StackError,
     StackSite,
     StackSpec,
-    TlsService,
 )
 from pglab.tls import certs
 from pglab.topology import BACKUP_ROLE, FieldProblem, Node, Ports, Strict, Topology
@@ -401,6 +401,12 @@ class PatroniSpec(StackSpec):
     accounts = (REPLICATION, REWIND, RESTAPI)
     replication_account = REPLICATION
     ports: ClassVar[Mapping[str, int]] = {"patroni": 8008, "etcd": 2379, "etcd_peer": 2380, "consul": 8500}
+    # Guests 10x slower than the host, sharing its CPUs: etcd's sub-second elections would flap
+    # under load, and Patroni's 3 s connections to PostgreSQL time out. (Patroni's HA timings are
+    # the topology's `patroni:` section: an emulated lab sets calmer ones there.)
+    slow_machine_variables: ClassVar[Mapping[str, Any]] = {
+        "etcd_heartbeat_interval": 500, "etcd_election_timeout": 5000, "patroni_connect_timeout": 20,
+    }
 
     cannot_rebuild = None  # Patroni reinitializes a member on request (its REST API)
 
@@ -440,11 +446,6 @@ class PatroniSpec(StackSpec):
             **{f"patroni_{key}": value for key, value in self.dynamic(topology).items()},
             "etcd_client_port": ports.etcd,
             "etcd_peer_port": ports.etcd_peer,
-            "haproxy_primary_port": ports.haproxy_primary,
-            "haproxy_replicas_port": ports.haproxy_replicas,
-            "haproxy_stats_port": ports.haproxy_stats,
-            "haproxy_postgres_port": ports.postgres,
-            "haproxy_health_port": ports.patroni,
         }
 
     def dynamic(self, topology: Topology) -> dict[str, Any]:
@@ -465,10 +466,35 @@ class PatroniSpec(StackSpec):
                  for service in (TlsService(node, "postgresql", ports.postgres, postgres=True),
                                  TlsService(node, "patroni", ports.patroni))]
         dcs_port = ports.etcd if topology.dcs == "etcd" else ports.consul
-        found += [TlsService(node, topology.dcs, dcs_port, client_certificate=True)
-                  for node in topology.with_role("dcs")]
-        return found + [TlsService(node, "haproxy-stats", ports.haproxy_stats)
-                        for node in topology.with_role("haproxy")]
+        return found + [TlsService(node, topology.dcs, dcs_port, client_certificate=True)
+                        for node in topology.with_role("dcs")]
+
+    def tls_rotation(self, topology: Topology) -> list[Rotation]:
+        """Patroni rereads its REST API certificate and reloads PostgreSQL on SIGHUP; PostgreSQL
+        rereads its certificate then. etcd reads its certificate anew for every new connection but
+        its CA bundle only when it starts (roles/etcd/tasks/certificates.yml restarts a member whose
+        bundle changed); Consul restarts when its copy changed. A DCS member restarts one at a time,
+        so the DCS keeps its quorum."""
+        dcs = [Rotation(node, "Restart etcd if its CA bundle changed", "etcd", "certificates", "etcd",
+                        one_at_a_time=True) if topology.dcs == "etcd" else
+               Rotation(node, "Give Consul its copy of the certificates", "consul", "config", "consul",
+                        one_at_a_time=True)
+               for node in topology.with_role("dcs")]
+        return dcs + [Rotation(node, "Reload Patroni and its PostgreSQL", "pglab", "reload", "patroni")
+                      for node in topology.with_role("postgres")]
+
+    def routes(self, topology: Topology) -> list[Route]:
+        """Writes to the member whose REST API answers 200 on /primary; reads to every streaming
+        replica (/replica), round robin. OPTIONS: the status code alone, no body."""
+        ports = topology.ports
+        tls_comment = ("# Clients talk TLS with PostgreSQL itself through these TCP ports; the checks ask Patroni"
+                       " over\n# HTTPS and verify its certificate (and the member's name in it) against the lab's CA.")
+        return [Route("primary", ports.haproxy_primary, ports.postgres,
+                      HealthCheck("OPTIONS", "/primary", ports.patroni, topology.tls),
+                      "Writes: only the member whose Patroni answers 200 on /primary.", tls_comment=tls_comment),
+                Route("replicas", ports.haproxy_replicas, ports.postgres,
+                      HealthCheck("OPTIONS", "/replica", ports.patroni, topology.tls),
+                      "Reads: every streaming replica, round robin.", balance="roundrobin", reads=True)]
 
     def prerequisites(self, topology: Topology) -> list[Prerequisite]:
         venv = paths.services_venv()

@@ -21,6 +21,7 @@ from pydantic import Field
 
 from pglab import paths, prerequisites, sql
 from pglab.components import pgbackrest
+from pglab.components.base import Rotation, TlsService
 from pglab.prerequisites import Prerequisite
 from pglab.secrets import SUPERUSER, Account
 from pglab.stacks.base import (
@@ -33,7 +34,6 @@ from pglab.stacks.base import (
     StackError,
     StackSite,
     StackSpec,
-    TlsService,
 )
 from pglab.topology import BACKUP_ROLE, NAME_PATTERN, FieldProblem, Node, Ports, Strict, Topology
 
@@ -529,6 +529,21 @@ class PgAutoFailoverSpec(StackSpec):
     }
     packages = ("postgresql-15-auto-failover", "pg-auto-failover-cli")
     checks = ("test_01_services_pg_auto_failover", "test_03_routing_pg_auto_failover")
+    # Guests 10x slower than the host: pg_autoctl's 2 s for a TLS connection to the monitor ran
+    # out while the monitor served the other node's creation, and the keeper restarted five times
+    # and gave up (the role puts the timeout in the monitor URI: pg_autoctl overwrites
+    # PGCONNECT_TIMEOUT). The monitor's 1 s health checks flapped there (a node unhealthy and
+    # healthy again every few seconds, once a failover during `up`): emulated guests get
+    # pg_auto_failover's own timings (the role's defaults, for loopback, are 2-6x quicker).
+    slow_machine_variables: ClassVar[Mapping[str, Any]] = {
+        "pg_auto_failover_connect_timeout": 20,
+        "pg_auto_failover_monitor_health_checks": {
+            "pgautofailover.health_check_period": 5000, "pgautofailover.health_check_timeout": 5000,
+            "pgautofailover.health_check_max_retries": 2, "pgautofailover.health_check_retry_delay": 2000,
+            "pgautofailover.node_considered_unhealthy_timeout": 20000,
+            "pgautofailover.startup_grace_period": 10000, "pgautofailover.primary_demote_timeout": 30000,
+        },
+    }
     backups = True
     accounts = (PGAF_MONITOR, PGAF_REPLICATION)
     replication_account = PGAF_REPLICATION
@@ -558,6 +573,13 @@ class PgAutoFailoverSpec(StackSpec):
         monitors = topology.with_role("monitor")
         return ([TlsService(node, "postgresql", ports.postgres, postgres=True) for node in data]
                 + [TlsService(node, "monitor", ports.monitor, postgres=True) for node in monitors])
+
+    def tls_rotation(self, topology: Topology) -> list[Rotation]:
+        """PostgreSQL rereads its certificate on pg_reload_conf(), on the monitor and on every data node."""
+        return ([Rotation(node, "Reload the monitor's PostgreSQL", "pg_auto_failover_monitor", "reload",
+                          "pgautofailover") for node in topology.with_role("monitor")]
+                + [Rotation(node, "Reload the data node's PostgreSQL", "pg_auto_failover", "reload",
+                            "pgautofailover") for node in topology.with_role("postgres")])
 
     def check(self, topology: Topology) -> None:
         for i, node in enumerate(topology.nodes):

@@ -33,11 +33,11 @@ class TlsEndpoint:
 
 
 def endpoints(lab: Lab) -> list[TlsEndpoint]:
-    """Every TLS service of the lab, as its stack declares them (``StackSpec.tls_services``)."""
+    """Every TLS service of the lab, as its stack and its components declare them (``tls_services``)."""
     client = (certs.cert_path(lab.layout.tls, certs.CLIENT), certs.key_path(lab.layout.tls, certs.CLIENT))
     return [TlsEndpoint(s.node.name, s.service, lab.address(s.node.name), s.port, s.postgres,
                         client if s.client_certificate else None)
-            for s in stacks.spec(lab.topology.stack).tls_services(lab.topology)]
+            for s in stacks.tls_services(lab.topology)]
 
 
 def served(lab: Lab) -> list[tuple[TlsEndpoint, x509.Certificate | Exception]]:

@@ -68,9 +68,7 @@ def _deliver(lab: Lab, what: str, on_event: EventSink) -> Round:
     started = time.monotonic()
     result = ansible.run_playbook(paths.playbook("certs.yml"), lab.inventory, lab.layout.ansible, on_event)
     if not result.succeeded:
-        failures = "; ".join(f"{f.host}: {f.task}: {f.message}" for f in result.failures[:3])
-        raise PglabError(f"delivering the certificates failed ({failures or f'status {result.status}'}); "
-                         f"full Ansible output: {result.log}")
+        raise PglabError(ansible.failure_text("Delivering the certificates", result))
     return Round(what, time.monotonic() - started, result.changed)
 
 

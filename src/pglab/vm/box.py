@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pglab import paths, stacks
-from pglab.components import pgbackrest
+from pglab.components import components
 from pglab.errors import PglabError
 
 BOX_NAME = "pglab/debian12"
@@ -36,9 +36,10 @@ BASE_PACKAGES = [
     "linux-image-cloud-amd64", "initramfs-tools", "netbase", "ca-certificates", "procps", "less",
 ]
 # Every package the lab's roles install on a VM, so `pglab up` needs no mirror: PostgreSQL, each
-# registered stack's own, and what the base role needs.
+# registered stack's and component's own, and what the base role needs.
 LAB_PACKAGES = [
-    "postgresql-15", *(package for spec in stacks.specs() for package in spec.packages), *pgbackrest.PACKAGES,
+    "postgresql-15", *(package for spec in stacks.specs() for package in spec.packages),
+    *(package for component in components() for package in component.packages),
     "nftables",
     "python3-apt",  # Ansible's apt module imports it (a Consul .deb, packages a user adds)
 ]

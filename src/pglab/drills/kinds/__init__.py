@@ -8,14 +8,18 @@ from typing import Any
 from pglab.drills.kind import DrillKind
 from pglab.drills.kinds import (
     certs,
+    cpu_starve,
     dcs_loss,
+    disk_full,
     failover,
+    memory,
     network,
     node_faults,
     pgdata_lost,
     postgres_kill,
     restart,
     restore,
+    slow_disk,
     switchover,
 )
 from pglab.errors import InputError
@@ -35,6 +39,10 @@ KINDS: dict[str, type[DrillKind]] = {kind.name: kind for kind in (
     dcs_loss.DcsLoss,
     postgres_kill.PostgresKill,
     pgdata_lost.PgdataLost,
+    disk_full.DiskFull,
+    slow_disk.SlowDisk,
+    cpu_starve.CpuStarve,
+    memory.Memory,
 )}
 
 

@@ -69,7 +69,7 @@ class PgdataLost(DrillKind):
 
     def target(self, leader: str | None) -> str | None:
         assert self.lab is not None  # check(lab) runs first
-        return targets.resolve(self.lab, self.node, leader, default="replica")
+        return targets.resolve(self.lab, self.node or "replica", leader)
 
     def inject(self, drill: Drill) -> Done:
         lab, node = drill.lab, drill.target
