@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
-from pglab.errors import InputError
+import psycopg
+
+from pglab import sql
+from pglab.errors import InputError, PglabError
 from pglab.lab import Lab
 
 ROLES = ("leader", "sync-standby", "replica")
@@ -31,3 +34,20 @@ def resolve(lab: Lab, node: str | None, leader: str | None) -> str | None:
     if not chosen:
         raise InputError("no replica streams now: name a node with --node")
     return chosen[0]
+
+
+def synchronous_standbys(lab: Lab, leader: str | None) -> set[str]:
+    """The members the leader's PostgreSQL replicates to synchronously (sync or quorum in its
+    pg_stat_replication), by member name, whatever the stack calls them."""
+    if leader is None:
+        return set()
+    stack = lab.stack()
+    try:
+        rows = sql.query(lab.address(leader), lab.topology.ports.postgres, lab.superuser_password(),
+                         "SELECT application_name FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')",
+                         tls=lab.libpq_tls())
+    except (OSError, psycopg.Error) as exc:
+        raise PglabError(f"the leader {leader} does not say which standbys are synchronous: "
+                         f"{sql.first_line(exc)}") from None
+    names = {row[0] for row in rows}
+    return {m.name for m in stack.members() if stack.application_name(m.name) in names}

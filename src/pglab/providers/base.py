@@ -151,6 +151,24 @@ class Provider(ABC):
         kernel lacks what it needs), or None when it can: a drill kind refuses with it (exit 2)."""
         return None if fault in self.faults else f"the {self.name} provider cannot produce {fault}"
 
+    def impair_network(self, node: Node, loss_percent: float = 0.0, delay_ms: float = 0.0,
+                       jitter_ms: float = 0.0) -> None:
+        """Drop ``loss_percent`` % of the packets between the node and the lab's other nodes, or
+        delay what the node sends them by ``delay_ms`` (+- ``jitter_ms``): faults ``loss``, ``latency``."""
+        raise NotImplementedError(f"the {self.name} provider cannot impair a node's network")
+
+    def heal_network(self, node: Node) -> int | None:
+        """Undo :meth:`impair_network`: the packets it dropped (0 for a delay), None when there was
+        nothing to undo."""
+        return None
+
+    def kill_process(self, node: Node, pid: int) -> None:
+        """SIGKILL one process of the node (fault ``postgres-kill``); refuse a pid not the node's."""
+        raise NotImplementedError(f"the {self.name} provider cannot kill one process of a node")
+
+    def remove_directory(self, node: Node, path: str) -> None:
+        """Remove a directory of the node while its processes run (fault ``pgdata-lost``)."""
+        raise NotImplementedError(f"the {self.name} provider cannot remove a node's files")
     # Resource faults on one node (``disk-full``, ``slow-disk``, ``cpu-starve``, ``memory``), each
     # asked only after ``cannot`` said yes; each returns a short phrase saying what it did, and
     # ``undo_faults`` lifts whatever one left.

@@ -31,7 +31,7 @@ from supervisor.xmlrpc import SupervisorTransport
 from pglab import paths, stacks
 from pglab.components import components
 from pglab.errors import PglabError
-from pglab.providers import disks, limits, nft
+from pglab.providers import disks, limits, netfaults, nft
 from pglab.providers.base import Provider
 from pglab.providers.cgroups import NodeCgroup, v2_root
 from pglab.topology import Node, Strict
@@ -81,7 +81,8 @@ class LocalProvider(Provider):
     dcs_note = "Debian 12 packages no Consul"
     settings = LocalSettings
     comments: ClassVar[dict[str, str]] = {"local.disk_size": "each data node's own filesystem (a sparse image)"}
-    faults = frozenset({"disk-full", "slow-disk", "cpu-starve", "memory"})
+    faults = frozenset({"disk-full", "slow-disk", "cpu-starve", "memory", "loss", "latency", "dcs-loss",
+                        "postgres-kill", "pgdata-lost"})
 
     def __init__(self, topology: Any, lab_dir: Path) -> None:
         super().__init__(topology, lab_dir)
@@ -94,6 +95,7 @@ class LocalProvider(Provider):
         self.exec_wrapper = self.run_dir / "pglab-exec"
         self.cgroup_root = v2_root()
         self.firewall = nft.LabFirewall(self.run_dir.name)
+        self.net_faults = netfaults.NetFaults(self.run_dir.name)
 
     # Facts -----------------------------------------------------------------------------------
     def address(self, node: Node) -> str:
@@ -315,6 +317,32 @@ class LocalProvider(Provider):
                              "processes are matched by their cgroup); run pglab as root")
         self.firewall.partition(node.name, self.address(node), cgroup.nft_match())
 
+    def impair_network(self, node: Node, loss_percent: float = 0.0, delay_ms: float = 0.0,
+                       jitter_ms: float = 0.0) -> None:
+        cgroup = self.cgroup(node)
+        if cgroup is None or not cgroup.exists():
+            raise PglabError(f"impairing {node.name}'s network needs root and cgroup v2; run pglab as root")
+        address = self.address(node)
+        others = sorted({self.address(n) for n in self.topology.nodes} - {address})
+        if delay_ms:
+            self.net_faults.delay(node.name, address, others, cgroup.nft_match(), delay_ms, jitter_ms)
+        else:
+            self.net_faults.lose(node.name, address, others, cgroup.nft_match(), loss_percent)
+
+    def heal_network(self, node: Node) -> int | None:
+        dropped = self.net_faults.dropped(node.name)
+        return dropped if self.net_faults.lift(node.name) else None
+
+    def kill_process(self, node: Node, pid: int) -> None:
+        if pid not in self.node_pids(node):
+            raise PglabError(f"process {pid} is not one of {node.name}'s")
+        _signal(pid, signal.SIGKILL)
+
+    def remove_directory(self, node: Node, path: str) -> None:
+        if not Path(path).resolve().is_relative_to(Path(self.node_root(node)).resolve()):
+            raise PglabError(f"{path} is not below {node.name}'s root {self.node_root(node)}")
+        shutil.rmtree(path)
+
     def spawn_beside(self, node: Node, argv: list[str], env: dict[str, str]) -> subprocess.Popen[str] | None:
         cgroup = self.cgroup(node)
         if cgroup is None or not cgroup.exists():
@@ -359,9 +387,13 @@ class LocalProvider(Provider):
     def cannot(self, fault: str) -> str | None:
         if fault not in self.faults:
             return super().cannot(fault)
+        if fault in ("dcs-loss", "postgres-kill", "pgdata-lost"):
+            return None  # services stopped, one process killed, one directory removed: no cgroup needed
         if self.cgroup_root is None:
             return (f"{fault} on the local provider needs root and cgroup v2 (the node's processes are found by "
                     "their cgroup)")
+        if fault == "latency":
+            return netfaults.netem_missing()
         needs = {"slow-disk": "io", "cpu-starve": "cpu", "memory": "memory"}.get(fault)
         if needs is not None and limits.hierarchy(needs, self.cgroup_root) is None:
             return (f"{fault} needs the {needs} cgroup controller (cgroup v2 lists none such in "
@@ -430,7 +462,7 @@ class LocalProvider(Provider):
         return f"lifted {node.name}'s {' and '.join(lifted)}" if lifted else None
 
     def undo_faults(self) -> list[str]:
-        undone = []
+        undone = self.net_faults.remove()
         for node in self.topology.nodes:
             lifted = self.lift_limits(node)
             if lifted:

@@ -188,6 +188,11 @@ class Stack(ABC):
         """Leader changes, oldest first: ``timeline``, ``reason``, ``time``, ``new_leader``."""
         return []
 
+    def rebuild(self, member: str) -> str:
+        """Have the stack rebuild a replica's data from the leader (its spec's ``cannot_rebuild``
+        says when it cannot); returns the stack's answer."""
+        raise StackError(f"{self.name} has no way for pglab to rebuild {member}")
+
 
 @dataclass(frozen=True)
 class DefaultNode:
@@ -330,6 +335,20 @@ class StackSpec(ABC):
     def box_venvs(self) -> list[tuple[str, list[str]]]:
         """Virtual environments the offline box holds for it: (path, pip packages)."""
         return []
+
+    # Why pglab cannot have the stack rebuild a data node whose data directory was lost (the
+    # client's :meth:`Stack.rebuild`), or None when it can.
+    cannot_rebuild: ClassVar[str | None] = "pglab does not know how this stack rebuilds a lost data directory"
+
+    def state_store(self, topology: Topology) -> tuple[str, list[tuple[Node, str]]]:
+        """Where the stack keeps the cluster's state outside the data nodes (a DCS, a monitor):
+        its name for people, and every (node, service) that holds it; empty when it has none."""
+        return "", []
+
+    def leader_lease(self, topology: Topology) -> float | None:
+        """Seconds a leader keeps leading without reaching its state store (Patroni's ttl), or
+        None when losing it does not end the leader's term."""
+        return None
 
     def restore_steps(self, topology: Topology, node_roots: Mapping[str, str], on_this_machine: bool,
                       leader: str) -> RestoreSteps | None:

@@ -62,6 +62,8 @@ class PatroniSettings(Strict):
     maximum_lag_on_failover: Annotated[int, Field(ge=0)] = 1048576
     synchronous_mode: bool = False
     synchronous_mode_strict: bool = False
+    # true: a leader that loses the DCS keeps its role while every member answers its REST API.
+    failsafe_mode: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> PatroniSettings:
@@ -288,6 +290,14 @@ class PatroniStack(Stack):
         if status not in (200, 503) or (status == 503 and "restart is not needed" not in text):
             raise StackError(f"Patroni could not restart {node} (HTTP {status}): {text.strip()}")
 
+    def rebuild(self, member: str) -> str:
+        """Patroni's reinit of ``member`` (`patronictl reinit`): its data directory made anew from
+        the leader."""
+        status, text = self.call(member, "POST", "/reinitialize", {"force": True}, timeout=60)
+        if status != 200:
+            raise StackError(f"Patroni refused to reinitialize {member} (HTTP {status}): {text.strip()}")
+        return text.strip()
+
     def history(self) -> list[dict[str, Any]]:
         """Timeline history: one entry per switchover or failover."""
         return [
@@ -383,6 +393,7 @@ class PatroniSpec(StackSpec):
         "patroni.ttl": "seconds before a silent leader loses its lock (>= 20)",
         "patroni.maximum_lag_on_failover": "bytes a replica may lag and still be promoted",
         "patroni.synchronous_mode": "true: a commit waits for a replica; no acknowledged write lost",
+        "patroni.failsafe_mode": "true: the leader stays primary without the DCS while every member answers it",
     }
     packages = ("etcd-server", "etcd-client", "haproxy", "python3-venv", "python3-packaging")
     box_disabled_units = ("etcd.service", "haproxy.service")
@@ -402,8 +413,17 @@ class PatroniSpec(StackSpec):
         "etcd_heartbeat_interval": 500, "etcd_election_timeout": 5000, "patroni_connect_timeout": 20,
     }
 
+    cannot_rebuild = None  # Patroni reinitializes a member on request (its REST API)
+
     def client(self) -> type[Stack]:
         return PatroniStack
+
+    def state_store(self, topology: Topology) -> tuple[str, list[tuple[Node, str]]]:
+        """The DCS: every dcs node's etcd (or Consul)."""
+        return f"the DCS ({topology.dcs})", [(node, topology.dcs) for node in topology.with_role("dcs")]
+
+    def leader_lease(self, topology: Topology) -> float | None:
+        return float(topology.section(self.name, PatroniSettings).ttl)
 
     def service(self, role: str, topology: Topology) -> str:
         # The DCS's service is named after it: etcd or consul.

@@ -36,7 +36,7 @@ from pglab.stacks.base import (
     StackSite,
     StackSpec,
 )
-from pglab.topology import BACKUP_ROLE, NAME_PATTERN, FieldProblem, Ports, Strict, Topology
+from pglab.topology import BACKUP_ROLE, NAME_PATTERN, FieldProblem, Node, Ports, Strict, Topology
 
 MONITOR_DB = "pg_auto_failover"
 # pg_autoctl, as the pg_auto_failover role installs it (pg_auto_failover_binary).
@@ -552,8 +552,15 @@ class PgAutoFailoverSpec(StackSpec):
     replication_account = PGAF_REPLICATION
     ports: ClassVar[Mapping[str, int]] = {"monitor": 5431}
 
+    cannot_rebuild = ("pglab has no rebuild of a pg_auto_failover data node yet (a `pg_autoctl drop node` and "
+                      "a create again)")
+
     def client(self) -> type[Stack]:
         return PgAutoFailoverStack
+
+    def state_store(self, topology: Topology) -> tuple[str, list[tuple[Node, str]]]:
+        """The monitor."""
+        return "the monitor", [(node, "pgautofailover") for node in topology.with_role("monitor")]
 
     def service(self, role: str, topology: Topology) -> str:
         # `pg_autoctl run` runs the monitor and each data node's keeper alike.
