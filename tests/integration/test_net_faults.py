@@ -5,9 +5,7 @@ qdisc on lo."""
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,24 +15,7 @@ import pytest
 from pglab.lab import Lab
 from pglab.providers import netfaults
 from pglab.stacks.patroni import PatroniStack
-
-# The kinds' own figures, printed with -s.
-FIGURES = ("fault", "commit_ms", "expected_rise_ms", "measured_rise_ms", "store", "leader_kept_writes",
-           "demoted_after_s", "outcome", "back_after_s", "noticed_after_s", "rebuilt_after_s", "rebuilt_by",
-           "unavailable_s")
-
-
-def _drill(lab: Lab, out: Path, *args: str, expect: int = 0) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "pglab.cli", "drill", *args, "--out", str(out), "--json", "-f", str(lab.topology_file)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert done.returncode == expect, done.stderr[-3000:] + done.stdout[-3000:]
-    print(done.stderr[-1500:])  # the drill's own words and figures, for -s
-    if expect == 0:
-        for drilled in json.loads(done.stdout)["drills"]:
-            print({key: value for key, value in drilled.items() if key in FIGURES})
-    return json.loads(done.stdout) if expect != 2 else {"stderr": done.stderr}
+from tests.integration.drilling import run_drill
 
 
 def _traces() -> tuple[str, str]:
@@ -56,12 +37,12 @@ def untouched(lab: Lab) -> Any:
 def test_latency_without_netem_is_an_exit_2_naming_it(lab: Lab, tmp_path: Path, untouched: None) -> None:
     if netfaults.netem_missing() is None:
         pytest.skip("this kernel has netem")
-    done = _drill(lab, tmp_path, "latency", "--delay", "50", "--for", "5", expect=2)
+    done = run_drill(lab, tmp_path, "latency", "--delay", "50", "--for", "5", expect=2)
     assert "netem" in done["stderr"]
 
 
 def test_loss_on_the_leader_is_measured_and_healed(lab: Lab, tmp_path: Path, untouched: None) -> None:
-    summary = _drill(lab, tmp_path, "loss", "--percent", "20", "--for", "6", "--clients", "2")
+    summary = run_drill(lab, tmp_path, "loss", "--percent", "20", "--for", "6", "--clients", "2")
     [drilled] = summary["drills"]
     assert drilled["fault"]["percent"] == 20.0 and drilled["fault"]["dropped_packets"] > 0
     assert drilled["lost"] == 0 and drilled["commit_ms"]["before"]["commits"] > 0
@@ -69,21 +50,21 @@ def test_loss_on_the_leader_is_measured_and_healed(lab: Lab, tmp_path: Path, unt
 
 
 def test_postgres_kill_restarts_in_place_or_fails_over(lab: Lab, tmp_path: Path, untouched: None) -> None:
-    summary = _drill(lab, tmp_path, "postgres-kill")
+    summary = run_drill(lab, tmp_path, "postgres-kill")
     [drilled] = summary["drills"]
     assert drilled["outcome"] in ("restarted in place", "failed over") and drilled["back_after_s"] > 0
     assert (drilled["outcome"] == "failed over") == (drilled["new_leader"] != drilled["old_leader"])
 
 
 def test_pgdata_lost_on_a_replica_is_rebuilt(lab: Lab, tmp_path: Path, untouched: None) -> None:
-    summary = _drill(lab, tmp_path, "pgdata-lost", "--grace", "40")
+    summary = run_drill(lab, tmp_path, "pgdata-lost", "--grace", "40")
     [drilled] = summary["drills"]
     assert drilled["rebuilt_after_s"] is not None and drilled["noticed_after_s"] <= drilled["rebuilt_after_s"]
     assert drilled["node"] != drilled["old_leader"] and drilled["lost"] == 0
 
 
 def test_dcs_lost_longer_than_ttl_demotes_the_leader(lab: Lab, tmp_path: Path, untouched: None) -> None:
-    summary = _drill(lab, tmp_path, "dcs-loss", "--for", "30")
+    summary = run_drill(lab, tmp_path, "dcs-loss", "--for", "30")
     [drilled] = summary["drills"]
     assert drilled["store"] == "the DCS (etcd)" and drilled["lost"] == 0
     # without failsafe_mode, Patroni demotes a leader that cannot renew its lock within ttl (20 s)
@@ -97,7 +78,7 @@ def test_dcs_lost_with_failsafe_mode_keeps_the_leader_writing(lab: Lab, tmp_path
     stack.set_dynamic({"failsafe_mode": True})
     try:
         time.sleep(3 * lab.topology.patroni.loop_wait)  # the leader publishes the members it must reach
-        summary = _drill(lab, tmp_path, "dcs-loss", "--for", "30")
+        summary = run_drill(lab, tmp_path, "dcs-loss", "--for", "30")
     finally:
         lab.wait_healthy(90)
         stack.set_dynamic({"failsafe_mode": False})
