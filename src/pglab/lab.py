@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import yaml
 
 from pglab import ansible, catalog, paths, render, sql, stacks, topology, waiting
+from pglab.components import pooler
 from pglab.components.haproxy import Backend, stats_url
 from pglab.errors import InputError, PglabError
 from pglab.prerequisites import Prerequisite
@@ -56,6 +58,16 @@ def ignore_event(_event: Any) -> None:
 
 
 @dataclass(frozen=True)
+class PoolerView:
+    """One node's PgBouncer as ``pglab status`` shows it."""
+
+    clients: int  # active client connections
+    waiting: int  # clients waiting for a server connection
+    servers: int  # server connections, active and idle
+    pool_mode: str
+
+
+@dataclass(frozen=True)
 class LabStatus:
     lab: str
     cluster: str
@@ -72,6 +84,8 @@ class LabStatus:
     uri: str | None = None
     # Things to act on soon that do not make the lab unhealthy (a certificate near its expiry).
     warnings: list[str] = field(default_factory=list)
+    # Each data node's PgBouncer from its admin console (None: it did not answer); empty without the pooler.
+    poolers: dict[str, PoolerView | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -214,7 +228,11 @@ class Lab:
         tls = self.libpq_tls()
         write = found["write"].uri(user, options=tls) if "write" in found else self.dsn(host=self.address(first.name))
         read = found["read"].uri(user, options=tls) if "read" in found else ""
-        return {"write": write, "read": read, "pgpass": str(self.pgpass)}
+        # Through the pooler or not, the direct paths too (the same as write / read without it).
+        write_direct = found["write_direct"].uri(user, options=tls) if "write_direct" in found else write
+        read_direct = found["read_direct"].uri(user, options=tls) if "read_direct" in found else read
+        return {"write": write, "read": read, "write_direct": write_direct, "read_direct": read_direct,
+                "pgpass": str(self.pgpass)}
 
     def status(self) -> LabStatus:
         """Members, HAProxy routing, every node's services and the last leader change."""
@@ -234,7 +252,26 @@ class Lab:
             endpoints=self.endpoints(),
             uri=stack.uri(),
             warnings=self.certificates().expiring() if self.topology.tls else [],
+            poolers=self.poolers(),
         )
+
+    def poolers(self) -> dict[str, PoolerView | None]:
+        """Each data node's PgBouncer (clients, servers, pool mode) from ``SHOW POOLS``."""
+        if not pooler.enabled(self.topology):
+            return {}
+        found: dict[str, PoolerView | None] = {}
+        for node in self.topology.with_role("postgres"):
+            try:
+                rows = pooler.pools(self.address(node.name), self.topology.ports.pooler, self.superuser_password(),
+                                    self.ca_file)
+            except (OSError, psycopg.Error):
+                found[node.name] = None
+                continue
+            found[node.name] = PoolerView(
+                clients=sum(r.clients_active for r in rows), waiting=sum(r.clients_waiting for r in rows),
+                servers=sum(r.servers_active + r.servers_idle for r in rows),
+                pool_mode=pooler.settings(self.topology).pool_mode)
+        return found
 
     def dsn(self, port: int | None = None, host: str | None = None, dbname: str = "postgres") -> str:
         """A URI to one host (default: a PostgreSQL node's port); see :meth:`endpoints` for the

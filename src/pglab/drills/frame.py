@@ -62,7 +62,7 @@ def run(lab: Lab, kind: DrillKind, number: int = 1, timeout: float = 90.0,
     work = workloads.get(workload, spec.clients)
     health = lab.wait_healthy(timeout * 2, on_event)
     conninfo = lab.writes_conninfo()
-    with psycopg.connect(autocommit=True, **conninfo) as conn:
+    with psycopg.connect(autocommit=True, prepare_threshold=None, **conninfo) as conn:
         probe.prepare_table_on(conn)  # the probe beside a cut-off node writes there, whatever the workload
         work.prepare(conn)
         if spec.load_tps:
@@ -96,7 +96,7 @@ def run(lab: Lab, kind: DrillKind, number: int = 1, timeout: float = 90.0,
     try:
         after = lab.wait_healthy(timeout * 2, on_event)
         drill.mark("healthy")
-        with psycopg.connect(autocommit=True, **conninfo) as conn:
+        with psycopg.connect(autocommit=True, prepare_threshold=None, **conninfo) as conn:
             written = work.read_back(conn)
             beside_present = probe.read_ids_on(conn) if beside is not None else set()
     except FAILED as exc:

@@ -115,7 +115,7 @@ def insert_row(conn: psycopg.Connection, id_: int) -> None:
 
 def prepare_table(conninfo: dict[str, Any]) -> None:
     """An empty probe table on the current primary."""
-    with psycopg.connect(autocommit=True, **conninfo) as conn:
+    with psycopg.connect(autocommit=True, prepare_threshold=None, **conninfo) as conn:
         prepare_table_on(conn)
 
 
@@ -125,7 +125,7 @@ def prepare_table_on(conn: psycopg.Connection) -> None:
 
 
 def read_ids(conninfo: dict[str, Any]) -> set[int]:
-    with psycopg.connect(autocommit=True, **conninfo) as conn:
+    with psycopg.connect(autocommit=True, prepare_threshold=None, **conninfo) as conn:
         return read_ids_on(conn)
 
 
