@@ -205,16 +205,29 @@ class Lab:
             return write.host, write.port
         return self.address(self.topology.with_role("postgres")[0].name), self.topology.ports.postgres
 
-    def writes_conninfo(self) -> dict[str, Any]:
-        """psycopg keywords for the writes endpoint as the superuser; with several hosts, libpq
-        picks the one that takes writes (target_session_attrs=read-write)."""
-        host, port = self.writes_endpoint()
+    def client_path(self, via: str | None = None) -> str:
+        """``pooler`` or ``direct``: the path clients take, ``via`` checked against the lab (None:
+        the path the write endpoint names)."""
+        found = self.stack().client_endpoints()
+        pooled = "write" in found and "write_direct" in found and found["write"] != found["write_direct"]
+        if via == "pooler" and not pooled:
+            raise InputError("this lab's write endpoint does not go through the pooler (pooler: {enabled: true} "
+                             "turns it on; pg_auto_failover's write endpoint stays direct): use --via direct")
+        return via or ("pooler" if pooled else "direct")
+
+    def writes_conninfo(self, via: str | None = None) -> dict[str, Any]:
+        """psycopg keywords for the writes endpoint as the superuser (``via`` the pooler or
+        direct; None: the write endpoint's own path); with several hosts, libpq picks the one that
+        takes writes (target_session_attrs=read-write)."""
+        direct = self.stack().client_endpoints().get("write_direct") if self.client_path(via) == "direct" else None
+        host, port = (direct.host, direct.port) if direct is not None else self.writes_endpoint()
         return {"host": host, "port": port, "dbname": "postgres", **self.connect_kwargs(), **sql.writer_attrs(host)}
 
-    def reads_conninfo(self) -> dict[str, Any] | None:
-        """psycopg keywords for the replicas' read endpoint as the superuser; None when the lab
-        has none (no router, no multi-host URI)."""
-        read = self.stack().client_endpoints().get("read")
+    def reads_conninfo(self, via: str | None = None) -> dict[str, Any] | None:
+        """psycopg keywords for the replicas' read endpoint as the superuser (``via`` as for
+        :meth:`writes_conninfo`); None when the lab has none (no router, no multi-host URI)."""
+        found = self.stack().client_endpoints()
+        read = found.get("read_direct" if self.client_path(via) == "direct" and "read_direct" in found else "read")
         if read is None:
             return None
         attrs = {"target_session_attrs": read.target_session_attrs} if read.target_session_attrs else {}

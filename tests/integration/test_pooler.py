@@ -4,9 +4,13 @@ nothing, and a switchover through the pooler leaves no client on the demoted pri
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -101,3 +105,43 @@ def test_a_pooled_client_reaches_the_new_leader_after_a_switchover(pooled: tuple
     wait_until(lambda: sql.writable(haproxy, ports.haproxy_primary, lab.superuser_password(), lab.libpq_tls()),
                30, "writes through the pooler")
     assert _server(lab, haproxy, ports.haproxy_primary) == _server(lab, haproxy, ports.haproxy_primary_direct)
+
+
+def _drill(lab: Lab, out: Path, *args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "pglab.cli", "drill", *args, "--out", str(out), "--json", "-f", str(lab.topology_file)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def test_a_switchover_through_the_pooler_leaves_no_client_on_the_demoted_primary(
+        pooled: tuple[Lab, UpResult], tmp_path: Path) -> None:
+    lab, _ = pooled
+    lab.wait_healthy(60)
+    summary = _drill(lab, tmp_path, "switchover", "--via", "pooler", "--clients", "4")
+    [row] = summary["summary"]
+    [line] = summary["drills"]
+    assert line["via"] == "pooler" and row["setting"].endswith("via pooler")
+    assert row["recovered"] == 1 and row["lost"] == 0 and row["stale_primary_errors"] == 0, line["errors"]
+
+
+def test_a_killed_pooler_on_the_leader_comes_back_and_loses_nothing(pooled: tuple[Lab, UpResult],
+                                                                     tmp_path: Path) -> None:
+    lab, _ = pooled
+    lab.wait_healthy(60)
+    summary = _drill(lab, tmp_path, "pooler-kill", "--down", "2", "--clients", "2")
+    [line] = summary["drills"]
+    assert line["ok"] and line["via"] == "pooler" and line["lost"] == 0, line["problem"]
+
+
+def test_certs_rotate_reloads_the_poolers_without_a_restart(pooled: tuple[Lab, UpResult]) -> None:
+    lab, _ = pooled
+    node = lab.topology.with_role("postgres")[0]
+    before = lab.provider.services(node)
+    done = subprocess.run([sys.executable, "-m", "pglab.cli", "certs", "rotate", "-f", str(lab.topology_file)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _server(lab, lab.address(node.name), lab.topology.ports.pooler)[1] == lab.address(node.name)
+    assert lab.provider.services(node).keys() == before.keys()

@@ -201,7 +201,7 @@ class WriteProbe:
         conn = session[0] if session else None
         try:
             if session is None:
-                conn = psycopg.connect(autocommit=True, **self.conninfo)
+                conn = psycopg.connect(autocommit=True, prepare_threshold=None, **self.conninfo)
                 session = (conn, *identify(conn))
             detail = self.operation(session[0], id_)
             if session[2] and not self.reads_only:  # a write on a standby: promoted since, on a new timeline
@@ -321,6 +321,15 @@ def tally(attempts: list[Attempt], present: set[int], since: float) -> Tally:
         failed_committed=sorted(a.id for a in attempts if not a.ok and a.id in present),
         errors=dict(sorted(errors.items(), key=lambda kv: -kv[1])),
     )
+
+
+def stale_primary_errors(attempts: list[Attempt], tally: Tally) -> int:
+    """Writes refused as read-only (a demoted primary's answer) that started after the new leader
+    took its first write: the end of the longest gap in acknowledged writes after the fault."""
+    if tally.unavailable_from is None:
+        return 0
+    first_new = tally.unavailable_from + tally.unavailable
+    return sum(not a.ok and a.started >= first_new and "read-only" in a.error for a in attempts)
 
 
 # A probe beside a node ------------------------------------------------------------------------

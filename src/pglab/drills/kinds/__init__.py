@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from pglab.drills.kind import DrillKind
-from pglab.drills.kinds import certs, failover, node_faults, restart, restore, switchover
+from pglab.drills.kinds import certs, failover, node_faults, pooler_kill, restart, restore, switchover
 from pglab.errors import InputError
 
 KINDS: dict[str, type[DrillKind]] = {kind.name: kind for kind in (
@@ -19,6 +19,7 @@ KINDS: dict[str, type[DrillKind]] = {kind.name: kind for kind in (
     certs.Certs,
     certs.CertsCa,
     restore.Restore,
+    pooler_kill.PoolerKill,
 )}
 
 
