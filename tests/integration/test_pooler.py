@@ -18,6 +18,7 @@ import pytest
 from pglab import sql
 from pglab.components import pooler
 from pglab.lab import Lab, UpResult
+from pglab.verify import run_verify
 from pglab.waiting import wait_until
 from tests.conftest import write_topology
 
@@ -145,3 +146,12 @@ def test_certs_rotate_reloads_the_poolers_without_a_restart(pooled: tuple[Lab, U
     assert done.returncode == 0, done.stderr[-3000:]
     assert _server(lab, lab.address(node.name), lab.topology.ports.pooler)[1] == lab.address(node.name)
     assert lab.provider.services(node).keys() == before.keys()
+
+
+def test_verify_passes_with_the_pooler_checks(pooled: tuple[Lab, UpResult], tmp_path: Path) -> None:
+    lab, _ = pooled
+    lab.wait_healthy(60)
+    report = run_verify(lab.topology_file, tmp_path / "verify.xml", None, False)
+    assert report.passed, [f"{r.check}/{r.name}/{r.node}: {r.message}" for r in report.failures]
+    names = {r.name for r in report.results if r.outcome == "passed"}
+    assert {"pooler answers over tls only", "pooled and direct writes agree after the switchover"} <= names
