@@ -1,12 +1,18 @@
 #!/bin/sh
 # Written by pglab: runs one service of a node inside the node's cgroup, as the service user, so
-# that a fault (freeze, kill, network cut) reaches every process of the node, children included.
-# usage: pglab-exec CGROUP_DIR USER COMMAND [ARG...]
+# that a fault (freeze, kill, network cut, a resource limit) reaches every process of the node,
+# children included.
+# usage: pglab-exec CGROUP_DIR[:CGROUP_DIR...] USER COMMAND [ARG...]
+# (the node's cgroup, then its groups in the cgroup v1 hierarchies of the limited controllers)
 set -e
-cgroup=$1
+cgroups=$1
 user=$2
 shift 2
-echo $$ > "$cgroup/cgroup.procs"
+IFS=:
+for cgroup in $cgroups; do
+  echo $$ > "$cgroup/cgroup.procs"
+done
+unset IFS
 if [ "$(id -u)" = 0 ] && [ "$user" != root ]; then
   exec setpriv --reuid="$user" --regid="$user" --init-groups -- "$@"
 fi

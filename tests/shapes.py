@@ -85,7 +85,7 @@ FREE: dict[str, tuple[str, ...]] = {
     "certs": (),
     "backups": (),
     "drill": ("summary[].checks", "drills[].checks", "drills[].errors", "drills[].discarded", "drills[].reads",
-              "drills[].lag_at_fault"),
+              "drills[].lag_at_fault", "drills[].lag_worst"),
     "verify": (),
 }
 

@@ -36,6 +36,8 @@ NOTES: dict[str, str] = {
     "ports": "TCP ports, the same on every node.",
     "vagrant": "VM settings of the vagrant provider: only in a lab with `provider: vagrant` (a local lab's is "
                "ignored with a one-line warning).",
+    "local": "Settings of the local provider: only in a lab with `provider: local` (a vagrant lab's is ignored "
+             "with a one-line warning).",
     "backup": "Backups and point-in-time restore (pgBackRest); a topology without this section has none.",
     "pooler": "PgBouncer on every data node, in the clients' path (labs with `tls: true`); off unless "
               "`enabled: true`.",

@@ -570,6 +570,7 @@ def _run_drills(kind: type[DrillKind], options: dict[str, Any], topology_file: P
             f"{t.unavailable:.2f} s, {t.failed} failed attempts, {len(t.lost)} acknowledged lost, "
             f"{len(t.failed_committed)} failed but committed, {result.stale_primary_errors} stale-primary errors "
             f"(via {result.via}); {png}"
+            + f"\n  {result.measures.line()}\n  {result.measures.said_line()}"
             + (f"\n  problem: {result.problem}" if result.problem else "")
             + "".join(f"\n  anomaly ({a.check}): {a.what}" for a in result.anomalies[:10]), highlight=False)
     rows = drill_summary.summary(results)

@@ -20,6 +20,7 @@ from pglab import sql, waiting
 from pglab.errors import InputError, PglabError, WaitTimeout
 from pglab.lab import EventSink, Lab, Waiting, ignore_event
 from pglab.stacks.base import Member, Stack, StackError, leader_of
+from pglab.write_clock import WriteClock
 
 
 @dataclass
@@ -163,23 +164,38 @@ def stop_node(lab: Lab, name: str, mode: StopMode = "stop", timeout: float = 90,
     is_postgres = "postgres" in node.roles
     stack = lab.stack()
     was_leader = is_postgres and stack.leader() == name
+    conninfo = lab.writes_conninfo() if was_leader and lab.routes_writes() else None
     started = time.monotonic()
     {"stop": lab.provider.stop, "crash": lab.provider.crash, "hang": lab.provider.hang,
      "partition": lab.provider.partition}[mode](node)
+    # A client's write through the entry point, timed from the fault, tells when writes resumed:
+    # the stack's polling below would add its own delays to that figure.
+    clock = WriteClock(conninfo, started).start() if conninfo is not None else None
     verb = FAULTS[mode]
     details: dict[str, Any] = {"node": name, "mode": mode, "was_leader": was_leader}
     summary = f"{verb} {name}"
     if was_leader:
+        # A short timeout: each poll asks every member, the broken one too, and waits for it.
+        quick = lab.stack(timeout=PROMOTION_POLL_TIMEOUT)
+
         def promoted() -> tuple[bool, str]:
-            leader = stack.leader()
+            leader = quick.leader()
             return leader not in (None, name), f"leader is {leader or 'nobody'}"
 
-        wait_until(promoted, timeout, "a replica to be promoted", on_event)
-        details["new_leader"] = stack.leader()
-        details["promoted_after"] = round(time.monotonic() - started, 2)
-        if lab.routes_writes():
-            wait_until(lambda: writes_ok(lab), timeout, "writes through the lab's entry point to resume", on_event)
-            details["writes_after"] = round(time.monotonic() - started, 2)
+        try:
+            wait_until(promoted, timeout, "a replica to be promoted", on_event)
+            details["new_leader"] = stack.leader() or quick.leader()
+            details["promoted_after"] = round(time.monotonic() - started, 2)
+            if clock is not None:
+                _wait_writes(clock, timeout, on_event)
+                details["writes_after"] = round(clock.seconds or 0.0, 2)
+                # The stack may name the new leader later than a client wrote on it (it kept
+                # asking the old one): a write it acknowledged proves it promoted by then.
+                if clock.server == lab.address(details["new_leader"] or name):
+                    details["promoted_after"] = min(details["promoted_after"], details["writes_after"])
+        finally:
+            if clock is not None:
+                clock.stop()
         summary += (f" (the leader): {details['new_leader']} promoted after {details['promoted_after']:.1f} s"
                     + (f", writes resumed after {details['writes_after']:.1f} s"
                        if "writes_after" in details else ""))
@@ -192,6 +208,18 @@ def stop_node(lab: Lab, name: str, mode: StopMode = "stop", timeout: float = 90,
         wait_until(gone, timeout, f"the cluster to see {name} down", on_event)
         summary += f"; the cluster sees it down after {time.monotonic() - started:.1f} s"
     return OpResult(mode, time.monotonic() - started, summary, details)
+
+
+PROMOTION_POLL_TIMEOUT = 0.5  # seconds a member may take to answer while a promotion is awaited
+
+
+def _wait_writes(clock: WriteClock, timeout: float, on_event: EventSink) -> None:
+    """Wait for the clock's first acknowledged write, or raise WaitTimeout with its last error."""
+    what = "writes through the lab's entry point to resume"
+    seconds = clock.wait(timeout * waiting.timeout_scale(),
+                         on_wait=lambda detail, elapsed: on_event(Waiting(f"{what}: {detail}", elapsed)))
+    if seconds is None:
+        raise WaitTimeout(f"timed out after {timeout:.0f} s waiting for {what}: {clock.last_error}")
 
 
 def start_node(lab: Lab, name: str, timeout: float = 120, on_event: EventSink = ignore_event) -> OpResult:

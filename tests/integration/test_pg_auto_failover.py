@@ -176,7 +176,7 @@ def test_restore_to_a_moment_between_two_rows_keeps_exactly_the_rows_before(pgaf
 
 def test_certs_rotate_reloads_the_monitor_and_every_data_node(pgaf: tuple[Lab, UpResult]) -> None:
     lab, _ = pgaf
-    result = frame.run(lab, "certs", timeout=180)
+    result = frame.run(lab, kinds.make("certs"), timeout=180)
     assert result.ok, result.problem
     assert result.tally.lost == []
     assert endpoints.stale(lab) == []

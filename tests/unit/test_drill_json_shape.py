@@ -16,7 +16,7 @@ from pglab.drills.crowd import CrowdSpec
 from pglab.drills.invariants import Anomaly
 from pglab.drills.kinds.restore import RestoreFigures
 from pglab.drills.probe import Tally
-from pglab.drills.result import BesideFigures, ClientFigures, DrillResult, Marker, write_json_line
+from pglab.drills.result import BesideFigures, ClientFigures, DrillResult, Marker, Measures, write_json_line
 
 RECORDED = Path(__file__).parent.parent / "fixtures" / "drills" / "drills.jsonl"
 LINES = [json.loads(text) for text in RECORDED.read_text().splitlines()]
@@ -30,7 +30,8 @@ def _rebuilt(line: dict[str, Any]) -> DrillResult:
     result = DrillResult(
         line["kind"], line["run"], line["started"], line["node"], line["old_leader"], line["new_leader"],
         line["recovered"], tally, [Marker(m["at"], m["what"]) for m in line["markers"]], line["operations"],
-        line["problem"], workload=line["workload"], spec=spec)
+        line["problem"], workload=line["workload"], spec=spec,
+        measures=Measures(line["commit_latency_ms"], line["lag_worst"], line["healthy_again_s"], line["stack_said"]))
     side = line["cut_off_side"]
     if side is not None:
         result.beside = BesideFigures(side["acknowledged_after_fault"], side["last_ok_s"], side["lost"],

@@ -134,6 +134,38 @@ class FakeClients:
         return None
 
 
+class QuietWatch:
+    """The cluster's watch, seeing nothing (no stack to ask)."""
+
+    def __init__(self, *_: Any) -> None:
+        pass
+
+    def start(self) -> QuietWatch:
+        return self
+
+    def stop(self) -> None:
+        pass
+
+    def worst_lag(self, _fault_at: float) -> dict[str, Any]:
+        return {}
+
+    def healthy_again(self, *_: Any) -> None:
+        return None
+
+
+class QuietListener:
+    """The stack's log, saying nothing."""
+
+    def __init__(self, *_: Any) -> None:
+        pass
+
+    def listen(self) -> None:
+        pass
+
+    def said(self, _leaders: Any) -> None:
+        return None
+
+
 @pytest.fixture
 def lab(monkeypatch: pytest.MonkeyPatch) -> Any:
     made: list[FakeClients] = []
@@ -145,6 +177,8 @@ def lab(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(frame.psycopg, "connect", lambda **_: FakeConnection())
     monkeypatch.setattr(frame.background_load, "lag", lambda _: {})
     monkeypatch.setattr(frame, "Clients", clients)
+    monkeypatch.setattr(frame, "Watch", QuietWatch)
+    monkeypatch.setattr(frame, "Listener", QuietListener)
     conninfo = {"host": "127.0.0.1", "port": 5000}
     return SimpleNamespace(wait_healthy=lambda *_: SimpleNamespace(leader="pg1"),
                            writes_conninfo=lambda via=None: conninfo, client_path=lambda via=None: via or "direct",

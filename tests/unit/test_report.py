@@ -80,3 +80,20 @@ def test_chromium_renders_the_table_and_a_timeline(tmp_path: Path) -> None:
     assert len(colors) > 50  # text, table rules, green and red dots: not a blank page
     # the timeline's green dots made it to the screen
     assert any(g > 100 and r < 100 and b < 100 for _, (r, g, b) in colors)
+
+
+def test_the_page_shows_what_every_drill_measured_around_the_fault(tmp_path: Path) -> None:
+    result = _result("crash", (19.0, 0))
+    result.measures.commit_latency_ms = {"before": {"p50": 2.1, "p99": 9.5, "n": 400}, "during": None,
+                                         "after": {"p50": 2.4, "p99": 12.0, "n": 300}}
+    result.measures.lag_worst = {"pg2": {"flush_bytes": 0, "replay_bytes": 8192, "replay_lag_s": 0.01, "at_s": -1.0}}
+    result.measures.healthy_again_s = 41.5
+    result.measures.stack_said = {"node": "pg2", "service": "patroni",
+                                  "lines": ["INFO: promoted self to leader by acquiring session lock"]}
+    drills = tmp_path / "drills"
+    timeline.write_png(result, drills / png_name(result))  # the figures under the plot
+    write_json_line(result, drills)
+    page = report.build("itest", drills, None)
+    table = page[page.index("id='measured'"):]
+    assert "2.1 / 9.5" in table and "2.4 / 12" in table and "pg2 8192" in table and "41.5" in table
+    assert "promoted self to leader by acquiring session lock" in table

@@ -4,6 +4,7 @@ the drill, before the fault, during it (until writes resumed) and after."""
 from __future__ import annotations
 
 import itertools
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -46,3 +47,21 @@ def per_client(attempts: list[Attempt], fault_at: float, resumed_at: float | Non
             "throughput": throughput(done, fault_at, resumed_at),
         })
     return rows
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The nearest-rank percentile (``share`` 0.5 for the median) of non-empty ``values``."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def commit_latency(attempts: list[Attempt], windows: dict[str, tuple[float, float]]) -> dict[str, Any]:
+    """Per window (name -> (from, to), time.monotonic()), the acknowledged attempts' latency as a
+    client felt it, connect included: p50 and p99 in milliseconds and how many; None for a window
+    without one. An attempt belongs to the window its acknowledgement fell in."""
+    out: dict[str, Any] = {}
+    for name, (low, high) in windows.items():
+        took = [(a.ended - a.started) * 1000 for a in attempts if a.ok and low <= a.ended < high]
+        out[name] = None if not took else {"p50": round(percentile(took, 0.5), 2),
+                                            "p99": round(percentile(took, 0.99), 2), "n": len(took)}
+    return out

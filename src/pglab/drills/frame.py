@@ -33,7 +33,9 @@ import psycopg
 from pglab.drills import background_load, figures, freshness, invariants, probe, workloads
 from pglab.drills.crowd import Clients, CrowdSpec
 from pglab.drills.kind import Drill, DrillKind
-from pglab.drills.result import BesideFigures, ClientFigures, DrillResult
+from pglab.drills.result import BesideFigures, ClientFigures, DrillResult, Measures
+from pglab.drills.stack_words import Listener
+from pglab.drills.watch import Watch
 from pglab.errors import InputError, PglabError
 from pglab.lab import EventSink, Lab, ignore_event
 from pglab.stacks.base import StackError
@@ -75,8 +77,11 @@ def run(lab: Lab, kind: DrillKind, number: int = 1, timeout: float = 90.0,
     problem: str | None = None
     recovered = False
     lag: dict[str, Any] = {}
+    phases: dict[str, float] = {}
+    listener = Listener(lab)
     cpu_before, wall_before = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
     clients.start()
+    watch = Watch(lab, conninfo).start()
     drill.fault_at, fault_wall = time.monotonic(), time.time()
     try:
         if not clients.wait_succeeding(time.monotonic(), WARMUP, 60):
@@ -84,10 +89,14 @@ def run(lab: Lab, kind: DrillKind, number: int = 1, timeout: float = 90.0,
                              f"{kind.name}: {clients.last_error()}")
         lag = background_load.lag(conninfo)
         kind.prepare(drill)
+        listener.listen()
         drill.fault_at, fault_wall = time.monotonic(), time.time()
         drill.mark(f"{kind.name} {drill.target or ''}".strip())
         log(f"drill {kind.name} #{number}: {kind.name} of {drill.target or 'the cluster'} (leader {health.leader}) ...")
-        recovered, problem = _fault(kind, drill)
+        recovered, problem = _fault(kind, drill, phases)
+    except BaseException:
+        watch.stop()  # the drill ends here: so does the watch
+        raise
     finally:
         clients.stop()
         cpu_after, wall_after = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
@@ -95,7 +104,11 @@ def run(lab: Lab, kind: DrillKind, number: int = 1, timeout: float = 90.0,
     attempts = clients.writes()
     fault_at = drill.fault_at
     try:
-        after = lab.wait_healthy(timeout * 2, on_event)
+        try:
+            after = lab.wait_healthy(timeout * 2, on_event)
+        finally:
+            watch.stop()
+        healthy_at = time.monotonic()
         drill.mark("healthy")
         with psycopg.connect(autocommit=True, prepare_threshold=None, **conninfo) as conn:
             written = work.read_back(conn)
@@ -104,14 +117,18 @@ def run(lab: Lab, kind: DrillKind, number: int = 1, timeout: float = 90.0,
         return DrillResult(kind.name, number, started, drill.target, health.leader, None, False,
                            probe.tally(attempts, set(a.id for a in attempts if a.ok), fault_at), drill.markers(),
                            drill.operations, problem or f"the cluster did not become healthy again: {exc}",
-                           _relative(attempts, fault_at), workload=workload, spec=spec, via=via)
+                           _relative(attempts, fault_at), workload=workload, spec=spec, via=via,
+                           measures=_measures(watch, listener, attempts, fault_at, phases, None,
+                                              [None, health.leader]))
     tally = probe.tally(attempts, written.present, fault_at)
     resumed = _writes_resumed(fault_at, tally)
     if clients.crashed:
         problem = problem or f"a client died: {clients.crashed}"
     result = DrillResult(kind.name, number, started, drill.target, health.leader, after.leader, recovered, tally,
                          [], drill.operations, problem, _relative(attempts, fault_at), workload=workload, spec=spec,
-                         via=via, stale_primary_errors=probe.stale_primary_errors(attempts, tally))
+                         via=via, stale_primary_errors=probe.stale_primary_errors(attempts, tally),
+                         measures=_measures(watch, listener, attempts, fault_at, phases, healthy_at,
+                                            [after.leader, health.leader]))
     # The probe beside a cut-off node kept wall-clock times: put them on the drill's clock.
     beside_mono = [dataclasses.replace(a, started=a.started - fault_wall + fault_at,
                                        ended=a.ended - fault_wall + fault_at) for a in beside_attempts]
@@ -129,9 +146,11 @@ def run(lab: Lab, kind: DrillKind, number: int = 1, timeout: float = 90.0,
     return result
 
 
-def _fault(kind: DrillKind, drill: Drill) -> tuple[bool, str | None]:
+def _fault(kind: DrillKind, drill: Drill, phases: dict[str, float]) -> tuple[bool, str | None]:
     """Inject the fault, hold until writes succeed, undo the fault (whatever happened), hold again:
-    (recovered, the problem if any)."""
+    (recovered, the problem if any). ``phases`` gets when (time.monotonic()) the injection
+    returned (``injected``), and when the undoing began and ended (``undoing``, ``undone``: only
+    when the kind undid something)."""
     problem: str | None = None
     recovered = False
     try:
@@ -142,22 +161,49 @@ def _fault(kind: DrillKind, drill: Drill) -> tuple[bool, str | None]:
             drill.log(done.summary)
         except FAILED as exc:
             problem = f"the {kind.name} did not complete: {exc}"
+        finally:
+            phases["injected"] = time.monotonic()
         recovered = drill.clients.wait_succeeding(drill.fault_at, HOLD, RECOVER_TIMEOUT)
         if not recovered:
             problem = problem or (f"writes did not succeed for {HOLD:g} s within {RECOVER_TIMEOUT:g} s; "
                                   f"last error: {drill.clients.last_error()}")
     finally:
+        undoing = time.monotonic()
         try:
             undone = kind.recover(drill)
         except FAILED as exc:
             undone, recovered, problem = None, False, problem or str(exc)
+        if undone is not None:
+            phases.update(undoing=undoing, undone=time.monotonic())
     if undone is not None:
         drill.operations.append(undone)
         drill.log(undone)
         if not drill.clients.wait_succeeding(time.monotonic(), HOLD, RECOVER_TIMEOUT):
             problem = problem or f"writes failed after the {kind.name} was undone: {drill.clients.last_error()}"
             recovered = False
+    elif recovered:
+        # Writes after the fault, to measure what a commit costs once it is over.
+        drill.clients.wait_succeeding(time.monotonic(), HOLD, RECOVER_TIMEOUT)
     return recovered, problem
+
+
+def _measures(watch: Watch, listener: Listener, attempts: list[probe.Attempt], fault_at: float,
+              phases: dict[str, float], healthy_at: float | None, leaders: list[str | None]) -> Measures:
+    """What every drill measures beside the write gap (:class:`~pglab.drills.result.Measures`)."""
+    return Measures(figures.commit_latency(attempts, latency_windows(attempts, fault_at, phases)),
+                    watch.worst_lag(fault_at), watch.healthy_again(fault_at, healthy_at),
+                    None if (said := listener.said(leaders)) is None else said.as_json())
+
+
+def latency_windows(attempts: list[probe.Attempt], fault_at: float,
+                    phases: dict[str, float]) -> dict[str, tuple[float, float]]:
+    """Before the fault; during it, until its undoing began (a kind that undoes nothing: until its
+    injection returned); after it was undone (or the injection returned), to the end."""
+    injected = phases.get("injected", fault_at)
+    over, back = (phases["undoing"], phases["undone"]) if "undone" in phases else (injected, injected)
+    start = min((a.started for a in attempts), default=fault_at)
+    end = max((a.ended for a in attempts), default=back) + 1.0
+    return {"before": (start, fault_at), "during": (fault_at, over), "after": (back, end)}
 
 
 def _client_figures(work: workloads.Workload, spec: CrowdSpec, clients: Clients, attempts: list[probe.Attempt],

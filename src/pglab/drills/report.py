@@ -93,6 +93,7 @@ def _summary(lines: list[dict[str, Any]]) -> str:
                    f"<td>{'<br>'.join(_e(x) for x in r['leaders'])}</td><td>{verdict}</td></tr>")
     out.append("</tbody></table>")
     out.append(_details(lines))
+    out.append(_measured(lines))
     return "\n".join(out)
 
 
@@ -118,6 +119,30 @@ def _details(lines: list[dict[str, Any]]) -> str:
                    f"<td class='num'>{'-' if cpu is None else cpu}</td></tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
+
+
+def _measured(lines: list[dict[str, Any]]) -> str:
+    """One row per drill: commit latency around the fault, the worst lag, when the cluster was
+    healthy again, what the stack said it decided (lines written before these figures: dashes)."""
+    out = ["<h3>Around the fault</h3><table id='measured'><thead><tr><th>#</th><th>Drill</th>"
+           "<th>Commit p50 / p99 (ms)<br>before</th><th>during</th><th>after</th>"
+           "<th>Worst replay lag (bytes)</th><th>Healthy again (s)</th><th>The stack said</th></tr></thead><tbody>"]
+    for i, line in enumerate(lines, 1):
+        latency = line.get("commit_latency_ms") or {}
+        cells = "".join(f"<td class='num'>{_latency(latency.get(w))}</td>" for w in ("before", "during", "after"))
+        worst = ", ".join(f"{_e(name)} {v.get('replay_bytes')}" for name, v in (line.get("lag_worst") or {}).items())
+        again = line.get("healthy_again_s")
+        said = line.get("stack_said")
+        words = (f"<span class='muted'>{_e(said['service'])} on {_e(said['node'])}:</span> "
+                 + "<br>".join(_e(text) for text in said["lines"])) if said else "-"
+        out.append(f"<tr><td>{i}</td><td>{_e(line['kind'])}</td>{cells}<td>{worst or '-'}</td>"
+                   f"<td class='num'>{'-' if again is None else again}</td><td>{words}</td></tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def _latency(window: dict[str, Any] | None) -> str:
+    return "-" if not window else f"{window['p50']:g} / {window['p99']:g}"
 
 
 def _anomalies(lines: list[dict[str, Any]]) -> str:

@@ -82,6 +82,49 @@ class BesideFigures:
                 "lost": self.lost, "two_primaries_s": round(self.overlap_s, 3)}
 
 
+WINDOWS = ("before", "during", "after")  # the commit latency's windows, around the fault
+
+
+@dataclass
+class Measures:
+    """What every drill measures beside the write gap, whatever the fault: commit latency before,
+    during and after it, the replicas' worst lag, when the cluster was healthy again, and what
+    the stack said it decided."""
+
+    # window -> {"p50": ms, "p99": ms, "n": acknowledged writes}, None: no write acknowledged in it
+    commit_latency_ms: dict[str, dict[str, float] | None] = field(
+        default_factory=lambda: dict.fromkeys(WINDOWS))
+    lag_worst: dict[str, dict[str, Any]] = field(default_factory=dict)  # node -> its worst lag
+    healthy_again_s: float | None = None  # None: never seen unhealthy after the fault
+    stack_said: dict[str, Any] | None = None  # {"node", "service", "lines"}
+
+    def as_json(self) -> dict[str, Any]:
+        return {"commit_latency_ms": self.commit_latency_ms, "lag_worst": self.lag_worst,
+                "healthy_again_s": self.healthy_again_s, "stack_said": self.stack_said}
+
+    def headline(self) -> str:
+        """Commit p50 before / during / after, in a few words."""
+        p50 = ["-" if (w := self.commit_latency_ms.get(name)) is None else f"{w['p50']:g}" for name in WINDOWS]
+        return f"commit p50 {' / '.join(p50)} ms"
+
+    def line(self) -> str:
+        """Commit latency around the fault, the worst lag, when the cluster was healthy again."""
+        windows = ", ".join(f"{name} {w['p50']:g} / {w['p99']:g}" if (w := self.commit_latency_ms.get(name))
+                            else f"{name} -" for name in WINDOWS)
+        worst = max(self.lag_worst.items(), key=lambda item: item[1]["replay_bytes"], default=None)
+        lag = f"{worst[1]['replay_bytes']:,} bytes ({worst[0]})" if worst else "-"
+        again = "never unhealthy" if self.healthy_again_s is None else f"{self.healthy_again_s:.1f} s"
+        return f"commit p50 / p99 ms: {windows}; worst replay lag {lag}; healthy again: {again}"
+
+    def said_line(self, width: int = 200) -> str:
+        """The stack's own words at its decision, at most ``width`` characters."""
+        said = self.stack_said
+        if not said:
+            return "the stack's log: nothing about a decision after the fault"
+        text = f"{said['service']} on {said['node']}: {said['lines'][0]}"
+        return text if len(text) <= width else text[:width - 1] + "\u2026"
+
+
 @dataclass
 class DrillResult:
     kind: str
@@ -109,6 +152,7 @@ class DrillResult:
     # Writes refused as read-only after the new leader took its first write: clients left on a
     # demoted primary (through a pooler that kept its server connections). Must be 0.
     stale_primary_errors: int = 0
+    measures: Measures = field(default_factory=Measures)
 
     @property
     def anomalies(self) -> list[invariants.Anomaly]:
@@ -134,6 +178,7 @@ class DrillResult:
             "clients": self.spec.clients, "readers": self.spec.readers, "load_tps": self.spec.load_tps,
             "via": self.via, "stale_primary_errors": self.stale_primary_errors,
             "cut_off_side": None if self.beside is None else self.beside.as_json(),
+            **self.measures.as_json(),
             **(self.clients.as_json() if self.clients else {}),
             **(self.part.as_json() if self.part else {}),
         }

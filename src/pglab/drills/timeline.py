@@ -16,7 +16,7 @@ def write_png(result: DrillResult, path: Path) -> Path:
 
     ok = [(end, max(end - start, 0.0004)) for start, end, good in result.attempts if good]
     failed = [(end, end - start) for start, end, good in result.attempts if not good]
-    fig, ax = plt.subplots(figsize=(9, 3.6), dpi=90)
+    fig, ax = plt.subplots(figsize=(9, 4.0), dpi=90)
     if ok:
         ax.scatter([t for t, _ in ok], [d * 1000 for _, d in ok], s=4, color="tab:green",
                    label=f"acknowledged ({len(ok)})")
@@ -32,6 +32,10 @@ def write_png(result: DrillResult, path: Path) -> Path:
     if resumed is not None and t.unavailable > 0:
         ax.axvspan(resumed - t.unavailable, resumed, color="tab:red", alpha=0.08,
                    label=f"no acknowledged write: {t.unavailable:.2f} s")
+    healthy_again = result.measures.healthy_again_s
+    if healthy_again is not None:
+        ax.axvline(healthy_again, color="tab:blue", linestyle=":", linewidth=1,
+                   label=f"cluster healthy again: {healthy_again:.1f} s")
     colors = {"writes resumed": "tab:green", "healthy": "tab:blue"}
     top = ax.get_ylim()[1] if ok or failed else 1.0
     for i, marker in enumerate(result.markers):
@@ -55,8 +59,11 @@ def write_png(result: DrillResult, path: Path) -> Path:
                  fontsize=9)
     ax.legend(loc="lower right", fontsize=7)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.text(0.01, 0.045, result.measures.line(), fontsize=7.5, color="tab:gray")
+    fig.text(0.01, 0.01, result.measures.said_line(150), fontsize=7.5, color="tab:gray")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
     return path
+

@@ -151,6 +151,37 @@ class Provider(ABC):
         kernel lacks what it needs), or None when it can: a drill kind refuses with it (exit 2)."""
         return None if fault in self.faults else f"the {self.name} provider cannot produce {fault}"
 
+    # Resource faults on one node (``disk-full``, ``slow-disk``, ``cpu-starve``, ``memory``), each
+    # asked only after ``cannot`` said yes; each returns a short phrase saying what it did, and
+    # ``undo_faults`` lifts whatever one left.
+    def fill_disk(self, node: Node) -> str:
+        """Fill the filesystem holding the node's PostgreSQL data until it is full."""
+        raise NotImplementedError(self.cannot("disk-full"))
+
+    def empty_disk(self, node: Node) -> str | None:
+        """Remove what ``fill_disk`` added (None: nothing was there)."""
+        return None
+
+    def throttle_disk(self, node: Node, iops: int | None, bps: int | None) -> str:
+        """Limit the reads and writes of every process of the node on its data's device."""
+        raise NotImplementedError(self.cannot("slow-disk"))
+
+    def limit_cpu(self, node: Node, percent: float) -> str:
+        """Limit every process of the node together to ``percent`` % of one core."""
+        raise NotImplementedError(self.cannot("cpu-starve"))
+
+    def limit_postgres_memory(self, node: Node, megabytes: int) -> str:
+        """Limit the node's PostgreSQL (its postmaster and every child), not the rest of the node."""
+        raise NotImplementedError(self.cannot("memory"))
+
+    def oom_kills(self, node: Node) -> int:
+        """Processes of the node's PostgreSQL the kernel's OOM killer ended under that limit."""
+        return 0
+
+    def lift_limits(self, node: Node) -> str | None:
+        """Lift every resource limit on the node (None: there was none)."""
+        return None
+
     def undo_faults(self) -> list[str]:
         """Remove whatever a drill left behind (a packet filter, a resource limit, ballast on a full
         disk) even after an interrupted drill; `up` and `destroy` call it. What it removed, one

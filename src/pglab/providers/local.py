@@ -22,18 +22,19 @@ import xmlrpc.client
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import jinja2
+from pydantic import Field, field_validator
 from supervisor.xmlrpc import SupervisorTransport
 
 from pglab import paths, stacks
 from pglab.components import components
 from pglab.errors import PglabError
-from pglab.providers import nft
+from pglab.providers import disks, limits, nft
 from pglab.providers.base import Provider
 from pglab.providers.cgroups import NodeCgroup, v2_root
-from pglab.topology import Node
+from pglab.topology import Node, Strict
 from pglab.waiting import poll, wait_until
 
 
@@ -52,11 +53,35 @@ def program_node(program: str) -> tuple[str, str]:
     return node, service
 
 
+class LocalSettings(Strict):
+    """The topology's ``local:`` section: how the nodes are laid out on this machine."""
+
+    # Each data node's PostgreSQL data lives on a sparse image of this size, loop-mounted (as root,
+    # where loop devices work), so a full disk fills the node and never the host.
+    disk_size: Annotated[str, Field(pattern=r"^[1-9][0-9]*[MG]$")] = "4G"
+
+    @field_validator("disk_size")
+    @classmethod
+    def _room_for_a_cluster(cls, size: str) -> str:
+        if disks.size_bytes(size) < MIN_DISK:
+            raise ValueError(f"{size} leaves no room for a cluster and its WAL; give at least 256M")
+        return size
+
+
+MIN_DISK = 256 * 2**20
+# The node's processes join these controllers' groups when they are managed by cgroup v1 (on v2 the
+# node's own cgroup is already theirs): a disk throttle and a CPU limit reach every process.
+NODE_CONTROLLERS = ("io", "cpu", "memory")
+
+
 class LocalProvider(Provider):
     name = "local"
     nodes_on_this_machine = True
     dcs = ("etcd",)
     dcs_note = "Debian 12 packages no Consul"
+    settings = LocalSettings
+    comments: ClassVar[dict[str, str]] = {"local.disk_size": "each data node's own filesystem (a sparse image)"}
+    faults = frozenset({"disk-full", "slow-disk", "cpu-starve", "memory"})
 
     def __init__(self, topology: Any, lab_dir: Path) -> None:
         super().__init__(topology, lab_dir)
@@ -112,8 +137,10 @@ class LocalProvider(Provider):
     def _service_exec(self) -> str:
         if self.cgroup_root is None:
             return ""
-        node_cgroup = NodeCgroup(self.cgroup_root, self.run_dir.name, "{{ inventory_hostname }}")
-        return f"{self.exec_wrapper} {node_cgroup.path} {self.service_user}"
+        host = "{{ inventory_hostname }}"
+        node_cgroup = NodeCgroup(self.cgroup_root, self.run_dir.name, host)
+        v1_groups = [group.path for group in self._groups(host).values() if not group.v2]
+        return f"{self.exec_wrapper} {':'.join(str(p) for p in (node_cgroup.path, *v1_groups))} {self.service_user}"
 
     def node_root(self, node: Node) -> str:
         return f"{self.run_dir}/{node.name}"
@@ -169,7 +196,10 @@ class LocalProvider(Provider):
             cgroup = self.cgroup(node)
             if cgroup is not None:
                 cgroup.create()
+                for group in self._groups(node.name).values():
+                    group.create()
             self._thaw(node)
+        self._make_disks()
         self.firewall.remove()
         if not self._supervisord_alive():
             subprocess.run(
@@ -204,9 +234,13 @@ class LocalProvider(Provider):
             _signal(pid, signal.SIGKILL)
         self.firewall.remove()
         for node in self.topology.nodes:
+            for group in self._groups(node.name).values():
+                group.remove()
             cgroup = self.cgroup(node)
             if cgroup is not None:
                 cgroup.remove()
+            if "postgres" in node.roles:
+                self.disk(node).remove()
         shutil.rmtree(self.run_dir, ignore_errors=True)
         if self.run_dir.exists():
             raise PglabError(f"could not remove {self.run_dir}; remove it by hand")
@@ -287,6 +321,139 @@ class LocalProvider(Provider):
             return None
         return subprocess.Popen([str(self.exec_wrapper), str(cgroup.path), "root", *argv], env={**os.environ, **env},
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+
+    # Resource faults ------------------------------------------------------------------------------
+    def disk(self, node: Node) -> disks.NodeDisk:
+        """The data node's own filesystem: an image in the lab's run directory, mounted on the
+        directory that holds its PGDATA."""
+        pgdata = paths.postgres_data_dir(self.node_root(node), self.topology.postgres.version)
+        return disks.NodeDisk(self.run_dir / "disks" / f"{node.name}.img", Path(pgdata).parent)
+
+    def _make_disks(self) -> None:
+        data_nodes = self.topology.with_role("postgres")
+        if not data_nodes or all(self.disk(node).mounted() for node in data_nodes):
+            return
+        why = disks.cannot_make()
+        if why is not None:
+            self.report(f"the data nodes keep their data in plain directories ({why}): no disk-full or slow-disk drill")
+            return
+        size = self.topology.section(self.name, LocalSettings).disk_size
+        for node in data_nodes:
+            disk = self.disk(node)
+            if disk.occupied():  # a lab made before its nodes had disks keeps its data where it is
+                self.report(f"{node.name} keeps its data in plain directories (made before it had a disk of its own)")
+                continue
+            disk.make(disks.size_bytes(size))
+
+    def _groups(self, node: str) -> dict[str, limits.ControllerGroup]:
+        """The node's group in each controller pglab limits, where this machine has the controller."""
+        if self.cgroup_root is None:
+            return {}
+        found = {}
+        for controller in NODE_CONTROLLERS:
+            where = limits.hierarchy(controller, self.cgroup_root)
+            if where is not None:
+                found[controller] = limits.ControllerGroup(controller, where[0], where[1], self.run_dir.name, node)
+        return found
+
+    def cannot(self, fault: str) -> str | None:
+        if fault not in self.faults:
+            return super().cannot(fault)
+        if self.cgroup_root is None:
+            return (f"{fault} on the local provider needs root and cgroup v2 (the node's processes are found by "
+                    "their cgroup)")
+        needs = {"slow-disk": "io", "cpu-starve": "cpu", "memory": "memory"}.get(fault)
+        if needs is not None and limits.hierarchy(needs, self.cgroup_root) is None:
+            return (f"{fault} needs the {needs} cgroup controller (cgroup v2 lists none such in "
+                    f"{self.cgroup_root}/cgroup.controllers, and no v1 {limits.V1_NAMES[needs]} hierarchy is mounted)")
+        if fault in ("disk-full", "slow-disk"):
+            plain = [n.name for n in self.topology.with_role("postgres") if not self.disk(n).mounted()]
+            if plain:
+                return (f"{fault} needs each data node's data on a filesystem of its own, which `pglab up` makes as "
+                        f"root where loop devices work; {', '.join(plain)} keep theirs in plain directories"
+                        + (f" ({disks.cannot_make()})" if disks.cannot_make() else ""))
+        return None
+
+    def fill_disk(self, node: Node) -> str:
+        disk = self.disk(node)
+        added = disk.fill()
+        return f"filled {disk.mount_point} on {node.name} with {added / 2**20:.0f} MiB of ballast"
+
+    def empty_disk(self, node: Node) -> str | None:
+        disk = self.disk(node)
+        if not disk.ballast():
+            return None
+        freed = disk.empty()
+        return f"removed {freed / 2**20:.0f} MiB of ballast from {node.name}"
+
+    def throttle_disk(self, node: Node, iops: int | None, bps: int | None) -> str:
+        device = self.disk(node).device()
+        group = self._groups(node.name).get("io")
+        if device is None or group is None:
+            raise PglabError(self.cannot("slow-disk") or f"{node.name} has no disk of its own")
+        group.join(self._strays(node, group))
+        group.throttle_io(device, iops, bps)
+        limit = " and ".join(f"{v} {unit}" for v, unit in ((iops, "IOPS"), (bps, "bytes/s")) if v is not None)
+        return f"{node.name}'s disk ({device}) throttled to {limit} for reads and for writes"
+
+    def limit_cpu(self, node: Node, percent: float) -> str:
+        group = self._groups(node.name).get("cpu")
+        if group is None:
+            raise PglabError(self.cannot("cpu-starve") or "no cpu controller")
+        group.join(self._strays(node, group))
+        group.limit_cpu(percent)
+        return f"{node.name} limited to {percent:g} % of one core"
+
+    def limit_postgres_memory(self, node: Node, megabytes: int) -> str:
+        group = self._groups(node.name).get("memory")
+        if group is None:
+            raise PglabError(self.cannot("memory") or "no memory controller")
+        postmaster = self._postmaster(node)
+        if postmaster is None:
+            raise PglabError(f"no PostgreSQL runs on {node.name}")
+        group.limit_postgres_memory(megabytes, _descendants(postmaster))
+        return f"{node.name}'s PostgreSQL (postmaster {postmaster} and its children) limited to {megabytes} MB"
+
+    def oom_kills(self, node: Node) -> int:
+        group = self._groups(node.name).get("memory")
+        return group.oom_kills() if group is not None else 0
+
+    def lift_limits(self, node: Node) -> str | None:
+        lifted = []
+        groups = self._groups(node.name)
+        if "io" in groups and groups["io"].unthrottle_io():
+            lifted.append("disk throttle")
+        if "cpu" in groups and groups["cpu"].unlimit_cpu():
+            lifted.append("CPU limit")
+        if "memory" in groups and groups["memory"].unlimit_postgres_memory():
+            lifted.append("PostgreSQL memory limit")
+        return f"lifted {node.name}'s {' and '.join(lifted)}" if lifted else None
+
+    def undo_faults(self) -> list[str]:
+        undone = []
+        for node in self.topology.nodes:
+            lifted = self.lift_limits(node)
+            if lifted:
+                undone.append(lifted)
+            if "postgres" in node.roles:
+                emptied = self.empty_disk(node)
+                if emptied:
+                    undone.append(emptied)
+        return undone
+
+    def _postmaster(self, node: Node) -> int | None:
+        """The node's postmaster: the first line of its PGDATA's postmaster.pid, when it runs."""
+        pgdata = paths.postgres_data_dir(self.node_root(node), self.topology.postgres.version)
+        try:
+            pid = int(Path(pgdata, "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def _strays(self, node: Node, group: limits.ControllerGroup) -> list[int]:
+        """The node's processes outside its group in a controller (started before it existed)."""
+        inside = set(group.pids())
+        return [pid for pid in self.node_pids(node) if pid not in inside]
 
     def is_partitioned(self, node: Node) -> bool:
         return self.firewall.is_partitioned(node.name)
@@ -404,6 +571,19 @@ def _processes() -> Iterator[tuple[int, int, bytes]]:
             except OSError:
                 continue
             yield int(entry.name), int(stat.rsplit(")", 1)[1].split()[1]), cmdline
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it."""
+    children: dict[int, list[int]] = {}
+    for child, parent, _ in _processes():
+        children.setdefault(parent, []).append(child)
+    found, todo = [pid], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _alive(pid: int) -> bool:

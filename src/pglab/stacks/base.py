@@ -217,6 +217,20 @@ class RestoreSteps:
     replicas_at_once: bool = True
 
 
+@dataclass(frozen=True)
+class DecisionLog:
+    """Where a stack says, in its own words, what it decided about a fault (a promotion, a
+    demotion): the log of its service on nodes of ``role`` (:meth:`StackSpec.service`), and the
+    lines that matter (regular expressions, searched in each line). Drills quote the first such
+    line written after the fault."""
+
+    role: str
+    patterns: tuple[str, ...]
+    # Whether the deciding node is a data node (the new leader, else the old one, says it); else
+    # every node of ``role`` (a monitor) is read.
+    on_leaders: bool = True
+
+
 class StackSpec(ABC):
     """Everything that is one stack's, declared in one place: its stack module defines one
     subclass and an instance ``SPEC``, and :data:`pglab.stacks.STACKS` registers the module.
@@ -255,6 +269,8 @@ class StackSpec(ABC):
     # Its roles' settings for machines far slower than the host (emulated VMs): what the vagrant
     # provider sets when it runs guests under software emulation.
     slow_machine_variables: ClassVar[Mapping[str, Any]] = {}
+    # Where it writes down its decisions about a fault, for drills to quote; None: nowhere.
+    decision_log: ClassVar[DecisionLog | None] = None
 
     @abstractmethod
     def client(self) -> type[Stack]:

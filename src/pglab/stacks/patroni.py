@@ -29,6 +29,7 @@ from pglab.prerequisites import Prerequisite
 from pglab.secrets import Account
 from pglab.stacks.base import (
     ClientEndpoint,
+    DecisionLog,
     DefaultNode,
     Health,
     Member,
@@ -399,6 +400,10 @@ class PatroniSpec(StackSpec):
     packages = ("etcd-server", "etcd-client", "haproxy", "python3-venv", "python3-packaging")
     box_disabled_units = ("etcd.service", "haproxy.service")
     checks = ("test_01_services", "test_01_tls_patroni", "test_03_routing")
+    # Patroni's HA loop on the member that took (or lost, or kept) the leader lock says why.
+    decision_log = DecisionLog("postgres", (
+        r"promoted self to", r"acquired session lock", r"demot(ed|ing) self", r"failsafe mode is enabled",
+        r"Cleaning up failover key", r"(manual failover|switchover): demoting"))
     backups = True
     accounts = (REPLICATION, REWIND, RESTAPI)
     replication_account = REPLICATION

@@ -26,6 +26,7 @@ from pglab.prerequisites import Prerequisite
 from pglab.secrets import SUPERUSER, Account
 from pglab.stacks.base import (
     ClientEndpoint,
+    DecisionLog,
     DefaultNode,
     Health,
     Member,
@@ -544,6 +545,8 @@ class PgAutoFailoverSpec(StackSpec):
             "pgautofailover.startup_grace_period": 10000, "pgautofailover.primary_demote_timeout": 30000,
         },
     }
+    # The monitor decides; its `pg_autoctl run` logs each state it assigns a node.
+    decision_log = DecisionLog("monitor", (r"Setting goal state of .* to ",), on_leaders=False)
     backups = True
     accounts = (PGAF_MONITOR, PGAF_REPLICATION)
     replication_account = PGAF_REPLICATION

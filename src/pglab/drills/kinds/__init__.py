@@ -6,7 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 from pglab.drills.kind import DrillKind
-from pglab.drills.kinds import certs, failover, node_faults, pooler_kill, restart, restore, switchover
+from pglab.drills.kinds import (
+    certs,
+    cpu_starve,
+    disk_full,
+    failover,
+    memory,
+    node_faults,
+    pooler_kill,
+    restart,
+    restore,
+    slow_disk,
+    switchover,
+)
 from pglab.errors import InputError
 
 KINDS: dict[str, type[DrillKind]] = {kind.name: kind for kind in (
@@ -19,6 +31,10 @@ KINDS: dict[str, type[DrillKind]] = {kind.name: kind for kind in (
     certs.Certs,
     certs.CertsCa,
     restore.Restore,
+    disk_full.DiskFull,
+    slow_disk.SlowDisk,
+    cpu_starve.CpuStarve,
+    memory.Memory,
     pooler_kill.PoolerKill,
 )}
 
