@@ -9,14 +9,16 @@ from typing import Any
 
 from pglab.backups.backup import Backup, BackupList, Window
 from pglab.components.haproxy import Backend
-from pglab.lab import LabStatus, UpResult
+from pglab.lab import LabStatus, PoolerView, UpResult
 from pglab.stacks.base import Health, Member
 from pglab.verify import CheckResult, VerifyReport
 
 
 def status(value: dict[str, Any]) -> LabStatus:
     return LabStatus(**{**value, "members": [Member(**m) for m in value["members"]],
-                        "haproxy": [Backend(**b) for b in value["haproxy"]]})
+                        "haproxy": [Backend(**b) for b in value["haproxy"]],
+                        "poolers": {node: PoolerView(**p) if p else None
+                                    for node, p in value.get("poolers", {}).items()}})
 
 
 def up(value: dict[str, Any]) -> UpResult:

@@ -81,7 +81,7 @@ PINNED = FIXTURES / "shapes.json"
 # Each recorded output (tests/fixtures/output/<stack>/<name>.json) and the paths whose keys are data.
 FREE: dict[str, tuple[str, ...]] = {
     "up": ("parameters_changed", "settings_changed", "health.members[].pending_changes"),
-    "status": ("services", "services.*", "members[].pending_changes"),
+    "status": ("services", "services.*", "members[].pending_changes", "poolers"),
     "certs": (),
     "backups": (),
     "drill": ("summary[].checks", "drills[].checks", "drills[].errors", "drills[].discarded", "drills[].reads",

@@ -39,6 +39,8 @@ NOTES: dict[str, str] = {
     "local": "Settings of the local provider: only in a lab with `provider: local` (a vagrant lab's is ignored "
              "with a one-line warning).",
     "backup": "Backups and point-in-time restore (pgBackRest); a topology without this section has none.",
+    "pooler": "PgBouncer on every data node, in the clients' path (labs with `tls: true`); off unless "
+              "`enabled: true`.",
     "nodes": "The machines of the lab; roles may share a node (a compact lab).",
     "patroni": "Patroni's dynamic configuration (stack `patroni` only).",
     "pg_auto_failover": "The formation and how it replicates (stack `pg_auto_failover` only).",
@@ -59,8 +61,15 @@ NOTES: dict[str, str] = {
     "ports.haproxy_primary": "HAProxy's writes listener: it routes to the leader.",
     "ports.haproxy_replicas": "HAProxy's reads listener: it routes to the replicas.",
     "ports.haproxy_stats": "HAProxy's stats page.",
+    "ports.haproxy_primary_direct": "With the pooler on: HAProxy's writes listener straight to the leader's "
+                                    "PostgreSQL.",
+    "ports.haproxy_replicas_direct": "With the pooler on: HAProxy's reads listener straight to the replicas' "
+                                     "PostgreSQL.",
     "ports.monitor": "The pg_auto_failover monitor's PostgreSQL.",
     "ports.pgbackrest": "pgBackRest's TLS server, on the repository node and on every data node.",
+    "ports.pooler": "PgBouncer, on every data node (TLS only).",
+    "pooler.default_pool_size": "Server connections PgBouncer keeps per database and user.",
+    "pooler.max_client_conn": "Client connections PgBouncer accepts.",
     "vagrant.box": "The Vagrant box every VM is made from; `pglab box build` makes the offline `pglab/debian12`.",
     "vagrant.hypervisor": "The Vagrant provider plugin that runs the VMs.",
     "vagrant.memory": "Memory of each VM, MB.",

@@ -472,6 +472,9 @@ drill_options = [
     timeout_option,
     json_option,
     wide_option,
+    click.option("--via", type=click.Choice(["pooler", "direct"]), default=None,
+                 help="The clients' path: through the pooler (HAProxy 5000 -> the leader's PgBouncer) or "
+                      "straight to PostgreSQL (5002, or the multi-host URI) [default: the write endpoint's]."),
 ]
 DRILL_HELP = """
 --clients writers run the --workload through the write endpoint (HAProxy 5000, or the
@@ -500,10 +503,10 @@ def _drill_command(kind: type[DrillKind]) -> click.Command:
     the kind's own."""
 
     def command(topology_file: Path, count: int, out_dir: Path | None, timeout: float, as_json: bool, wide: bool,
-                workload: str = "insert", clients: int = 1, readers: int = 0, load_tps: float = 0.0,
-                **options: Any) -> None:
+                via: str | None = None, workload: str = "insert", clients: int = 1, readers: int = 0,
+                load_tps: float = 0.0, **options: Any) -> None:
         _run_drills(kind, options, topology_file, count, out_dir, timeout, as_json, wide, workload,
-                    CrowdSpec(clients, readers, load_tps))
+                    CrowdSpec(clients, readers, load_tps), via)
 
     params: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         *drill_options, *(crowd_options if kind.takes_clients else []), *map(_kind_option, kind.options)]
@@ -546,7 +549,7 @@ def drill_group() -> None:
 
 def _run_drills(kind: type[DrillKind], options: dict[str, Any], topology_file: Path, count: int,
                 out_dir: Path | None, timeout: float, as_json: bool, wide: bool, workload: str,
-                spec: CrowdSpec) -> None:
+                spec: CrowdSpec, via: str | None = None) -> None:
     from pglab.drills import timeline
 
     lab = Lab.from_file(topology_file)
@@ -557,7 +560,7 @@ def _run_drills(kind: type[DrillKind], options: dict[str, Any], topology_file: P
         with ui.Progress(f"drill {kind.name} {number}/{count}") as progress:
             result = frame.run(lab, kind(**options), number, timeout, on_event=progress,
                                log=lambda text: ui.err_console.print(text, highlight=False), workload=workload,
-                               spec=spec)
+                               spec=spec, via=via)
         drill_result.write_json_line(result, out)
         png = timeline.write_png(result, out / drill_result.png_name(result))
         results.append(result)
@@ -565,7 +568,8 @@ def _run_drills(kind: type[DrillKind], options: dict[str, Any], topology_file: P
         ui.err_console.print(
             f"drill {kind.name} #{number}: {result.old_leader} -> {result.new_leader}, writes unavailable "
             f"{t.unavailable:.2f} s, {t.failed} failed attempts, {len(t.lost)} acknowledged lost, "
-            f"{len(t.failed_committed)} failed but committed; {png}"
+            f"{len(t.failed_committed)} failed but committed, {result.stale_primary_errors} stale-primary errors "
+            f"(via {result.via}); {png}"
             + f"\n  {result.measures.line()}\n  {result.measures.said_line()}"
             + (f"\n  problem: {result.problem}" if result.problem else "")
             + "".join(f"\n  anomaly ({a.check}): {a.what}" for a in result.anomalies[:10]), highlight=False)

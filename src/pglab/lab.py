@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import yaml
 
 from pglab import ansible, catalog, paths, render, sql, stacks, topology, waiting
+from pglab.components import pooler
 from pglab.components.haproxy import Backend, stats_url
 from pglab.errors import InputError, PglabError
 from pglab.prerequisites import Prerequisite
@@ -56,6 +58,16 @@ def ignore_event(_event: Any) -> None:
 
 
 @dataclass(frozen=True)
+class PoolerView:
+    """One node's PgBouncer as ``pglab status`` shows it."""
+
+    clients: int  # active client connections
+    waiting: int  # clients waiting for a server connection
+    servers: int  # server connections, active and idle
+    pool_mode: str
+
+
+@dataclass(frozen=True)
 class LabStatus:
     lab: str
     cluster: str
@@ -72,6 +84,8 @@ class LabStatus:
     uri: str | None = None
     # Things to act on soon that do not make the lab unhealthy (a certificate near its expiry).
     warnings: list[str] = field(default_factory=list)
+    # Each data node's PgBouncer from its admin console (None: it did not answer); empty without the pooler.
+    poolers: dict[str, PoolerView | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -191,16 +205,29 @@ class Lab:
             return write.host, write.port
         return self.address(self.topology.with_role("postgres")[0].name), self.topology.ports.postgres
 
-    def writes_conninfo(self) -> dict[str, Any]:
-        """psycopg keywords for the writes endpoint as the superuser; with several hosts, libpq
-        picks the one that takes writes (target_session_attrs=read-write)."""
-        host, port = self.writes_endpoint()
+    def client_path(self, via: str | None = None) -> str:
+        """``pooler`` or ``direct``: the path clients take, ``via`` checked against the lab (None:
+        the path the write endpoint names)."""
+        found = self.stack().client_endpoints()
+        pooled = "write" in found and "write_direct" in found and found["write"] != found["write_direct"]
+        if via == "pooler" and not pooled:
+            raise InputError("this lab's write endpoint does not go through the pooler (pooler: {enabled: true} "
+                             "turns it on; pg_auto_failover's write endpoint stays direct): use --via direct")
+        return via or ("pooler" if pooled else "direct")
+
+    def writes_conninfo(self, via: str | None = None) -> dict[str, Any]:
+        """psycopg keywords for the writes endpoint as the superuser (``via`` the pooler or
+        direct; None: the write endpoint's own path); with several hosts, libpq picks the one that
+        takes writes (target_session_attrs=read-write)."""
+        direct = self.stack().client_endpoints().get("write_direct") if self.client_path(via) == "direct" else None
+        host, port = (direct.host, direct.port) if direct is not None else self.writes_endpoint()
         return {"host": host, "port": port, "dbname": "postgres", **self.connect_kwargs(), **sql.writer_attrs(host)}
 
-    def reads_conninfo(self) -> dict[str, Any] | None:
-        """psycopg keywords for the replicas' read endpoint as the superuser; None when the lab
-        has none (no router, no multi-host URI)."""
-        read = self.stack().client_endpoints().get("read")
+    def reads_conninfo(self, via: str | None = None) -> dict[str, Any] | None:
+        """psycopg keywords for the replicas' read endpoint as the superuser (``via`` as for
+        :meth:`writes_conninfo`); None when the lab has none (no router, no multi-host URI)."""
+        found = self.stack().client_endpoints()
+        read = found.get("read_direct" if self.client_path(via) == "direct" and "read_direct" in found else "read")
         if read is None:
             return None
         attrs = {"target_session_attrs": read.target_session_attrs} if read.target_session_attrs else {}
@@ -214,7 +241,11 @@ class Lab:
         tls = self.libpq_tls()
         write = found["write"].uri(user, options=tls) if "write" in found else self.dsn(host=self.address(first.name))
         read = found["read"].uri(user, options=tls) if "read" in found else ""
-        return {"write": write, "read": read, "pgpass": str(self.pgpass)}
+        # Through the pooler or not, the direct paths too (the same as write / read without it).
+        write_direct = found["write_direct"].uri(user, options=tls) if "write_direct" in found else write
+        read_direct = found["read_direct"].uri(user, options=tls) if "read_direct" in found else read
+        return {"write": write, "read": read, "write_direct": write_direct, "read_direct": read_direct,
+                "pgpass": str(self.pgpass)}
 
     def status(self) -> LabStatus:
         """Members, HAProxy routing, every node's services and the last leader change."""
@@ -234,7 +265,26 @@ class Lab:
             endpoints=self.endpoints(),
             uri=stack.uri(),
             warnings=self.certificates().expiring() if self.topology.tls else [],
+            poolers=self.poolers(),
         )
+
+    def poolers(self) -> dict[str, PoolerView | None]:
+        """Each data node's PgBouncer (clients, servers, pool mode) from ``SHOW POOLS``."""
+        if not pooler.enabled(self.topology):
+            return {}
+        found: dict[str, PoolerView | None] = {}
+        for node in self.topology.with_role("postgres"):
+            try:
+                rows = pooler.pools(self.address(node.name), self.topology.ports.pooler, self.superuser_password(),
+                                    self.ca_file)
+            except (OSError, psycopg.Error):
+                found[node.name] = None
+                continue
+            found[node.name] = PoolerView(
+                clients=sum(r.clients_active for r in rows), waiting=sum(r.clients_waiting for r in rows),
+                servers=sum(r.servers_active + r.servers_idle for r in rows),
+                pool_mode=pooler.settings(self.topology).pool_mode)
+        return found
 
     def dsn(self, port: int | None = None, host: str | None = None, dbname: str = "postgres") -> str:
         """A URI to one host (default: a PostgreSQL node's port); see :meth:`endpoints` for the

@@ -43,7 +43,8 @@ def connect(host: str, port: int, password: str, dbname: str = "postgres", user:
         "options": f"-c statement_timeout={round(STATEMENT_TIMEOUT_MS * timeout_scale())}",
         "application_name": "pglab", **writer_attrs(host), **(tls or {}),
     }
-    return psycopg.connect(autocommit=autocommit, **conninfo)
+    # No protocol-level prepared statements: PgBouncer 1.18 in transaction mode cannot keep them.
+    return psycopg.connect(autocommit=autocommit, prepare_threshold=None, **conninfo)
 
 
 def query(host: str, port: int, password: str, sql: str, params: Any = None, dbname: str = "postgres",

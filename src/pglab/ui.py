@@ -164,6 +164,19 @@ def backends_table(backends: list[Backend]) -> Table:
     return table
 
 
+def poolers_table(poolers: dict[str, Any]) -> Table:
+    """Each data node's PgBouncer (:class:`pglab.lab.PoolerView`, None when it did not answer)."""
+    table = Table(title="PgBouncer", title_justify="left")
+    for column in ("Node", "Clients", "Waiting", "Servers", "Pool mode"):
+        table.add_column(column, no_wrap=True, justify="left" if column in ("Node", "Pool mode") else "right")
+    for node, view in poolers.items():
+        if view is None:
+            table.add_row(node, "", "", "", "not answering", style="red")
+        else:
+            table.add_row(node, str(view.clients), str(view.waiting), str(view.servers), view.pool_mode)
+    return table
+
+
 def verify_table(results: list[Any], wide: bool = False) -> Table:
     """`pglab verify`'s results (:class:`pglab.verify.CheckResult`): one row per check and node; the
     test's words and its message wrap, the check, node and outcome never do."""
@@ -189,6 +202,8 @@ def status_view(status: LabStatus, wide: bool = False) -> Group:
     parts: list[RenderableType] = [members_table(status.cluster, status.members, wide)]
     if status.haproxy:
         parts.append(backends_table(status.haproxy))
+    if status.poolers:
+        parts.append(poolers_table(status.poolers))
     for node, services in status.services.items():
         for name, state in services.items():
             if state != "RUNNING":

@@ -180,8 +180,9 @@ def lab(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(frame, "Watch", QuietWatch)
     monkeypatch.setattr(frame, "Listener", QuietListener)
     conninfo = {"host": "127.0.0.1", "port": 5000}
-    return SimpleNamespace(wait_healthy=lambda *_: SimpleNamespace(leader="pg1"), writes_conninfo=lambda: conninfo,
-                           reads_conninfo=lambda: None, made=made)
+    return SimpleNamespace(wait_healthy=lambda *_: SimpleNamespace(leader="pg1"),
+                           writes_conninfo=lambda via=None: conninfo, client_path=lambda via=None: via or "direct",
+                           reads_conninfo=lambda via=None: None, made=made)
 
 
 def test_the_frame_runs_the_steps_in_order(meteor: type[Meteor], lab: Any) -> None:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, create_model, model_validator
 
 from pglab import providers, stacks, topology
-from pglab.components import components
+from pglab.components import COMPONENTS, components
 from pglab.topology.model import (
     MAX_NODES,
     FieldProblem,
@@ -100,9 +100,9 @@ _SCHEMAS: dict[tuple[Any, ...], type[Topology]] = {}
 
 def schema() -> type[Topology]:
     """The topology model of the registered stacks and providers: their names, the roles the
-    stacks use, the ports they declare and each stack's and provider's section, built once per
+    stacks use, the ports they declare and each stack's, component's and provider's section, built once per
     registry content (a test may register a stack of its own)."""
-    key = (*stacks.STACKS.items(), *providers.PROVIDERS.items())
+    key = (*stacks.STACKS.items(), *providers.PROVIDERS.items(), *COMPONENTS.items())
     if key not in _SCHEMAS:
         roles = tuple(stacks.roles())
         stack_names, provider_names = tuple(stacks.STACKS), tuple(providers.PROVIDERS)
@@ -122,6 +122,9 @@ def schema() -> type[Topology]:
         for spec in stacks.specs():
             if spec.settings is not None:
                 fields[spec.name] = (spec.settings, spec.settings())
+        for component in components():
+            if component.settings is not None:
+                fields[component.name] = (component.settings, component.settings())
         for name in providers.PROVIDERS:
             settings: type[BaseModel] | None = providers.provider_class(name).settings
             if settings is not None:

@@ -19,6 +19,7 @@ __all__ = ["COMPONENTS", "Component", "component", "components"]
 COMPONENTS = {
     "haproxy": "pglab.components.haproxy",
     "pgbackrest": "pglab.components.pgbackrest",
+    "pooler": "pglab.components.pooler",
 }
 
 

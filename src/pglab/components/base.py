@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pydantic import BaseModel
+
 from pglab.prerequisites import Prerequisite
 from pglab.secrets import Account
 from pglab.topology import Node, Topology
@@ -47,6 +49,9 @@ class Route:
     balance: str | None = None  # HAProxy's balance algorithm, for endpoints served by several nodes
     # Reads are checked less often than writes: no write waits for them.
     reads: bool = False
+    # A pooled endpoint's servers are poolers on the data nodes: their pooler's port must answer
+    # (TLS) as well as the health check, so a dead pooler on the leader is routed around.
+    pooler_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,9 @@ class Component(ABC):
     accounts: ClassVar[tuple[Account, ...]] = ()
     # Debian packages the offline box holds for it (its role installs the same ones).
     packages: ClassVar[tuple[str, ...]] = ()
+    # Its own section of the topology, named after it (``pooler:``), with the model's defaults
+    # when a lab's file has none; None: no section.
+    settings: ClassVar[type[BaseModel] | None] = None
 
     def enabled(self, topology: Topology) -> bool:
         """Whether the lab runs it."""

@@ -24,7 +24,9 @@ ROLE = "haproxy"  # the node role and the Ansible role
 SERVICE = "haproxy"
 
 # The topology's ports (``ports.haproxy_primary`` ...) and their defaults.
-PORTS = {"haproxy_primary": 5000, "haproxy_replicas": 5001, "haproxy_stats": 7000}
+# With the pooler on, 5000 / 5001 go through the nodes' PgBouncer and 5002 / 5003 straight to PostgreSQL.
+PORTS = {"haproxy_primary": 5000, "haproxy_replicas": 5001, "haproxy_stats": 7000,
+         "haproxy_primary_direct": 5002, "haproxy_replicas_direct": 5003}
 STATS_ACCOUNT = Account("admin", "haproxy_stats_user", "haproxy_stats_password", "HAProxy stats page")
 ACCOUNTS = (STATS_ACCOUNT,)
 
@@ -59,7 +61,7 @@ def backends(address: str, port: int, user: str, password: str, timeout: float =
 def listeners(routes: tuple[Route, ...] | list[Route]) -> list[dict[str, Any]]:
     """The stack's routes as the haproxy role's template reads them (``haproxy_listeners``)."""
     return [{"name": r.name, "port": r.port, "server_port": r.server_port, "comment": r.comment,
-             "tls_comment": r.tls_comment, "balance": r.balance, "reads": r.reads,
+             "tls_comment": r.tls_comment, "balance": r.balance, "reads": r.reads, "pooler_port": r.pooler_port,
              "check": {"method": r.check.method, "path": r.check.path, "port": r.check.port,
                        "tls": r.check.tls, "expect_status": r.check.expect_status}}
             for r in routes]

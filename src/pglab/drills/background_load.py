@@ -55,7 +55,7 @@ def lag(conninfo: dict[str, Any]) -> dict[str, Any]:
     not yet replayed, and the replay lag in seconds. An error is recorded, never raised: the
     fault comes next whatever this says."""
     try:
-        with psycopg.connect(autocommit=True, **conninfo) as conn:
+        with psycopg.connect(autocommit=True, prepare_threshold=None, **conninfo) as conn:
             rows = conn.execute(LAG_SQL).fetchall()
     except psycopg.Error as exc:
         return {"error": first_line(exc)}

@@ -56,20 +56,21 @@ def check(lab: Lab, kind: DrillKind, workload: str = "insert", spec: CrowdSpec |
 
 def run(lab: Lab, kind: DrillKind, number: int = 1, timeout: float = 90.0,
         on_event: EventSink = ignore_event, log: Callable[[str], None] = lambda _: None,
-        workload: str = "insert", spec: CrowdSpec | None = None) -> DrillResult:
-    """One drill of ``kind`` (a fresh instance per drill); never raises for what the fault did,
-    only reports it."""
+        workload: str = "insert", spec: CrowdSpec | None = None, via: str | None = None) -> DrillResult:
+    """One drill of ``kind`` (a fresh instance per drill), its clients through ``via`` (the pooler
+    or direct; None: the write endpoint's path); never raises for what the fault did, only reports it."""
     spec = spec or CrowdSpec()
     check(lab, kind, workload, spec)
     work = workloads.get(workload, spec.clients)
     health = lab.wait_healthy(timeout * 2, on_event)
-    conninfo = lab.writes_conninfo()
-    with psycopg.connect(autocommit=True, **conninfo) as conn:
+    via = lab.client_path(via)
+    conninfo = lab.writes_conninfo(via)
+    with psycopg.connect(autocommit=True, prepare_threshold=None, **conninfo) as conn:
         probe.prepare_table_on(conn)  # the probe beside a cut-off node writes there, whatever the workload
         work.prepare(conn)
         if spec.load_tps:
             background_load.prepare(conn)
-    clients = Clients(work, spec, conninfo, lab.reads_conninfo())
+    clients = Clients(work, spec, conninfo, lab.reads_conninfo(via))
     drill = Drill(lab, kind.name, number, kind.target(health.leader), health.leader, timeout, on_event, log, clients)
     beside = _spawn_beside(lab, drill.target) if kind.watches_target_machine and drill.target else None
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
@@ -109,14 +110,14 @@ def run(lab: Lab, kind: DrillKind, number: int = 1, timeout: float = 90.0,
             watch.stop()
         healthy_at = time.monotonic()
         drill.mark("healthy")
-        with psycopg.connect(autocommit=True, **conninfo) as conn:
+        with psycopg.connect(autocommit=True, prepare_threshold=None, **conninfo) as conn:
             written = work.read_back(conn)
             beside_present = probe.read_ids_on(conn) if beside is not None else set()
     except FAILED as exc:
         return DrillResult(kind.name, number, started, drill.target, health.leader, None, False,
                            probe.tally(attempts, set(a.id for a in attempts if a.ok), fault_at), drill.markers(),
                            drill.operations, problem or f"the cluster did not become healthy again: {exc}",
-                           _relative(attempts, fault_at), workload=workload, spec=spec,
+                           _relative(attempts, fault_at), workload=workload, spec=spec, via=via,
                            measures=_measures(watch, listener, attempts, fault_at, phases, None,
                                               [None, health.leader]))
     tally = probe.tally(attempts, written.present, fault_at)
@@ -125,6 +126,7 @@ def run(lab: Lab, kind: DrillKind, number: int = 1, timeout: float = 90.0,
         problem = problem or f"a client died: {clients.crashed}"
     result = DrillResult(kind.name, number, started, drill.target, health.leader, after.leader, recovered, tally,
                          [], drill.operations, problem, _relative(attempts, fault_at), workload=workload, spec=spec,
+                         via=via, stale_primary_errors=probe.stale_primary_errors(attempts, tally),
                          measures=_measures(watch, listener, attempts, fault_at, phases, healthy_at,
                                             [after.leader, health.leader]))
     # The probe beside a cut-off node kept wall-clock times: put them on the drill's clock.

@@ -115,7 +115,7 @@ def insert_row(conn: psycopg.Connection, id_: int) -> None:
 
 def prepare_table(conninfo: dict[str, Any]) -> None:
     """An empty probe table on the current primary."""
-    with psycopg.connect(autocommit=True, **conninfo) as conn:
+    with psycopg.connect(autocommit=True, prepare_threshold=None, **conninfo) as conn:
         prepare_table_on(conn)
 
 
@@ -125,7 +125,7 @@ def prepare_table_on(conn: psycopg.Connection) -> None:
 
 
 def read_ids(conninfo: dict[str, Any]) -> set[int]:
-    with psycopg.connect(autocommit=True, **conninfo) as conn:
+    with psycopg.connect(autocommit=True, prepare_threshold=None, **conninfo) as conn:
         return read_ids_on(conn)
 
 
@@ -201,7 +201,7 @@ class WriteProbe:
         conn = session[0] if session else None
         try:
             if session is None:
-                conn = psycopg.connect(autocommit=True, **self.conninfo)
+                conn = psycopg.connect(autocommit=True, prepare_threshold=None, **self.conninfo)
                 session = (conn, *identify(conn))
             detail = self.operation(session[0], id_)
             if session[2] and not self.reads_only:  # a write on a standby: promoted since, on a new timeline
@@ -321,6 +321,15 @@ def tally(attempts: list[Attempt], present: set[int], since: float) -> Tally:
         failed_committed=sorted(a.id for a in attempts if not a.ok and a.id in present),
         errors=dict(sorted(errors.items(), key=lambda kv: -kv[1])),
     )
+
+
+def stale_primary_errors(attempts: list[Attempt], tally: Tally) -> int:
+    """Writes refused as read-only (a demoted primary's answer) that started after the new leader
+    took its first write: the end of the longest gap in acknowledged writes after the fault."""
+    if tally.unavailable_from is None:
+        return 0
+    first_new = tally.unavailable_from + tally.unavailable
+    return sum(not a.ok and a.started >= first_new and "read-only" in a.error for a in attempts)
 
 
 # A probe beside a node ------------------------------------------------------------------------

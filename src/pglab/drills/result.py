@@ -148,6 +148,10 @@ class DrillResult:
     workload: str = "insert"
     spec: CrowdSpec = field(default_factory=CrowdSpec)
     part: KindFigures | None = None  # the kind's own figures, flattened into the JSON line
+    via: str = "direct"  # the clients' path: through the pooler, or straight to PostgreSQL
+    # Writes refused as read-only after the new leader took its first write: clients left on a
+    # demoted primary (through a pooler that kept its server connections). Must be 0.
+    stale_primary_errors: int = 0
     measures: Measures = field(default_factory=Measures)
 
     @property
@@ -157,7 +161,7 @@ class DrillResult:
     @property
     def ok(self) -> bool:
         return (self.recovered and not self.tally.lost and not self.anomalies and self.problem is None
-                and (self.part is None or self.part.ok))
+                and not self.stale_primary_errors and (self.part is None or self.part.ok))
 
     def as_json(self) -> dict[str, Any]:
         t = self.tally
@@ -172,6 +176,7 @@ class DrillResult:
             "markers": [{"at": round(m.at, 3), "what": m.what} for m in self.markers],
             "operations": self.operations, "timeline": png_name(self), "workload": self.workload,
             "clients": self.spec.clients, "readers": self.spec.readers, "load_tps": self.spec.load_tps,
+            "via": self.via, "stale_primary_errors": self.stale_primary_errors,
             "cut_off_side": None if self.beside is None else self.beside.as_json(),
             **self.measures.as_json(),
             **(self.clients.as_json() if self.clients else {}),

@@ -25,6 +25,8 @@ def setting(line: dict[str, Any]) -> str:
         words.append(f"load {line['load_tps']:g}/s")
     if line.get("replication"):
         words.append(line["replication"])
+    if line.get("via", "direct") != "direct":  # straight to PostgreSQL: the path every lab had
+        words.append(f"via {line['via']}")
     return ", ".join(words)
 
 
@@ -53,6 +55,8 @@ def summary_of_lines(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
             # every client's: the endpoint's writers and, in a partition, the one beside the cut-off node
             "lost": sum((line.get("checks") or {}).get("lost", line["lost"]) for line in mine),
             "failed_committed": sum(line["failed_committed"] for line in mine),
+            "via": mine[0].get("via", "direct"),
+            "stale_primary_errors": sum(line.get("stale_primary_errors", 0) for line in mine),
             "checks": checks, "anomalies": sum(checks.values()),
             "leaders": [f"{line['old_leader']} -> {line['new_leader']}" for line in mine],
             "ok": all(line["ok"] for line in mine),

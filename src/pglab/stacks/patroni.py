@@ -22,7 +22,7 @@ import yaml
 from pydantic import Field, model_validator
 
 from pglab import paths, prerequisites
-from pglab.components import haproxy, pgbackrest
+from pglab.components import haproxy, pgbackrest, pooler
 from pglab.components.base import HealthCheck, Rotation, Route, TlsService
 from pglab.components.haproxy import STATS_ACCOUNT as HAPROXY_STATS
 from pglab.prerequisites import Prerequisite
@@ -97,6 +97,10 @@ class Endpoints:
     haproxy_stats_user: str
     haproxy_primary_port: int = 5000
     haproxy_replicas_port: int = 5001
+    # With the pooler on: 5000 / 5001 go through the nodes' PgBouncer, these straight to PostgreSQL.
+    pooled: bool = False
+    haproxy_primary_direct_port: int = 5002
+    haproxy_replicas_direct_port: int = 5003
     # The lab's CA bundle: the REST API speaks HTTPS and its certificate is verified; None: HTTP.
     ca_file: Path | None = None
 
@@ -122,16 +126,25 @@ class PatroniStack(Stack):
             haproxy_stats_user=HAPROXY_STATS.user,
             haproxy_primary_port=ports.haproxy_primary,
             haproxy_replicas_port=ports.haproxy_replicas,
+            pooled=pooler.enabled(topo),
+            haproxy_primary_direct_port=ports.haproxy_primary_direct,
+            haproxy_replicas_direct_port=ports.haproxy_replicas_direct,
             ca_file=site.ca_file,
         )
         return cls(endpoints, site.secrets, timeout=timeout)
 
     def client_endpoints(self) -> dict[str, ClientEndpoint]:
-        """HAProxy's writes (leader) and reads (replicas) ports, when the lab has HAProxy."""
+        """HAProxy's writes (leader) and reads (replicas) ports, when the lab has HAProxy: through
+        the nodes' pooler when it is on, and the direct ones (the same ports when it is off)."""
         if not self.endpoints.haproxy:
             return {}
-        return {"write": ClientEndpoint((self.endpoints.haproxy,), self.endpoints.haproxy_primary_port),
-                "read": ClientEndpoint((self.endpoints.haproxy,), self.endpoints.haproxy_replicas_port)}
+        e, hosts = self.endpoints, (self.endpoints.haproxy,)
+        write, read = ClientEndpoint(hosts, e.haproxy_primary_port), ClientEndpoint(hosts, e.haproxy_replicas_port)
+        if not e.pooled:
+            return {"write": write, "read": read, "write_direct": write, "read_direct": read}
+        return {"write": write, "read": read,
+                "write_direct": ClientEndpoint(hosts, e.haproxy_primary_direct_port),
+                "read_direct": ClientEndpoint(hosts, e.haproxy_replicas_direct_port)}
 
     # REST ------------------------------------------------------------------------------------
     def _url(self, node: str, path: str) -> str:
@@ -459,8 +472,9 @@ class PatroniSpec(StackSpec):
 
     def entry_points(self, topology: Topology) -> list[tuple[Node, int]]:
         ports = topology.ports
+        direct = (ports.haproxy_primary_direct, ports.haproxy_replicas_direct) if pooler.enabled(topology) else ()
         return [(node, port) for node in topology.with_role("haproxy")
-                for port in (ports.haproxy_primary, ports.haproxy_replicas)]
+                for port in (ports.haproxy_primary, ports.haproxy_replicas, *direct)]
 
     def tls_services(self, topology: Topology) -> list[TlsService]:
         """PostgreSQL and Patroni's REST API on each member, the DCS (which requires a client
@@ -490,16 +504,33 @@ class PatroniSpec(StackSpec):
 
     def routes(self, topology: Topology) -> list[Route]:
         """Writes to the member whose REST API answers 200 on /primary; reads to every streaming
-        replica (/replica), round robin. OPTIONS: the status code alone, no body."""
+        replica (/replica), round robin. OPTIONS: the status code alone, no body. With the pooler
+        on, 5000 / 5001 reach the member's PgBouncer (checked too) and 5002 / 5003 PostgreSQL."""
         ports = topology.ports
         tls_comment = ("# Clients talk TLS with PostgreSQL itself through these TCP ports; the checks ask Patroni"
                        " over\n# HTTPS and verify its certificate (and the member's name in it) against the lab's CA.")
-        return [Route("primary", ports.haproxy_primary, ports.postgres,
-                      HealthCheck("OPTIONS", "/primary", ports.patroni, topology.tls),
-                      "Writes: only the member whose Patroni answers 200 on /primary.", tls_comment=tls_comment),
-                Route("replicas", ports.haproxy_replicas, ports.postgres,
-                      HealthCheck("OPTIONS", "/replica", ports.patroni, topology.tls),
-                      "Reads: every streaming replica, round robin.", balance="roundrobin", reads=True)]
+        primary = HealthCheck("OPTIONS", "/primary", ports.patroni, topology.tls)
+        replica = HealthCheck("OPTIONS", "/replica", ports.patroni, topology.tls)
+        if not pooler.enabled(topology):
+            return [Route("primary", ports.haproxy_primary, ports.postgres, primary,
+                          "Writes: only the member whose Patroni answers 200 on /primary.", tls_comment=tls_comment),
+                    Route("replicas", ports.haproxy_replicas, ports.postgres, replica,
+                          "Reads: every streaming replica, round robin.", balance="roundrobin", reads=True)]
+        pooled = ports.pooler
+        pooled_comment = ("# Clients talk TLS with the member's PgBouncer, which talks TLS with its PostgreSQL; the\n"
+                          "# checks ask PgBouncer for TLS, then Patroni over HTTPS (its certificate verified).")
+        return [Route("primary", ports.haproxy_primary, pooled, primary,
+                      "Writes, pooled: the PgBouncer of the member whose Patroni answers 200 on /primary.",
+                      tls_comment=pooled_comment, pooler_port=pooled),
+                Route("replicas", ports.haproxy_replicas, pooled, replica,
+                      "Reads, pooled: the PgBouncer of every streaming replica, round robin.",
+                      balance="roundrobin", reads=True, pooler_port=pooled),
+                Route("primary_direct", ports.haproxy_primary_direct, ports.postgres, primary,
+                      "Writes, direct: PostgreSQL of the member whose Patroni answers 200 on /primary.",
+                      tls_comment=tls_comment),
+                Route("replicas_direct", ports.haproxy_replicas_direct, ports.postgres, replica,
+                      "Reads, direct: PostgreSQL of every streaming replica, round robin.",
+                      balance="roundrobin", reads=True)]
 
     def prerequisites(self, topology: Topology) -> list[Prerequisite]:
         venv = paths.services_venv()

@@ -16,6 +16,7 @@ from pglab.drills.kinds import (
     network,
     node_faults,
     pgdata_lost,
+    pooler_kill,
     postgres_kill,
     restart,
     restore,
@@ -43,6 +44,7 @@ KINDS: dict[str, type[DrillKind]] = {kind.name: kind for kind in (
     slow_disk.SlowDisk,
     cpu_starve.CpuStarve,
     memory.Memory,
+    pooler_kill.PoolerKill,
 )}
 
 

@@ -94,7 +94,7 @@ class Restore(DrillKind):
         if pair is None:
             raise PglabError("the probe had no two consecutive acknowledged writes to put the target between")
         a, b = pair
-        with psycopg.connect(autocommit=True, **drill.lab.writes_conninfo()) as conn:
+        with psycopg.connect(autocommit=True, prepare_threshold=None, **drill.lab.writes_conninfo()) as conn:
             times = dict(conn.execute(f"SELECT id, at FROM {probe.TABLE} WHERE id IN (%s, %s)", (a.id, b.id)))
         self.moment = times[b.id] - datetime.timedelta(microseconds=1)
         self.pair = (a.id, b.id)

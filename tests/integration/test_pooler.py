@@ -1,0 +1,157 @@
+"""A Patroni lab with PgBouncer on every data node: HAProxy's 5000 / 5001 go through the poolers
+over TLS (verify-full), plaintext is refused, 5002 / 5003 stay direct, a second `up` changes
+nothing, and a switchover through the pooler leaves no client on the demoted primary."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from pglab import sql
+from pglab.components import pooler
+from pglab.lab import Lab, UpResult
+from pglab.verify import run_verify
+from pglab.waiting import wait_until
+from tests.conftest import write_topology
+
+
+@pytest.fixture(scope="module")
+def pooled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, UpResult]]:
+    path = write_topology(tmp_path_factory.mktemp("pooled"), name="pooled")
+    path.write_text(path.read_text() + "\npooler:\n  enabled: true\n")
+    lab = Lab.from_file(path)
+    if lab.missing_prerequisites() and os.geteuid() != 0:
+        pytest.skip("integration tests need: " + "; ".join(lab.missing_prerequisites()))
+    try:
+        yield lab, lab.up(timeout=120)
+    finally:
+        lab.destroy()
+
+
+def _server(lab: Lab, host: str, port: int) -> tuple[bool, str]:
+    with psycopg.connect(host=host, port=port, dbname="postgres", prepare_threshold=None, autocommit=True,
+                         **lab.connect_kwargs()) as conn:
+        row = conn.execute("SELECT pg_is_in_recovery(), host(inet_server_addr())").fetchone()
+    assert row is not None
+    return bool(row[0]), str(row[1])
+
+
+def test_the_endpoints_name_the_pooled_and_the_direct_paths(pooled: tuple[Lab, UpResult]) -> None:
+    lab, _ = pooled
+    endpoints = lab.endpoints()
+    assert ":5000/" in endpoints["write"] and ":5002/" in endpoints["write_direct"]
+    assert ":5001/" in endpoints["read"] and ":5003/" in endpoints["read_direct"]
+    assert "sslmode=verify-full" in endpoints["write"]
+
+
+def test_writes_through_the_pooler_land_on_the_leader_and_reads_on_a_replica(pooled: tuple[Lab, UpResult]) -> None:
+    lab, _ = pooled
+    leader = lab.stack().leader()
+    assert leader is not None
+    haproxy = lab.address(lab.topology.with_role("haproxy")[0].name)
+    ports = lab.topology.ports
+    assert _server(lab, haproxy, ports.haproxy_primary) == (False, lab.address(leader))
+    assert _server(lab, haproxy, ports.haproxy_primary_direct) == (False, lab.address(leader))
+    in_recovery, server = _server(lab, haproxy, ports.haproxy_replicas)
+    assert in_recovery and server != lab.address(leader)
+
+
+def test_the_pooler_refuses_plaintext(pooled: tuple[Lab, UpResult]) -> None:
+    lab, _ = pooled
+    node = lab.topology.with_role("postgres")[0]
+    kwargs = {**lab.connect_kwargs(), "sslmode": "disable"}
+    kwargs.pop("sslrootcert", None)
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(host=lab.address(node.name), port=lab.topology.ports.pooler, dbname="postgres", **kwargs)
+
+
+def test_the_admin_console_shows_the_pools(pooled: tuple[Lab, UpResult]) -> None:
+    lab, _ = pooled
+    node = lab.topology.with_role("postgres")[0]
+    _server(lab, lab.address(node.name), lab.topology.ports.pooler)
+    found = pooler.pools(lab.address(node.name), lab.topology.ports.pooler, lab.superuser_password(),
+                         lab.ca_file)
+    assert any(p.pool_mode == "transaction" for p in found)
+
+
+def test_a_second_up_changes_nothing(pooled: tuple[Lab, UpResult]) -> None:
+    lab, _ = pooled
+    assert lab.up(timeout=120).changed == 0
+
+
+def test_userlist_is_the_service_user_s_alone(pooled: tuple[Lab, UpResult]) -> None:
+    lab, _ = pooled
+    node = lab.topology.with_role("postgres")[0]
+    userlist = Path(lab.provider.node_root(node)) / "etc/pgbouncer/userlist.txt"
+    assert oct(userlist.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_pooled_client_reaches_the_new_leader_after_a_switchover(pooled: tuple[Lab, UpResult]) -> None:
+    lab, _ = pooled
+    before = lab.stack().leader()
+    lab.stack().switchover()
+    haproxy = lab.address(lab.topology.with_role("haproxy")[0].name)
+    ports = lab.topology.ports
+    wait_until(lambda: (lab.stack().leader() not in (None, before), "the old leader leads"), 60, "a new leader")
+    leader = lab.stack().leader()
+    assert leader is not None
+    wait_until(lambda: sql.writable(haproxy, ports.haproxy_primary, lab.superuser_password(), lab.libpq_tls()),
+               30, "writes through the pooler")
+    assert _server(lab, haproxy, ports.haproxy_primary) == _server(lab, haproxy, ports.haproxy_primary_direct)
+
+
+def _drill(lab: Lab, out: Path, *args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "pglab.cli", "drill", *args, "--out", str(out), "--json", "-f", str(lab.topology_file)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def test_a_switchover_through_the_pooler_leaves_no_client_on_the_demoted_primary(
+        pooled: tuple[Lab, UpResult], tmp_path: Path) -> None:
+    lab, _ = pooled
+    lab.wait_healthy(60)
+    summary = _drill(lab, tmp_path, "switchover", "--via", "pooler", "--clients", "4")
+    [row] = summary["summary"]
+    [line] = summary["drills"]
+    assert line["via"] == "pooler" and row["setting"].endswith("via pooler")
+    assert row["recovered"] == 1 and row["lost"] == 0 and row["stale_primary_errors"] == 0, line["errors"]
+
+
+def test_a_killed_pooler_on_the_leader_comes_back_and_loses_nothing(pooled: tuple[Lab, UpResult],
+                                                                     tmp_path: Path) -> None:
+    lab, _ = pooled
+    lab.wait_healthy(60)
+    summary = _drill(lab, tmp_path, "pooler-kill", "--down", "2", "--clients", "2")
+    [line] = summary["drills"]
+    assert line["ok"] and line["via"] == "pooler" and line["lost"] == 0, line["problem"]
+
+
+def test_certs_rotate_reloads_the_poolers_without_a_restart(pooled: tuple[Lab, UpResult]) -> None:
+    lab, _ = pooled
+    node = lab.topology.with_role("postgres")[0]
+    before = lab.provider.services(node)
+    done = subprocess.run([sys.executable, "-m", "pglab.cli", "certs", "rotate", "-f", str(lab.topology_file)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _server(lab, lab.address(node.name), lab.topology.ports.pooler)[1] == lab.address(node.name)
+    assert lab.provider.services(node).keys() == before.keys()
+
+
+def test_verify_passes_with_the_pooler_checks(pooled: tuple[Lab, UpResult], tmp_path: Path) -> None:
+    lab, _ = pooled
+    lab.wait_healthy(60)
+    report = run_verify(lab.topology_file, tmp_path / "verify.xml", None, False)
+    assert report.passed, [f"{r.check}/{r.name}/{r.node}: {r.message}" for r in report.failures]
+    names = {r.name for r in report.results if r.outcome == "passed"}
+    assert {"pooler answers over tls only", "pooled and direct writes agree after the switchover"} <= names

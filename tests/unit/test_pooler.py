@@ -1,0 +1,75 @@
+"""The pooler as a lab gets it: the ``pooler:`` section, PgBouncer's configuration (TLS on both
+sides, its own node's PostgreSQL over TCP), its userlist readable by the service user alone,
+and HAProxy's pooled and direct listeners."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pglab import catalog, paths, stacks
+from pglab.components import pooler
+from pglab.lab import Lab
+from tests.conftest import write_topology
+from tests.unit import test_tls_roles
+
+
+def _pooled_yaml(**kwargs: str) -> str:
+    return catalog.default_yaml(**kwargs) + "\npooler:\n  enabled: true\n  default_pool_size: 7\n"  # type: ignore[arg-type]
+
+
+def test_a_lab_without_the_section_gets_the_defaults_and_the_section_turns_it_on() -> None:
+    plain = catalog.parse(catalog.default_yaml())
+    assert pooler.settings(plain) == pooler.PoolerSettings()
+    pooled = catalog.parse(_pooled_yaml())
+    assert pooler.enabled(pooled) and pooler.settings(pooled).default_pool_size == 7
+    assert pooled.ports.pooler == 6432
+    assert not pooler.enabled(catalog.parse(_pooled_yaml().replace("tls: true", "tls: false")))
+
+
+def test_the_pooled_patroni_lab_routes_5000_and_5001_through_the_poolers_and_5002_5003_direct() -> None:
+    topo = catalog.parse(_pooled_yaml())
+    routes = [(r.name, r.port, r.server_port, r.pooler_port) for r in stacks.spec("patroni").routes(topo)]
+    assert routes == [("primary", 5000, 6432, 6432), ("replicas", 5001, 6432, 6432),
+                      ("primary_direct", 5002, 5432, None), ("replicas_direct", 5003, 5432, None)]
+    plain = catalog.parse(catalog.default_yaml())
+    assert [(r.name, r.server_port) for r in stacks.spec("patroni").routes(plain)] == [
+        ("primary", 5432), ("replicas", 5432)]
+
+
+def test_every_data_node_runs_pgbouncer_and_reloads_it_for_new_certificates() -> None:
+    topo = catalog.parse(_pooled_yaml())
+    plan = [(r.node.name, r.service, r.tasks_from, r.signal) for r in stacks.tls_rotation(topo)
+            if r.service == pooler.SERVICE]
+    assert plan == [(name, "pgbouncer", "reload", "HUP") for name in ("pg1", "pg2", "pg3")]
+    assert [s.node.name for s in stacks.tls_services(topo) if s.service == pooler.SERVICE] == ["pg1", "pg2", "pg3"]
+
+
+def test_the_userlist_is_written_0600() -> None:
+    tasks = yaml.safe_load((paths.roles_dir() / "pgbouncer" / "tasks" / "config.yml").read_text())
+    files = {f["name"]: f["mode"] for f in tasks[0]["pglab_files"]["files"]}
+    assert files["{{ pgbouncer_userlist_file | basename }}"] == "0600"
+
+
+def test_pgbouncer_ini_and_haproxy_cfg_of_a_pooled_vm_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:/usr/bin:/bin")  # no vagrant: render only
+    monkeypatch.setattr(test_tls_roles, "ROLES", (*test_tls_roles.ROLES, "pgbouncer"))
+    monkeypatch.setattr(test_tls_roles, "TEMPLATES", {"haproxy": ("haproxy.cfg.j2", "pglab_haproxy"),
+                                                      "pgbouncer": ("pgbouncer.ini.j2", "pglab_postgres")})
+    path = write_topology(tmp_path, name="pooled", provider="vagrant")
+    path.write_text(path.read_text() + "\npooler:\n  enabled: true\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    configs = test_tls_roles._render_configs(Lab.from_file(path), out)
+    ini = configs["pgbouncer"]["pg1"]
+    for line in ("* = host=192.168.11.120 port=5432", "listen_addr = 192.168.11.120", "listen_port = 6432",
+                 "auth_type = scram-sha-256", "pool_mode = transaction", "client_tls_sslmode = require",
+                 "server_tls_sslmode = verify-full", "unix_socket_dir ="):
+        assert line in ini.splitlines(), line
+    cfg = configs["haproxy"]["haproxy"]
+    assert "listen primary_direct\n    bind 192.168.11.101:5002" in cfg
+    assert "server pg1 192.168.11.120:6432 check port 8008" in cfg
+    assert "tcp-check connect port 6432\n" in cfg
