@@ -20,12 +20,13 @@ from pglab.components import pooler
 from pglab.lab import Lab, UpResult
 from pglab.verify import run_verify
 from pglab.waiting import wait_until
-from tests.conftest import write_topology
+from tests.conftest import SECOND_LOOPBACK, write_topology
 
 
 @pytest.fixture(scope="module")
 def pooled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, UpResult]]:
-    path = write_topology(tmp_path_factory.mktemp("pooled"), name="pooled")
+    # The second range: the suite's shared lab holds the first while this module runs.
+    path = write_topology(tmp_path_factory.mktemp("pooled"), name="pooled", loopback=SECOND_LOOPBACK)
     path.write_text(path.read_text() + "\npooler:\n  enabled: true\n")
     lab = Lab.from_file(path)
     if lab.missing_prerequisites() and os.geteuid() != 0:

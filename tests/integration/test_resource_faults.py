@@ -19,14 +19,15 @@ from pglab import waiting
 from pglab.lab import Lab
 from pglab.providers import limits
 from pglab.providers.local import LocalProvider
-from tests.conftest import write_topology
+from tests.conftest import SECOND_LOOPBACK, write_topology
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     if os.geteuid() != 0:
         pytest.skip("resource faults need root (loop devices, cgroups)")
-    lab = Lab.from_file(write_topology(tmp_path_factory.mktemp("res"), name="itres"))
+    # The second range: the suite's shared lab holds the first while this module runs.
+    lab = Lab.from_file(write_topology(tmp_path_factory.mktemp("res"), name="itres", loopback=SECOND_LOOPBACK))
     try:
         lab.up(timeout=120)
         yield lab
