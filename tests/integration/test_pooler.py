@@ -104,8 +104,10 @@ def test_a_pooled_client_reaches_the_new_leader_after_a_switchover(pooled: tuple
     wait_until(lambda: (lab.stack().leader() not in (None, before), "the old leader leads"), 60, "a new leader")
     leader = lab.stack().leader()
     assert leader is not None
-    wait_until(lambda: sql.writable(haproxy, ports.haproxy_primary, lab.superuser_password(), lab.libpq_tls()),
-               30, "writes through the pooler")
+    # HAProxy's health checks flip each path on their own clock: wait for both before comparing.
+    for port, path in ((ports.haproxy_primary, "the pooler"), (ports.haproxy_primary_direct, "the direct path")):
+        wait_until(lambda port=port: sql.writable(haproxy, port, lab.superuser_password(), lab.libpq_tls()),
+                   30, f"writes through {path}")
     assert _server(lab, haproxy, ports.haproxy_primary) == _server(lab, haproxy, ports.haproxy_primary_direct)
 
 
