@@ -157,3 +157,30 @@ def test_a_plain_directory_is_never_filled(tmp_path: Path) -> None:
     assert disk.occupied()  # a lab made before its nodes had disks: left as it is
     with pytest.raises(PglabError, match="fill the host"):
         disk.fill()
+
+
+def test_without_a_free_loop_device_every_data_node_keeps_plain_directories(
+        provider: LocalProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[str] = []
+    removed: list[str] = []
+
+    class ThirdFails(disks.NodeDisk):
+        def mounted(self) -> bool:
+            return False
+
+        def make(self, size: int) -> None:
+            if len(made) == 2:
+                raise disks.NoLoopDevice("no free loop device: losetup failed")
+            made.append(self.image.name)
+
+        def remove(self) -> bool:
+            removed.append(self.image.name)
+            return True
+
+    monkeypatch.setattr(disks, "NodeDisk", ThirdFails)
+    monkeypatch.setattr(disks, "cannot_make", lambda: None)
+    said: list[str] = []
+    provider.report = said.append  # type: ignore[method-assign]
+    provider._make_disks()
+    assert sorted(removed) == sorted([*made, "pg3.img"]) and len(made) == 2
+    assert said and "plain directories" in said[-1] and "no free loop device" in said[-1]

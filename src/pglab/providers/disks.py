@@ -40,6 +40,10 @@ def cannot_make() -> str | None:
     return None
 
 
+class NoLoopDevice(PglabError):
+    """Every loop device is taken (there are often only eight, and other labs may hold some)."""
+
+
 class NodeDisk:
     """The image ``image`` mounted at ``mount_point`` (the directory holding the node's PGDATA)."""
 
@@ -61,7 +65,10 @@ class NodeDisk:
             # No blocks reserved for root: the node fills up as PostgreSQL would see it.
             _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1",
                   str(self.image)])
-        device = _run(["losetup", "--find", "--show", str(self.image)]).strip()
+        try:
+            device = _run(["losetup", "--find", "--show", str(self.image)]).strip()
+        except PglabError as exc:
+            raise NoLoopDevice(f"no free loop device: {exc}") from exc
         try:
             _run(["mount", device, str(self.mount_point)])
         except PglabError:

@@ -366,12 +366,25 @@ class LocalProvider(Provider):
             self.report(f"the data nodes keep their data in plain directories ({why}): no disk-full or slow-disk drill")
             return
         size = self.topology.section(self.name, LocalSettings).disk_size
+        made: list[disks.NodeDisk] = []
         for node in data_nodes:
             disk = self.disk(node)
             if disk.occupied():  # a lab made before its nodes had disks keeps its data where it is
                 self.report(f"{node.name} keeps its data in plain directories (made before it had a disk of its own)")
                 continue
-            disk.make(disks.size_bytes(size))
+            was_mounted = disk.mounted()
+            try:
+                disk.make(disks.size_bytes(size))
+            except disks.NoLoopDevice as exc:
+                # Loop devices are few (often 8) and other labs may hold them: all data nodes or none
+                # get a disk, so the lab still comes up, without the two disk drills.
+                for undone in (*made, disk):
+                    undone.remove()
+                self.report(f"the data nodes keep their data in plain directories ({exc}): "
+                            "no disk-full or slow-disk drill")
+                return
+            if not was_mounted:
+                made.append(disk)
 
     def _groups(self, node: str) -> dict[str, limits.ControllerGroup]:
         """The node's group in each controller pglab limits, where this machine has the controller."""
