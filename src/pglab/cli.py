@@ -405,6 +405,23 @@ def start(topology_file: Path, node: str, timeout: float, as_json: bool) -> None
     _run_operation(f"start {node}", operations.start_node, as_json, lab, node, timeout)
 
 
+@main.command()
+@file_option
+@click.argument("node")
+@click.option("--timeout", type=Seconds(), default=300.0, show_default=True,
+              help="Seconds to wait for the replica to stream again.")
+@json_option
+@reports_errors
+def rebuild(topology_file: Path, node: str, timeout: float, as_json: bool) -> None:
+    """Make a replica's data anew from the leader and wait until it streams, like `patronictl reinit`.
+
+    For a replica whose data directory was lost or damaged. On pg_auto_failover the node is dropped
+    from the monitor and created again (it clones the primary).
+    """
+    lab = Lab.from_file(topology_file)
+    _run_operation(f"rebuild {node}", operations.rebuild, as_json, lab, node, timeout)
+
+
 @main.group()
 def config() -> None:
     """Cluster-wide PostgreSQL configuration (Patroni's dynamic configuration, or ALTER SYSTEM on

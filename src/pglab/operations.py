@@ -1,5 +1,5 @@
 """Operations on a live lab, each waiting for its outcome: switchover, failover, stopping and
-starting nodes, configuration changes and (rolling) restarts.
+starting nodes, rebuilding a replica, configuration changes and (rolling) restarts.
 
 They combine the provider (machines) with the stack client (the cluster) and report through
 events; each returns an :class:`OpResult` saying what happened and how long it took.
@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import psycopg
 
-from pglab import sql, waiting
+from pglab import paths, sql, stacks, waiting
 from pglab.errors import InputError, PglabError, WaitTimeout
 from pglab.lab import EventSink, Lab, Waiting, ignore_event
 from pglab.stacks.base import Member, Stack, StackError, leader_of
@@ -237,6 +237,37 @@ def start_node(lab: Lab, name: str, timeout: float = 120, on_event: EventSink = 
     lab.wait_healthy(timeout, on_event)
     seconds = time.monotonic() - started
     return OpResult("start", seconds, summary + f"; cluster healthy after {seconds:.1f} s", details)
+
+
+def rebuild(lab: Lab, name: str, timeout: float = 300, on_event: EventSink = ignore_event) -> OpResult:
+    """Make a replica's data anew from the leader (`patronictl reinit`; on pg_auto_failover the
+    node dropped from the monitor and created again), and wait until it streams."""
+    node = lab.node(name)
+    spec = stacks.spec(lab.topology.stack)
+    if spec.cannot_rebuild:
+        raise InputError(f"pglab rebuild: {spec.cannot_rebuild}")
+    stack = lab.stack()
+    if "postgres" not in node.roles or leader_of(stack.members()) == name:
+        raise InputError(f"pglab rebuild: {name} is not a replica; rebuild makes a replica anew from the leader")
+    started = time.monotonic()
+    steps = spec.rebuild_steps(lab.topology, lab.provider.node_root(node))
+    if steps is None:
+        answer = stack.rebuild(name)
+    else:
+        service = spec.service("postgres", lab.topology)
+        data = paths.postgres_data_dir(lab.provider.node_root(node), lab.topology.postgres.version)
+        lab.provider.stop_service(node, service)
+        lab.provider.check_as_service_user(node, list(steps.forget), f"dropping {name} from the stack",
+                                           StackError, timeout)
+        # The stack clones the primary only into an empty data directory (PostgreSQL wants it 0700).
+        lab.provider.check_as_service_user(node, ["sh", "-c", 'mkdir -p -m 0700 "$1" && find "$1" -mindepth 1 -delete',
+                                                  "sh", data], f"emptying {data}", StackError, timeout)
+        lab.provider.check_as_service_user(node, list(steps.rejoin), f"creating {name} again", StackError, timeout)
+        lab.provider.start_service(node, service)
+        answer = "dropped and created again"
+    wait_until(_serving(stack, name), timeout, f"{name} to stream again", on_event)
+    seconds = time.monotonic() - started
+    return OpResult("rebuild", seconds, f"rebuilt {name} ({answer}): streaming after {seconds:.1f} s", {"node": name})
 
 
 # PostgreSQL's own rule for setting names (custom ones have a dot: auto_explain.log_min_duration).

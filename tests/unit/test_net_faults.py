@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pglab import catalog
+from pglab import catalog, stacks
 from pglab.drills.kinds import dcs_loss, network, pgdata_lost
 from pglab.drills.probe import Attempt
 from pglab.errors import InputError
@@ -103,9 +103,18 @@ def _lab(tmp_path: Path, **kwargs: Any) -> Lab:
     return Lab.from_file(write_topology(tmp_path, **kwargs))
 
 
-def test_pgdata_lost_on_pg_auto_failover_says_why_not(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="drop node"):
-        pgdata_lost.PgdataLost().check(_lab(tmp_path, stack="pg_auto_failover"))
+def test_pg_auto_failover_rebuilds_a_replica_by_dropping_and_creating_it(tmp_path: Path) -> None:
+    lab = _lab(tmp_path, stack="pg_auto_failover")
+    pgdata_lost.PgdataLost().check(lab)
+    node = lab.topology.with_role("postgres")[1]
+    steps = stacks.spec("pg_auto_failover").rebuild_steps(lab.topology, lab.provider.node_root(node))
+    assert steps is not None
+    assert steps.forget[-4:-1] == ("drop", "node", "--force") and steps.forget[-1].startswith("--pgdata=")
+    assert len(steps.rejoin) == 1 and steps.rejoin[0].endswith("/pglab-register")
+    assert stacks.spec("patroni").rebuild_steps(lab.topology, "/x") is None  # Patroni's reinit instead
+
+
+def test_pgdata_lost_refuses_the_leader(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="pick a replica"):
         pgdata_lost.PgdataLost(node="leader").check(_lab(tmp_path / "p"))
 

@@ -223,6 +223,17 @@ class RestoreSteps:
 
 
 @dataclass(frozen=True)
+class RebuildSteps:
+    """How pglab makes a replica anew whose data directory was lost, for a stack whose client cannot
+    ask the stack to: commands run as the service user on that node with its stack service stopped."""
+
+    # Make the stack forget the member (the monitor drops it), before its data directory is emptied.
+    forget: tuple[str, ...]
+    # Register it again into its emptied data directory: the command clones the primary.
+    rejoin: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class DecisionLog:
     """Where a stack says, in its own words, what it decided about a fault (a promotion, a
     demotion): the log of its service on nodes of ``role`` (:meth:`StackSpec.service`), and the
@@ -337,8 +348,13 @@ class StackSpec(ABC):
         return []
 
     # Why pglab cannot have the stack rebuild a data node whose data directory was lost (the
-    # client's :meth:`Stack.rebuild`), or None when it can.
+    # client's :meth:`Stack.rebuild`, or :meth:`rebuild_steps`), or None when it can.
     cannot_rebuild: ClassVar[str | None] = "pglab does not know how this stack rebuilds a lost data directory"
+
+    def rebuild_steps(self, topology: Topology, node_root: str) -> RebuildSteps | None:
+        """The commands that make a replica anew (node_root: its root on its machine), for a stack
+        whose client cannot ask the stack itself; None: the client's :meth:`Stack.rebuild` does it."""
+        return None
 
     def state_store(self, topology: Topology) -> tuple[str, list[tuple[Node, str]]]:
         """Where the stack keeps the cluster's state outside the data nodes (a DCS, a monitor):

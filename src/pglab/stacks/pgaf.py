@@ -30,6 +30,7 @@ from pglab.stacks.base import (
     DefaultNode,
     Health,
     Member,
+    RebuildSteps,
     RestoreSteps,
     Stack,
     StackError,
@@ -552,8 +553,12 @@ class PgAutoFailoverSpec(StackSpec):
     replication_account = PGAF_REPLICATION
     ports: ClassVar[Mapping[str, int]] = {"monitor": 5431}
 
-    cannot_rebuild = ("pglab has no rebuild of a pg_auto_failover data node yet (a `pg_autoctl drop node` and "
-                      "a create again)")
+    cannot_rebuild = None  # the node dropped from the monitor, then created again: it clones the primary
+
+    def rebuild_steps(self, topology: Topology, node_root: str) -> RebuildSteps:
+        """`pg_autoctl drop node --force` with the keeper stopped (the monitor forgets the node at
+        once), then the role's register script into the emptied data directory."""
+        return RebuildSteps(_drop_node(topology, node_root), (f"{paths.postgres_home(node_root)}/{REGISTER_SCRIPT}",))
 
     def client(self) -> type[Stack]:
         return PgAutoFailoverStack
@@ -628,15 +633,17 @@ class PgAutoFailoverSpec(StackSpec):
         it returns. The monitor takes one joining standby at a time."""
         others = [name for name in node_roots if name != leader]
 
-        def drop(name: str) -> tuple[str, ...]:
-            # The keeper's configuration is under HOME, the monitor's password in HOME/.pgpass.
-            home = paths.postgres_home(node_roots[name])
-            return ("env", f"HOME={home}", f"PGPASSFILE={home}/.pgpass", BINARY, "drop", "node", "--force",
-                    f"--pgdata={paths.postgres_data_dir(node_roots[name], topology.postgres.version)}")
-
-        forget = tuple((name, drop(name)) for name in [*others, leader])
+        forget = tuple((name, _drop_node(topology, node_roots[name])) for name in [*others, leader])
         rejoin = {name: (f"{paths.postgres_home(node_roots[name])}/{REGISTER_SCRIPT}",) for name in [leader, *others]}
         return RestoreSteps(forget, rejoin, replicas_at_once=False)
+
+
+def _drop_node(topology: Topology, node_root: str) -> tuple[str, ...]:
+    """`pg_autoctl drop node --force` for the node whose root is node_root (its keeper stopped)."""
+    # The keeper's configuration is under HOME, the monitor's password in HOME/.pgpass.
+    home = paths.postgres_home(node_root)
+    return ("env", f"HOME={home}", f"PGPASSFILE={home}/.pgpass", BINARY, "drop", "node", "--force",
+            f"--pgdata={paths.postgres_data_dir(node_root, topology.postgres.version)}")
 
 
 SPEC = PgAutoFailoverSpec()

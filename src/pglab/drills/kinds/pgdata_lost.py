@@ -1,7 +1,8 @@
 """`pglab drill pgdata-lost`: a replica's data directory removed while its PostgreSQL runs. The
 drill measures when the stack notices (the member stops streaming) and when the member streams
-again: rebuilt by the stack itself, or, when it has not within --grace seconds, by the stack's
-rebuild that pglab asks for (:meth:`~pglab.stacks.base.Stack.rebuild`, Patroni's reinit)."""
+again: rebuilt by the stack itself, or, when it has not within --grace seconds, by `pglab rebuild`
+(:func:`pglab.operations.rebuild`: Patroni's reinit; on pg_auto_failover the node dropped from the
+monitor and created again)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,12 @@ from typing import Any
 
 import psycopg
 
-from pglab import sql, stacks
+from pglab import operations, sql, stacks
 from pglab.drills import targets
 from pglab.drills.kind import Done, Drill, DrillKind, Option
 from pglab.drills.result import DrillResult
 from pglab.errors import InputError, PglabError
 from pglab.lab import Lab
-from pglab.stacks.base import StackError
 
 POLL = 0.5  # seconds between two looks at the member
 
@@ -82,13 +82,14 @@ class PgdataLost(DrillKind):
         self.removed_at = time.monotonic()
         asked = self._watch(drill, stack, self.removed_at + self.grace)
         if self.rebuilt_at is None:
-            drill.mark(f"pglab asks for a rebuild of {node}")
+            drill.mark(f"pglab rebuild {node}")
+            self.rebuilt_by = "pglab rebuild"
             try:
-                stack.rebuild(node)
-            except StackError as exc:
-                return Done(f"removed {node}'s data directory; the rebuild pglab asked for failed: {exc}",
+                operations.rebuild(lab, node, timeout=drill.timeout * 2)
+            except (PglabError, OSError) as exc:
+                self.rebuilt_by = "nobody"
+                return Done(f"removed {node}'s data directory; `pglab rebuild {node}` failed: {exc}",
                             "rebuild refused")
-            self.rebuilt_by = f"pglab ({stack.name}'s rebuild)"
             asked = self._watch(drill, stack, time.monotonic() + drill.timeout * 2)
         if self.rebuilt_at is None:
             return Done(f"removed {node}'s data directory ({data_dir}): not rebuilt", "not rebuilt")
