@@ -136,7 +136,7 @@ def _health(*members: tuple[str, str, str]) -> Any:
     return SimpleNamespace(members=[SimpleNamespace(name=n, role=r, state=s) for n, r, s in members])
 
 
-def test_a_role_names_the_node_that_holds_it_now() -> None:
+def test_a_role_names_the_node_that_holds_it_now(monkeypatch: pytest.MonkeyPatch) -> None:
     health = _health(("pg1", "leader", "running"), ("pg2", "replica", "streaming"),
                      ("pg3", "sync_standby", "streaming"))
     lab: Any = SimpleNamespace(stack=lambda: SimpleNamespace(health=lambda: health))
@@ -146,8 +146,12 @@ def test_a_role_names_the_node_that_holds_it_now() -> None:
     assert targets.resolve(lab, "pg2", "pg1") == "pg2"
     asynchronous = _health(("pg1", "leader", "running"), ("pg2", "replica", "streaming"))
     lab = SimpleNamespace(stack=lambda: SimpleNamespace(health=lambda: asynchronous))
+    monkeypatch.setattr(targets, "synchronous_standbys", lambda lab, leader: set())
     with pytest.raises(InputError, match="synchronous"):
         targets.resolve(lab, "sync-standby", "pg1")
+    # pg_auto_failover's members do not say which is synchronous: the leader's pg_stat_replication does
+    monkeypatch.setattr(targets, "synchronous_standbys", lambda lab, leader: {"pg2"})
+    assert targets.resolve(lab, "sync-standby", "pg1") == "pg2"
 
 
 def test_a_plain_directory_is_never_filled(tmp_path: Path) -> None:

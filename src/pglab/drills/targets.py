@@ -27,6 +27,9 @@ def resolve(lab: Lab, node: str | None, leader: str | None) -> str | None:
     streaming = [m for m in lab.stack().health().members if m.name != leader and m.state == "streaming"]
     synchronous = [m.name for m in streaming if "sync" in m.role or "quorum" in m.role]
     if node == "sync-standby":
+        if not synchronous:  # a stack whose members do not say (pg_auto_failover): the leader does
+            standbys = synchronous_standbys(lab, leader)
+            synchronous = [m.name for m in streaming if m.name in standbys]
         if not synchronous:
             raise InputError("no synchronous standby streams now: name a node, or turn synchronous replication on")
         return synchronous[0]
