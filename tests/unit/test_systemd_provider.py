@@ -75,3 +75,43 @@ def test_faults_and_logs_go_through_systemd_and_nftables_on_the_node(lab: Topolo
     assert "sudo systemctl start patroni pgbackrest" in commands[4]
     assert commands[5] == "sudo journalctl -u patroni -u pgbackrest -n 10 --no-pager"
     assert provider.inventory_vars()["pglab_service_manager"] == "systemd"
+
+
+def test_the_slower_faults_are_nftables_tc_and_systemd_properties_on_the_node(lab: Topology, tmp_path: Path) -> None:
+    provider = HostsProvider(lab, tmp_path)
+    pg1 = lab.node("pg1")
+    others = [str(n.address) for n in lab.nodes if n.name != "pg1"]
+    assert provider.cannot("disk-full") and provider.cannot("loss") is None
+    provider.impair_network(pg1, loss_percent=20)
+    assert "numgen random mod 100 < 20 counter drop" in provider.commands[-1][1]
+    provider.impair_network(pg1, delay_ms=50, jitter_ms=5)
+    delay = provider.commands[-1][1]
+    assert "netem delay 50ms 5ms" in delay and all(f"match ip dst {a}/32" in delay for a in others)
+    assert f"show to {pg1.address}" in delay  # the lab interface, not the one SSH comes through
+    provider.answer = ("table inet pglab_net {\n ... counter packets 7 bytes 1 drop\n"
+                       " ... counter packets 5 bytes 2 drop\n}")
+    assert provider.heal_network(pg1) == 12
+    provider.answer = ""
+    assert provider.heal_network(pg1) is None
+    provider.limit_cpu(pg1, 20)
+    assert provider.commands[-1][1] == ("sudo systemctl set-property --runtime patroni CPUQuota=20%; "
+                                        "sudo systemctl set-property --runtime pgbackrest CPUQuota=20%")
+    provider.throttle_disk(pg1, 50, None)
+    assert "'IOWriteIOPSMax=/var/lib/postgresql 50'" in provider.commands[-1][1]
+    provider.limit_postgres_memory(pg1, 64)
+    assert provider.commands[-1][1].startswith("sudo systemctl set-property --runtime patroni MemoryMax=64M")
+    assert provider.undo_faults() == ["lifted pg1's resource limits"]
+    assert "CPUQuota= " in provider.commands[-1][1] and provider.undo_faults() == []
+
+
+def test_only_a_process_of_the_node_s_units_is_killed_and_only_postgres_data_is_removed(
+        lab: Topology, tmp_path: Path) -> None:
+    provider = HostsProvider(lab, tmp_path)
+    pg1 = lab.node("pg1")
+    provider.kill_process(pg1, 4242)
+    kill = provider.commands[-1][1]
+    assert "grep -qx 4242" in kill and "kill -KILL 4242" in kill and "patroni.service" in kill
+    provider.remove_directory(pg1, "/var/lib/postgresql/15/main")
+    assert provider.commands[-1][1] == "sudo rm -rf /var/lib/postgresql/15/main"
+    with pytest.raises(SystemdError, match="not below"):
+        provider.remove_directory(pg1, "/etc")

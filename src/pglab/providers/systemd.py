@@ -12,14 +12,17 @@ the units are what the lab's stack and components declare.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import subprocess
 from abc import abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar
 
-from pglab import stacks
+from pglab import paths, stacks
 from pglab.components import components
 from pglab.errors import PglabError
+from pglab.providers import unit_faults
 from pglab.providers.base import Provider
 from pglab.topology import Node
 
@@ -47,6 +50,10 @@ class SystemdProvider(Provider):
 
     # The error this provider's failures raise (a subclass names its own).
     error: ClassVar[type[PglabError]] = SystemdError
+    # disk-full is not offered: the data shares the machine's root filesystem, and filling that
+    # would fill the machine's whole disk (and its image on the host).
+    faults: ClassVar[frozenset[str]] = frozenset({"slow-disk", "cpu-starve", "memory", "loss", "latency",
+                                                  "dcs-loss", "postgres-kill", "pgdata-lost"})
 
     # The connection --------------------------------------------------------------------------
     @abstractmethod
@@ -148,3 +155,101 @@ class SystemdProvider(Provider):
     def heal(self, node: Node) -> None:
         """Undo :meth:`partition` (nothing when the node is not cut off)."""
         self.run_command(node, f"sudo nft delete table inet {PARTITION_TABLE} 2>/dev/null || true")
+
+    # The slower faults ------------------------------------------------------------------------
+    # A fault left on a node is remembered in the lab's directory, so that `up` and `destroy`
+    # undo only what a drill left (asking every machine would cost every `up` a round trip each).
+    def _marker(self, node: Node, what: str) -> Path:
+        return self.lab_dir / "faults" / f"{node.name}.{what}"
+
+    def _remember(self, node: Node, what: str) -> None:
+        marker = self._marker(node, what)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+
+    def _forget(self, node: Node, what: str) -> bool:
+        marker = self._marker(node, what)
+        found = marker.exists()
+        with contextlib.suppress(FileNotFoundError):
+            marker.unlink()
+        return found
+
+    def _others(self, node: Node) -> list[str]:
+        return [str(n.address) for n in self.topology.nodes if n.name != node.name]
+
+    def impair_network(self, node: Node, loss_percent: float = 0.0, delay_ms: float = 0.0,
+                       jitter_ms: float = 0.0) -> None:
+        self._remember(node, "network")
+        if delay_ms:
+            self.run_command(node, unit_faults.delay(str(node.address), self._others(node), delay_ms, jitter_ms))
+        else:
+            self.run_command(node, unit_faults.lose(self._others(node), loss_percent))
+
+    def heal_network(self, node: Node) -> int | None:
+        self._forget(node, "network")
+        return unit_faults.dropped(self.run_command(node, unit_faults.heal(str(node.address))))
+
+    def kill_process(self, node: Node, pid: int) -> None:
+        # Only a process of one of the node's units: a stale pid never hits anything else.
+        script = "".join(f"g=$(systemctl show -p ControlGroup --value {shlex.quote(unit + '.service')}); "
+                         f"grep -qx {pid} /sys/fs/cgroup$g/cgroup.procs 2>/dev/null && "
+                         f"{{ kill -KILL {pid}; exit 0; }}; " for unit in self.units(node))
+        self.run_command(node, "sudo sh -c " + shlex.quote(
+            script + f"echo 'process {pid} is not one of the units of {node.name}' >&2; exit 1"))
+
+    def remove_directory(self, node: Node, path: str) -> None:
+        home = paths.postgres_home(self.node_root(node))
+        if not path.startswith(home.rstrip("/") + "/"):
+            raise self.error(f"{path} is not below {node.name}'s PostgreSQL home {home}")
+        self.run_command(node, f"sudo rm -rf {shlex.quote(path)}")
+
+    def throttle_disk(self, node: Node, iops: int | None, bps: int | None) -> str:
+        # systemd finds the device of the file system holding the path itself.
+        data = paths.postgres_home(self.node_root(node))
+        properties: dict[str, str] = {}
+        if iops is not None:
+            properties.update(IOReadIOPSMax=f"{data} {iops}", IOWriteIOPSMax=f"{data} {iops}")
+        if bps is not None:
+            properties.update(IOReadBandwidthMax=f"{data} {bps}", IOWriteBandwidthMax=f"{data} {bps}")
+        self._remember(node, "limits")
+        self.run_command(node, unit_faults.set_properties(self.units(node), properties))
+        limit = " and ".join(f"{v} {unit}" for v, unit in ((iops, "IOPS"), (bps, "bytes/s")) if v is not None)
+        return f"{node.name}'s data disk throttled to {limit} for reads and for writes"
+
+    def limit_cpu(self, node: Node, percent: float) -> str:
+        self._remember(node, "limits")
+        self.run_command(node, unit_faults.set_properties(self.units(node), {"CPUQuota": f"{percent:g}%"}))
+        return f"{node.name} limited to {percent:g} % of one core"
+
+    def _postgres_unit(self) -> str:
+        return stacks.spec(self.topology.stack).service("postgres", self.topology)
+
+    def limit_postgres_memory(self, node: Node, megabytes: int) -> str:
+        # The stack's own process (Patroni, the keeper) shares PostgreSQL's unit, so it shares the
+        # limit; the kernel's OOM killer still picks the largest process: the growing backend.
+        unit = self._postgres_unit()
+        self._remember(node, "limits")
+        self.run_command(node, unit_faults.set_properties([unit], {"MemoryMax": f"{megabytes}M", "MemorySwapMax": "0"}))
+        return f"{node.name}'s {unit} unit (PostgreSQL and its HA process) limited to {megabytes} MB"
+
+    def oom_kills(self, node: Node) -> int:
+        answer = self.run_command(node, unit_faults.oom_kills(self._postgres_unit())).strip()
+        return int(answer) if answer.isdigit() else 0
+
+    def lift_limits(self, node: Node) -> str | None:
+        if not self._forget(node, "limits"):
+            return None
+        self.run_command(node, unit_faults.lift_properties(self.units(node)))
+        return f"lifted {node.name}'s resource limits"
+
+    def undo_faults(self) -> list[str]:
+        undone = []
+        for node in self.topology.nodes:
+            with contextlib.suppress(PglabError, subprocess.CalledProcessError):
+                if self._marker(node, "network").exists():
+                    self.heal_network(node)
+                    undone.append(f"healed {node.name}'s network")
+                lifted = self.lift_limits(node)
+                if lifted:
+                    undone.append(lifted)
+        return undone
