@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pglab.components.base import Component, ComponentSite, Rotation
+from pglab.components.base import Component, ComponentSite, Rotation, TlsService
 from pglab.prerequisites import Prerequisite, has_binary
 from pglab.topology import BACKUP_ROLE, Node, Ports, Topology
 
@@ -111,6 +111,12 @@ class PgbackrestComponent(Component):
 
     def node_ports(self, topology: Topology, node: Node) -> list[int]:
         return [topology.ports.pgbackrest] if services(topology, node) else []
+
+    def tls_services(self, topology: Topology) -> list[TlsService]:
+        """Its TLS servers (the repository's and every data node's), which require a client
+        certificate of the lab's CA."""
+        return [TlsService(node, SERVICE, topology.ports.pgbackrest, client_certificate=True)
+                for node in topology.nodes if runs_server(topology, node)]
 
     def tls_rotation(self, topology: Topology) -> list[Rotation]:
         """Its servers keep their own copy of the certificates (on VMs the repository runs as
