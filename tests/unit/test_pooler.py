@@ -13,6 +13,7 @@ import yaml
 from pglab import catalog, paths, stacks
 from pglab.components import pooler
 from pglab.lab import Lab
+from pglab.providers import local
 from tests.conftest import write_topology
 from tests.unit import test_tls_roles
 
@@ -73,3 +74,17 @@ def test_pgbouncer_ini_and_haproxy_cfg_of_a_pooled_vm_lab(tmp_path: Path, monkey
     assert "listen primary_direct\n    bind 192.168.11.101:5002" in cfg
     assert "server pg1 192.168.11.120:6432 check port 8008" in cfg
     assert "tcp-check connect port 6432\n" in cfg
+
+
+def test_before_up_the_local_provider_names_the_direct_and_the_pooler_ports_another_process_holds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "_listening", lambda host, port: True)  # everything is taken
+    path = write_topology(tmp_path, name="busyports")
+    plain = Lab.from_file(path).provider
+    assert isinstance(plain, local.LocalProvider)
+    assert not any(f":{port} " in line for line in plain.busy_ports() for port in (5002, 5003, 6432))
+    path.write_text(path.read_text() + "\npooler:\n  enabled: true\n")
+    busy = Lab.from_file(path).provider.busy_ports()  # type: ignore[attr-defined]
+    haproxy = [line for line in busy if "(haproxy, " in line]
+    assert [line.split(":")[1].split()[0] for line in haproxy] == ["5000", "5001", "7000", "5002", "5003"]
+    assert [line.split()[1] for line in busy if ":6432 " in line] == ["(pg1,", "(pg2,", "(pg3,"]
