@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pglab import catalog, paths, stacks
+from pglab import catalog, paths, stacks, write_clock
 from pglab.components import pooler
+from pglab.drills import probe
 from pglab.lab import Lab
 from pglab.providers import local
 from tests.conftest import write_topology
@@ -88,3 +89,14 @@ def test_before_up_the_local_provider_names_the_direct_and_the_pooler_ports_anot
     haproxy = [line for line in busy if "(haproxy, " in line]
     assert [line.split(":")[1].split()[0] for line in haproxy] == ["5000", "5001", "7000", "5002", "5003"]
     assert [line.split()[1] for line in busy if ":6432 " in line] == ["(pg1,", "(pg2,", "(pg3,"]
+
+
+def test_a_session_whose_startup_options_did_not_arrive_bounds_each_attempt_itself() -> None:
+    # Direct: libpq's options set the session's statement_timeout; nothing to add but the isolation.
+    assert probe.opening_sql(None, 1000, 1000) is None
+    assert probe.opening_sql("REPEATABLE READ", 1000, 1000) == "BEGIN ISOLATION LEVEL REPEATABLE READ"
+    # Through PgBouncer the session has none: SET LOCAL in each attempt's transaction.
+    assert probe.opening_sql(None, 1000, 0) == "BEGIN; SET LOCAL statement_timeout = 1000"
+    assert probe.opening_sql("REPEATABLE READ", 1000, 0) == (
+        "BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL statement_timeout = 1000")
+    assert write_clock.bounded_write_sql(1.0) == f"SET LOCAL statement_timeout = 1000; {write_clock.WRITE_SQL}"
