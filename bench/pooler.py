@@ -188,9 +188,14 @@ def why_below_goal(rows: list[Throughput]) -> list[str]:
             f"{pooler_part} against {per_connection['direct']:.1f} ms on the direct one: the pooler saves "
             f"{per_connection['direct'] - per_connection['pooler']:.1f} ms a connection, and the TLS handshake and "
             "SCRAM exchange it still pays are the rest.")
-    if pooler_cores is not None and pooler_cores >= 0.8:
-        reasons.append(f"PgBouncer is single-threaded and used {100 * pooler_cores:.0f} % of one core on the "
-                       "pooled path: its TLS handshakes with every new client are that path's ceiling.")
+    if pooler_cores is not None and pooler_cores > 0:
+        # One PgBouncer process takes every new client of the pooled path on one core; the direct
+        # path's backends are processes of their own, spread over every core.
+        pooler_ms = 1000 * pooler_cores / (median(rows, "pooler", "tps") or 1.0)
+        reasons.append(f"PgBouncer is single-threaded: at {pooler_ms:.1f} ms of its CPU per new connection it "
+                       f"cannot let in more than about {1000 / pooler_ms:.0f} clients a second, however many "
+                       f"cores are free (it used {100 * pooler_cores:.0f} % of one), while the direct path's "
+                       f"backends share all {cores} cores.")
     busy = [median(rows, via, "machine_busy") or 0.0 for via in PATHS]
     client = [median(rows, via, "client_cores") or 0.0 for via in PATHS]
     if min(busy) >= 0.85:
