@@ -27,8 +27,8 @@ from tests.conftest import SECOND_LOOPBACK, write_topology
 @pytest.fixture(scope="module")
 def pooled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, UpResult]]:
     # The second range: the suite's shared lab holds the first while this module runs.
+    # The default lab: PgBouncer on.
     path = write_topology(tmp_path_factory.mktemp("pooled"), name="pooled", loopback=SECOND_LOOPBACK)
-    path.write_text(path.read_text() + "\npooler:\n  enabled: true\n")
     lab = Lab.from_file(path)
     if lab.missing_prerequisites() and os.geteuid() != 0:
         pytest.skip("integration tests need: " + "; ".join(lab.missing_prerequisites()))
