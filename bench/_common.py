@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from pglab import catalog, topology
 
 
@@ -38,14 +40,20 @@ def log(text: str) -> None:
 
 
 def write_topology(directory: Path, name: str, loopback: str, stack: topology.Stack = "patroni",
-                   backups: bool = True) -> Path:
+                   backups: bool = True, pooler: bool | None = None) -> Path:
     """The default lab of ``stack`` under the benchmark's own name and loopback range; with
-    ``backups`` false, its backup: section turned off (what the lab costs without pgBackRest)."""
+    ``backups`` false, its backup: section turned off (what the lab costs without pgBackRest);
+    ``pooler`` true or false turns PgBouncer on or off (None: the default's choice)."""
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / "pglab.yml"
     text = catalog.default_yaml(name=name, loopback=loopback, stack=stack)
     if not backups:
         text = text.replace("\n  enabled: true", "\n  enabled: false", 1)
         assert "enabled: false" in text, "the default topology's backup: section changed shape"
+    if pooler is not None:
+        data = yaml.safe_load(text)
+        data["pooler"] = {**(data.get("pooler") or {}), "enabled": pooler}
+        text = yaml.safe_dump(data, sort_keys=False)
     path.write_text(text)
     return path
 

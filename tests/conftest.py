@@ -26,3 +26,11 @@ def write_topology(directory: Path, name: str = "itest", loopback: str = TEST_LO
     path = directory / "pglab.yml"
     path.write_text(text)
     return path
+
+
+def pooler_off(text: str) -> str:
+    """A topology's text with its pooler: section turned off (the default lab has PgBouncer)."""
+    section = text.index("\npooler:")
+    off = text[:section] + text[section:].replace("\n  enabled: true", "\n  enabled: false", 1)
+    assert off != text, "the default topology's pooler: section changed shape"
+    return off

@@ -160,8 +160,9 @@ def init(topology_file: Path, name: str, stack: str, provider: str, dcs: str, fo
     """Write a topology YAML: by default the classic Patroni lab.
 
     \b
-    Nodes: dcs (etcd, or Consul on VMs), haproxy (5000 -> leader, 5001 -> replicas, 7000 -> stats),
-    pg1, pg2, pg3 (PostgreSQL + Patroni). Edit the file, then `pglab up`.
+    Nodes: dcs (etcd, or Consul on VMs), haproxy (5000 -> leader, 5001 -> replicas, through
+    PgBouncer; 5002 / 5003 direct; 7000 -> stats), pg1, pg2, pg3 (PostgreSQL + Patroni + PgBouncer).
+    Edit the file, then `pglab up`.
     """
     text = catalog.default_yaml(name, stack, provider, dcs)
     try:

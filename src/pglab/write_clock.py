@@ -30,6 +30,14 @@ INTERVAL = 0.05  # seconds between attempts
 WRITE_SQL = "SELECT txid_current(), host(inet_server_addr())"
 
 
+def bounded_write_sql(timeout: float) -> str:
+    """The write with its own statement_timeout, in one round trip. The bound rides in the query
+    rather than libpq's startup ``options``, which PgBouncer drops: several statements in one
+    simple query run as one transaction, so SET LOCAL bounds the write and ends with it (nothing
+    is left on a pooled server connection for the next client)."""
+    return f"SET LOCAL statement_timeout = {int(timeout * 1000)}; {WRITE_SQL}"
+
+
 def attempt_timeout(host: str, timeout: float = CLIENT_TIMEOUT) -> float:
     """How long one attempt may take at ``host`` (libpq's host list, comma-separated): ``timeout``,
     and for each host but the last the time libpq may spend on it before trying the next."""
@@ -44,8 +52,8 @@ class WriteClock:
                  interval: float = INTERVAL) -> None:
         # libpq waits at least 2 s to connect whatever connect_timeout says; the attempt's own
         # timeout is what bounds it, as in the drills' probe.
-        self.conninfo = {**conninfo, "connect_timeout": HOST_CONNECT_TIMEOUT, "application_name": "pglab-write-clock",
-                         "options": f"-c statement_timeout={int(timeout * 1000)}"}
+        self.conninfo = {**conninfo, "connect_timeout": HOST_CONNECT_TIMEOUT, "application_name": "pglab-write-clock"}
+        self.write_sql = bounded_write_sql(timeout)
         self.since, self.interval = since, interval
         self.timeout = attempt_timeout(str(conninfo.get("host", "")), timeout)
         self.resumed: float | None = None  # time.monotonic() when the first write was acknowledged
@@ -96,8 +104,10 @@ class WriteClock:
 
     def _attempt(self, outcome: list[tuple[bool, str]]) -> None:
         try:
-            with psycopg.connect(autocommit=True, **self.conninfo) as conn:
-                row = conn.execute(WRITE_SQL).fetchone()
+            with psycopg.connect(autocommit=True, prepare_threshold=None, **self.conninfo) as conn:
+                cursor = conn.execute(self.write_sql)
+                cursor.nextset()  # past the SET's result, to the write's
+                row = cursor.fetchone()
             outcome.append((True, str(row[1]) if row else ""))
         except psycopg.Error as exc:
             outcome.append((False, first_line(exc)))

@@ -15,8 +15,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from pglab import sql
+from pglab import sql, write_clock
 from pglab.components import pooler
+from pglab.drills import probe
 from pglab.lab import Lab, UpResult
 from pglab.verify import run_verify
 from pglab.waiting import wait_until
@@ -26,8 +27,8 @@ from tests.conftest import SECOND_LOOPBACK, write_topology
 @pytest.fixture(scope="module")
 def pooled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, UpResult]]:
     # The second range: the suite's shared lab holds the first while this module runs.
+    # The default lab: PgBouncer on.
     path = write_topology(tmp_path_factory.mktemp("pooled"), name="pooled", loopback=SECOND_LOOPBACK)
-    path.write_text(path.read_text() + "\npooler:\n  enabled: true\n")
     lab = Lab.from_file(path)
     if lab.missing_prerequisites() and os.geteuid() != 0:
         pytest.skip("integration tests need: " + "; ".join(lab.missing_prerequisites()))
@@ -81,6 +82,45 @@ def test_the_admin_console_shows_the_pools(pooled: tuple[Lab, UpResult]) -> None
     found = pooler.pools(lab.address(node.name), lab.topology.ports.pooler, lab.superuser_password(),
                          lab.ca_file)
     assert any(p.pool_mode == "transaction" for p in found)
+
+
+def _running(lab: Lab, text: str) -> int:
+    """Backends on the leader running a statement that contains ``text`` (seen directly)."""
+    with psycopg.connect(autocommit=True, prepare_threshold=None, **lab.writes_conninfo("direct")) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE %s "
+                           "AND pid <> pg_backend_pid()", (f"%{text}%",)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_a_pooled_client_s_statements_stay_bounded_by_its_timeout(pooled: tuple[Lab, UpResult]) -> None:
+    lab, _ = pooled
+    conninfo = lab.writes_conninfo("pooler")
+    # PgBouncer drops libpq's startup options: a session through it has no statement_timeout...
+    with psycopg.connect(autocommit=True, prepare_threshold=None, options="-c statement_timeout=1000",
+                         **conninfo) as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)
+    # ... so the probe bounds each attempt's transaction itself: a stuck statement is cancelled by
+    # the server after the client's timeout, and frees its pooled server connection.
+    marker = "pglab-bound-check"
+    seen: list[str] = []
+
+    def stuck(conn: psycopg.Connection, _id: int) -> None:
+        seen.append(str((conn.execute("SHOW statement_timeout").fetchone() or ("",))[0]))
+        conn.execute(f"SELECT pg_sleep(60) /* {marker} */")
+
+    writer = probe.WriteProbe(conninfo, timeout=1.0, operation=stuck)
+    writer.start()
+    wait_until(lambda: (_running(lab, marker) > 0, "no stuck statement yet"), 10, "a stuck statement")
+    writer.stop()
+    assert seen and set(seen) == {"1s"}
+    wait_until(lambda: (_running(lab, marker) == 0, f"{_running(lab, marker)} still running"), 10,
+               "the server to cancel the stuck statements")
+    # The write clock's bound rides in its query string: cancelled there too, through the pooler.
+    with psycopg.connect(autocommit=True, prepare_threshold=None, **conninfo) as conn:
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute(write_clock.bounded_write_sql(0.3).replace(write_clock.WRITE_SQL, "SELECT pg_sleep(5)"))
+        # SET LOCAL ended with its transaction: nothing stays on the pooled server connection.
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)
 
 
 def test_a_second_up_changes_nothing(pooled: tuple[Lab, UpResult]) -> None:

@@ -64,7 +64,7 @@ def test_init_writes_backups_on_for_pg_auto_failover_with_the_repository_on_the_
     assert [n.name for n in topo.with_role("backup")] == ["monitor"]
     provider = VagrantProvider(parse(default_yaml(stack="pg_auto_failover", provider="vagrant")), Path("/nonexistent"))
     assert provider.units(topo.node("monitor")) == ["pgautofailover", "pgbackrest"]
-    assert provider.units(topo.node("pg1")) == ["pgautofailover", "pgbackrest"]
+    assert provider.units(topo.node("pg1")) == ["pgautofailover", "pgbackrest", "pgbouncer"]
 
 
 def test_box_and_units_carry_pgbackrest() -> None:
@@ -72,7 +72,7 @@ def test_box_and_units_carry_pgbackrest() -> None:
     topo = parse(default_yaml(provider="vagrant"))
     provider = VagrantProvider(topo, Path("/nonexistent"))
     assert provider.units(topo.node("dcs")) == ["etcd", "pgbackrest"]
-    assert provider.units(topo.node("pg1")) == ["patroni", "pgbackrest"]
+    assert provider.units(topo.node("pg1")) == ["patroni", "pgbackrest", "pgbouncer"]
     assert provider.units(topo.node("haproxy")) == ["haproxy"]
 
 

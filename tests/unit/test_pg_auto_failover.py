@@ -47,7 +47,7 @@ def test_vagrant_units_are_the_services_the_roles_run(tmp_path: Path) -> None:
     provider = VagrantProvider(topo, tmp_path)
     # Both carry pgBackRest's TLS server: the monitor node holds the backup repository.
     assert provider.units(topo.node("monitor")) == [_service_name("pg_auto_failover_monitor"), "pgbackrest"]
-    assert provider.units(topo.node("pg1")) == [_service_name("pg_auto_failover"), "pgbackrest"]
+    assert provider.units(topo.node("pg1")) == [_service_name("pg_auto_failover"), "pgbackrest", "pgbouncer"]
 
 
 def test_a_vagrant_lab_renders_with_systemd_and_the_formation(tmp_path: Path) -> None:

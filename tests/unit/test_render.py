@@ -37,7 +37,8 @@ def test_lab_variables_carry_topology_and_provider(lab: Lab) -> None:
     assert variables["pglab_service_manager"] == "supervisor"
     assert variables["pglab_hba_networks"] == ["127.0.0.0/8"]
     assert [(r["name"], r["port"], r["check"]["path"]) for r in variables["haproxy_listeners"]] == [
-        ("primary", 5000, "/primary"), ("replicas", 5001, "/replica")]
+        ("primary", 5000, "/primary"), ("replicas", 5001, "/replica"),
+        ("primary_direct", 5002, "/primary"), ("replicas_direct", 5003, "/replica")]
     assert variables["patroni_postgresql_parameters"] == {"max_connections": 100}
     assert "pglab_node_root" in variables and "inventory_hostname" in variables["pglab_node_root"]
 

@@ -136,7 +136,7 @@ def test_haproxy_routes_and_certificate_rotation_come_from_the_registered_stack(
     rotation = variables["pglab_tls_rotation"]
     assert [(r["role"], r["tasks_from"], r["one_at_a_time"]) for r in rotation["witness"]] == [
         ("fakewitness", "restart", True)]
-    assert [r["service"] for r in rotation["pg1"]] == ["fakekeeper"]
+    assert [r["service"] for r in rotation["pg1"]] == ["fakekeeper", "pgbouncer"]
     assert set(rotation) == {"witness", "pg1", "pg2"}  # no pgBackRest: the fake lab keeps no repository
 
 
@@ -148,7 +148,9 @@ def test_the_rotation_plan_of_a_patroni_lab_puts_its_dcs_one_at_a_time_and_its_c
                     ("pg3", "patroni", False, False),
                     ("haproxy", "haproxy", False, False),
                     ("dcs", "pgbackrest", False, True), ("pg1", "pgbackrest", False, True),
-                    ("pg2", "pgbackrest", False, True), ("pg3", "pgbackrest", False, True)]
+                    ("pg2", "pgbackrest", False, True), ("pg3", "pgbackrest", False, True),
+                    ("pg1", "pgbouncer", False, False), ("pg2", "pgbouncer", False, False),
+                    ("pg3", "pgbouncer", False, False)]
 
 
 def _code(path: Path) -> str:

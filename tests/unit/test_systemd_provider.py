@@ -12,6 +12,7 @@ import pytest
 from pglab import catalog
 from pglab.providers.systemd import SystemdError, SystemdProvider
 from pglab.topology import Node, Topology
+from tests.conftest import pooler_off
 
 
 class HostsProvider(SystemdProvider):
@@ -46,7 +47,8 @@ class HostsProvider(SystemdProvider):
 
 @pytest.fixture
 def lab() -> Topology:
-    return catalog.parse(catalog.default_yaml(provider="vagrant"))
+    # The provider's commands, for the stack's and pgBackRest's units (PgBouncer's would only lengthen them).
+    return catalog.parse(pooler_off(catalog.default_yaml(provider="vagrant")))
 
 
 def test_services_are_the_stack_s_and_components_units_as_systemd_sees_them(lab: Topology, tmp_path: Path) -> None:

@@ -93,7 +93,7 @@ def test_vm_lab_configs_speak_tls_on_every_hop(vm_lab: Lab, tmp_path: Path) -> N
 
     haproxy = configs["haproxy"]["haproxy"]
     servers = [line.strip() for line in haproxy.splitlines() if line.strip().startswith("server ")]
-    assert len(servers) == 6
+    assert len(servers) == 12  # three members behind the pooled and the direct writes and reads
     for line in servers:
         node = line.split()[1]
         assert f"check-ssl verify required ca-file {tls_dir}/ca.crt check-sni {node} verifyhost {node}" in line

@@ -36,6 +36,8 @@ nodes:
   - name: beta
     address: 10.20.0.11
     roles: [haproxy, postgres]
+pooler:
+  enabled: false
 """
 
 # Answers like vagrant's for the few commands the provider runs; every call is logged to a file.

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from pglab import providers, stacks
 from pglab.catalog.schema import dcs_names, schema
+from pglab.components import components
 from pglab.topology.model import BackupSettings, Network, PostgresSettings, Provider, Stack
 
 # What `pglab init` writes: every value comes from the model's defaults, except the lab's own
@@ -64,9 +65,12 @@ def default_yaml(
         **_provider_section(provider),
         # compression_level unset: pgBackRest's default for the type (the comment of compression says so).
         "backup": BackupSettings(enabled=spec.backups).model_dump(mode="json", exclude_none=True),
+        # Each component's own section (the pooler's), with its defaults.
+        **{c.name: c.settings().model_dump(mode="json") for c in components() if c.settings is not None},
     }
     provider_comments = providers.provider_class(provider).comments if provider in providers.PROVIDERS else {}
-    comments = {**_choices_comments(), **_COMMENTS, **spec.comments, **provider_comments}
+    component_comments = {key: text for c in components() for key, text in c.comments.items()}
+    comments = {**_choices_comments(), **_COMMENTS, **spec.comments, **provider_comments, **component_comments}
     lines = list(_HEADER)
     for key, value in values.items():
         if isinstance(value, dict):

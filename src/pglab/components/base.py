@@ -127,6 +127,8 @@ class Component(ABC):
     # Its own section of the topology, named after it (``pooler:``), with the model's defaults
     # when a lab's file has none; None: no section.
     settings: ClassVar[type[BaseModel] | None] = None
+    # `pglab init`'s comments for its section, by dotted key (``pooler.pool_mode``).
+    comments: ClassVar[Mapping[str, str]] = {}
 
     def enabled(self, topology: Topology) -> bool:
         """Whether the lab runs it."""

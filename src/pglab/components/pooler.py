@@ -36,8 +36,9 @@ ADMIN_DATABASE = "pgbouncer"
 class PoolerSettings(Strict):
     """PgBouncer on every data node (a lab without the section gets these defaults)."""
 
-    # Off until every lab the suite builds has run with it on; `pooler: {enabled: true}` turns it on.
-    enabled: bool = False
+    # On by default, as in the common Patroni deployments; `pooler: {enabled: false}` keeps
+    # HAProxy straight to PostgreSQL. A lab with `tls: false` runs without it.
+    enabled: bool = True
     # transaction: a server connection serves a client for one transaction only (no SET, no
     # temporary tables, no protocol-level prepared statements across transactions on 1.18).
     pool_mode: Literal["session", "transaction", "statement"] = "transaction"
@@ -95,6 +96,13 @@ class PoolerComponent(Component):
     ports: ClassVar[Mapping[str, int]] = PORTS
     packages = PACKAGES
     settings: ClassVar[type[BaseModel] | None] = PoolerSettings
+    comments: ClassVar[Mapping[str, str]] = {
+        "pooler": "PgBouncer on every data node, in the clients' path (needs tls: true)",
+        "pooler.enabled": "false: clients reach PostgreSQL itself",
+        "pooler.pool_mode": "session | transaction | statement",
+        "pooler.default_pool_size": "server connections per database and user",
+        "pooler.max_client_conn": "clients each PgBouncer accepts",
+    }
 
     def enabled(self, topology: Topology) -> bool:
         return enabled(topology)

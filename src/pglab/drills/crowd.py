@@ -54,7 +54,7 @@ class Crowd:
         on_ack = freshness.offer if freshness is not None else None
         n = spec.clients
         writers = [WriteProbe(writes, start=first_id + c, step=n, client=c, operation=workload.operation(c),
-                              on_ack=on_ack)
+                              on_ack=on_ack, isolation=workload.isolation)
                    for c in range(n)]
         loaders = background_load.writers(writes, spec.load_tps) if spec.load_tps > 0 else []
         return cls(workload, writers, readers, freshness, loaders)

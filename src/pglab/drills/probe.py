@@ -66,29 +66,49 @@ class Server:
 # One round trip when a session opens. On a primary the timeline is the one WAL is written on
 # (the WAL file name's first 8 hex digits); a standby reports the timeline it receives. Whether it
 # is a standby is asked once: asked twice, a promotion in between gave a primary a standby's
-# (older) timeline and no reason to ask again.
+# (older) timeline and no reason to ask again. The session's statement_timeout (ms) tells whether
+# the startup options arrived (see :func:`opening_sql`).
 IDENTITY_SQL = """
 SELECT host(inet_server_addr()), inet_server_port(), (SELECT system_identifier::text FROM pg_control_system()),
        CASE WHEN standby
             THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver),
                           (SELECT timeline_id FROM pg_control_checkpoint()))
             ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
-       standby
+       standby, (SELECT setting::int FROM pg_settings WHERE name = 'statement_timeout')
 FROM (SELECT pg_is_in_recovery() AS standby OFFSET 0) AS recovery  -- OFFSET 0: evaluated once, never inlined
 """
 
 
-def identify(conn: psycopg.Connection) -> tuple[Server, bool]:
-    """The server a session reached, and whether it was a standby then."""
-    address, port, system_identifier, timeline, standby = conn.execute(IDENTITY_SQL).fetchone() or (
-        "", 0, "", 0, False)
-    return Server(address or "local", port or 0, system_identifier, timeline), bool(standby)
+def identify(conn: psycopg.Connection) -> tuple[Server, bool, int]:
+    """The server a session reached, whether it was a standby then, and the statement_timeout
+    (ms) the session runs with."""
+    address, port, system_identifier, timeline, standby, timeout_ms = conn.execute(IDENTITY_SQL).fetchone() or (
+        "", 0, "", 0, False, 0)
+    return Server(address or "local", port or 0, system_identifier, timeline), bool(standby), int(timeout_ms or 0)
 
 
 # A session: its connection, the server it reached, whether that server was a standby when last
-# asked. A standby's session survives its promotion, and its timeline changes then: a write that
-# succeeds on it asks again, so each write is credited to the timeline that took it.
-Session = tuple[psycopg.Connection, Server, bool]
+# asked, its statement_timeout (ms). A standby's session survives its promotion, and its timeline
+# changes then: a write that succeeds on it asks again, so each write is credited to the timeline
+# that took it.
+Session = tuple[psycopg.Connection, Server, bool, int]
+
+
+def opening_sql(isolation: str | None, timeout_ms: int, session_timeout_ms: int) -> str | None:
+    """What an attempt sends before its operation, in one round trip; None: nothing (the
+    operation's statements run in autocommit, each its own transaction).
+
+    A client's statements are bounded by ``statement_timeout``, which the probe asks for in
+    libpq's startup ``options``. PgBouncer drops startup options (ignore_startup_parameters) and,
+    in transaction mode, gives each transaction whichever server connection is free: a session
+    SET would land on one server connection and stay there for other clients. So a session whose
+    options did not arrive (its timeout is not the one asked for) bounds each of its attempts
+    itself: a transaction whose first statement is ``SET LOCAL statement_timeout``, which ends
+    with the transaction and so never outlives it on a pooled server connection."""
+    bound = "" if session_timeout_ms == timeout_ms else f"; SET LOCAL statement_timeout = {int(timeout_ms)}"
+    if isolation is None and not bound:
+        return None
+    return f"BEGIN{f' ISOLATION LEVEL {isolation}' if isolation else ''}{bound}"
 
 
 @dataclass(frozen=True)
@@ -137,11 +157,15 @@ class WriteProbe:
     def __init__(self, conninfo: dict[str, Any], timeout: float = CLIENT_TIMEOUT, interval: float = INTERVAL,
                  limit: float = PROBE_LIMIT, step: int = 1, start: int | None = None, client: int = 0,
                  operation: Operation = insert_row, on_ack: Callable[[Attempt], None] | None = None,
-                 reads_only: bool = False) -> None:
+                 reads_only: bool = False, isolation: str | None = None) -> None:
         # libpq waits at least 2 s to connect whatever connect_timeout says; the attempt's own
         # timeout below is what bounds it.
+        self.timeout_ms = int(timeout * 1000)
         self.conninfo = {**conninfo, "connect_timeout": 2,
-                         "options": f"-c statement_timeout={int(timeout * 1000)}", "application_name": "pglab-probe"}
+                         "options": f"-c statement_timeout={self.timeout_ms}", "application_name": "pglab-probe"}
+        # The operation runs in a transaction the probe opens at this level (None: autocommit);
+        # it may commit itself, else the probe commits.
+        self.isolation = isolation
         self.timeout, self.interval, self.limit, self.step = timeout, interval, limit, step
         self.first = step if start is None else start
         self.client, self.operation, self.on_ack = client, operation, on_ack
@@ -203,7 +227,12 @@ class WriteProbe:
             if session is None:
                 conn = psycopg.connect(autocommit=True, prepare_threshold=None, **self.conninfo)
                 session = (conn, *identify(conn))
+            opening = opening_sql(self.isolation, self.timeout_ms, session[3])
+            if opening is not None:
+                session[0].execute(opening)
             detail = self.operation(session[0], id_)
+            if session[0].info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+                session[0].execute("COMMIT")
             if session[2] and not self.reads_only:  # a write on a standby: promoted since, on a new timeline
                 session = (session[0], *identify(session[0]))
             return session, detail

@@ -40,6 +40,9 @@ class Workload(ABC):
     name: str = ""
     table: str = ""  # one row per acknowledged attempt, keyed by the attempt's id
     checks: tuple[str, ...] = ("lost", "split_brain")
+    # The isolation level of the transaction each operation runs in (the probe opens it, so it can
+    # bound it on a pooled session); None: the operation's statements run in autocommit.
+    isolation: str | None = None
 
     def __init__(self, clients: int = 1) -> None:
         self.clients = clients
@@ -87,6 +90,9 @@ class Bank(Workload):
     name = "bank"
     table = "pglab_bank_log"
     checks = ("lost", "split_brain", "bank_total", "bank_ledger")
+    # Read, compute here, write: at READ COMMITTED two such transfers could overwrite each other
+    # and change the total; REPEATABLE READ refuses the second (a conflict).
+    isolation = "REPEATABLE READ"
     OPENING = 1000  # every account's opening balance
     PER_CLIENT = 8  # accounts per writer: few enough for real conflicts, enough for progress
 
@@ -112,9 +118,7 @@ class Bank(Workload):
         def transfer(conn: psycopg.Connection, id_: int) -> tuple[int, int, int]:
             source, destination = rng.sample(range(1, accounts + 1), 2)
             amount = rng.randint(1, 10)
-            # Read, compute here, write: at READ COMMITTED two such transfers could overwrite each
-            # other and change the total; REPEATABLE READ refuses the second (a conflict).
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            # In the probe's transaction, at the workload's isolation level.
             balances: dict[int, int] = dict(conn.execute("SELECT id, balance FROM pglab_bank WHERE id IN (%s, %s)",
                                                          (source, destination)).fetchall())
             conn.execute(  # one round trip for the writes and the commit; every value is ours, an int

@@ -396,8 +396,9 @@ class PatroniSpec(StackSpec):
     default_nodes = (
         DefaultNode("dcs", "192.168.11.100", "dcs", "the DCS (etcd, or Consul on VMs) and the backup repository",
                     also=(BACKUP_ROLE,)),
-        DefaultNode("haproxy", "192.168.11.101", "haproxy", "5000 -> leader, 5001 -> replicas, 7000 -> stats"),
-        DefaultNode("pg1", "192.168.11.120", "postgres", "PostgreSQL + Patroni"),
+        DefaultNode("haproxy", "192.168.11.101", "haproxy",
+                    "5000 / 5001 -> leader / replicas (pooled), 5002 / 5003 direct, 7000 stats"),
+        DefaultNode("pg1", "192.168.11.120", "postgres", "PostgreSQL + Patroni + PgBouncer"),
         DefaultNode("pg2", "192.168.11.121", "postgres"),
         DefaultNode("pg3", "192.168.11.122", "postgres"),
     )
