@@ -81,7 +81,8 @@ def outcome(record: dict[str, Any]) -> Outcome:
     if drill.get("kind") in ABOUT_LATENCY:
         result.p50 = _p50(drill)
     if code == 1 and not result.lost:
-        result.failed = "not recovered" if not drill.get("recovered") else shorten(drill.get("problem") or "an anomaly")
+        problem = re.sub(r"^the [\w-]+ did not complete: ", "", drill.get("problem") or "")
+        result.failed = shorten(problem) if problem else "not recovered" if not drill.get("recovered") else "an anomaly"
     return result
 
 

@@ -39,7 +39,7 @@ from _catalogue_table import block, replace_between_markers
 from _common import BenchFailure, TimeLimit, log, time_limit, write_topology
 from drills import apply_settings
 
-from pglab.lab import Lab, PglabError
+from pglab.lab import Lab, PglabError, Step
 from pglab.stacks.base import StackError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,6 +48,7 @@ DEFAULT_PAGE = REPO / "docs" / "drills.md"
 DEFAULT_WORKDIR = Path("/tmp/pglab-catalogue")  # short: the labs' sockets live under it
 UP_LIMIT = 300.0  # seconds for a lab to come up
 HEALTHY_WAIT = 60.0  # seconds a drill's lab may take to look healthy again before `up` is tried
+REPAIR_HEALTH_WAIT = 90.0  # seconds an `up` on a drill's broken lab may wait for health before it is made again
 CELL_TIMEOUT = 900.0  # seconds one drill may take before it is interrupted
 STOP_WAIT = 180.0  # seconds an interrupted drill has to undo its fault
 FAILED = (PglabError, StackError, OSError, psycopg.Error)
@@ -111,11 +112,17 @@ def prepare_lab(workdir: Path, config: Config, loopback: str) -> Lab:
     return Lab.from_file(path)
 
 
-def bring_up(lab: Lab) -> float:
+def show_steps(event: Any) -> None:
+    """The stages of an `up` (not every task), so a long one shows where it is."""
+    if isinstance(event, Step):
+        log(f"    {event.name}")
+
+
+def bring_up(lab: Lab, health_timeout: float = 180.0) -> float:
     started = time.monotonic()
     try:
         with time_limit(UP_LIMIT):
-            lab.up(timeout=180)
+            lab.up(show_steps, timeout=health_timeout)
     except TimeLimit:
         raise BenchFailure(f"lab {lab.topology.name} not healthy after {UP_LIMIT:.0f} s") from None
     except FAILED as exc:
@@ -131,7 +138,7 @@ def bring_back(lab: Lab) -> str:
     except FAILED as exc:
         log(f"  not healthy after the drill ({str(exc).splitlines()[0]}): pglab up")
     try:
-        bring_up(lab)
+        bring_up(lab, REPAIR_HEALTH_WAIT)
         return "up"
     except BenchFailure as exc:
         log(f"  {exc}: destroying and making the lab again")

@@ -77,6 +77,9 @@ def test_acknowledged_writes_lost_stand_out_and_a_failure_says_why() -> None:
     assert "**3 acked lost**" in lost and "exit 1" not in lost
     stuck = render([record("hang", code=1, recovered=False, new_leader=None, ok=False)])
     assert stuck.startswith("no leader at the end") and stuck.endswith("exit 1: not recovered")
+    said = render([record("pgdata-lost", code=1, recovered=False, ok=False,
+                          problem="the pgdata-lost did not complete: [Errno 39] Directory not empty: '/var/lib/x'")])
+    assert said.endswith("exit 1: [Errno 39] Directory not empty: '/var/lib/x'")
 
 
 def test_the_stack_faults_say_their_own_outcome() -> None:
