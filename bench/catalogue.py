@@ -120,6 +120,9 @@ def show_steps(event: Any) -> None:
 
 def bring_up(lab: Lab, health_timeout: float = 180.0) -> float:
     started = time.monotonic()
+    # ansible-runner takes SIGINT and SIGTERM for itself and never gives them back: without this,
+    # neither Ctrl-C nor a kill would stop the catalogue once a lab was up.
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         with time_limit(UP_LIMIT):
             lab.up(show_steps, timeout=health_timeout)
@@ -127,6 +130,9 @@ def bring_up(lab: Lab, health_timeout: float = 180.0) -> float:
         raise BenchFailure(f"lab {lab.topology.name} not healthy after {UP_LIMIT:.0f} s") from None
     except FAILED as exc:
         raise BenchFailure(f"`up` of {lab.topology.name} failed: {exc}") from None
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
     return time.monotonic() - started
 
 

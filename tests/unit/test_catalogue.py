@@ -162,8 +162,10 @@ def test_the_docs_page_has_the_markers() -> None:
     page = (REPO / "docs" / "drills.md").read_text()
     assert page.index(BEGIN) < page.index(END)
     assert "## What happens when…" in page
-    # what the script writes before anything is measured is what the page holds
-    assert replace_between_markers(page, block([], [], CONFIGS, FAULTS)) == page
+    # between them: what the script writes, before anything was measured or after
+    between = page[page.index(BEGIN) + len(BEGIN):page.index(END)].strip()
+    assert between == block([], [], CONFIGS, FAULTS) or (
+        between.startswith("| what happens when… |") and between.splitlines()[-1].startswith("Measured "))
 
 
 def test_resume_skips_the_cells_in_the_results_file(tmp_path: Path) -> None:
