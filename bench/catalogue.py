@@ -131,9 +131,18 @@ def bring_up(lab: Lab, health_timeout: float = 180.0) -> float:
     except FAILED as exc:
         raise BenchFailure(f"`up` of {lab.topology.name} failed: {exc}") from None
     finally:
+        stopped = any(_asked_to_stop(signal.getsignal(number)) for number in handlers)
         for number, handler in handlers.items():
             signal.signal(number, handler)
+        if stopped:
+            raise KeyboardInterrupt  # what ansible-runner took for a cancel of its playbook
     return time.monotonic() - started
+
+
+def _asked_to_stop(handler: Any) -> bool:
+    """Whether ansible-runner's handler (a closure over the event it sets) caught a signal."""
+    cells = getattr(handler, "__closure__", None) or ()
+    return any(isinstance(c.cell_contents, threading.Event) and c.cell_contents.is_set() for c in cells)
 
 
 def bring_back(lab: Lab) -> str:
@@ -222,7 +231,11 @@ def run_cell(cell: Cell, path: Path, out: Path, timeout: float) -> dict[str, Any
 
 def run_config(config: Config, cells: list[Cell], args: argparse.Namespace, progress: dict[str, Any]) -> None:
     """Every cell of one configuration on one lab, always destroyed at the end."""
-    lab = prepare_lab(args.workdir, config, args.loopback)
+    try:
+        lab = prepare_lab(args.workdir, config, args.loopback)
+    except FAILED as exc:
+        log(f"{config.name}: FAILED, no lab (its cells are left for --resume): {exc}")
+        return
     out = args.results.parent / f"{args.results.stem}-drills" / config.name
     try:
         log(f"{config.name}: lab {lab.topology.name} on {args.loopback} up ...")

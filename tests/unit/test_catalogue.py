@@ -198,3 +198,31 @@ def test_the_catalogue_covers_every_fault_kind() -> None:
     not_faults = {"switchover", "failover", "restart", "certs", "certs-ca", "restore"}
     # the pooler is off by default: its kind needs a lab of its own
     assert {f.kind for f in FAULTS} == set(kinds.KINDS) - not_faults - {"pooler-kill"}
+
+
+def test_a_results_file_with_cells_needs_resume(tmp_path: Path) -> None:
+    import catalogue
+
+    path = tmp_path / "catalogue.jsonl"
+    results.append(path, record("crash"))
+    assert catalogue.main(["--results", str(path), "--configs", "patroni", "--kinds", "crash"]) == 2
+    assert results.read(path) == [record("crash")]  # nothing run, nothing written
+
+
+def test_a_signal_ansible_runner_took_still_stops_the_catalogue() -> None:
+    import threading
+
+    from catalogue import _asked_to_stop
+
+    def runner_handler() -> Any:  # the shape of ansible-runner's: a closure over the event it sets
+        event = threading.Event()
+
+        def handler(_number: int, _frame: Any) -> None:
+            event.set()
+
+        return handler
+
+    handler = runner_handler()
+    assert not _asked_to_stop(handler) and not _asked_to_stop(None)
+    handler(2, None)
+    assert _asked_to_stop(handler)
