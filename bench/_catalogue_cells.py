@@ -75,14 +75,20 @@ def outcome(record: dict[str, Any]) -> Outcome:
         message = record.get("message") or "no output"
         note = f"exit 2: {refusal(message)}" if code == 2 else f"exit {code}: {shorten(message)}"
         return Outcome(code, note, aftermath=aftermath)
+    checks = drill.get("checks") or {}
+    # every client's, the one beside a cut-off node too (the probe's own count is only its writes)
+    lost = max(int(drill.get("lost") or 0), int(checks.get("lost") or 0))
     result = Outcome(code, down_s=drill.get("unavailable_s"), healthy_s=drill.get("healthy_again_s"),
-                     lost=int(drill.get("lost") or 0), aftermath=aftermath)
+                     lost=lost, aftermath=aftermath)
+    if (drill.get("cut_off_side") or {}).get("lost"):
+        result.notes.append("on the cut-off side")
     result.words, result.words_after_s = _words(drill)
     if drill.get("kind") in ABOUT_LATENCY:
         result.p50 = _p50(drill)
     if code == 1 and not result.lost:
         problem = re.sub(r"^the [\w-]+ did not complete: ", "", drill.get("problem") or "")
-        result.failed = shorten(problem) if problem else "not recovered" if not drill.get("recovered") else "an anomaly"
+        broken = ", ".join(f"{check} {count}" for check, count in checks.items() if count)
+        result.failed = shorten(problem or broken or ("not recovered" if not drill.get("recovered") else "not ok"))
     return result
 
 
@@ -160,7 +166,8 @@ def render(records: list[dict[str, Any]]) -> str:
         parts.append(f"healthy again {span(healthy)} s")
     lost = sum(o.lost for o in measured)
     if lost:
-        parts.append(f"**{lost} acked lost**")
+        where = sorted({note for o in measured for note in o.notes})
+        parts.append(f"**{lost} acked lost**" + (f" ({', '.join(where)})" if where else ""))
     failed = [o.failed for o in measured if o.failed]
     if failed:
         parts.append(f"exit 1: {failed[0]}")

@@ -75,6 +75,12 @@ def test_a_slowing_fault_gives_the_commit_p50_before_and_during() -> None:
 def test_acknowledged_writes_lost_stand_out_and_a_failure_says_why() -> None:
     lost = render([record("partition", code=1, new_leader="pg2", lost=3, ok=False)])
     assert "**3 acked lost**" in lost and "exit 1" not in lost
+    # the writes a client beside the cut-off leader had acknowledged count too
+    beside = render([record("partition", code=1, new_leader="pg2", lost=0, checks={"lost": 339, "split_brain": 0},
+                            cut_off_side={"acknowledged_after_fault": 343, "lost": 339}, ok=False)])
+    assert beside == "failover, down 0.4 s, **339 acked lost** (on the cut-off side)"
+    two = render([record("partition", code=1, new_leader="pg2", checks={"lost": 0, "split_brain": 2}, ok=False)])
+    assert two.endswith("exit 1: split_brain 2")
     stuck = render([record("hang", code=1, recovered=False, new_leader=None, ok=False)])
     assert stuck.startswith("no leader at the end") and stuck.endswith("exit 1: not recovered")
     said = render([record("pgdata-lost", code=1, recovered=False, ok=False,
