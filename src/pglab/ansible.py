@@ -7,7 +7,9 @@ progress through a callback so the caller decides how (or whether) to show it.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,16 +170,26 @@ def run_playbook(
         "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
         **mitogen_envvars(),
     }
-    runner = ansible_runner.run(
-        private_data_dir=str(work_dir),
-        playbook=str(playbook),
-        inventory=str(inventory),
-        envvars=envvars,
-        extravars=extra_vars or {},
-        event_handler=handle,
-        quiet=True,
-        rotate_artifacts=3,
-    )
+    # ansible-runner takes SIGINT and SIGTERM to cancel the playbook and never gives them back:
+    # once it returns, Ctrl-C must stop pglab again.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main_thread else {}
+    try:
+        runner = ansible_runner.run(
+            private_data_dir=str(work_dir),
+            playbook=str(playbook),
+            inventory=str(inventory),
+            envvars=envvars,
+            extravars=extra_vars or {},
+            event_handler=handle,
+            quiet=True,
+            rotate_artifacts=3,
+        )
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    if runner.status == "canceled" and in_main_thread:
+        raise KeyboardInterrupt  # only a signal cancels it: the user's Ctrl-C (or a TERM) stops pglab
     changed = 0
     stats = runner.stats or {}
     for host_counts in (stats.get("changed") or {}).values():

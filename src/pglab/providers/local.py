@@ -11,6 +11,7 @@ node's directory, and as their descendants: pglab only ever signals processes it
 
 from __future__ import annotations
 
+import errno
 import getpass
 import os
 import shutil
@@ -18,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import xmlrpc.client
 from collections.abc import Iterator
 from contextlib import suppress
@@ -349,6 +351,18 @@ class LocalProvider(Provider):
     def remove_directory(self, node: Node, path: str) -> None:
         if not Path(path).resolve().is_relative_to(Path(self.node_root(node)).resolve()):
             raise PglabError(f"{path} is not below {node.name}'s root {self.node_root(node)}")
+        # The running PostgreSQL may write a file into a directory between rmtree emptying it and
+        # removing it (ENOTEMPTY): go again until the whole tree is gone.
+        for _ in range(50):
+            try:
+                shutil.rmtree(path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.ENOTEMPTY:
+                    raise
+                time.sleep(0.05)
         shutil.rmtree(path)
 
     def spawn_beside(self, node: Node, argv: list[str], env: dict[str, str]) -> subprocess.Popen[str] | None:
