@@ -39,11 +39,7 @@ nodes:
   - {{name: pg1, address: 10.100.0.12, roles: [postgres]}}
   - {{name: pg2, address: 10.100.0.13, roles: [postgres]}}
 """
-# Until the provider is registered, the command line registers it for this run only.
-PGLAB = [sys.executable, "-c",
-         "import sys; from pglab import providers; "
-         "providers.PROVIDERS['podman'] = 'pglab.providers.podman:PodmanProvider'; "
-         "from pglab.cli import main; sys.argv[0] = 'pglab'; main()"]
+PGLAB = [sys.executable, "-m", "pglab.cli"]
 
 OPT_IN = "container tests are opt-in: PGLAB_E2E_CONTAINERS=1 (./bootstrap test-containers)"
 pytestmark = pytest.mark.skipif(os.environ.get("PGLAB_E2E_CONTAINERS") != "1", reason=OPT_IN)

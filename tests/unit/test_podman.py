@@ -23,9 +23,13 @@ nodes:
 
 
 @pytest.fixture
-def topology(monkeypatch: pytest.MonkeyPatch) -> Topology:
-    monkeypatch.setitem(providers.PROVIDERS, "podman", "pglab.providers.podman:PodmanProvider")
+def topology() -> Topology:
     return parse(LAB)
+
+
+def test_podman_is_a_registered_provider_running_etcd_only() -> None:
+    assert providers.provider_class("podman") is podman.PodmanProvider
+    assert podman.PodmanProvider.dcs == ("etcd",)
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ SSH_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLe
 ULIMITS = ("nofile=16384:16384", "nproc=8192:8192")
 # nftables (partitions) and a VIP need NET_ADMIN inside the node.
 CAPABILITIES = ("NET_ADMIN",)
-LAB_LABEL = "pglab.lab"
+LAB_LABEL = "pglab-lab"
 SSH_TIMEOUT = 60.0
 UNIFIED_CGROUP = Path("/sys/fs/cgroup/unified/cgroup.controllers")
 
@@ -77,6 +77,9 @@ class PodmanProvider(SystemdProvider):
     name = "podman"
     settings = PodmanSettings
     error = PodmanError
+    # Consul comes from HashiCorp's repository: the offline image holds only what Debian packages.
+    dcs = ("etcd",)
+    dcs_note = "the offline image holds no Consul (it is not a Debian 12 package)"
 
     def __init__(self, topology: Topology, lab_dir: Path) -> None:
         super().__init__(topology, lab_dir)
