@@ -69,7 +69,7 @@ def test_a_node_on_the_bridge_address_is_refused(topology: Topology, tmp_path: P
     clash = parse(LAB.replace("10.100.0.11", "10.100.0.1"))
     monkeypatch.setattr(podman.netns, "exists", lambda name: False)
     monkeypatch.setattr(podman, "hybrid_cgroup_blocker", lambda: None)
-    monkeypatch.setattr(podman.image, "is_current", lambda name: True)
+    monkeypatch.setattr(podman.image, "is_current", lambda name=podman.image.IMAGE_NAME: True)
     problems = podman.PodmanProvider(clash, tmp_path).preflight()
     assert len(problems) == 1 and "dcs" in problems[0] and "10.100.0.1" in problems[0]
     assert podman.PodmanProvider(topology, tmp_path).preflight() == []
@@ -84,3 +84,13 @@ def test_container_states_come_from_podmans_json(provider: podman.PodmanProvider
     dcs, pg1 = provider.topology.nodes
     assert provider.machine_state(dcs) is None and provider.machine_state(pg1) == "FROZEN"
     assert provider.is_created()
+
+
+def test_a_missing_image_is_built_on_first_use_or_its_absence_explained(
+        provider: podman.PodmanProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(podman, "hybrid_cgroup_blocker", lambda: None)
+    monkeypatch.setattr(podman.image, "is_current", lambda name=podman.image.IMAGE_NAME: False)
+    monkeypatch.setattr(podman.image, "can_build", lambda: True)
+    assert provider.preflight() == []  # `up` builds it, with progress
+    monkeypatch.setattr(podman.image, "can_build", lambda: False)
+    assert "pglab box build --format oci" in " ".join(provider.preflight())

@@ -132,9 +132,9 @@ class PodmanProvider(SystemdProvider):
         blocker = hybrid_cgroup_blocker()
         if blocker:
             problems.append(blocker)
-        if not image.is_current(self.settings_of_lab.image) and self.settings_of_lab.image == image.IMAGE_NAME:
-            problems.append(f"the image {image.IMAGE_NAME} is missing or from another pglab; build it with "
-                            "`pglab box build --format oci` (as root, about 5 minutes).")
+        if self._builds_image() and not image.can_build():
+            problems.append(f"the image {image.IMAGE_NAME} is missing or from another pglab, and building it "
+                            "needs root and debootstrap; build it as root: `pglab box build --format oci`.")
         gateway = ipaddress.IPv4Address(self.gateway())
         problems += [f"node {n.name} has the address {gateway}, which is the lab network's bridge; "
                      "give it another one." for n in self.topology.nodes if n.address == gateway]
@@ -142,6 +142,9 @@ class PodmanProvider(SystemdProvider):
 
     # Lifecycle -------------------------------------------------------------------------------
     def create(self) -> None:
+        if self._builds_image():
+            # First use: pglab's own image, built here from the VM box's recipe (minutes).
+            image.build(self.report)
         self._enter_network(make=True)
         if self._podman("network", "exists", self.network, check=False).returncode != 0:
             subnet = str(self.topology.network.subnet)
@@ -219,6 +222,10 @@ class PodmanProvider(SystemdProvider):
         return done.stdout
 
     # Helpers ---------------------------------------------------------------------------------
+    def _builds_image(self) -> bool:
+        """Whether `up` must build the image first: pglab's own, and missing or of another recipe."""
+        return self.settings_of_lab.image == image.IMAGE_NAME and not image.is_current()
+
     def _enter_network(self, make: bool) -> None:
         if not self.namespace:
             return

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pglab import paths
 from pglab.errors import PglabError
 from pglab.vm import box
 
@@ -47,6 +48,11 @@ def recipe_of_image(name: str = IMAGE_NAME) -> str | None:
 
 def is_current(name: str = IMAGE_NAME) -> bool:
     return recipe_of_image(name) == box.recipe()
+
+
+def can_build() -> bool:
+    """Whether this process can build the image (root, with debootstrap and podman at hand)."""
+    return paths.is_root() and all(shutil.which(tool) for tool in ("debootstrap", "podman"))
 
 
 def build(report: box.Report = print, force: bool = False) -> ImageResult:
