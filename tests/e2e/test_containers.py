@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from pglab import catalog
 from pglab.providers import netns
 from pglab.providers.podman import LAB_LABEL, UNIFIED_CGROUP
 from pglab.vm import image
@@ -40,6 +41,14 @@ nodes:
   - {{name: pg2, address: 10.100.0.13, roles: [postgres]}}
 """
 PGLAB = [sys.executable, "-m", "pglab.cli"]
+
+
+def topology_text() -> str:
+    """The lab under test: the compact Patroni lab, or `pglab init`'s pg_auto_failover lab
+    (``PGLAB_E2E_STACK=pg_auto_failover``: monitor + two data nodes)."""
+    if os.environ.get("PGLAB_E2E_STACK", "patroni") == "pg_auto_failover":
+        return catalog.default_yaml(name=LAB, provider="podman", stack="pg_auto_failover")
+    return COMPACT
 
 OPT_IN = "container tests are opt-in: PGLAB_E2E_CONTAINERS=1 (./bootstrap test-containers)"
 pytestmark = pytest.mark.skipif(os.environ.get("PGLAB_E2E_CONTAINERS") != "1", reason=OPT_IN)
@@ -118,7 +127,7 @@ def test_container_lab_up_verify_converge_drill_destroy(tmp_path: Path, cgroups_
     if built.built:
         figures["image_s"] = round(time.monotonic() - started)
     lab_file = tmp_path / "pglab.yml"
-    lab_file.write_text(COMPACT)
+    lab_file.write_text(topology_text())
     try:
         started = time.monotonic()
         pglab("up", lab_file=lab_file)
