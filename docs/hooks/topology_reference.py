@@ -28,7 +28,7 @@ MARKER = "<!-- topology-fields -->"
 NOTES: dict[str, str] = {
     "name": "The lab's name: its directory `.pglab/<name>/`, its supervisord, its VM and network names.",
     "provider": "What makes the machines: `local` runs every node as processes on a loopback address, "
-                "`vagrant` makes one VM per node.",
+                "`vagrant` makes one VM per node, `podman` one systemd container per node.",
     "stack": "The HA stack: `patroni` (DCS + Patroni + HAProxy) or `pg_auto_failover` (a monitor and keepers).",
     "dcs": "Where Patroni keeps the cluster's state; `consul` only with `provider: vagrant`.",
     "postgres": "PostgreSQL itself, for every stack.",
@@ -36,6 +36,7 @@ NOTES: dict[str, str] = {
     "ports": "TCP ports, the same on every node.",
     "vagrant": "VM settings of the vagrant provider: only in a lab with `provider: vagrant` (a local lab's is "
                "ignored with a one-line warning).",
+    "podman": "Container settings of the podman provider: only in a lab with `provider: podman`.",
     "local": "Settings of the local provider: only in a lab with `provider: local` (a vagrant lab's is ignored "
              "with a one-line warning).",
     "backup": "Backups and point-in-time restore (pgBackRest); a topology without this section has none.",
@@ -74,6 +75,8 @@ NOTES: dict[str, str] = {
     "vagrant.hypervisor": "The Vagrant provider plugin that runs the VMs.",
     "vagrant.memory": "Memory of each VM, MB.",
     "vagrant.cpus": "CPUs of each VM.",
+    "podman.image": "The image every container is made from; `pglab box build --format oci` makes the offline "
+                    "`localhost/pglab/debian12` from the VM box's recipe.",
     "backup.enabled": "Whether the lab has backups; the section's default is on, a lab without the section "
                       "has none.",
     "backup.tool": "The backup tool.",

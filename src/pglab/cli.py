@@ -31,7 +31,7 @@ from pglab.drills.crowd import CrowdSpec
 from pglab.drills.kind import DrillKind, Option
 from pglab.errors import InputError, PglabError
 from pglab.lab import Lab, LabWarning, Step
-from pglab.vm import box
+from pglab.vm import box, image
 
 _python_showwarning = warnings.showwarning
 
@@ -749,29 +749,48 @@ def verify(topology_file: Path, junit_xml: Path | None, keyword: str | None, kee
 
 @main.group(name="box")
 def box_group() -> None:
-    """The offline Debian 12 box for VMs (vagrant.box: pglab/debian12)."""
+    """The offline Debian 12 box for VMs (vagrant.box: pglab/debian12) and containers."""
+
+
+BOX_FORMATS = click.Choice(["vagrant", "oci"])
 
 
 @box_group.command(name="build")
 @click.option("--force", is_flag=True, help="Rebuild even when the box is already added.")
+@click.option("--format", "output", type=BOX_FORMATS, default="vagrant", show_default=True,
+              help="vagrant: a vagrant-libvirt box for VMs; oci: a podman image for systemd containers.")
 @reports_errors
-def box_build(force: bool) -> None:
-    """Build pglab/debian12 here (debootstrap, as root) and add it to Vagrant; reused when present.
+def box_build(force: bool, output: str) -> None:
+    """Build pglab/debian12 here (debootstrap, as root) and add it to Vagrant or podman; reused
+    when present.
 
-    It holds PostgreSQL 15, etcd, HAProxy, pg_auto_failover and Patroni's venv, so VMs made from
-    it need no internet. Its kernel and initrd are kept in pglab's cache for libvirt to boot.
+    It holds PostgreSQL 15, etcd, HAProxy, pg_auto_failover and Patroni's venv, so VMs and
+    containers made from it need no internet. Both formats come from one recipe. A VM's kernel
+    and initrd are kept in pglab's cache for libvirt to boot.
     """
     with ui.Progress("box build") as progress:
-        result = box.build(lambda text: progress(Step(text)), force=force)
+        if output == "oci":
+            made = image.build(lambda text: progress(Step(text)), force=force)
+        else:
+            result = box.build(lambda text: progress(Step(text)), force=force)
+    if output == "oci":
+        done = f"built and imported in {made.seconds:.0f} s" if made.built else "already imported"
+        ui.console.print(f"image {made.name}: {done}", highlight=False)
+        return
     done = f"built and added in {result.seconds:.0f} s" if result.built else "already added"
     ui.console.print(f"box {result.name}: {done}; kernel {result.boot.kernel}", highlight=False)
 
 
 @box_group.command(name="remove")
+@click.option("--format", "output", type=BOX_FORMATS, default="vagrant", show_default=True,
+              help="Which of the two to remove.")
 @reports_errors
-def box_remove() -> None:
-    """Remove pglab/debian12 from Vagrant and its kernel from pglab's cache."""
-    box.remove(ui.console.print)
+def box_remove(output: str) -> None:
+    """Remove pglab/debian12 from Vagrant (and its kernel from pglab's cache) or from podman."""
+    if output == "oci":
+        image.remove(ui.console.print)
+    else:
+        box.remove(ui.console.print)
 
 
 if __name__ == "__main__":

@@ -64,3 +64,37 @@ def test_roles_ask_dpkg_before_apt() -> None:
                      if "ansible.builtin.apt:" in path.read_text())
     assert callers == ["roles/consul/tasks/packages.yml", "roles/consul/tasks/repository.yml",
                        "roles/pglab/tasks/packages.yml"]
+
+
+def test_the_container_image_and_the_vm_box_share_one_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both outputs are made by make_rootfs, and the image is labelled with the box's recipe."""
+    from pglab.vm import image
+
+    made: list[Path] = []
+    monkeypatch.setattr(box, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(box, "check_tools", lambda *tools: None)
+    monkeypatch.setattr(image, "recipe_of_image", lambda name=image.IMAGE_NAME: None)
+    monkeypatch.setattr(box, "make_rootfs", lambda root, work, report: (made.append(root), root.mkdir()))
+    imported: list[tuple[Path, str, list[str]]] = []
+    monkeypatch.setattr(image, "podman_import", lambda root, name, changes: imported.append((root, name, changes)))
+    result = image.build(report=lambda _text: None)
+    assert result.built and made == [tmp_path / "build" / "rootfs"]
+    assert imported == [(made[0], image.IMAGE_NAME, image.import_changes(box.recipe()))]
+    assert not (tmp_path / "build").exists()  # the work directory goes once the image is in podman
+
+
+def test_an_image_of_this_recipe_is_reused_and_another_rebuilt(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pglab.vm import image
+
+    monkeypatch.setattr(image, "recipe_of_image", lambda name=image.IMAGE_NAME: box.recipe())
+    assert image.is_current()
+    assert not image.build(report=lambda _text: None).built
+    monkeypatch.setattr(image, "recipe_of_image", lambda name=image.IMAGE_NAME: "0123456789abcdef")
+    assert not image.is_current()
+
+
+def test_the_image_starts_systemd() -> None:
+    from pglab.vm import image
+
+    changes = image.import_changes("abc")
+    assert f'CMD ["{image.INIT}"]' in changes and "LABEL pglab.recipe=abc" in changes

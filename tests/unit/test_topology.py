@@ -237,7 +237,7 @@ MALFORMED = [
     ),
     pytest.param(
         _edit("provider: local", "provider: docker"), "provider", "provider: docker",
-        "'local' or 'vagrant'",
+        "'local', 'vagrant' or 'podman'",
         id="unknown-provider",
     ),
     pytest.param(

@@ -17,6 +17,7 @@ __all__ = ["PROVIDERS", "Provider", "default_name", "get_provider", "provider_cl
 PROVIDERS = {
     "local": "pglab.providers.local:LocalProvider",
     "vagrant": "pglab.providers.vagrant:VagrantProvider",
+    "podman": "pglab.providers.podman:PodmanProvider",
 }
 
 

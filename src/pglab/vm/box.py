@@ -124,32 +124,9 @@ def build(report: Report = print, force: bool = False) -> BoxResult:
         return BoxResult(BOX_NAME, False, time.monotonic() - started, boot)
     if not force and is_added():
         report(f"box {BOX_NAME} was built by another version of pglab (other packages); rebuilding it")
-    _check_tools()
-    work = cache_dir() / "build"
-    shutil.rmtree(work, ignore_errors=True)  # what a killed build left
-    work.mkdir(parents=True)
-    try:
-        root = work / "rootfs"
-        report(f"debootstrap {SUITE} into {root} (about 2 minutes)")
-        _run(["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", SUITE,
-              str(root), MIRROR], work)
-        with _mounted(root):
-            report("installing PostgreSQL 15, etcd, HAProxy, pg_auto_failover into the image")
-            _prepare_services(root)
-            _chroot(root, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *LAB_PACKAGES], work)
-            for venv, pip_packages in VENVS:
-                report(f"installing {', '.join(pip_packages)} into {venv} (pip)")
-                # Wheels made by this machine's pip (its proxy and CA settings apply), installed
-                # offline: the image's Python is the same 3.11.
-                wheels = root / "tmp" / "wheels"
-                _run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheels), *pip_packages], work)
-                _chroot(root, ["python3", "-m", "venv", venv], work)
-                _chroot(root, [f"{venv}/bin/pip", "install", "-q", "--no-index", "--find-links=/tmp/wheels",
-                               "--disable-pip-version-check", *pip_packages], work)
-                shutil.rmtree(wheels)
-            report("adding the vagrant user, SSH and the network configuration")
-            _configure_guest(root, work)
-            _chroot(root, ["apt-get", "clean"], work)
+    check_tools("debootstrap", "mkfs.ext4", "qemu-img", "vagrant")
+    with building() as (work, root):
+        make_rootfs(root, work, report)
         boot.kernel.parent.mkdir(parents=True, exist_ok=True)
         _copy_boot_files(root, boot)
         report(f"making the disk image ({DISK_GB} GB, ext4, qcow2)")
@@ -170,11 +147,48 @@ def build(report: Report = print, force: bool = False) -> BoxResult:
         for stale in _stale_base_volumes():
             report(f"removing {stale.name}, the base volume of the box this one replaces")
             stale.unlink()
+    return BoxResult(BOX_NAME, True, time.monotonic() - started, boot)
+
+
+@contextmanager
+def building() -> Iterator[tuple[Path, Path]]:
+    """A fresh work directory and the root filesystem's place in it; whatever a build leaves
+    mounted is unmounted when it fails, and the work directory goes when it succeeds."""
+    work = cache_dir() / "build"
+    _unmount_all(work / "rootfs")
+    shutil.rmtree(work, ignore_errors=True)  # what a killed build left
+    work.mkdir(parents=True)
+    try:
+        yield work, work / "rootfs"
     except BaseException:
         _unmount_all(work / "rootfs")
         raise
     shutil.rmtree(work, ignore_errors=True)
-    return BoxResult(BOX_NAME, True, time.monotonic() - started, boot)
+
+
+def make_rootfs(root: Path, work: Path, report: Report) -> None:
+    """The one recipe every output of the box is made from (the VM disk, the container image):
+    Debian 12 with systemd, sshd, the lab's packages and venvs, the SSH user and the units."""
+    report(f"debootstrap {SUITE} into {root} (about 2 minutes)")
+    _run(["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", SUITE,
+          str(root), MIRROR], work)
+    with _mounted(root):
+        report("installing PostgreSQL 15, etcd, HAProxy, pg_auto_failover into the image")
+        _prepare_services(root)
+        _chroot(root, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *LAB_PACKAGES], work)
+        for venv, pip_packages in VENVS:
+            report(f"installing {', '.join(pip_packages)} into {venv} (pip)")
+            # Wheels made by this machine's pip (its proxy and CA settings apply), installed
+            # offline: the image's Python is the same 3.11.
+            wheels = root / "tmp" / "wheels"
+            _run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheels), *pip_packages], work)
+            _chroot(root, ["python3", "-m", "venv", venv], work)
+            _chroot(root, [f"{venv}/bin/pip", "install", "-q", "--no-index", "--find-links=/tmp/wheels",
+                           "--disable-pip-version-check", *pip_packages], work)
+            shutil.rmtree(wheels)
+        report("adding the SSH user, SSH and the network configuration")
+        _configure_guest(root, work)
+        _chroot(root, ["apt-get", "clean"], work)
 
 
 def remove(report: Report = print) -> None:
@@ -206,13 +220,14 @@ def _stale_base_volumes() -> list[Path]:
 
 # Steps ------------------------------------------------------------------------------------------
 
-def _check_tools() -> None:
+def check_tools(*tools: str) -> None:
     if not paths.is_root():
         raise PglabError("building a box needs root (debootstrap, chroot); run `pglab box build` as root.")
-    missing = [t for t in ("debootstrap", "mkfs.ext4", "qemu-img", "vagrant") if not shutil.which(t)]
+    missing = [t for t in tools if not shutil.which(t)]
     if missing:
+        packages = {"mkfs.ext4": "e2fsprogs", "qemu-img": "qemu-utils"}
         raise PglabError(f"building a box needs {', '.join(missing)}; install them "
-                         "(apt-get install debootstrap e2fsprogs qemu-utils vagrant) and run again.")
+                         f"(apt-get install {' '.join(packages.get(t, t) for t in missing)}) and run again.")
 
 
 def _prepare_services(root: Path) -> None:
@@ -231,7 +246,8 @@ def _configure_guest(root: Path, work: Path) -> None:
     _chroot(root, ["useradd", "--create-home", "--shell", "/bin/bash", "vagrant"], work)
     ssh_dir = root / "home/vagrant/.ssh"
     ssh_dir.mkdir(mode=0o700)
-    (ssh_dir / "authorized_keys").write_text(_insecure_key())
+    # VMs' first SSH login uses Vagrant's well-known key; containers get a key of their lab's instead.
+    (ssh_dir / "authorized_keys").write_text(_insecure_key() if shutil.which("vagrant") else "")
     (ssh_dir / "authorized_keys").chmod(0o600)
     _chroot(root, ["chown", "-R", "vagrant:vagrant", "/home/vagrant/.ssh"], work)
     sudoers = root / "etc/sudoers.d/vagrant"

@@ -1,0 +1,90 @@
+"""The offline Debian 12 image for systemd containers (podman), from the box's own recipe.
+
+``pglab box build --format oci`` makes the same root filesystem as the VM box
+(:func:`pglab.vm.box.make_rootfs`: debootstrap, the lab's packages, sshd, the units) and hands it
+to ``podman import`` instead of turning it into a disk. The image carries the recipe's
+fingerprint as a label, so an image from another recipe is rebuilt rather than reused.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pglab import paths
+from pglab.errors import PglabError
+from pglab.vm import box
+
+IMAGE_NAME = "localhost/pglab/debian12"
+RECIPE_LABEL = "pglab.recipe"
+# What podman runs when a container starts: systemd, which starts sshd and the lab's units.
+INIT = "/sbin/init"
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    name: str
+    built: bool
+    seconds: float
+
+
+def import_changes(recipe: str) -> list[str]:
+    """`podman import --change` instructions: how a container of the image starts, and its recipe."""
+    return [f"CMD [\"{INIT}\"]", f"LABEL {RECIPE_LABEL}={recipe}", "STOPSIGNAL SIGRTMIN+3"]
+
+
+def recipe_of_image(name: str = IMAGE_NAME) -> str | None:
+    """The recipe label of the image podman holds under ``name``; None when there is no such image."""
+    if not shutil.which("podman"):
+        return None
+    done = subprocess.run(["podman", "image", "inspect", "--format",
+                           f"{{{{ index .Labels \"{RECIPE_LABEL}\" }}}}", name],
+                          capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def is_current(name: str = IMAGE_NAME) -> bool:
+    return recipe_of_image(name) == box.recipe()
+
+
+def can_build() -> bool:
+    """Whether this process can build the image (root, with debootstrap and podman at hand)."""
+    return paths.is_root() and all(shutil.which(tool) for tool in ("debootstrap", "podman"))
+
+
+def build(report: box.Report = print, force: bool = False) -> ImageResult:
+    """Build and import the image unless podman holds one of this recipe already."""
+    started = time.monotonic()
+    found = recipe_of_image()
+    if not force and found == box.recipe():
+        report(f"image {IMAGE_NAME} is already imported; reusing it (--force rebuilds it)")
+        return ImageResult(IMAGE_NAME, False, time.monotonic() - started)
+    if not force and found is not None:
+        report(f"image {IMAGE_NAME} was built by another version of pglab (other packages); rebuilding it")
+    box.check_tools("debootstrap", "podman")
+    with box.building() as (work, root):
+        box.make_rootfs(root, work, report)
+        report(f"podman import {IMAGE_NAME}")
+        podman_import(root, IMAGE_NAME, import_changes(box.recipe()))
+    return ImageResult(IMAGE_NAME, True, time.monotonic() - started)
+
+
+def podman_import(root: Path, name: str, changes: list[str]) -> None:
+    """`tar -C root -c . | podman import --change ... - name`: the directory becomes the image."""
+    tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+    assert tar.stdout is not None
+    with tar.stdout:
+        imported = subprocess.run(["podman", "import", *(a for c in changes for a in ("--change", c)), "-", name],
+                                  stdin=tar.stdout, capture_output=True, text=True)
+    if tar.wait() != 0 or imported.returncode != 0:
+        raise PglabError(f"`podman import` of {root} failed (tar exit {tar.returncode}, podman exit "
+                         f"{imported.returncode}): {imported.stderr.strip()[-1000:]}")
+
+
+def remove(report: box.Report = print) -> None:
+    if recipe_of_image() is not None:
+        subprocess.run(["podman", "image", "rm", "--force", IMAGE_NAME], capture_output=True, check=False)
+    report(f"removed image {IMAGE_NAME}")
