@@ -51,7 +51,7 @@ def test_compact_lab_comes_up_and_destroy_leaves_nothing(tmp_path: Path) -> None
     marker = f"SUPERVISOR_SERVER_URL=unix://{provider.socket}".encode()
     leftovers = [pid for pid, env in _environments() if marker in env]
     assert leftovers == [], f"processes of the lab still running: {leftovers}"
-    ports = [5432, 8008, 2379, 2380, 5000, 5001, 7000]
+    ports = [5432, 8008, 2379, 2380, 5000, 5001, 5002, 5003, 6432, 7000]
     assert [p for p in ports if _listening(loopback_address(120, second=True), p)] == []
     assert not lab.dir.exists()
     assert not provider.run_dir.exists()

@@ -67,9 +67,9 @@ def test_status_json_reports_one_leader_and_two_streaming_replicas(lab: Lab) -> 
     tls = f"?sslmode=verify-full&sslrootcert={lab.ca_file}"
     assert status["endpoints"] == {"write": f"postgresql://postgres@{haproxy}:5000/postgres{tls}",
                                    "read": f"postgresql://postgres@{haproxy}:5001/postgres{tls}",
-                                   # without the pooler, the direct paths are the same ports
-                                   "write_direct": f"postgresql://postgres@{haproxy}:5000/postgres{tls}",
-                                   "read_direct": f"postgresql://postgres@{haproxy}:5001/postgres{tls}",
+                                   # 5000 / 5001 go through the nodes' PgBouncer, 5002 / 5003 straight
+                                   "write_direct": f"postgresql://postgres@{haproxy}:5002/postgres{tls}",
+                                   "read_direct": f"postgresql://postgres@{haproxy}:5003/postgres{tls}",
                                    "pgpass": str(lab.pgpass)}
     assert lab.ca_file is not None and lab.ca_file.exists()
 

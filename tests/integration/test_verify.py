@@ -15,10 +15,11 @@ from pglab.lab import Lab
 from pglab.providers.local import program_name
 from pglab.verify import run_verify
 
-CHECKS = ["services", "tls", "replication", "routing", "switchover", "manual failover", "node loss", "config change",
-          "backups", "final"]
-CHECK_FILES = ["test_01_services", "test_01_tls", "test_01_tls_patroni", "test_02_replication", "test_03_routing",
-               "test_04_switchover",
+# The pooler is on by default: its checks run between replication and routing, and after the switchover.
+CHECKS = ["services", "tls", "replication", "pooler", "routing", "switchover", "switchover pooler", "manual failover",
+          "node loss", "config change", "backups", "final"]
+CHECK_FILES = ["test_01_services", "test_01_tls", "test_01_tls_patroni", "test_02_replication", "test_03_pooler",
+               "test_03_routing", "test_04_switchover", "test_04_switchover_pooler",
                "test_05_manual_failover", "test_06_node_loss", "test_07_config_change", "test_08_backups",
                "test_08_final"]
 

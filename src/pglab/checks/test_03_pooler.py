@@ -6,18 +6,29 @@ from __future__ import annotations
 
 import psycopg
 
-from pglab import sql
+from pglab import sql, waiting
 from pglab.checks import leader, node_at, streaming_replicas
 from pglab.lab import Lab
+
+LOGIN_RETRY_GRACE = 10.0  # seconds; the role sets server_login_retry to 1
 
 
 def test_pooler_answers_over_tls_only(lab: Lab, postgres_node: str, password: str) -> None:
     address, port = lab.address(postgres_node), lab.topology.ports.pooler
-    try:
-        _, server = sql.server_state(address, port, password, lab.libpq_tls())
-    except (OSError, psycopg.Error) as exc:
-        raise AssertionError(f"{postgres_node}: PgBouncer on {address}:{port} does not answer over TLS: "
-                             f"{sql.first_line(exc)}") from None
+    found: list[str] = []
+
+    def answers() -> tuple[bool, str]:
+        try:
+            found.append(sql.server_state(address, port, password, lab.libpq_tls())[1])
+        except (OSError, psycopg.Error) as exc:
+            return False, sql.first_line(exc)
+        return True, ""
+
+    # A PgBouncer whose PostgreSQL just restarted waits server_login_retry before it logs in again.
+    done, detail, _ = waiting.poll(answers, LOGIN_RETRY_GRACE, 0.5)
+    if not done:
+        raise AssertionError(f"{postgres_node}: PgBouncer on {address}:{port} does not answer over TLS: {detail}")
+    server = found[-1]
     assert node_at(lab, server) == postgres_node, (
         f"{postgres_node}: PgBouncer on {address}:{port} reaches {node_at(lab, server)}, not its own PostgreSQL")
     try:
