@@ -13,6 +13,10 @@ for cgroup in $cgroups; do
   echo $$ > "$cgroup/cgroup.procs"
 done
 unset IFS
+# No standard input, as systemd gives its services: a PostgreSQL backend that lost its client and
+# then its postmaster reads commands from stdin (its single-user loop), and would wait there
+# forever on supervisord's pipe, holding the shared memory that keeps a new postmaster from starting.
+exec </dev/null
 if [ "$(id -u)" = 0 ] && [ "$user" != root ]; then
   exec setpriv --reuid="$user" --regid="$user" --init-groups -- "$@"
 fi
