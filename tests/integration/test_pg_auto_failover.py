@@ -70,9 +70,11 @@ def test_status_json_reports_members_and_endpoints(pgaf: tuple[Lab, UpResult]) -
     assert status["endpoints"]["write"] == result.dsn and status["endpoints"]["read"] == result.replicas_dsn
     assert status["endpoints"]["pgpass"] == str(lab.pgpass)
     assert "target_session_attrs=read-write" in status["uri"]
-    # Every node runs pgBackRest's TLS server too (the monitor holds the backup repository).
-    assert status["services"] == {n: {"pgautofailover": "RUNNING", "pgbackrest": "RUNNING"}
-                                  for n in ("monitor", "pg1", "pg2")}
+    # Every node runs pgBackRest's TLS server too (the monitor holds the backup repository), and
+    # every data node its PgBouncer.
+    everywhere = {"pgautofailover": "RUNNING", "pgbackrest": "RUNNING"}
+    assert status["services"] == {"monitor": everywhere, **{n: {**everywhere, "pgbouncer": "RUNNING"}
+                                                            for n in ("pg1", "pg2")}}
 
 
 def test_rows_written_through_the_write_uri_reach_the_secondary(pgaf: tuple[Lab, UpResult]) -> None:
