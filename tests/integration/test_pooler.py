@@ -4,13 +4,11 @@ nothing, and a switchover through the pooler leaves no client on the demoted pri
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -22,6 +20,7 @@ from pglab.lab import Lab, UpResult
 from pglab.verify import run_verify
 from pglab.waiting import wait_until
 from tests.conftest import SECOND_LOOPBACK, write_topology
+from tests.integration.drilling import run_drill
 
 
 @pytest.fixture(scope="module")
@@ -151,20 +150,11 @@ def test_a_pooled_client_reaches_the_new_leader_after_a_switchover(pooled: tuple
     assert _server(lab, haproxy, ports.haproxy_primary) == _server(lab, haproxy, ports.haproxy_primary_direct)
 
 
-def _drill(lab: Lab, out: Path, *args: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "pglab.cli", "drill", *args, "--out", str(out), "--json", "-f", str(lab.topology_file)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout)
-
-
 def test_a_switchover_through_the_pooler_leaves_no_client_on_the_demoted_primary(
         pooled: tuple[Lab, UpResult], tmp_path: Path) -> None:
     lab, _ = pooled
     lab.wait_healthy(60)
-    summary = _drill(lab, tmp_path, "switchover", "--via", "pooler", "--clients", "4")
+    summary = run_drill(lab, tmp_path, "switchover", "--via", "pooler", "--clients", "4")
     [row] = summary["summary"]
     [line] = summary["drills"]
     assert line["via"] == "pooler" and row["setting"].endswith("via pooler")
@@ -175,7 +165,7 @@ def test_a_killed_pooler_on_the_leader_comes_back_and_loses_nothing(pooled: tupl
                                                                      tmp_path: Path) -> None:
     lab, _ = pooled
     lab.wait_healthy(60)
-    summary = _drill(lab, tmp_path, "pooler-kill", "--down", "2", "--clients", "2")
+    summary = run_drill(lab, tmp_path, "pooler-kill", "--down", "2", "--clients", "2")
     [line] = summary["drills"]
     assert line["ok"] and line["via"] == "pooler" and line["lost"] == 0, line["problem"]
 
