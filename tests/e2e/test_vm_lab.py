@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -29,7 +30,8 @@ SUBNET = "192.168.11.0/24"
 # Three VMs: two PostgreSQL + Patroni nodes, and one for etcd, HAProxy and the pgBackRest
 # repository (backups never sit on a data node).
 # Guests ~10x slower than the host: Patroni's loop and DCS retries at a pace they keep up with.
-PATRONI = "{ttl: 30, loop_wait: 10, retry_timeout: 10}"
+# Synchronous mode: the latency drill's expected rise counts the leader's wait for its standby.
+PATRONI = "{ttl: 30, loop_wait: 10, retry_timeout: 10, synchronous_mode: true}"
 COMPACT = f"""\
 name: {LAB}
 provider: vagrant
@@ -44,6 +46,10 @@ nodes:
   - {{name: pg2, address: 192.168.11.123, roles: [postgres]}}
 """
 PGLAB = [sys.executable, "-m", "pglab.cli"]
+# Beside the latency drill (always), more fault kinds for a longer run: PGLAB_E2E_DRILLS="loss cpu-starve".
+LATENCY_DELAY_MS = 50
+LATENCY_FOR_S = 30
+SETTLE_S = 2.0  # as the drill: the first commits under a new delay are left out of "during"
 
 
 def driver() -> str:
@@ -108,6 +114,7 @@ def hold_for_inspection(host: VmHost, lab_file: Path) -> None:
 
 def test_vm_lab_up_verify_converge_destroy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     figures: dict[str, object] = {}
+    drill_exits: dict[str, int] = {}
     if driver() == "qemu":  # guests 10x slower than the host: every wait of pglab's lasts longer
         monkeypatch.setenv(waiting.TIMEOUT_SCALE_VARIABLE, os.environ.get(waiting.TIMEOUT_SCALE_VARIABLE, "4"))
     started = time.monotonic()
@@ -136,6 +143,10 @@ def test_vm_lab_up_verify_converge_destroy(tmp_path: Path, monkeypatch: pytest.M
             second = pglab(host, "up", "--json", lab_file=lab_file)
             figures["second_up_s"] = round(time.monotonic() - started)
             figures["second_up_changed"] = json.loads(second.stdout)["changed"]
+
+            if topology_text() == COMPACT.replace("DRIVER", driver()):
+                figures.update(latency_drill(host, lab_file, tmp_path))
+            drill_exits.update(more_drills(host, lab_file))
         except BaseException:
             hold_for_inspection(host, lab_file)
             raise
@@ -153,11 +164,75 @@ def test_vm_lab_up_verify_converge_destroy(tmp_path: Path, monkeypatch: pytest.M
     assert not qemu_processes(), f"qemu processes remain: {qemu_processes()}"
     assert figures["second_up_changed"] == 0, f"a second `pglab up` changed {figures['second_up_changed']} thing(s)"
 
-    line = "vm-e2e: " + " ".join(f"{k}={figures[k]}" for k in
-                                 ("box_s", "up_s", "verify_s", "second_up_s", "second_up_changed", "destroy_s",
-                                  "checks"))
+    if drill_exits:
+        figures["drills"] = len(drill_exits)
+        figures["drills_ok"] = sum(code == 0 for code in drill_exits.values())
+    keys = ("box_s", "up_s", "verify_s", "second_up_s", "second_up_changed", "destroy_s", "checks",
+            "latency_expected_ms", "latency_rise_ms", "latency_psql_rise_ms", "drills", "drills_ok")
+    line = "vm-e2e: " + " ".join(f"{k}={figures[k]}" for k in keys if k in figures)
     print(line, flush=True)
     summary = os.environ.get("PGLAB_E2E_SUMMARY")
     if summary:
         Path(summary).write_text(line + "\n")
-    assert re.fullmatch(r"vm-e2e: (\w+=\d+ ?){7}", line)
+    assert re.fullmatch(r"vm-e2e: (\w+=-?\d+ ?){7,}", line)
+    # A drill's exit 1 reports a measured outcome (a loss, no recovery in time); 2 means it could not run.
+    assert all(code in (0, 1) for code in drill_exits.values()), f"drills that could not run: {drill_exits}"
+
+
+def latency_drill(host: VmHost, lab_file: Path, tmp_path: Path) -> dict[str, object]:
+    """``pglab drill latency`` on the leader, with psql in a loop beside it (a client that is not
+    the drill's): the commit p50 rise the drill expected, the one it measured, and psql's."""
+    script = tmp_path / "commits.sql"
+    script.write_text("\\timing on\nCREATE TABLE IF NOT EXISTS latency_beside (at timestamptz DEFAULT now());\n"
+                      + "\\! date +%s.%N\nINSERT INTO latency_beside DEFAULT VALUES;\n" * 20000)
+    beside = subprocess.Popen([*host.exec_prefix(), *PGLAB, "psql", "-f", str(lab_file), "--", "-X", "-q",
+                               "-f", str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    out = tmp_path / "drills"
+    try:
+        time.sleep(15)  # psql's own "before"
+        done = host.run([*PGLAB, "drill", "latency", "--node", "leader", "--delay", str(LATENCY_DELAY_MS),
+                         "--for", str(LATENCY_FOR_S), "--timeout", "300", "--out", str(out), "--json",
+                         "-f", str(lab_file)], stdout=subprocess.PIPE, stderr=None)
+    finally:
+        beside.terminate()
+        psql_out, _ = beside.communicate(timeout=60)
+    print(done.stdout[-3000:], flush=True)
+    assert done.returncode == 0, f"pglab drill latency failed (exit {done.returncode})"
+    drill = json.loads((out / "drills.jsonl").read_text().splitlines()[-1])
+    fault_at = drill["fault_at_unix"]
+    lifted = next(m["at"] for m in drill["markers"] if m["what"].endswith("lifted"))
+    commits = psql_commits(psql_out)
+    before = [ms for at, ms in commits if at < fault_at]
+    during = [ms for at, ms in commits if fault_at + SETTLE_S <= at < fault_at + lifted]
+    psql_rise = statistics.median(during) - statistics.median(before) if before and during else -1
+    print(f"vm-e2e latency: expected {drill['expected_rise_ms']} ms, drill measured {drill['measured_rise_ms']} "
+          f"ms, psql measured {psql_rise:.1f} ms ({len(before)} commits before, {len(during)} during)", flush=True)
+    return {"latency_expected_ms": round(drill["expected_rise_ms"]),
+            "latency_rise_ms": round(drill["measured_rise_ms"] if drill["measured_rise_ms"] is not None else -1),
+            "latency_psql_rise_ms": round(psql_rise)}
+
+
+def psql_commits(text: str) -> list[tuple[float, float]]:
+    """(wall clock, ms) of each INSERT in psql's output: ``date``'s line, then ``Time: N ms``."""
+    commits, at = [], None
+    for line in text.splitlines():
+        if re.fullmatch(r"\d+\.\d+", line.strip()):
+            at = float(line)
+        elif (timed := re.match(r"Time: ([\d.]+) ms", line)) and at is not None:
+            commits.append((at, float(timed.group(1))))
+            at = None
+    return commits
+
+
+def more_drills(host: VmHost, lab_file: Path) -> dict[str, int]:
+    """The fault kinds named in ``PGLAB_E2E_DRILLS``, one drill each: their exit codes."""
+    exits = {}
+    for kind in os.environ.get("PGLAB_E2E_DRILLS", "").split():
+        print(f"vm-e2e: drill {kind}", flush=True)
+        done = host.run([*PGLAB, "drill", kind, "--timeout", "300", "-f", str(lab_file)], stdout=subprocess.PIPE,
+                        stderr=None)
+        print(done.stdout[-4000:], flush=True)
+        exits[kind] = done.returncode
+    if exits:
+        print(f"vm-e2e drills: {exits}", flush=True)
+    return exits

@@ -31,7 +31,8 @@ def _rebuilt(line: dict[str, Any]) -> DrillResult:
         line["kind"], line["run"], line["started"], line["node"], line["old_leader"], line["new_leader"],
         line["recovered"], tally, [Marker(m["at"], m["what"]) for m in line["markers"]], line["operations"],
         line["problem"], workload=line["workload"], spec=spec,
-        measures=Measures(line["commit_latency_ms"], line["lag_worst"], line["healthy_again_s"], line["stack_said"]))
+        measures=Measures(line["commit_latency_ms"], line["lag_worst"], line["healthy_again_s"], line["stack_said"]),
+        fault_at_unix=line["fault_at_unix"])
     side = line["cut_off_side"]
     if side is not None:
         result.beside = BesideFigures(side["acknowledged_after_fault"], side["last_ok_s"], side["lost"],

@@ -119,7 +119,7 @@ def run(lab: Lab, kind: DrillKind, number: int = 1, timeout: float = 90.0,
                            drill.operations, problem or f"the cluster did not become healthy again: {exc}",
                            _relative(attempts, fault_at), workload=workload, spec=spec, via=via,
                            measures=_measures(watch, listener, attempts, fault_at, phases, None,
-                                              [None, health.leader]))
+                                              [None, health.leader]), fault_at_unix=fault_wall)
     tally = probe.tally(attempts, written.present, fault_at)
     resumed = _writes_resumed(fault_at, tally)
     if clients.crashed:
@@ -128,7 +128,7 @@ def run(lab: Lab, kind: DrillKind, number: int = 1, timeout: float = 90.0,
                          [], drill.operations, problem, _relative(attempts, fault_at), workload=workload, spec=spec,
                          via=via, stale_primary_errors=probe.stale_primary_errors(attempts, tally),
                          measures=_measures(watch, listener, attempts, fault_at, phases, healthy_at,
-                                            [after.leader, health.leader]))
+                                            [after.leader, health.leader]), fault_at_unix=fault_wall)
     # The probe beside a cut-off node kept wall-clock times: put them on the drill's clock.
     beside_mono = [dataclasses.replace(a, started=a.started - fault_wall + fault_at,
                                        ended=a.ended - fault_wall + fault_at) for a in beside_attempts]

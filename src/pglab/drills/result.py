@@ -153,6 +153,9 @@ class DrillResult:
     # demoted primary (through a pooler that kept its server connections). Must be 0.
     stale_primary_errors: int = 0
     measures: Measures = field(default_factory=Measures)
+    # The fault's wall-clock time (Unix seconds): markers and attempts are seconds after it, and
+    # a client of the user's own can line its measurements up with the drill's.
+    fault_at_unix: float | None = None
 
     @property
     def anomalies(self) -> list[invariants.Anomaly]:
@@ -166,7 +169,8 @@ class DrillResult:
     def as_json(self) -> dict[str, Any]:
         t = self.tally
         return {
-            "kind": self.kind, "run": self.run, "started": self.started, "node": self.node,
+            "kind": self.kind, "run": self.run, "started": self.started,
+            "fault_at_unix": None if self.fault_at_unix is None else round(self.fault_at_unix, 3), "node": self.node,
             "old_leader": self.old_leader, "new_leader": self.new_leader, "recovered": self.recovered,
             "ok": self.ok, "problem": self.problem,
             "unavailable_s": round(t.unavailable, 3), "attempts": t.attempts, "acknowledged": t.acknowledged,
