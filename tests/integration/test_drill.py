@@ -5,28 +5,17 @@ synchronous replication) are bench/ scripts."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 from pglab.lab import Lab
-
-
-def _drill(lab: Lab, out: Path, *args: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "pglab.cli", "drill", *args, "--out", str(out), "--json", "-f", str(lab.topology_file)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout)
+from tests.integration.drilling import run_drill
 
 
 def test_drill_switchover_writes_a_json_line_and_a_png(lab: Lab, tmp_path: Path) -> None:
     """Three insert clients and a read-your-writes reader on the replicas' endpoint."""
     lab.wait_healthy(60)
     leader = lab.stack().leader()
-    summary = _drill(lab, tmp_path, "switchover", "--count", "1", "--clients", "3", "--readers", "1")
+    summary = run_drill(lab, tmp_path, "switchover", "--count", "1", "--clients", "3", "--readers", "1")
     [row] = summary["summary"]
     assert row["kind"] == "switchover" and row["drills"] == 1 and row["recovered"] == 1
     assert row["lost"] == 0 and row["setting"].startswith("insert, 3 clients, 1 reader")
@@ -47,7 +36,7 @@ def test_drill_switchover_writes_a_json_line_and_a_png(lab: Lab, tmp_path: Path)
 
 def test_drill_bank_keeps_its_total_through_a_failover(lab: Lab, tmp_path: Path) -> None:
     lab.wait_healthy(60)
-    summary = _drill(lab, tmp_path, "failover", "--workload", "bank", "--clients", "4", "--readers", "1",
+    summary = run_drill(lab, tmp_path, "failover", "--workload", "bank", "--clients", "4", "--readers", "1",
                      "--load", "50")
     [drilled] = summary["drills"]
     assert drilled["ok"] and drilled["checks"] == {"lost": 0, "split_brain": 0, "bank_total": 0, "bank_ledger": 0}
@@ -62,7 +51,7 @@ def test_drill_bank_keeps_its_total_through_a_failover(lab: Lab, tmp_path: Path)
 
 def test_drill_append_keeps_every_list_in_order_through_a_switchover(lab: Lab, tmp_path: Path) -> None:
     lab.wait_healthy(60)
-    summary = _drill(lab, tmp_path, "switchover", "--workload", "append", "--clients", "3")
+    summary = run_drill(lab, tmp_path, "switchover", "--workload", "append", "--clients", "3")
     [drilled] = summary["drills"]
     assert drilled["ok"] and drilled["checks"] == {"lost": 0, "split_brain": 0, "append_duplicate": 0,
                                                    "append_order": 0}
