@@ -31,6 +31,7 @@ from pglab.drills.crowd import CrowdSpec
 from pglab.drills.kind import DrillKind, Option
 from pglab.errors import InputError, PglabError
 from pglab.lab import Lab, LabWarning, Step
+from pglab.providers import crun_cgroups
 from pglab.vm import box, image
 
 _python_showwarning = warnings.showwarning
@@ -197,20 +198,33 @@ def render(topology_file: Path) -> None:
 @file_option
 @click.option("--stack", type=Registered(stacks.STACKS), default=stacks.default_name(), show_default=True,
               help="Without a topology file: prepare for the default lab of this stack.")
+@click.option("--cgroups-for-crun", "cgroups", flag_value="give",
+              help="Containers (podman): on a hybrid cgroup layout whose v2 hierarchy holds a controller, "
+                   "which crun refuses, mount a v1 hierarchy for it (a change to this machine, until reboot).")
+@click.option("--give-back-cgroups", "cgroups", flag_value="give-back",
+              help="Undo --cgroups-for-crun: unmount those v1 hierarchies, so that v2 holds the controllers again.")
 @reports_errors
-def prepare(topology_file: Path, stack: str) -> None:
+def prepare(topology_file: Path, stack: str, cgroups: str | None) -> None:
     """Install what the lab needs on this machine (as root: apt packages and Patroni's venv, or
-    pg_auto_failover's packages).
+    pg_auto_failover's packages), and check the host for containers.
 
     `pglab up` does this by itself when something is missing; without a topology file the
-    default lab's needs (of --stack) are installed.
+    default lab's needs (of --stack) are installed. For a podman lab it also checks the one host
+    change crun may need and makes it only when asked (--cgroups-for-crun).
     """
+    if cgroups:
+        ui.console.print(crun_cgroups.change(give=cgroups == "give"))
+        return
     lab = Lab.from_file(topology_file) if topology_file.exists() else Lab.default(topology_file, stack)
     missing = lab.missing_prerequisites()
     if missing:
         with ui.Progress("prepare") as progress:
             lab.check_prerequisites(progress)  # installs, or says what to install and how
     ui.console.print("installed: " + "; ".join(missing) if missing else "everything the lab needs is installed")
+    if lab.topology.provider == "podman":
+        blocker = crun_cgroups.blocker()
+        if blocker:
+            raise PglabError(blocker)
 
 
 @main.command()

@@ -11,7 +11,6 @@ and unmounts it at the end. The summary line (``containers-e2e: ...``) is printe
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -24,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from pglab import catalog
-from pglab.providers import netns
-from pglab.providers.podman import LAB_LABEL, UNIFIED_CGROUP
+from pglab.providers import crun_cgroups, netns
+from pglab.providers.podman import LAB_LABEL
 from pglab.vm import image
 
 LAB = "ctre2e"
@@ -68,42 +67,13 @@ def cgroups_for_crun() -> Iterator[list[str]]:
     """A v1 hierarchy for each controller the v2 hierarchy holds (crun refuses hybrid mode
     otherwise), given back to v2 at the end whatever happens: other suites on this machine read
     cgroups."""
+    held = crun_cgroups.held_by_v2()
     try:
-        held = UNIFIED_CGROUP.read_text().split()
-    except OSError:
-        held = []
-    try:
-        for controller in held:
-            where = Path("/sys/fs/cgroup") / controller
-            where.mkdir(exist_ok=True)
-            subprocess.run(["mount", "-t", "cgroup", "-o", controller, "cgroup", str(where)], check=True)
+        crun_cgroups.give_v1_hierarchies(held)
         yield held
     finally:
-        for controller in held:
-            give_back_to_v2(controller)
-        lost = [c for c in held if c not in UNIFIED_CGROUP.read_text().split()]
+        lost = [c for c in held if not crun_cgroups.give_back_to_v2(c)]
         assert not lost, f"the cgroup v1 hierarchy of {lost} outlived its unmount: the v2 hierarchy lacks it"
-
-
-def give_back_to_v2(controller: str, attempts: int = 20) -> None:
-    """Unmount the controller's v1 hierarchy so that the kernel destroys it. It does so only when
-    the hierarchy has no cgroup left at unmount time (podman's ``libpod_parent`` ...), and a
-    removed cgroup lingers a moment: remove them, wait, unmount, and mount again to retry."""
-    where = Path("/sys/fs/cgroup") / controller
-    for _ in range(attempts):
-        if not where.is_mount():
-            where.mkdir(exist_ok=True)
-            subprocess.run(["mount", "-t", "cgroup", "-o", controller, "cgroup", str(where)], check=True)
-        for child in sorted((p for p in where.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-            with contextlib.suppress(OSError):
-                child.rmdir()
-        time.sleep(1)
-        subprocess.run(["umount", str(where)], check=False)
-        time.sleep(0.5)
-        if controller in UNIFIED_CGROUP.read_text().split():
-            break
-    if where.exists() and not where.is_mount():
-        where.rmdir()
 
 
 def leftovers() -> list[str]:

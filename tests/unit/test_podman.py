@@ -9,7 +9,7 @@ import pytest
 
 from pglab import providers
 from pglab.catalog.schema import parse
-from pglab.providers import podman
+from pglab.providers import crun_cgroups, podman
 from pglab.topology import Topology
 
 LAB = """\
@@ -94,3 +94,18 @@ def test_a_missing_image_is_built_on_first_use_or_its_absence_explained(
     assert provider.preflight() == []  # `up` builds it, with progress
     monkeypatch.setattr(podman.image, "can_build", lambda: False)
     assert "pglab box build --format oci" in " ".join(provider.preflight())
+
+
+def test_the_crun_cgroup_change_is_made_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pglab prepare --cgroups-for-crun` mounts a v1 hierarchy for what v2 holds; with nothing
+    held it changes nothing; `--give-back-cgroups` with nothing mounted says so."""
+    controllers = tmp_path / "cgroup.controllers"
+    monkeypatch.setattr(crun_cgroups, "UNIFIED_CGROUP", controllers)
+    mounted: list[list[str]] = []
+    monkeypatch.setattr(crun_cgroups, "give_v1_hierarchies", mounted.append)
+    controllers.write_text("\n")
+    assert crun_cgroups.change(give=True).startswith("nothing to change") and not mounted
+    controllers.write_text("hugetlb\n")
+    assert "hugetlb" in crun_cgroups.change(give=True) and mounted == [["hugetlb"]]
+    monkeypatch.setattr(crun_cgroups, "CGROUP_ROOT", tmp_path)
+    assert crun_cgroups.change(give=False).startswith("nothing to give back")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pglab.prerequisites import Prerequisite
-from pglab.providers import netns
+from pglab.providers import crun_cgroups, netns
 from pglab.providers.systemd import SystemdError, SystemdProvider
 from pglab.topology import Node, Strict, Topology
 from pglab.vm import image
@@ -51,26 +51,15 @@ ULIMITS = ("nofile=16384:16384", "nproc=8192:8192")
 CAPABILITIES = ("NET_ADMIN",)
 LAB_LABEL = "pglab-lab"
 SSH_TIMEOUT = 60.0
-UNIFIED_CGROUP = Path("/sys/fs/cgroup/unified/cgroup.controllers")
 
 
 class PodmanError(SystemdError):
     """A podman command failed, or a node did not answer."""
 
 
-def hybrid_cgroup_blocker(controllers_file: Path = UNIFIED_CGROUP) -> str | None:
-    """Why crun would refuse to start a container here, or None: on a hybrid cgroup layout
-    (v1 hierarchies, v2 beside them) crun refuses while the v2 hierarchy holds a controller."""
-    try:
-        held = controllers_file.read_text().split()
-    except OSError:
-        return None
-    if not held:
-        return None
-    mounts = " && ".join(f"mkdir -p /sys/fs/cgroup/{c} && mount -t cgroup -o {c} cgroup /sys/fs/cgroup/{c}"
-                         for c in held)
-    return (f"crun cannot start containers here: the cgroup v2 hierarchy holds {', '.join(held)} beside "
-            f"v1 hierarchies. Give each its own v1 hierarchy ({mounts}) and run again.")
+def hybrid_cgroup_blocker(controllers_file: Path | None = None) -> str | None:
+    """Why crun would refuse to start a container here, or None (see :mod:`crun_cgroups`)."""
+    return crun_cgroups.blocker(controllers_file)
 
 
 class PodmanProvider(SystemdProvider):
