@@ -154,3 +154,11 @@ def test_a_switchover_patroni_did_not_see_end_is_still_under_way() -> None:
     assert patroni._still_under_way(503, "Failover status unknown\n")
     assert not patroni._still_under_way(503, "Switchover failed")
     assert not patroni._still_under_way(412, "candidate name does not match with sync_standby")
+
+
+def test_a_switchover_waits_for_patroni_to_name_a_synchronous_standby() -> None:
+    # Synchronous mode, a replica just back from a restart: Patroni has no sync standby yet.
+    assert patroni._no_sync_standby_yet(412, "switchover is not possible: can not find sync_standby")
+    # Asking for a candidate that is not the sync standby is a refusal that stands.
+    assert not patroni._no_sync_standby_yet(412, "candidate name does not match with sync_standby")
+    assert not patroni._no_sync_standby_yet(200, "Successfully switched over")

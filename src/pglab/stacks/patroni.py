@@ -11,6 +11,7 @@ import base64
 import json
 import shlex
 import ssl
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Collection, Mapping
@@ -41,6 +42,7 @@ from pglab.stacks.base import (
 )
 from pglab.tls import certs
 from pglab.topology import BACKUP_ROLE, FieldProblem, Node, Ports, Strict, Topology
+from pglab.waiting import timeout_scale
 
 # Where rendering finds the role's own defaults (Patroni's venv, its pip packages): their one owner.
 ROLE = "patroni"
@@ -51,6 +53,9 @@ VENV_PACKAGE = "patroni (PyPI, in a venv: python3-venv)"
 REPLICATION = Account("replicator", "patroni_replication_user", "patroni_replication_password", "replication user")
 REWIND = Account("rewinder", "patroni_rewind_user", "patroni_rewind_password", "pg_rewind user")
 RESTAPI = Account("patroni", "patroni_restapi_user", "patroni_restapi_password", "Patroni REST API")
+# How long a switchover waits for Patroni to name a synchronous standby (a loop or two after a
+# replica streams again), before its refusal stands.
+SYNC_STANDBY_WAIT = 30.0
 
 
 class PatroniSettings(Strict):
@@ -251,6 +256,12 @@ class PatroniStack(Stack):
         if candidate:
             body["candidate"] = candidate
         status, text = self.call_any("POST", "/switchover", body, prefer=leader)
+        # In synchronous mode Patroni hands over only to its synchronous standby, which it names a
+        # loop after a replica streams again (one just back from a restart): until then, ask again.
+        deadline = time.monotonic() + SYNC_STANDBY_WAIT * timeout_scale()
+        while _no_sync_standby_yet(status, text) and time.monotonic() < deadline:
+            time.sleep(1)
+            status, text = self.call_any("POST", "/switchover", body, prefer=leader)
         if status != 200 and not _still_under_way(status, text):
             raise StackError(f"Patroni refused the switchover (HTTP {status}): {text.strip()}")
         return text.strip()
@@ -318,6 +329,12 @@ class PatroniStack(Stack):
              "new_leader": r[4] if len(r) > 4 else None}
             for r in self._get_any("/history") or []
         ]
+
+
+def _no_sync_standby_yet(status: int, text: str) -> bool:
+    """Patroni's refusal of a switchover in synchronous mode while no member is its synchronous
+    standby yet (HTTP 412, "can not find sync_standby")."""
+    return status == 412 and "can not find sync_standby" in text
 
 
 def _still_under_way(status: int, text: str) -> bool:
