@@ -221,10 +221,9 @@ def prepare(topology_file: Path, stack: str, cgroups: str | None) -> None:
         with ui.Progress("prepare") as progress:
             lab.check_prerequisites(progress)  # installs, or says what to install and how
     ui.console.print("installed: " + "; ".join(missing) if missing else "everything the lab needs is installed")
-    if lab.topology.provider == "podman":
-        blocker = crun_cgroups.blocker()
-        if blocker:
-            raise PglabError(blocker)
+    changes = lab.provider.host_changes()
+    if changes:
+        raise PglabError(" ".join(changes))
 
 
 @main.command()

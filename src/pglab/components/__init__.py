@@ -9,8 +9,7 @@ component is one line below (beside its module and its Ansible role); everyone e
 
 from __future__ import annotations
 
-import importlib
-
+from pglab import registry
 from pglab.components.base import Component
 
 __all__ = ["COMPONENTS", "Component", "component", "components"]
@@ -25,10 +24,7 @@ COMPONENTS = {
 
 def component(name: str) -> Component:
     """The declaration of the component called ``name``."""
-    found = getattr(importlib.import_module(COMPONENTS[name]), "COMPONENT", None)
-    if not isinstance(found, Component) or found.name != name:
-        raise TypeError(f"{COMPONENTS[name]}.COMPONENT must be the Component called {name!r}")
-    return found
+    return registry.declared(COMPONENTS[name], "COMPONENT", Component, name)
 
 
 def components() -> list[Component]:

@@ -74,6 +74,11 @@ class Provider(ABC):
         """What this machine needs before ``create``; empty when nothing is needed."""
         return []
 
+    def host_changes(self) -> list[str]:
+        """Changes to this machine the provider needs and pglab makes only when asked (`pglab
+        prepare` names each and the flag that makes it), one sentence each."""
+        return []
+
     # Lifecycle -------------------------------------------------------------------------------
     @abstractmethod
     def create(self) -> None:

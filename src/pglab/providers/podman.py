@@ -120,6 +120,10 @@ class PodmanProvider(SystemdProvider):
     def prerequisites(self) -> list[Prerequisite]:
         return [Prerequisite("podman", "podman", shutil.which("podman") is not None)]
 
+    def host_changes(self) -> list[str]:
+        blocker = hybrid_cgroup_blocker()
+        return [blocker] if blocker else []
+
     def preflight(self) -> list[str]:
         problems = []
         blocker = hybrid_cgroup_blocker()

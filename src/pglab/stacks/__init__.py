@@ -8,9 +8,9 @@ line below; everyone else loops over :func:`specs`.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from pglab import registry
 from pglab.components import components
 from pglab.components.base import Rotation, TlsService
 from pglab.stacks.base import DefaultNode, Stack, StackSite, StackSpec
@@ -29,10 +29,7 @@ STACKS = {
 
 def spec(name: str) -> StackSpec:
     """The declaration of the stack called ``name`` (the topology's ``stack:``)."""
-    found = getattr(importlib.import_module(STACKS[name]), "SPEC", None)
-    if not isinstance(found, StackSpec) or found.name != name:
-        raise TypeError(f"{STACKS[name]}.SPEC must be the StackSpec of stack {name!r}")
-    return found
+    return registry.declared(STACKS[name], "SPEC", StackSpec, name)  # type: ignore[type-abstract]  # isinstance works on abstract classes
 
 
 def specs() -> list[StackSpec]:

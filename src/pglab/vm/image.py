@@ -69,6 +69,7 @@ def build(report: box.Report = print, force: bool = False) -> ImageResult:
         box.make_rootfs(root, work, report)
         # The box's fstab names the VM's disk; a container's filesystems are podman's, and a
         # mount unit failing on /dev/vda would leave systemd "degraded" in every container.
+        (root / "etc").mkdir(parents=True, exist_ok=True)
         (root / "etc/fstab").write_text("# a container's filesystems are podman's\n")
         report(f"podman import {IMAGE_NAME}")
         podman_import(root, IMAGE_NAME, import_changes(box.recipe()))
