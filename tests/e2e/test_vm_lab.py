@@ -46,7 +46,8 @@ nodes:
   - {{name: pg2, address: 192.168.11.123, roles: [postgres]}}
 """
 PGLAB = [sys.executable, "-m", "pglab.cli"]
-# Beside the latency drill (always), more fault kinds for a longer run: PGLAB_E2E_DRILLS="loss cpu-starve".
+# Beside the latency drill (always), more fault kinds for a longer run:
+# PGLAB_E2E_DRILLS="loss cpu-starve slow-disk:--iops:10".
 LATENCY_DELAY_MS = 50
 LATENCY_FOR_S = 30
 SETTLE_S = 2.0  # as the drill: the first commits under a new delay are left out of "during"
@@ -225,12 +226,14 @@ def psql_commits(text: str) -> list[tuple[float, float]]:
 
 
 def more_drills(host: VmHost, lab_file: Path) -> dict[str, int]:
-    """The fault kinds named in ``PGLAB_E2E_DRILLS``, one drill each: their exit codes."""
+    """The fault kinds named in ``PGLAB_E2E_DRILLS``, one drill each: their exit codes. A kind's
+    own options follow it after colons: ``slow-disk:--iops:10``."""
     exits = {}
-    for kind in os.environ.get("PGLAB_E2E_DRILLS", "").split():
-        print(f"vm-e2e: drill {kind}", flush=True)
-        done = host.run([*PGLAB, "drill", kind, "--timeout", "300", "-f", str(lab_file)], stdout=subprocess.PIPE,
-                        stderr=None)
+    for word in os.environ.get("PGLAB_E2E_DRILLS", "").split():
+        kind, *options = word.split(":")
+        print(f"vm-e2e: drill {kind} {' '.join(options)}", flush=True)
+        done = host.run([*PGLAB, "drill", kind, *options, "--timeout", "300", "-f", str(lab_file)],
+                        stdout=subprocess.PIPE, stderr=None)
         print(done.stdout[-4000:], flush=True)
         exits[kind] = done.returncode
     if exits:
