@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 
 from pglab.sql import first_line
+from pglab.waiting import timeout_scale
 
 CLIENT_TIMEOUT = 1.0  # seconds an attempt (connect included) may take before the client gives up
 # libpq tries the hosts of a multi-host endpoint in turn, waiting this long for each: a client of
@@ -48,8 +49,9 @@ class WriteClock:
     """Writes through ``conninfo`` (psycopg keywords) from its start until one is acknowledged;
     ``since`` (a time.monotonic()) is the moment the clock counts from, the fault."""
 
-    def __init__(self, conninfo: dict[str, Any], since: float, timeout: float = CLIENT_TIMEOUT,
+    def __init__(self, conninfo: dict[str, Any], since: float, timeout: float | None = None,
                  interval: float = INTERVAL) -> None:
+        timeout = CLIENT_TIMEOUT * timeout_scale() if timeout is None else timeout  # as the drills' probe
         # libpq waits at least 2 s to connect whatever connect_timeout says; the attempt's own
         # timeout is what bounds it, as in the drills' probe.
         self.conninfo = {**conninfo, "connect_timeout": HOST_CONNECT_TIMEOUT, "application_name": "pglab-write-clock"}

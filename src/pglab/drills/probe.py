@@ -34,6 +34,7 @@ import psycopg
 import psycopg.errors
 
 from pglab.sql import first_line
+from pglab.waiting import timeout_scale
 
 TABLE = "pglab_probe"
 CLIENT_TIMEOUT = 1.0  # seconds an attempt (connect included) may take before the client gives up
@@ -154,12 +155,14 @@ def read_ids_on(conn: psycopg.Connection) -> set[int]:
 
 
 class WriteProbe:
-    def __init__(self, conninfo: dict[str, Any], timeout: float = CLIENT_TIMEOUT, interval: float = INTERVAL,
+    def __init__(self, conninfo: dict[str, Any], timeout: float | None = None, interval: float = INTERVAL,
                  limit: float = PROBE_LIMIT, step: int = 1, start: int | None = None, client: int = 0,
                  operation: Operation = insert_row, on_ack: Callable[[Attempt], None] | None = None,
                  reads_only: bool = False, isolation: str | None = None) -> None:
         # libpq waits at least 2 s to connect whatever connect_timeout says; the attempt's own
         # timeout below is what bounds it.
+        # On an emulated VM a healthy commit can take longer than a real client would wait.
+        timeout = CLIENT_TIMEOUT * timeout_scale() if timeout is None else timeout
         self.timeout_ms = int(timeout * 1000)
         self.conninfo = {**conninfo, "connect_timeout": 2,
                          "options": f"-c statement_timeout={self.timeout_ms}", "application_name": "pglab-probe"}
