@@ -33,6 +33,7 @@ class RegisteredTopology(Topology):
         _check_backup(self)
         _check_sections(self)
         _check_provider_runs_dcs(self)
+        _check_provider_carries_vip(self)
         return self
 
 
@@ -71,6 +72,12 @@ def _check_provider_runs_dcs(topo: Topology) -> None:
     note = f" ({provider.dcs_note})" if provider.dcs_note else ""
     raise FieldProblem(("dcs",), f"the {provider.name} provider runs {' and '.join(provider.dcs)} only{note}; "
                        f"set dcs: {provider.dcs[0]}{instead}")
+
+
+def _check_provider_carries_vip(topo: Topology) -> None:
+    note = providers.provider_class(topo.provider).vip_note
+    if topo.vip is not None and note:
+        raise FieldProblem(("vip",), note)
 
 
 def _dcs_title(dcs: str) -> str:

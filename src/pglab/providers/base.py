@@ -32,6 +32,9 @@ class Provider(ABC):
     # The DCS it can run (for stacks that keep their state in one), and why it runs no others.
     dcs: tuple[str, ...] = ("etcd", "consul")
     dcs_note: str = ""
+    # Why its nodes cannot carry a virtual IP (``vip:``), with the fix; None: they can (each node
+    # has a network interface of its own, on which the address can come and go).
+    vip_note: ClassVar[str | None] = None
     # Its own section of the topology (a pydantic model named after the provider, ``vagrant:``),
     # written by `pglab init` for this provider only; None when it has none.
     settings: ClassVar[type[BaseModel] | None] = None
