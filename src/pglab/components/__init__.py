@@ -20,6 +20,7 @@ COMPONENTS = {
     "haproxy": "pglab.components.haproxy",
     "pgbackrest": "pglab.components.pgbackrest",
     "pooler": "pglab.components.pooler",
+    "vip": "pglab.components.vip",
 }
 
 

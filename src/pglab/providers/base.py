@@ -130,6 +130,11 @@ class Provider(ABC):
         """The prefix of every path a component writes on the node (the roles' pglab_node_root)."""
         return ""
 
+    def holds_address(self, node: Node, address: str) -> bool:
+        """Whether one of the node's network interfaces holds ``address`` now (a virtual IP); False
+        where the provider cannot tell or the node does not answer."""
+        return False
+
     def run_as_service_user(self, node: Node, argv: list[str],
                             timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
         """Run a command on the node as the user its services run as (pgBackRest's commands)."""
