@@ -4,7 +4,8 @@ moves after a switchover), `pglab drill switchover --via vip`, `pglab destroy` l
 
 Opt-in as the other container test (``PGLAB_E2E_CONTAINERS=1``). Every packet stays in the
 namespace the provider makes; this process never joins it, only the pglab commands it runs do.
-The summary line (``vip-e2e: ...``) is printed and written to ``$PGLAB_E2E_SUMMARY``.
+The summary line (``vip-e2e: ...``) is printed and written to ``$PGLAB_E2E_SUMMARY``. Run it as root:
+``PGLAB_E2E_CONTAINERS=1 .venv/bin/python -m pytest tests/e2e/test_containers_vip.py -s -p no:cacheprovider``.
 """
 
 from __future__ import annotations

@@ -12,8 +12,12 @@ from pglab.lab import Lab
 
 def test_the_vip_sits_on_the_leader_s_node_alone(lab: Lab) -> None:
     now = leader(lab)
-    done, detail, _ = waiting.poll(lambda: (lab.vip_node() == now, f"held by {lab.vip_node() or 'no node'}"),
-                                   VIP_GRACE, 0.5)
+
+    def on_the_leader() -> tuple[bool, str]:
+        holder = lab.vip_node()
+        return holder == now, f"held by {holder or 'no node'}"
+
+    done, detail, _ = waiting.poll(on_the_leader, VIP_GRACE, 0.5)
     assert done, f"the virtual IP {lab.vip_endpoint(False)[0]} is {detail}, not by the leader {now}"
     holders = [n.name for n in lab.topology.with_role("postgres")
                if lab.provider.holds_address(n, lab.vip_endpoint(False)[0])]
