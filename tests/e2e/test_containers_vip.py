@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,6 +59,21 @@ def leftovers() -> list[str]:
     return found
 
 
+def settled_status(lab_file: Path, attempts: int = 8) -> dict[str, Any]:
+    """`pglab status --json` once the VIP sits on the leader's node, or the last answer: keepalived
+    takes it a few seconds after `up` or a leader change."""
+    for _ in range(attempts):
+        status: dict[str, Any] = json.loads(pglab("status", "--json", lab_file=lab_file, check=False).stdout or "{}")
+        if on_leader(status):
+            break
+        time.sleep(2)
+    return status
+
+
+def on_leader(status: dict[str, Any]) -> bool:
+    return bool(status.get("leader")) and status.get("vip_node") == status.get("leader")
+
+
 def test_vip_lab_up_verify_drill_via_vip_destroy(tmp_path: Path, cgroups_for_crun: list[str]) -> None:
     if os.geteuid() != 0 or not shutil.which("podman"):
         pytest.skip("the container test needs root and podman")
@@ -72,8 +88,8 @@ def test_vip_lab_up_verify_drill_via_vip_destroy(tmp_path: Path, cgroups_for_cru
         started = time.monotonic()
         pglab("up", lab_file=lab_file)
         figures["up_s"] = round(time.monotonic() - started)
-        status = json.loads(pglab("status", "--json", lab_file=lab_file).stdout)
-        figures["vip_on_leader"] = status["vip_node"] == status["leader"]
+        status = settled_status(lab_file)
+        figures["vip_on_leader"] = on_leader(status)
         record = os.environ.get("PGLAB_E2E_RECORD_STATUS")
         if record:  # a live VIP lab's `status --json`, for the pinned shapes
             Path(record).write_text(json.dumps(status, indent=2) + "\n")
@@ -90,8 +106,8 @@ def test_vip_lab_up_verify_drill_via_vip_destroy(tmp_path: Path, cgroups_for_cru
             figures["stale_primary_errors"] = result["stale_primary_errors"]
         except (ValueError, KeyError, IndexError):
             pass
-        after = json.loads(pglab("status", "--json", lab_file=lab_file).stdout)
-        figures["vip_on_leader_after_drill"] = after["vip_node"] == after["leader"]
+        after = settled_status(lab_file)
+        figures["vip_on_leader_after_drill"] = on_leader(after)
     finally:
         started = time.monotonic()
         pglab("destroy", lab_file=lab_file, check=False)
