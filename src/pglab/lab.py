@@ -57,6 +57,14 @@ def ignore_event(_event: Any) -> None:
     """The event sink of callers that show no progress."""
 
 
+# A client of a virtual IP must notice when the address moves: the node that held its session no
+# longer answers for it, and a session waiting for a reply hears nothing, forever (no reset comes).
+# TCP keepalives probe the address after 2 s of silence and meet the new holder's reset; the user
+# timeout ends a send that nobody acknowledges. Applications behind a VIP need the same.
+VIP_CLIENT_KEEPALIVES = {"keepalives": "1", "keepalives_idle": "2", "keepalives_interval": "1",
+                         "keepalives_count": "2", "tcp_user_timeout": "5000"}
+
+
 @dataclass(frozen=True)
 class PoolerView:
     """One node's PgBouncer as ``pglab status`` shows it."""
@@ -231,6 +239,7 @@ class Lab:
         host, port = (direct.host, direct.port) if direct is not None else self.writes_endpoint()
         if path == "vip":  # the primary's node itself: its PgBouncer, or its PostgreSQL without the pooler
             host, port = self.vip_endpoint(pooled=pooler.enabled(self.topology))
+            return {"host": host, "port": port, "dbname": "postgres", **self.connect_kwargs(), **VIP_CLIENT_KEEPALIVES}
         return {"host": host, "port": port, "dbname": "postgres", **self.connect_kwargs(), **sql.writer_attrs(host)}
 
     def reads_conninfo(self, via: str | None = None) -> dict[str, Any] | None:

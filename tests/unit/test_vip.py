@@ -205,6 +205,9 @@ def test_via_vip_writes_at_the_vip_s_pooler_or_its_postgresql_without_the_pooler
     assert lab.client_path("vip") == "vip"
     conninfo = lab.writes_conninfo("vip")
     assert (conninfo["host"], conninfo["port"]) == ("10.100.0.50", 6432)
+    # A session on a node the address left hears nothing: keepalives meet the new holder's reset.
+    assert conninfo["keepalives_idle"] == "2" and conninfo["tcp_user_timeout"] == "5000"
+    assert "keepalives_idle" not in lab.writes_conninfo("pooler")
     plain = podman_lab(tmp_path / "off", lab_text().replace("\nnodes:", "\npooler: {enabled: false}\nnodes:"))
     conninfo = plain.writes_conninfo("vip")
     assert (conninfo["host"], conninfo["port"]) == ("10.100.0.50", 5432)
