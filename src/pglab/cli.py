@@ -503,9 +503,10 @@ drill_options = [
     timeout_option,
     json_option,
     wide_option,
-    click.option("--via", type=click.Choice(["pooler", "direct"]), default=None,
-                 help="The clients' path: through the pooler (HAProxy 5000 -> the leader's PgBouncer) or "
-                      "straight to PostgreSQL (5002, or the multi-host URI) [default: the write endpoint's]."),
+    click.option("--via", type=click.Choice(["pooler", "direct", "vip"]), default=None,
+                 help="The clients' path: through the pooler (HAProxy 5000 -> the leader's PgBouncer), "
+                      "straight to PostgreSQL (5002, or the multi-host URI), or the virtual IP (its PgBouncer "
+                      "port, PostgreSQL's without the pooler) [default: the write endpoint's]."),
 ]
 DRILL_HELP = """
 --clients writers run the --workload through the write endpoint (HAProxy 5000, or the

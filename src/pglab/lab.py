@@ -19,7 +19,7 @@ import psycopg
 import yaml
 
 from pglab import ansible, catalog, paths, render, sql, stacks, topology, waiting
-from pglab.components import pooler
+from pglab.components import pooler, vip
 from pglab.components.haproxy import Backend, stats_url
 from pglab.errors import InputError, PglabError
 from pglab.prerequisites import Prerequisite
@@ -57,6 +57,14 @@ def ignore_event(_event: Any) -> None:
     """The event sink of callers that show no progress."""
 
 
+# A client of a virtual IP must notice when the address moves: the node that held its session no
+# longer answers for it, and a session waiting for a reply hears nothing, forever (no reset comes).
+# TCP keepalives probe the address after 2 s of silence and meet the new holder's reset; the user
+# timeout ends a send that nobody acknowledges. Applications behind a VIP need the same.
+VIP_CLIENT_KEEPALIVES = {"keepalives": "1", "keepalives_idle": "2", "keepalives_interval": "1",
+                         "keepalives_count": "2", "tcp_user_timeout": "5000"}
+
+
 @dataclass(frozen=True)
 class PoolerView:
     """One node's PgBouncer as ``pglab status`` shows it."""
@@ -86,6 +94,8 @@ class LabStatus:
     warnings: list[str] = field(default_factory=list)
     # Each data node's PgBouncer from its admin console (None: it did not answer); empty without the pooler.
     poolers: dict[str, PoolerView | None] = field(default_factory=dict)
+    # The node that holds the virtual IP now (None: the lab has none, or no node holds it).
+    vip_node: str | None = None
 
 
 @dataclass(frozen=True)
@@ -206,8 +216,13 @@ class Lab:
         return self.address(self.topology.with_role("postgres")[0].name), self.topology.ports.postgres
 
     def client_path(self, via: str | None = None) -> str:
-        """``pooler`` or ``direct``: the path clients take, ``via`` checked against the lab (None:
-        the path the write endpoint names)."""
+        """``pooler``, ``direct`` or ``vip``: the path clients take, ``via`` checked against the lab
+        (None: the path the write endpoint names)."""
+        if via == "vip":
+            if vip.address(self.topology) is None:
+                raise InputError("this lab has no virtual IP (a vip: {address: ...} section in the topology gives "
+                                 "it one, on podman or VMs): use --via pooler or --via direct")
+            return via
         found = self.stack().client_endpoints()
         pooled = "write" in found and "write_direct" in found and found["write"] != found["write_direct"]
         if via == "pooler" and not pooled:
@@ -219,8 +234,12 @@ class Lab:
         """psycopg keywords for the writes endpoint as the superuser (``via`` the pooler or
         direct; None: the write endpoint's own path); with several hosts, libpq picks the one that
         takes writes (target_session_attrs=read-write)."""
-        direct = self.stack().client_endpoints().get("write_direct") if self.client_path(via) == "direct" else None
+        path = self.client_path(via)
+        direct = self.stack().client_endpoints().get("write_direct") if path == "direct" else None
         host, port = (direct.host, direct.port) if direct is not None else self.writes_endpoint()
+        if path == "vip":  # the primary's node itself: its PgBouncer, or its PostgreSQL without the pooler
+            host, port = self.vip_endpoint(pooled=pooler.enabled(self.topology))
+            return {"host": host, "port": port, "dbname": "postgres", **self.connect_kwargs(), **VIP_CLIENT_KEEPALIVES}
         return {"host": host, "port": port, "dbname": "postgres", **self.connect_kwargs(), **sql.writer_attrs(host)}
 
     def reads_conninfo(self, via: str | None = None) -> dict[str, Any] | None:
@@ -244,8 +263,28 @@ class Lab:
         # Through the pooler or not, the direct paths too (the same as write / read without it).
         write_direct = found["write_direct"].uri(user, options=tls) if "write_direct" in found else write
         read_direct = found["read_direct"].uri(user, options=tls) if "read_direct" in found else read
+        # The virtual IP on the primary's node: PostgreSQL, and its PgBouncer ("" when the lab has none).
+        address, ports = vip.address(self.topology), self.topology.ports
+        vip_direct = self.dsn(port=ports.postgres, host=address) if address else ""
+        vip_pooled = self.dsn(port=ports.pooler, host=address) if address and pooler.enabled(self.topology) else ""
         return {"write": write, "read": read, "write_direct": write_direct, "read_direct": read_direct,
-                "pgpass": str(self.pgpass)}
+                "vip": vip_direct, "vip_pooled": vip_pooled, "pgpass": str(self.pgpass)}
+
+    def vip_endpoint(self, pooled: bool) -> tuple[str, int]:
+        """The virtual IP and PostgreSQL's port, or PgBouncer's (``pooled``); the lab must have one."""
+        address = vip.address(self.topology)
+        if address is None:
+            raise InputError("this lab has no virtual IP: add a vip: {address: ...} section to its topology")
+        return address, self.topology.ports.pooler if pooled else self.topology.ports.postgres
+
+    def vip_node(self) -> str | None:
+        """The data node that holds the virtual IP now, as the nodes themselves say (None: the lab has
+        none, or no node holds it; the first when, wrongly, several do)."""
+        address = vip.address(self.topology)
+        if address is None:
+            return None
+        holders = [n.name for n in self.topology.with_role("postgres") if self.provider.holds_address(n, address)]
+        return holders[0] if holders else None
 
     def status(self) -> LabStatus:
         """Members, HAProxy routing, every node's services and the last leader change."""
@@ -266,6 +305,7 @@ class Lab:
             uri=stack.uri(),
             warnings=self.certificates().expiring() if self.topology.tls else [],
             poolers=self.poolers(),
+            vip_node=self.vip_node(),
         )
 
     def poolers(self) -> dict[str, PoolerView | None]:

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from pglab import catalog, paths, secrets, stacks
-from pglab.components import components
+from pglab.components import components, pooler, vip
 from pglab.components.base import ComponentSite, rotation_variable
 from pglab.providers.base import Provider
 from pglab.tls import certs
@@ -51,7 +51,8 @@ def lab_variables(topology: Topology, provider: Provider) -> dict[str, Any]:
     """group_vars/all/pglab.yml: the topology expressed as the roles' own variables."""
     ports = topology.ports
     tls_dir = paths.LabLayout.at(provider.lab_dir).tls
-    site = ComponentSite(tls_dir, tuple(stacks.spec(topology.stack).routes(topology)))
+    spec = stacks.spec(topology.stack)
+    site = ComponentSite(tls_dir, tuple(spec.routes(topology)), spec.primary_check(topology))
     return {
         "pglab_lab_name": topology.name,
         "pglab_stack": topology.stack,
@@ -89,6 +90,11 @@ def pgpass_lines(topology: Topology, provider: Provider, password: str) -> str:
     """A libpq password file for the superuser, so `psql` works without typing the password."""
     targets = [(provider.address(n), topology.ports.postgres) for n in topology.with_role("postgres")]
     targets += [(provider.address(node), port) for node, port in stacks.spec(topology.stack).entry_points(topology)]
+    # The virtual IP: the primary's PostgreSQL, and its PgBouncer with the pooler on.
+    address = vip.address(topology)
+    if address:
+        targets += [(address, port) for port in (topology.ports.postgres,
+                                                 *((topology.ports.pooler,) if pooler.enabled(topology) else ()))]
     return "".join(f"{host}:{port}:*:{secrets.SUPERUSER.user}:{password}\n" for host, port in targets)
 
 

@@ -214,6 +214,11 @@ def status_view(status: LabStatus, wide: bool = False) -> Group:
     parts.append(Text(f"writes: PGPASSFILE={status.endpoints['pgpass']} psql '{status.endpoints['write']}'"))
     if status.endpoints.get("read"):
         parts.append(Text(f"reads:  PGPASSFILE={status.endpoints['pgpass']} psql '{status.endpoints['read']}'"))
+    vip = status.endpoints.get("vip_pooled") or status.endpoints.get("vip")
+    if vip:
+        parts.append(Text(f"vip:    PGPASSFILE={status.endpoints['pgpass']} psql '{vip}'"))
+        parts.append(Text(f"virtual IP on {status.vip_node}") if status.vip_node
+                     else Text("virtual IP held by no node", style="yellow"))
     change = status.last_leader_change
     if change:
         parts.append(Text(f"last leader change: {change['new_leader'] or 'a member'} became leader at "

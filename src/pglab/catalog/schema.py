@@ -33,6 +33,7 @@ class RegisteredTopology(Topology):
         _check_backup(self)
         _check_sections(self)
         _check_provider_runs_dcs(self)
+        _check_provider_carries_vip(self)
         return self
 
 
@@ -71,6 +72,19 @@ def _check_provider_runs_dcs(topo: Topology) -> None:
     note = f" ({provider.dcs_note})" if provider.dcs_note else ""
     raise FieldProblem(("dcs",), f"the {provider.name} provider runs {' and '.join(provider.dcs)} only{note}; "
                        f"set dcs: {provider.dcs[0]}{instead}")
+
+
+def _check_provider_carries_vip(topo: Topology) -> None:
+    if topo.vip is None:
+        return
+    note = providers.provider_class(topo.provider).vip_note
+    if note:
+        raise FieldProblem(("vip",), note)
+    if not stacks.spec(topo.stack).primary_check(topo):
+        others = [s.name for s in stacks.specs() if s.primary_check(topo)]
+        raise FieldProblem(("vip",), f"stack {topo.stack} cannot carry a virtual IP yet (pglab does not know how "
+                           f"its nodes tell keepalived which one is the primary); remove the vip section, or "
+                           f"use stack: {' or '.join(others)}")
 
 
 def _dcs_title(dcs: str) -> str:

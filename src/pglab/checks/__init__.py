@@ -263,3 +263,25 @@ def change_leader(lab: Lab, password: str, operation: Callable[..., Any]) -> dic
     target = a_streaming_replica(lab)
     result = operation(lab, to=target)
     return {"old": old, "target": target, "old_timeline": old_timeline, "rows": rows, "result": result}
+
+
+# The virtual IP ------------------------------------------------------------------------------
+
+# After `up` or a leader change: the primary's track script passes within a second, then VRRP
+# waits about three adverts before the node takes the address.
+VIP_GRACE = 15.0
+
+
+def vip_serves(lab: Lab, password: str, pooled: bool) -> tuple[bool, str]:
+    """Whether a session at the virtual IP (PgBouncer's port or PostgreSQL's) reaches a primary,
+    and the node it reached, by the first of its listen_addresses (the node's own address), or why not."""
+    host, port = lab.vip_endpoint(pooled)
+    try:
+        rows = sql.query(host, port, password,
+                         "SELECT pg_is_in_recovery(), split_part(current_setting('listen_addresses'), ',', 1)",
+                         tls=lab.libpq_tls())
+    except psycopg.Error as exc:
+        return False, f"{host}:{port} does not answer: {sql.first_line(exc)}"
+    in_recovery, address = rows[0]
+    node = node_at(lab, address)
+    return (not in_recovery), node if not in_recovery else f"{host}:{port} reaches {node}, a replica"

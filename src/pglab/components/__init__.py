@@ -19,6 +19,7 @@ COMPONENTS = {
     "haproxy": "pglab.components.haproxy",
     "pgbackrest": "pglab.components.pgbackrest",
     "pooler": "pglab.components.pooler",
+    "vip": "pglab.components.vip",
 }
 
 

@@ -105,6 +105,9 @@ class ComponentSite:
 
     tls_dir: Path
     routes: tuple[Route, ...] = ()
+    # A shell command, run on a data node as the service user, that exits 0 when the node's
+    # PostgreSQL is the primary, as the stack says (Ansible variables allowed); empty: none.
+    primary_check: str = ""
 
 
 class Component(ABC):

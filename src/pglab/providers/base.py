@@ -32,6 +32,9 @@ class Provider(ABC):
     # The DCS it can run (for stacks that keep their state in one), and why it runs no others.
     dcs: tuple[str, ...] = ("etcd", "consul")
     dcs_note: str = ""
+    # Why its nodes cannot carry a virtual IP (``vip:``), with the fix; None: they can (each node
+    # has a network interface of its own, on which the address can come and go).
+    vip_note: ClassVar[str | None] = None
     # Its own section of the topology (a pydantic model named after the provider, ``vagrant:``),
     # written by `pglab init` for this provider only; None when it has none.
     settings: ClassVar[type[BaseModel] | None] = None
@@ -131,6 +134,11 @@ class Provider(ABC):
     def node_root(self, node: Node) -> str:
         """The prefix of every path a component writes on the node (the roles' pglab_node_root)."""
         return ""
+
+    def holds_address(self, node: Node, address: str) -> bool:
+        """Whether one of the node's network interfaces holds ``address`` now (a virtual IP); False
+        where the provider cannot tell or the node does not answer."""
+        return False
 
     def run_as_service_user(self, node: Node, argv: list[str],
                             timeout: float = 600.0) -> subprocess.CompletedProcess[str]:

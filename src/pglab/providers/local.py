@@ -81,6 +81,11 @@ class LocalProvider(Provider):
     nodes_on_this_machine = True
     dcs = ("etcd",)
     dcs_note = "Debian 12 packages no Consul"
+    vip_note: ClassVar[str | None] = (
+        "the local provider cannot carry a virtual IP: all its nodes share this machine's loopback "
+        "interface, so an address added for one node would answer for every node at once, and no "
+        "address could follow the leader. Remove the vip section, or use provider: podman or vagrant, "
+        "whose nodes each have a network of their own")
     settings = LocalSettings
     comments: ClassVar[dict[str, str]] = {"local.disk_size": "each data node's own filesystem (a sparse image)"}
     faults = frozenset({"disk-full", "slow-disk", "cpu-starve", "memory", "loss", "latency", "dcs-loss",

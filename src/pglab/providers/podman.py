@@ -47,8 +47,12 @@ SSH_USER = "vagrant"
 SSH_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
 # Where root cannot raise hard limits (containers in a VM, CI), podman's defaults are refused.
 ULIMITS = ("nofile=16384:16384", "nproc=8192:8192")
-# nftables (partitions) and a VIP need NET_ADMIN inside the node.
-CAPABILITIES = ("NET_ADMIN",)
+# nftables (partitions) and a VIP need NET_ADMIN inside the node; keepalived's VRRP and gratuitous
+# ARP need raw sockets (NET_RAW).
+CAPABILITIES = ("NET_ADMIN", "NET_RAW")
+# Services listen on a virtual IP before it arrives; the container's /proc/sys is read-only, so
+# the kernel setting that allows it is the container's from the start.
+SYSCTLS = ("net.ipv4.ip_nonlocal_bind=1",)
 LAB_LABEL = "pglab-lab"
 SSH_TIMEOUT = 60.0
 
@@ -159,6 +163,7 @@ class PodmanProvider(SystemdProvider):
                              "--network", self.network, "--ip", str(node.address), "--systemd=always",
                              *(arg for limit in ULIMITS for arg in ("--ulimit", limit)),
                              *(arg for cap in CAPABILITIES for arg in ("--cap-add", cap)),
+                             *(arg for sysctl in SYSCTLS for arg in ("--sysctl", sysctl)),
                              self.settings_of_lab.image)
             elif state == "paused":
                 self._podman("unpause", name)

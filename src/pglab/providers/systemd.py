@@ -112,6 +112,15 @@ class SystemdProvider(Provider):
         # sudo: the connecting user is not in systemd-journal, so it would see only its own journal.
         return self.run_command(node, f"sudo journalctl {flags} -n {int(lines)} --no-pager")
 
+    def holds_address(self, node: Node, address: str) -> bool:
+        if self.machine_state(node) is not None:  # frozen or off: nothing to ask, nothing it serves
+            return False
+        try:
+            answer = self.run_command(node, f"ip -o -4 addr show to {shlex.quote(address)}/32")
+        except (PglabError, subprocess.CalledProcessError):
+            return False
+        return bool(answer.strip())
+
     def run_as_service_user(self, node: Node, argv: list[str],
                             timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
         command = f"sudo -u {SERVICE_USER} " + shlex.join(argv)

@@ -326,6 +326,12 @@ class StackSpec(ABC):
         empty when clients reach the nodes themselves (a multi-host URI)."""
         return []
 
+    def primary_check(self, topology: Topology) -> str:
+        """A shell command, run on a data node as the service user, that exits 0 when the node's
+        own PostgreSQL is the primary as the stack says, quickly (a virtual IP's track script runs
+        it every second); Ansible variables of the node allowed. Empty: the stack has none."""
+        return ""
+
     def prerequisites(self, topology: Topology) -> list[Prerequisite]:
         """What this machine needs to run the stack's nodes (the local provider)."""
         return []

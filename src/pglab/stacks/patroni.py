@@ -550,6 +550,13 @@ class PatroniSpec(StackSpec):
                       "Reads, direct: PostgreSQL of every streaming replica, round robin.",
                       balance="roundrobin", reads=True)]
 
+    def primary_check(self, topology: Topology) -> str:
+        """Patroni's REST API on the node's own address answers 200 on /primary only on the leader
+        (HTTPS, its certificate verified against the lab's CA, in a TLS lab)."""
+        scheme, ca = ("https", " --cacert {{ pglab_tls_ca_file }}") if topology.tls else ("http", "")
+        return (f"curl --silent --fail --output /dev/null --max-time 2{ca} "
+                f"{scheme}://{{{{ pglab_address }}}}:{topology.ports.patroni}/primary")
+
     def prerequisites(self, topology: Topology) -> list[Prerequisite]:
         venv = paths.services_venv()
         needed = [Prerequisite(f"{venv}/bin/patroni", VENV_PACKAGE, (venv / "bin" / "patroni").exists(),

@@ -67,11 +67,14 @@ def key_path(tls_dir: Path, name: str) -> Path:
 def node_sans(topology: Topology, node: Node) -> tuple[list[str], list[ipaddress.IPv4Address]]:
     """DNS names and addresses a node's certificate must carry: the node's name, its address on
     VMs and on loopback (the same certificate serves either provider), and, for a PostgreSQL
-    node, HAProxy's too: a client that connects through HAProxy's TCP port talks TLS with the
-    node HAProxy picked, and verify-full checks the name the client dialled."""
+    node, HAProxy's too (and the lab's virtual IP): a client that connects through HAProxy's TCP
+    port talks TLS with the node HAProxy picked, and verify-full checks the name the client dialled."""
     names = [node.name]
     addresses = [node.address, topology.loopback_address(node)]
     if "postgres" in node.roles:
+        # The virtual IP lands on whichever data node leads: each one's certificate names it.
+        if topology.vip is not None:
+            addresses.append(topology.vip.address)
         for router in topology.with_role("haproxy"):
             if router.name != node.name:
                 names.append(router.name)

@@ -33,10 +33,11 @@ from pglab.topology.model import (
     Strict,
     Topology,
     TopologyError,
+    Vip,
 )
 
 __all__ = [
     "BACKUP_ROLE", "DEFAULT_FILE", "MAX_FILE_BYTES", "MAX_NODES", "MAX_YAML_DEPTH", "MAX_YAML_VALUES",
     "NAME_PATTERN", "BackupSettings", "Dcs", "FieldProblem", "Network", "Node", "Ports", "PostgresSettings",
-    "Provider", "Role", "Stack", "Strict", "Topology", "TopologyError", "load", "parse", "parse_bytes",
+    "Provider", "Role", "Stack", "Strict", "Topology", "TopologyError", "Vip", "load", "parse", "parse_bytes",
 ]

@@ -7,6 +7,7 @@ A rule that fails raises :class:`FieldProblem` naming the field, so the message 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections import Counter
 from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
@@ -113,6 +114,25 @@ class BackupSettings(Strict):
     processes: Annotated[int, Field(ge=1, le=32)] = 2
 
 
+class Vip(Strict):
+    """A virtual IP that follows the leader: keepalived on every data node holds it on the
+    primary's node, so clients reach the primary at one address whichever node leads."""
+
+    # An address of network.subnet that no node has.
+    address: ipaddress.IPv4Address
+    # The network interface that carries it; empty: the one that holds the node's own address.
+    interface: str = ""
+
+    @field_validator("interface")
+    @classmethod
+    def _interface_name(cls, name: str) -> str:
+        if not re.fullmatch(r"([a-zA-Z0-9_.-]{1,15})?", name):
+            raise ValueError(f"{name!r} is not a network interface name; write one such as eth0 or eth1 "
+                             "(letters, digits, . _ -, at most 15), or leave it out: the interface that "
+                             "holds the node's own address")
+        return name
+
+
 class Topology(Strict):
     """What every lab has. :func:`pglab.catalog.schema` adds what the registries bring: the stack
     and provider names, the roles, the ports, each stack's and provider's own section
@@ -131,6 +151,8 @@ class Topology(Strict):
     # A lab without a backup: section has no backups (labs written before backups keep working);
     # `pglab init` writes the section, on.
     backup: BackupSettings = BackupSettings(enabled=False)
+    # A virtual IP on the leader's node (keepalived); none unless the file has the section.
+    vip: Vip | None = None
     nodes: Annotated[list[Node], Field(min_length=1, max_length=MAX_NODES)]
 
     @model_validator(mode="after")
@@ -153,6 +175,7 @@ class Topology(Strict):
                     f"host number {offset} does not fit in network.loopback {self.network.loopback}; "
                     "use a smaller address or a larger loopback network",
                 )
+        _check_vip(self)
         # The rules that need the registries follow in the catalog's subclass (pglab.catalog), which
         # calls check_data_nodes and check_backup_holder below in its order.
         return self
@@ -209,6 +232,20 @@ def _check_unique(nodes: list[Node]) -> None:
             )
         seen_names[node.name] = i
         seen_addresses[node.address] = i
+
+
+def _check_vip(topo: Topology) -> None:
+    """The virtual IP is a free host address of the lab's subnet: the nodes' peers reach it there."""
+    if topo.vip is None:
+        return
+    address, subnet = topo.vip.address, topo.network.subnet
+    if address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
+        raise FieldProblem(("vip", "address"), f"{address} is not a host address of network.subnet {subnet}; "
+                           f"pick a free address inside {subnet} (no node's) for the virtual IP")
+    for node in topo.nodes:
+        if node.address == address:
+            raise FieldProblem(("vip", "address"), f"{address} is node {node.name}'s address; the virtual IP "
+                               f"moves between nodes, so give it a free address of {subnet}")
 
 
 def check_data_nodes(topo: Topology) -> None:
