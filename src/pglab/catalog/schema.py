@@ -33,6 +33,7 @@ class RegisteredTopology(Topology):
         _check_backup(self)
         _check_sections(self)
         _check_provider_runs_dcs(self)
+        providers.provider_class(self.provider).check(self)
         return self
 
 
