@@ -71,7 +71,8 @@ class Servers:
             elif "dpkg-query" in command:
                 out = "".join(f"{p} installed\n" for p in self.packages[name])
                 if "for p in" in command:  # the claim: no marker, no lab path there before
-                    out = "path /etc/haproxy\n" + "".join(f"{p}\n" for p in self.packages[name])
+                    out = ("path /etc/haproxy\nempty /var/lib/pgbackrest\n"
+                           + "".join(f"{p}\n" for p in self.packages[name]))
             else:
                 out = ""
             return subprocess.CompletedProcess([], 0, out, "")
@@ -226,7 +227,8 @@ def test_create_records_what_each_server_had_then_marks_it(topology: Topology, t
     provider.create()
     record = json.loads((provider.lab_dir / "hosts" / "pg1.json").read_text())
     assert record == {"address": "10.70.0.12", "paths_before": ["/etc/haproxy"],
-                      "packages_before": ["openssh-server", "sudo"], "installed": []}
+                      "empty_before": ["/var/lib/pgbackrest"], "packages_before": ["openssh-server", "sudo"],
+                      "installed": []}
     assert any("/etc/pglab/lab" in c and "srv" in c for n, c in servers.commands if n == "pg1")
     assert provider.is_created()
     servers.packages["pg1"] += ["postgresql-15", "libpq5"]
@@ -251,7 +253,9 @@ def test_destroy_asks_naming_the_servers_and_removes_what_pglab_made(topology: T
     assert "systemctl disable --now patroni pgbackrest pgbouncer" in pg1
     assert "/etc/systemd/system/patroni.service" in pg1 and "/var/lib/postgresql/15" in pg1
     assert "apt-get purge -y -q postgresql-15" in pg1
-    assert "/etc/haproxy" not in pg1.split("rm -rf", 1)[1].split(";")[0]  # it was there before the lab
+    removed = pg1.split("rm -rf", 1)[1].split(";")[0]
+    assert "/etc/haproxy" not in removed  # it was there before the lab, with content
+    assert "/var/lib/pgbackrest" not in removed and "find /var/lib/pgbackrest -mindepth 1 -delete" in pg1
     assert "apt-get purge" not in " ".join(c for n, c in servers.commands if n == "dcs")
     assert not provider.is_created()
 

@@ -21,6 +21,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -52,7 +53,8 @@ PG_VERSION = 15
 
 def lab_paths(version: int = PG_VERSION) -> tuple[str, ...]:
     """Every path the roles write the lab's state and configuration to on a systemd node: `destroy`
-    removes those a server did not have before the lab's first `up`."""
+    removes those a server did not have before the lab's first `up`, and empties those it had
+    empty (a package's own directory)."""
     home = paths.postgres_home("")
     return (f"{home}/{version}", f"{home}/.config/pg_autoctl", f"{home}/.local/share/pg_autoctl",
             "/etc/pglab", "/var/lib/pglab", "/var/log/pglab", "/etc/patroni", "/opt/patroni", "/etc/etcd",
@@ -237,17 +239,21 @@ class HostsProvider(SystemdProvider):
             listed = " ".join(shlex.quote(p) for p in lab_paths())
             answer = self.run_command(node, "; ".join([
                 f"sudo cat {host_checks.MARKER} 2>/dev/null | sed 's/^/marker /'",
-                f"for p in {listed}; do sudo test -e \"$p\" && echo \"path $p\"; done",
+                "sudo sh -c " + shlex.quote(f'for p in {listed}; do [ -e "$p" ] || continue; '
+                                            'if [ -d "$p" ] && [ -z "$(ls -A "$p")" ]; then echo "empty $p"; '
+                                            'else echo "path $p"; fi; done'),
                 "dpkg-query --show --showformat='${Package} ${db:Status-Status}\\n' | sed -n 's/ installed$//p'",
                 "true"]))
             lines = answer.splitlines()
             marker = next((line[7:] for line in lines if line.startswith("marker ")), None)
             # This lab's marker without a record: the lab's directory was lost. What it made is
             # unknown, so its paths count as pglab's and no package as installed by pglab.
-            existed = [] if marker == self.topology.name else [line[5:] for line in lines if line.startswith("path ")]
-            before = [line for line in lines if line and not line.startswith(("marker ", "path "))]
+            ours = marker == self.topology.name
+            held = [] if ours else [line[5:] for line in lines if line.startswith("path ")]
+            empty = [] if ours else [line[6:] for line in lines if line.startswith("empty ")]
+            before = [line for line in lines if line and not line.startswith(("marker ", "path ", "empty "))]
             record.parent.mkdir(parents=True, exist_ok=True)
-            record.write_text(json.dumps({"address": str(node.address), "paths_before": existed,
+            record.write_text(json.dumps({"address": str(node.address), "paths_before": held, "empty_before": empty,
                                           "packages_before": sorted(before), "installed": []}, indent=1))
         self.run_command(node, "sudo sh -c " + shlex.quote(
             f"mkdir -p {os.path.dirname(host_checks.MARKER)} && echo {shlex.quote(self.topology.name)} "
@@ -290,13 +296,17 @@ class HostsProvider(SystemdProvider):
         if record is None:
             return  # never claimed: nothing of the lab is there
         units = self.units(node)
-        made = [p for p in lab_paths() if p not in record["paths_before"]]
+        # A path the server did not have goes; one it had empty (a package's directory) is emptied;
+        # one with content before the lab keeps it.
+        empty_before = record.get("empty_before", [])
+        made = [p for p in lab_paths() if p not in record["paths_before"] and p not in empty_before]
         steps = [
             f"systemctl disable --now {shlex.join(units)} 2>/dev/null",
             "rm -f " + " ".join(shlex.quote(f"/etc/systemd/system/{u}.service") for u in units),
             "systemctl daemon-reload", f"systemctl reset-failed {shlex.join(units)} 2>/dev/null",
             f"nft delete table inet {PARTITION_TABLE} 2>/dev/null",
             f"rm -rf {' '.join(shlex.quote(p) for p in made)}" if made else "",
+            *(f"find {shlex.quote(p)} -mindepth 1 -delete 2>/dev/null" for p in empty_before),
             f"rm -f {host_checks.MARKER}; rmdir {os.path.dirname(host_checks.MARKER)} 2>/dev/null",
         ]
         if record["installed"] and not self.keep_packages:
@@ -333,10 +343,16 @@ class HostsProvider(SystemdProvider):
         remote = command if access.become else SUDO_AS_ROOT + command
         argv = ["ssh", *SSH_OPTIONS, "-o", f"UserKnownHostsFile={self.known_hosts}", "-i", str(access.key_file),
                 "-p", str(access.port), f"{access.user}@{node.address}", remote]
-        try:
-            return subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return subprocess.CompletedProcess(argv, 124, "", f"no answer within {timeout:.0f} s")
+        # stderr to a file, not a pipe: the master connection SSH leaves behind (ControlPersist)
+        # keeps the first client's stderr open, and reading a pipe to its end would wait for it.
+        with tempfile.TemporaryFile(mode="w+") as errors:
+            try:
+                done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=errors, text=True,
+                                      stdin=subprocess.DEVNULL, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                return subprocess.CompletedProcess(argv, 124, "", f"no answer within {timeout:.0f} s")
+            errors.seek(0)
+            return subprocess.CompletedProcess(argv, done.returncode, done.stdout, errors.read())
 
     # Helpers ---------------------------------------------------------------------------------
     def _each(self, action: Callable[[Node], T]) -> list[T]:
