@@ -106,7 +106,7 @@ class PlaybookEvents:
 
 def task_change(host: str, task: str, res: dict[str, Any]) -> TaskChange:
     """What a changed task's result says it did: apt's simulated or real installs ("Inst NAME"
-    lines), the files named by its diffs or its destination."""
+    lines), the files named by its diffs, its destination or pglab_files' list."""
     out = str(res.get("stdout") or "")
     packages = tuple(dict.fromkeys(line.split()[1] for line in out.splitlines()
                                    if line.startswith("Inst ") and len(line.split()) > 1))
@@ -114,6 +114,10 @@ def task_change(host: str, task: str, res: dict[str, Any]) -> TaskChange:
     files = [str(d.get("after_header") or d.get("before_header") or "")
              for d in (diffs if isinstance(diffs, list) else [diffs]) if isinstance(d, dict)]
     files += [str(res[key]) for key in ("dest", "path") if isinstance(res.get(key), str)]
+    # The pglab role's module (pglab_files) names the files it wrote in its directory.
+    directory = ((res.get("invocation") or {}).get("module_args") or {}).get("directory")
+    if isinstance(directory, str):
+        files += [f"{directory.rstrip('/')}/{name}" for name in res.get("changed_files") or []]
     return TaskChange(host, task, packages, tuple(dict.fromkeys(f for f in files if f.startswith("/"))))
 
 

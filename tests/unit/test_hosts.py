@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pglab import cli, providers
+from pglab import ansible, cli, providers, ui
 from pglab.catalog import default_yaml, parse
 from pglab.errors import InputError
-from pglab.lab import Lab
+from pglab.lab import Lab, NodePlan, UpCheck
 from pglab.providers import host_checks, hosts
 from pglab.topology import Node, Topology, TopologyError
 
@@ -285,3 +285,29 @@ def test_the_cli_destroy_needs_yes_without_a_terminal(topology: Topology, tmp_pa
     assert result.exit_code == 2, result.output
     assert "servers pg1 (10.70.0.12). Confirm with --yes" in " ".join(result.output.split())
     assert record.exists()
+
+
+def test_a_changed_task_says_which_packages_and_files_it_touches() -> None:
+    apt = ansible.task_change("pg1", "Install the missing packages", {
+        "changed": True, "stdout": "Reading package lists...\nInst libpq5 (15.8-0+deb12u1 Debian:12)\n"
+                                   "Inst postgresql-15 (15.8-0+deb12u1 Debian:12)\nConf libpq5 (15.8)\n"})
+    assert apt.packages == ("libpq5", "postgresql-15") and apt.files == ()
+    files = ansible.task_change("pg1", "Write the Patroni configuration", {
+        "changed": True, "changed_files": ["patroni.yml"], "invocation": {"module_args": {"directory": "/etc/patroni"}},
+        "diff": [{"before_header": "/etc/x.conf", "after_header": "/etc/x.conf"}]})
+    assert files.files == ("/etc/x.conf", "/etc/patroni/patroni.yml")
+
+
+def test_up_check_is_for_machines_that_exist_and_says_what_would_change(tmp_path: Path) -> None:
+    local = Lab(parse(default_yaml()), tmp_path / "pglab.yml")
+    with pytest.raises(InputError, match="needs machines that exist before `up`"):
+        local.check_up()
+    plan = UpCheck(4.2, [NodePlan("dcs", [], [], []),
+                         NodePlan("pg1", ["postgresql-15"], ["Install the missing packages", "Write"],
+                                  ["/etc/patroni/patroni.yml"], "Enable and start patroni: Could not find")],
+                   "/x/stdout")
+    text = ui.up_check_text(plan)
+    assert "dcs: nothing would change" in text
+    assert "pg1: 2 task(s) would change something\n  would install 1 package(s): postgresql-15" in text
+    assert "would write: /etc/patroni/patroni.yml" in text and "check mode stopped at Enable and start patroni" in text
+    assert text.endswith("Nothing was changed (4.2 s). Full Ansible output: /x/stdout")
