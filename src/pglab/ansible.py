@@ -218,7 +218,9 @@ def run_playbook(
             event_handler=handle,
             quiet=True,
             rotate_artifacts=3,
-            **({"cmdline": "--check --diff"} if check else {}),
+            # Runner would keep a cmdline in env/cmdline, and every later run of the lab would read
+            # it there and run in check mode too: none of a check run's options go to a file.
+            **({"cmdline": "--check --diff", "suppress_env_files": True} if check else {}),
         )
     finally:
         for sig, handler in handlers.items():

@@ -41,6 +41,9 @@ nodes:
 """
 PGLAB = [sys.executable, "-m", "pglab.cli"]
 HOLDER = "pglab-test-port-holder"
+# An image to use as it is, instead of building pglab's own (one made by another checkout of
+# pglab, whose recipe differs): the servers need only systemd, sshd and the lab's packages.
+IMAGE = os.environ.get("PGLAB_E2E_IMAGE")
 pytestmark = pytest.mark.skipif(os.environ.get("PGLAB_E2E_CONTAINERS") != "1", reason=OPT_IN)
 
 
@@ -81,11 +84,13 @@ def left_on(servers: PodmanProvider, node: str, ports: list[int]) -> list[str]:
 def test_hosts_provider_on_containers(tmp_path: Path, cgroups_for_crun: list[str]) -> None:  # noqa: F811
     if os.geteuid() != 0 or not shutil.which("podman"):
         pytest.skip("the container test needs root and podman")
-    image.build(report=lambda text: print(f"image: {text}", flush=True))
+    if IMAGE is None:
+        image.build(report=lambda text: print(f"image: {text}", flush=True))
     servers_file = tmp_path / "servers" / "pglab.yml"
     servers_file.parent.mkdir()
     servers_topology = catalog.parse(f"name: {SERVERS}\nprovider: podman\nstack: patroni\n"
-                                     f"network: {{subnet: 10.101.0.0/24}}\n{NODES}")
+                                     f"network: {{subnet: 10.101.0.0/24}}\n"
+                                     + (f"podman: {{image: {IMAGE}}}\n" if IMAGE else "") + NODES)
     servers = PodmanProvider(servers_topology, servers_file.parent / ".pglab" / SERVERS)
     figures: dict[str, object] = {}
     before: dict[str, list[str]] = {}
@@ -97,6 +102,11 @@ def test_hosts_provider_on_containers(tmp_path: Path, cgroups_for_crun: list[str
         servers.create()  # the servers, their sshd with the key; this process is now in their namespace
         topology = catalog.load(lab_file)
         lab_ports = sorted(topology.ports.model_dump().values())
+        for node in topology.nodes:
+            # The image starts Debian's PgBouncer at boot, on the pooler's port: a server whose
+            # owner left it running would be refused for it, so stop it as that owner would.
+            on(servers, node.name, "systemctl disable --now pgbouncer.service")
+            print(f"{node.name} listens on:\n{on(servers, node.name, 'ss -Htlnp')}", flush=True)
         before = {n.name: left_on(servers, n.name, lab_ports) for n in topology.nodes}
 
         # Refused before anything changes -------------------------------------------------------

@@ -171,6 +171,8 @@ def test_a_missing_key_file_is_refused_before_any_connection(topology: Topology,
     (DEBIAN + 'ss LISTEN 0 5 *:8008 *:* users:(("nc",pid=91,fd=3))\nunit 91 -\n',
      "8008 (postgres) by nc"),
     (DEBIAN + "ss missing\n", "`ss` is missing"),
+    (DEBIAN + "ss LISTEN 0 4096 10.70.0.12:5432 0.0.0.0:* uid:107 ino:2231 sk:1\n",
+     "5432 (postgres) by an unseen process of uid 107"),
 ])
 def test_an_unfit_server_is_refused_naming_it_and_the_fix(topology: Topology, tmp_path: Path, answer: str,
                                                           words: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -183,6 +185,10 @@ def test_the_lab_s_own_units_may_hold_its_ports_and_data(topology: Topology, tmp
     ours = (DEBIAN + "marker srv\ncluster /var/lib/postgresql/15/main\n"
             'ss LISTEN 0 244 10.70.0.12:5432 0.0.0.0:* users:(("postgres",pid=90,fd=6))\nunit 90 patroni.service\n')
     assert provider_with(topology, tmp_path, Servers({"pg1": ours}), monkeypatch).preflight() == []
+    # Root in a container may not see other users' processes: on the lab's own server, a listener
+    # ss cannot name is the lab's.
+    unseen = ours + "ss LISTEN 0 4096 10.70.0.12:8008 0.0.0.0:* uid:107 ino:2231 sk:1\n"
+    assert provider_with(topology, tmp_path, Servers({"pg1": unseen}), monkeypatch).preflight() == []
     strange = ours.replace("unit 90 patroni.service", "unit 90 postgresql@15-main.service")
     problems = provider_with(topology, tmp_path, Servers({"pg1": strange}), monkeypatch).preflight()
     assert len(problems) == 1 and "5432 (postgres) by postgresql@15-main.service" in problems[0]

@@ -20,6 +20,10 @@ MARKER = "/etc/pglab/lab"
 SUPPORTED_OS = ("debian", "12")
 _LISTENER = re.compile(r"^\S+\s+\d+\s+\d+\s+(?P<local>\S+)\s+\S+(?:\s+(?P<process>.*))?$")
 _PROCESS = re.compile(r'\("(?P<name>[^"]+)",pid=(?P<pid>\d+)')
+_UID = re.compile(r"\buid:(?P<uid>\d+)")
+# What holds a port when ss cannot name the process: root in a container may not read the
+# descriptors of other users' processes (no CAP_SYS_PTRACE); ss still says the socket's uid.
+UNSEEN = "an unseen process"
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,8 @@ class Facts:
     marker: str | None = None
     clusters: list[str] = field(default_factory=list)
     has_ss: bool = True
-    # Port -> what holds it: the systemd unit of the listening process, else its name.
+    # Port -> what holds it: the systemd unit of the listening process, else its name, else
+    # UNSEEN with the socket's uid.
     listeners: dict[int, str] = field(default_factory=dict)
 
 
@@ -64,7 +69,7 @@ def probe_script(data_dirs: Collection[str], cluster_dirs: Collection[str]) -> s
         f'for d in {dirs}; do $S test -e "$d/PG_VERSION" && echo "cluster $d"; done',
         f'for d in {clusters}; do [ -e "$d/postgresql.conf" ] && echo "cluster $d"; done',
         'command -v ss >/dev/null || echo "ss missing"',
-        'L=$($S ss -Htlnp 2>/dev/null); printf "%s\\n" "$L" | sed -n "s/^/ss /p"',
+        'L=$($S ss -Htlnpe 2>/dev/null); printf "%s\\n" "$L" | sed -n "s/^/ss /p"',
         'for p in $(printf "%s\\n" "$L" | grep -o "pid=[0-9]*" | cut -d= -f2 | sort -u); do '
         'u=$(sed -n "s#.*/\\([^/]*\\.service\\)\\$#\\1#p" /proc/$p/cgroup 2>/dev/null | head -n1); '
         'echo "unit $p ${u:--}"; done',
@@ -97,8 +102,13 @@ def parse(answer: str) -> Facts:
                 continue
             port = found["local"].rpartition(":")[2]
             process = _PROCESS.search(found["process"] or "")
-            if port.isdigit():
-                listeners.append((int(port), process["name"] if process else "?", process["pid"] if process else None))
+            uid = _UID.search(found["process"] or "")
+            if not port.isdigit():
+                continue
+            if process:
+                listeners.append((int(port), process["name"], process["pid"]))
+            else:
+                listeners.append((int(port), f"{UNSEEN} of uid {uid['uid']}" if uid else UNSEEN, None))
         elif word == "unit":
             pid, _, unit = rest.partition(" ")
             if unit and unit != "-":
@@ -142,8 +152,11 @@ def judge(server: Server, facts: Facts, lab: str, needed_ports: Mapping[int, str
     if not facts.has_ss:
         problems.append(f"pglab cannot see which ports are in use on {where}: `ss` is missing. Install it "
                         "(apt-get install iproute2) and run `pglab up` again.")
+    # On a server of this lab, a listener ss cannot name is taken for the lab's own (where it
+    # can, it names every process root may see: on a server, all of them).
     held = [(port, owner, facts.listeners[port]) for port, owner in sorted(needed_ports.items())
-            if port in facts.listeners and not (ours and facts.listeners[port] in lab_units)]
+            if port in facts.listeners
+            and not (ours and (facts.listeners[port] in lab_units or facts.listeners[port].startswith(UNSEEN)))]
     if held:
         ports = ", ".join(f"{port} ({owner}) by {holder}" for port, owner, holder in held)
         problems.append(f"on {where} ports the lab needs are held: {ports}. Stop what holds them there, or "
