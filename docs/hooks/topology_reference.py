@@ -28,7 +28,8 @@ MARKER = "<!-- topology-fields -->"
 NOTES: dict[str, str] = {
     "name": "The lab's name: its directory `.pglab/<name>/`, its supervisord, its VM and network names.",
     "provider": "What makes the machines: `local` runs every node as processes on a loopback address, "
-                "`vagrant` makes one VM per node, `podman` one systemd container per node.",
+                "`vagrant` makes one VM per node, `podman` one systemd container per node, `hosts` uses existing "
+                "Debian 12 servers.",
     "stack": "The HA stack: `patroni` (DCS + Patroni + HAProxy) or `pg_auto_failover` (a monitor and keepers).",
     "dcs": "Where Patroni keeps the cluster's state; `consul` only with `provider: vagrant`.",
     "postgres": "PostgreSQL itself, for every stack.",
@@ -37,6 +38,8 @@ NOTES: dict[str, str] = {
     "vagrant": "VM settings of the vagrant provider: only in a lab with `provider: vagrant` (a local lab's is "
                "ignored with a one-line warning).",
     "podman": "Container settings of the podman provider: only in a lab with `provider: podman`.",
+    "hosts": "How the hosts provider reaches the existing servers at the nodes' addresses (SSH user, key, "
+             "port, sudo): only in a lab with `provider: hosts`.",
     "local": "Settings of the local provider: only in a lab with `provider: local` (a vagrant lab's is ignored "
              "with a one-line warning).",
     "backup": "Backups and point-in-time restore (pgBackRest); a topology without this section has none.",

@@ -30,6 +30,17 @@ class TaskFailure:
     message: str
 
 
+@dataclass(frozen=True)
+class TaskChange:
+    """A task that changed (or, in check mode, would change) something on a host: the packages
+    it installs and the files it writes, where the module says."""
+
+    host: str
+    task: str
+    packages: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+
+
 @dataclass
 class PlaybookResult:
     rc: int
@@ -37,6 +48,7 @@ class PlaybookResult:
     changed: int = 0
     failures: list[TaskFailure] = field(default_factory=list)
     log: Path | None = None
+    changes: list[TaskChange] = field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:
@@ -92,6 +104,23 @@ class PlaybookEvents:
             self.on_event(simple)
 
 
+def task_change(host: str, task: str, res: dict[str, Any]) -> TaskChange:
+    """What a changed task's result says it did: apt's simulated or real installs ("Inst NAME"
+    lines), the files named by its diffs, its destination or pglab_files' list."""
+    out = str(res.get("stdout") or "")
+    packages = tuple(dict.fromkeys(line.split()[1] for line in out.splitlines()
+                                   if line.startswith("Inst ") and len(line.split()) > 1))
+    diffs = res.get("diff") or []
+    files = [str(d.get("after_header") or d.get("before_header") or "")
+             for d in (diffs if isinstance(diffs, list) else [diffs]) if isinstance(d, dict)]
+    files += [str(res[key]) for key in ("dest", "path") if isinstance(res.get(key), str)]
+    # The pglab role's module (pglab_files) names the files it wrote in its directory.
+    directory = ((res.get("invocation") or {}).get("module_args") or {}).get("directory")
+    if isinstance(directory, str):
+        files += [f"{directory.rstrip('/')}/{name}" for name in res.get("changed_files") or []]
+    return TaskChange(host, task, packages, tuple(dict.fromkeys(f for f in files if f.startswith("/"))))
+
+
 def _failure_message(res: dict[str, Any]) -> str:
     parts = [str(res.get("msg") or "").strip()]
     for key in ("stderr", "stdout", "module_stderr"):
@@ -134,10 +163,13 @@ def run_playbook(
     work_dir: Path,
     on_event: Callable[[PlaybookEvent], None] | None = None,
     extra_vars: dict[str, Any] | None = None,
+    check: bool = False,
 ) -> PlaybookResult:
-    """Run ``playbook`` against ``inventory``; artifacts go under ``work_dir``."""
+    """Run ``playbook`` against ``inventory``; artifacts go under ``work_dir``. ``check``: Ansible's
+    check mode with diffs (``--check --diff``): what would change, nothing changed."""
     work_dir.mkdir(parents=True, exist_ok=True)
     failures: list[TaskFailure] = []
+    changes: list[TaskChange] = []
     events = PlaybookEvents(on_event) if on_event is not None else None
 
     def handle(event: dict[str, Any]) -> bool:
@@ -146,6 +178,8 @@ def run_playbook(
         if (kind == "runner_on_failed" and not data.get("ignore_errors")) or kind == "runner_on_unreachable":
             failures.append(TaskFailure(data.get("host", ""), data.get("task", ""),
                                         _failure_message(data.get("res") or {})))
+        if kind == "runner_on_ok" and (data.get("res") or {}).get("changed"):
+            changes.append(task_change(data.get("host", ""), data.get("task", ""), data.get("res") or {}))
         if events is not None:
             events(event)
         return True
@@ -184,6 +218,9 @@ def run_playbook(
             event_handler=handle,
             quiet=True,
             rotate_artifacts=3,
+            # Runner would keep a cmdline in env/cmdline, and every later run of the lab would read
+            # it there and run in check mode too: none of a check run's options go to a file.
+            **({"cmdline": "--check --diff", "suppress_env_files": True} if check else {}),
         )
     finally:
         for sig, handler in handlers.items():
@@ -200,4 +237,4 @@ def run_playbook(
         errors = [line for line in log.read_text(errors="replace").splitlines() if "ERROR" in line]
         if errors:
             failures.append(TaskFailure("", "(playbook)", "\n".join(errors[-5:])))
-    return PlaybookResult(runner.rc, runner.status, changed, failures, log)
+    return PlaybookResult(runner.rc, runner.status, changed, failures, log, changes)

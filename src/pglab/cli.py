@@ -229,14 +229,25 @@ def prepare(topology_file: Path, stack: str, cgroups: str | None) -> None:
 @main.command()
 @file_option
 @click.option("--timeout", type=Seconds(), default=180.0, show_default=True, help="Seconds to wait for health.")
+@click.option("--check", "dry_run", is_flag=True,
+              help="Only say what `up` would install and change on existing servers (provider hosts): "
+                   "Ansible's check mode, nothing changed.")
 @json_option
 @reports_errors
-def up(topology_file: Path, timeout: float, as_json: bool) -> None:
+def up(topology_file: Path, timeout: float, dry_run: bool, as_json: bool) -> None:
     """Create the lab, or converge it: render, create machines, run playbooks, wait for health.
 
     Running it again on a healthy lab changes nothing (Ansible reports 0 changed).
     """
     lab = Lab.from_file(topology_file)
+    if dry_run:
+        with ui.Progress(f"up --check {lab.topology.name}") as progress:
+            plan = lab.check_up(progress)
+        if as_json:
+            ui.print_json(plan)
+        else:
+            ui.console.print(ui.up_check_text(plan), markup=False, highlight=False)
+        return
     with ui.Progress(f"up {lab.topology.name}") as progress:
         result = lab.up(progress, timeout=timeout)
     if as_json:
@@ -337,11 +348,23 @@ def restore_command(topology_file: Path, to: str | None, latest: bool, yes: bool
 
 @main.command()
 @file_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (provider hosts asks, naming the servers).")
+@click.option("--keep-packages", is_flag=True,
+              help="Provider hosts: keep the packages pglab installed on the servers.")
 @reports_errors
-def destroy(topology_file: Path) -> None:
-    """Stop every process (or VM) of the lab and remove its directory."""
+def destroy(topology_file: Path, yes: bool, keep_packages: bool) -> None:
+    """Stop every process (or VM) of the lab and remove its directory.
+
+    On existing servers (provider hosts) it removes the lab's units, its data and what pglab made
+    there, and the packages pglab recorded installing (unless --keep-packages), after asking.
+    """
     lab = Lab.from_file(topology_file)
-    lab.destroy()
+    warning = lab.destroy_warning(keep_packages)
+    if warning and not yes:
+        if not sys.stdin.isatty():
+            raise InputError(f"{warning}. Confirm with --yes (no terminal here to ask on)")
+        click.confirm(f"{warning}. Go on?", abort=True, err=True)
+    lab.destroy(keep_packages=keep_packages)
     ui.console.print(f"destroyed lab {lab.topology.name}: {lab.dir} removed", markup=False)
 
 

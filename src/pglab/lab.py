@@ -113,6 +113,26 @@ class UpResult:
     settings_changed: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class NodePlan:
+    """What `up` would do on one node, as Ansible's check mode saw it."""
+
+    node: str
+    packages: list[str]  # packages it would install
+    tasks: list[str]  # tasks that would change something
+    files: list[str]  # files it would write
+    # Where check mode stopped on the node (a task that needs what an earlier one only pretended
+    # to do, such as a program not installed yet); None when it ran to the end.
+    stopped: str | None = None
+
+
+@dataclass(frozen=True)
+class UpCheck:
+    seconds: float
+    nodes: list[NodePlan]
+    log: str
+
+
 class Lab:
     def __init__(self, topo: Topology, topology_file: Path) -> None:
         self.topology = topo
@@ -389,9 +409,7 @@ class Lab:
         started = time.monotonic()
         on_event(Step("checking prerequisites"))
         self.check_prerequisites(on_event)
-        problems = self.provider.preflight()
-        if problems:
-            raise PglabError(" ".join(problems))
+        self.check_machines(on_event)
         on_event(Step("rendering the inventory"))
         rendered = self.render()
         on_event(Step(f"creating machines ({self.provider.name})"))
@@ -401,8 +419,11 @@ class Lab:
             on_event(Step(f"undid a drill's leftover: {leftover}"))
         rendered = self.render()  # connection details can change once machines exist
         on_event(Step("running playbooks/site.yml"))
-        result = ansible.run_playbook(paths.playbook("site.yml"), rendered.inventory,
-                                      self.layout.ansible, on_event, extra_vars=self.provider.playbook_vars())
+        try:
+            result = ansible.run_playbook(paths.playbook("site.yml"), rendered.inventory,
+                                          self.layout.ansible, on_event, extra_vars=self.provider.playbook_vars())
+        finally:
+            self.provider.deployed()
         if not result.succeeded:
             raise PglabError(self._failure_text("`pglab up`", result))
         on_event(Step("waiting for a healthy cluster"))
@@ -428,6 +449,41 @@ class Lab:
             secrets_file=rendered.secrets_file,
             pgpass=rendered.pgpass,
         )
+
+    def check_up(self, on_event: EventSink = ignore_event) -> UpCheck:
+        """`up --check`: the machines' checks, then the lab's playbook in Ansible's check mode
+        (`--check --diff`): what `up` would install and change on each node, nothing changed."""
+        if not self.provider.keeps_machines:
+            raise InputError(f"`pglab up --check` needs machines that exist before `up` (provider: hosts); the "
+                             f"{self.provider.name} provider makes its machines in `up` itself: run `pglab up`")
+        started = time.monotonic()
+        on_event(Step("checking prerequisites"))
+        self.check_prerequisites(on_event)
+        self.check_machines(on_event)
+        on_event(Step("rendering the inventory"))
+        rendered = self.render()
+        on_event(Step("running playbooks/site.yml in check mode (nothing is changed)"))
+        result = ansible.run_playbook(paths.playbook("site.yml"), rendered.inventory, self.layout.ansible,
+                                      on_event, extra_vars=self.provider.playbook_vars(), check=True)
+        plans = []
+        for node in self.topology.nodes:
+            changes = [c for c in result.changes if c.host == node.name]
+            failure = next((f for f in result.failures if f.host in (node.name, "")), None)
+            plans.append(NodePlan(
+                node=node.name,
+                packages=list(dict.fromkeys(p for c in changes for p in c.packages)),
+                tasks=list(dict.fromkeys(c.task for c in changes)),
+                files=list(dict.fromkeys(f for c in changes for f in c.files)),
+                stopped=f"{failure.task}: {failure.message.splitlines()[0][:300]}" if failure else None))
+        return UpCheck(time.monotonic() - started, plans, str(result.log or ""))
+
+    def check_machines(self, on_event: EventSink = ignore_event) -> None:
+        """The provider's checks of its machines before anything is changed (busy addresses, a
+        server unfit for the lab), raised as its error, one paragraph per problem."""
+        on_event(Step(f"checking the machines ({self.provider.name})"))
+        problems = self.provider.preflight()
+        if problems:
+            raise self.provider.preflight_error("\n".join(problems))
 
     def converge_parameters(self) -> dict[str, str]:
         """Bring the stack's cluster-wide parameters (Patroni's dynamic configuration, ALTER SYSTEM
@@ -461,8 +517,15 @@ class Lab:
             raise PglabError(f"the cluster was not healthy after {timeout:.0f} s: {detail}.\nRecent logs:\n{logs}")
         return last[0]
 
-    def destroy(self, on_event: EventSink = ignore_event) -> None:
+    def destroy_warning(self, keep_packages: bool = False) -> str | None:
+        """What `destroy` would remove from machines that outlive the lab (servers), for a
+        confirmation naming them; None when there is nothing to ask about."""
+        self.provider.keep_packages = keep_packages
+        return self.provider.destroy_warning()
+
+    def destroy(self, on_event: EventSink = ignore_event, keep_packages: bool = False) -> None:
         on_event(Step(f"destroying lab {self.topology.name} ({self.provider.name})"))
+        self.provider.keep_packages = keep_packages
         for leftover in self.provider.undo_faults():
             on_event(Step(f"undid a drill's leftover: {leftover}"))
         self.provider.destroy()

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from pglab.ansible import PlaybookEvent
 from pglab.components.haproxy import Backend
-from pglab.lab import LabStatus, Step, Waiting
+from pglab.lab import LabStatus, Step, UpCheck, Waiting
 from pglab.stacks.base import Member
 
 # soft_wrap: long lines (connection strings, commands to copy) are never broken by rich.
@@ -354,3 +354,23 @@ def restore_table(result: Any) -> Table:
     for phase in result.phases:
         table.add_row(phase.name, f"{phase.seconds:.1f}", phase.detail)
     return table
+
+
+def up_check_text(plan: UpCheck) -> str:
+    """`pglab up --check`: per node, the packages `up` would install, how many tasks would change
+    something and which files they would write; where check mode stopped, and why that can be."""
+    lines = []
+    for node in plan.nodes:
+        if not (node.packages or node.tasks or node.stopped):
+            lines.append(f"{node.node}: nothing would change")
+            continue
+        lines.append(f"{node.node}: {len(node.tasks)} task(s) would change something")
+        if node.packages:
+            lines.append(f"  would install {len(node.packages)} package(s): {', '.join(node.packages)}")
+        if node.files:
+            lines.append(f"  would write: {', '.join(node.files)}")
+        if node.stopped:
+            lines.append(f"  check mode stopped at {node.stopped} (a task may need what an earlier one only "
+                         "pretended to do, such as a package not installed yet)")
+    lines.append(f"Nothing was changed ({plan.seconds:.1f} s). Full Ansible output: {plan.log}")
+    return "\n".join(lines)

@@ -18,7 +18,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if not item.path.is_relative_to(HERE):
             continue
         item.add_marker(pytest.mark.e2e)
-        if item.path.name.startswith("test_containers"):
+        if item.path.name.startswith(("test_containers", "test_hosts_on_containers")):
             continue  # opt-in on its own: PGLAB_E2E_CONTAINERS=1 (./bootstrap test-containers)
         if os.environ.get("PGLAB_E2E") != "1":
             item.add_marker(skip)

@@ -237,7 +237,7 @@ MALFORMED = [
     ),
     pytest.param(
         _edit("provider: local", "provider: docker"), "provider", "provider: docker",
-        "'local', 'vagrant' or 'podman'",
+        "'local', 'vagrant', 'podman' or 'hosts'",
         id="unknown-provider",
     ),
     pytest.param(
@@ -367,7 +367,7 @@ def test_load_reads_a_file(tmp_path: Path) -> None:
 def test_load_error_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "pglab.yml"
     path.write_text(_edit("stack: patroni", "stack: repmgr"))
-    with pytest.raises(TopologyError, match=re.escape(f"{path}, line 7, field stack:")):
+    with pytest.raises(TopologyError, match=re.escape(f"{path}, line 8, field stack:")):
         load(path)
 
 

@@ -31,6 +31,7 @@ _HEADER = [
     "# provider local: each node is a set of processes on this machine, bound to",
     "#   network.loopback with the same host number (192.168.11.120 -> 127.0.11.120).",
     "# provider vagrant: each node is a VM with its address in network.subnet.",
+    "# provider hosts: each node is an existing Debian 12 server at its address (SSH).",
 ]
 
 

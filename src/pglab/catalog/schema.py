@@ -34,6 +34,7 @@ class RegisteredTopology(Topology):
         _check_sections(self)
         _check_provider_runs_dcs(self)
         _check_provider_carries_vip(self)
+        providers.provider_class(self.provider).check(self)
         return self
 
 

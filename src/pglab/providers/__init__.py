@@ -18,6 +18,7 @@ PROVIDERS = {
     "local": "pglab.providers.local:LocalProvider",
     "vagrant": "pglab.providers.vagrant:VagrantProvider",
     "podman": "pglab.providers.podman:PodmanProvider",
+    "hosts": "pglab.providers.hosts:HostsProvider",
 }
 
 

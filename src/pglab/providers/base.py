@@ -40,12 +40,25 @@ class Provider(ABC):
     settings: ClassVar[type[BaseModel] | None] = None
     # `pglab init`'s comments for its section, by dotted key (``vagrant.hypervisor``).
     comments: ClassVar[Mapping[str, str]] = {}
+    # The error `up` raises with what ``preflight`` found.
+    preflight_error: ClassVar[type[PglabError]] = PglabError
+    # Whether the machines outlive the lab (servers that existed before it): `destroy` then asks
+    # first (see ``destroy_warning``) and may keep the packages pglab installed.
+    keeps_machines: ClassVar[bool] = False
+
+    @classmethod
+    def check(cls, topology: Topology) -> None:
+        """The provider's own rules for a topology of its labs (its section against the nodes);
+        raise :class:`pglab.topology.FieldProblem`."""
+        return None
 
     def __init__(self, topology: Topology, lab_dir: Path) -> None:
         self.topology = topology
         self.lab_dir = lab_dir
         # Progress of long lifecycle steps (a VM booting ...), one line each; the lab sets it.
         self.report: Callable[[str], None] = _silent
+        # `destroy --keep-packages`: leave the packages pglab installed on machines that stay.
+        self.keep_packages = False
 
     # Facts -----------------------------------------------------------------------------------
     @abstractmethod
@@ -91,6 +104,16 @@ class Provider(ABC):
     def destroy(self) -> None:
         """Remove every machine and everything the provider made outside the lab directory;
         safe on a half-made lab. The lab directory itself is the lab's to remove."""
+
+    def deployed(self) -> None:
+        """After every run of the lab's playbook, whether it succeeded or not (a provider that
+        records what the run installed does it here)."""
+        return None
+
+    def destroy_warning(self) -> str | None:
+        """What ``destroy`` would remove that outlives the lab's own machines, for a confirmation;
+        None when there is nothing to ask about."""
+        return None
 
     @abstractmethod
     def is_created(self) -> bool:

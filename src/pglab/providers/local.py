@@ -30,10 +30,9 @@ import jinja2
 from pydantic import Field, field_validator
 from supervisor.xmlrpc import SupervisorTransport
 
-from pglab import paths, stacks
-from pglab.components import components
+from pglab import paths
 from pglab.errors import PglabError
-from pglab.providers import disks, limits, netfaults, nft
+from pglab.providers import disks, limits, netfaults, nft, ports
 from pglab.providers.base import Provider
 from pglab.providers.cgroups import NodeCgroup, v2_root
 from pglab.topology import Node, Strict
@@ -171,22 +170,9 @@ class LocalProvider(Provider):
         """Addresses of this lab that something else already listens on."""
         if self.is_created():
             return []
-        spec = stacks.spec(self.topology.stack)
-        by_role = spec.role_ports(self.topology.ports)
-        # Where clients connect beyond the roles' own ports: the router's direct listeners when
-        # the pooler is on (5002 / 5003).
-        entries = spec.entry_points(self.topology)
         busy = []
         for node in self.topology.nodes:
-            # The ports of its roles, then those its components add, then its client entry points
-            # (a port once, by its first owner).
-            owners = {port: role for role in node.roles for port in by_role.get(role, [])}
-            for component in components():
-                for port in component.node_ports(self.topology, node):
-                    owners.setdefault(port, component.name)
-            for entry_node, port in entries:
-                if entry_node.name == node.name:
-                    owners.setdefault(port, "client entry point")
+            owners = ports.node_ports(self.topology, node)
             for port, owner in owners.items():
                 if _listening(self.address(node), port):
                     busy.append(f"{self.address(node)}:{port} ({node.name}, {owner})")
