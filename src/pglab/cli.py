@@ -154,9 +154,11 @@ def _show_lab_warning(message: Warning | str, category: type[Warning], filename:
               show_default=True, help="Processes on loopback, or VMs.")
 @click.option("--dcs", type=click.Choice(typing.get_args(topology.Dcs)), default=typing.get_args(topology.Dcs)[0],
               show_default=True, help="Patroni's DCS (consul needs --provider vagrant).")
+@click.option("--sites", type=click.IntRange(1, topology.MAX_SITES), default=1, show_default=True,
+              help="2: a second site, a standby cluster of the first (its own DCS, HAProxy and repository).")
 @click.option("--force", is_flag=True, help="Overwrite an existing topology file.")
 @reports_errors
-def init(topology_file: Path, name: str, stack: str, provider: str, dcs: str, force: bool) -> None:
+def init(topology_file: Path, name: str, stack: str, provider: str, dcs: str, sites: int, force: bool) -> None:
     """Write a topology YAML: by default the classic Patroni lab.
 
     \b
@@ -164,7 +166,7 @@ def init(topology_file: Path, name: str, stack: str, provider: str, dcs: str, fo
     PgBouncer; 5002 / 5003 direct; 7000 -> stats), pg1, pg2, pg3 (PostgreSQL + Patroni + PgBouncer).
     Edit the file, then `pglab up`.
     """
-    text = catalog.default_yaml(name, stack, provider, dcs)
+    text = catalog.default_yaml(name, stack, provider, dcs, sites=sites)
     try:
         catalog.parse(text, str(topology_file))
     except topology.TopologyError as exc:
@@ -176,7 +178,8 @@ def init(topology_file: Path, name: str, stack: str, provider: str, dcs: str, fo
     except OSError as exc:
         raise InputError(f"{topology_file}: cannot be written ({exc.strerror or exc}); "
                          "pass a writable path with --file.") from None
-    ui.console.print(f"wrote {topology_file}: lab {name!r}, stack {stack}, provider {provider}. "
+    where = f", sites {' and '.join(catalog.SITE_NAMES[:sites])}" if sites > 1 else ""
+    ui.console.print(f"wrote {topology_file}: lab {name!r}, stack {stack}, provider {provider}{where}. "
                      "Next: `pglab up`.", markup=False)
 
 

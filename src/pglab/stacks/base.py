@@ -287,6 +287,11 @@ class StackSpec(ABC):
     slow_machine_variables: ClassVar[Mapping[str, Any]] = {}
     # Where it writes down its decisions about a fault, for drills to quote; None: nowhere.
     decision_log: ClassVar[DecisionLog | None] = None
+    # Why a lab of this stack cannot hold a second site (a standby cluster of the first), or None
+    # when it can.
+    cannot_stand_by: ClassVar[str | None] = "pglab does not know how this stack runs a standby cluster"
+    # In a two-site lab: the roles every site needs a node of, each with why.
+    site_roles: ClassVar[Mapping[str, str]] = {}
 
     @abstractmethod
     def client(self) -> type[Stack]:

@@ -428,6 +428,13 @@ class PatroniSpec(StackSpec):
     }
 
     cannot_rebuild = None  # Patroni reinitializes a member on request (its REST API)
+    # A site's cluster is a Patroni standby cluster of the other site's (standby_cluster: in its DCS).
+    cannot_stand_by = None
+    site_roles: ClassVar[Mapping[str, str]] = {
+        "dcs": "each site's cluster keeps its state in its own DCS, so losing one site leaves the other's",
+        "haproxy": "the other site's standby leader replicates through this site's write endpoint, which "
+                   "follows an in-site failover",
+    }
 
     def client(self) -> type[Stack]:
         return PatroniStack
