@@ -6,6 +6,8 @@ Nothing here prints: progress goes to an ``on_event`` callback (see :mod:`pglab.
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import shutil
 import tempfile
 import time
@@ -18,7 +20,7 @@ from typing import Any
 import psycopg
 import yaml
 
-from pglab import ansible, catalog, paths, render, sql, stacks, topology, waiting
+from pglab import ansible, catalog, paths, render, sites, sql, stacks, topology, waiting
 from pglab.components import pooler
 from pglab.components.haproxy import Backend, stats_url
 from pglab.errors import InputError, PglabError
@@ -26,7 +28,7 @@ from pglab.prerequisites import Prerequisite
 from pglab.providers import Provider, get_provider
 from pglab.secrets import SUPERUSER
 from pglab.stacks import Stack, StackSite, stack_class
-from pglab.stacks.base import Health, uri_query
+from pglab.stacks.base import Health, StackError, uri_query
 from pglab.tls import certs
 from pglab.topology import Node, Topology
 
@@ -86,6 +88,8 @@ class LabStatus:
     warnings: list[str] = field(default_factory=list)
     # Each data node's PgBouncer from its admin console (None: it did not answer); empty without the pooler.
     poolers: dict[str, PoolerView | None] = field(default_factory=dict)
+    # A two-site lab's sites (the fields above are the primary site's); empty for a one-site lab.
+    sites: list[sites.SiteView] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -184,14 +188,48 @@ class Lab:
         return self.provider.address(self.topology.node(node_name))
 
     def haproxy_address(self) -> str | None:
+        if self.topology.sites:
+            return self.site(self.primary_site()).haproxy_address()
         nodes = self.topology.with_role("haproxy")
         return self.provider.address(nodes[0]) if nodes else None
 
     def stack(self, timeout: float = 2.0) -> Stack:
-        """The client of the topology's stack (Patroni, pg_auto_failover) for this lab."""
+        """The client of the topology's stack (Patroni, pg_auto_failover) for this lab: in a
+        two-site lab, for the primary site's cluster."""
+        if self.topology.sites:
+            return self.site(self.primary_site()).stack(timeout)
         site = StackSite(self.topology, {n.name: self.provider.address(n) for n in self.topology.nodes},
                          self.secrets(), self.ca_file)
         return stack_class(self.topology.stack).from_site(site, timeout=timeout * waiting.timeout_scale())
+
+    # Sites -----------------------------------------------------------------------------------
+    def site(self, name: str) -> Lab:
+        """Site ``name`` of a two-site lab as a one-site lab: its nodes and its cluster, with this
+        lab's directory, secrets and machines (never destroy through it)."""
+        if name not in self.topology.sites:
+            known = ", ".join(self.topology.sites) or "none: it has one site"
+            raise InputError(f"lab {self.topology.name!r} has no site {name!r}; its sites are: {known}")
+        site = copy.copy(self)
+        site.topology = self.topology.site_view(name)
+        return site
+
+    def site_labs(self) -> list[Lab]:
+        """Each site as a one-site lab (:meth:`site`); the lab itself when it has one site."""
+        return [self.site(name) for name in self.topology.sites] or [self]
+
+    def site_role(self, name: str) -> sites.SiteRole:
+        """Whether site ``name``'s cluster is the primary or a standby cluster, as its DCS says."""
+        try:
+            source = self.site(name).stack().standby_source()
+        except (StackError, OSError):
+            return "unknown"
+        return sites.site_role(source, answered=True)
+
+    def primary_site(self) -> str:
+        """The site whose cluster is the primary (the first whose DCS says so); the first listed
+        when no site answers."""
+        return next((name for name in self.topology.sites if self.site_role(name) == "primary"),
+                    self.topology.sites[0])
 
     def routes_writes(self) -> bool:
         """Whether clients have one entry point that follows the leader (HAProxy, multi-host URI)."""
@@ -248,7 +286,10 @@ class Lab:
                 "pgpass": str(self.pgpass)}
 
     def status(self) -> LabStatus:
-        """Members, HAProxy routing, every node's services and the last leader change."""
+        """Members, HAProxy routing, every node's services and the last leader change (in a
+        two-site lab: the primary site's, and every site's role, leader and lag)."""
+        if self.topology.sites:
+            return self._sites_status()
         stack = self.stack()
         health = stack.health()
         history = stack.history()
@@ -267,6 +308,35 @@ class Lab:
             warnings=self.certificates().expiring() if self.topology.tls else [],
             poolers=self.poolers(),
         )
+
+    def _sites_status(self) -> LabStatus:
+        roles = {name: self.site_role(name) for name in self.topology.sites}
+        primary = next((name for name, role in roles.items() if role == "primary"), self.topology.sites[0])
+        status = self.site(primary).status()
+        views = [self._site_view(name, roles[name], primary) for name in self.topology.sites]
+        services = {n.name: self.provider.services(n) for n in self.topology.nodes}
+        problems = [f"site {v.name}: {p}" for v in views for p in v.problems]
+        return dataclasses.replace(status, cluster=self.topology.postgres.scope, services=services,
+                                   healthy=not problems, problems=problems, sites=views)
+
+    def _site_view(self, name: str, role: sites.SiteRole, primary: str) -> sites.SiteView:
+        site = self.site(name)
+        stack = site.stack()
+        health = stack.health()
+        lag = source = None
+        problems = list(health.problems)
+        if role == "standby":
+            found = stack.standby_source() or {}
+            source = f"{found.get('host')}:{found.get('port')}"
+            conninfo = self.site(primary).writes_conninfo("direct")
+            lag = sites.lag_between_sites(conninfo, str(found.get("primary_slot_name") or ""))
+            if lag is None or not lag.streaming:
+                problems.append(f"its standby leader does not stream from site {primary}")
+        elif role == "unknown":
+            problems.append("no member of the site's cluster answers")
+        return sites.SiteView(name=name, role=role, cluster=site.topology.postgres.scope, healthy=not problems,
+                              leader=health.leader, members=health.members, problems=problems, lag=lag,
+                              source=source)
 
     def poolers(self) -> dict[str, PoolerView | None]:
         """Each data node's PgBouncer (clients, servers, pool mode) from ``SHOW POOLS``."""
@@ -365,15 +435,26 @@ class Lab:
                                       self.layout.ansible, on_event, extra_vars=self.provider.playbook_vars())
         if not result.succeeded:
             raise PglabError(self._failure_text("`pglab up`", result))
-        on_event(Step("waiting for a healthy cluster"))
-        health = self.wait_healthy(timeout, on_event)
-        parameters = self.converge_parameters()
-        if parameters:
-            on_event(Step("applied postgres.parameters: " + ", ".join(f"{k}={v}" for k, v in parameters.items())))
-        settings_changed = self.converge_stack_settings()
-        if settings_changed:
-            on_event(Step(f"applied {self.topology.stack}: "
-                          + ", ".join(f"{k}={v}" for k, v in settings_changed.items())))
+        parameters: dict[str, str] = {}
+        settings_changed: dict[str, Any] = {}
+        healths: dict[str | None, Health] = {}
+        # Each site's cluster (the lab's one in a one-site lab); the primary site's health is reported.
+        names: list[str | None] = [*self.topology.sites] or [None]
+        for name, site in zip(names, self.site_labs(), strict=True):
+            where = f" in site {name}" if name else ""
+            on_event(Step(f"waiting for a healthy cluster{where}"))
+            healths[name] = site.wait_healthy(timeout, on_event)
+            changed = site.converge_parameters()
+            if changed:
+                on_event(Step(f"applied postgres.parameters{where}: "
+                              + ", ".join(f"{k}={v}" for k, v in changed.items())))
+            parameters.update(changed)
+            settings = site.converge_stack_settings()
+            if settings:
+                on_event(Step(f"applied {self.topology.stack}{where}: "
+                              + ", ".join(f"{k}={v}" for k, v in settings.items())))
+            settings_changed.update(settings)
+        health = healths[self.primary_site() if self.topology.sites else None]
         haproxy = self.haproxy_address()
         endpoints = self.endpoints()
         return UpResult(

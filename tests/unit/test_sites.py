@@ -5,6 +5,9 @@ No processes: YAML texts parsed in memory, and the CLI through click's runner.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,10 +15,16 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from rich.console import Console
 
-from pglab import catalog
+from pglab import catalog, paths, sites, stacks, ui
 from pglab.cli import main
+from pglab.components.haproxy import Backend
+from pglab.lab import Lab
+from pglab.stacks import patroni
+from pglab.tls import certs
 from pglab.topology import TopologyError
+from tests.conftest import write_topology
 
 SOURCE = "labs/two.yml"
 
@@ -158,3 +167,149 @@ def test_cli_init_two_sites_of_pg_auto_failover_exits_2(tmp_path: Path) -> None:
 def test_cli_init_refuses_three_sites(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["init", "-f", str(tmp_path / "p.yml"), "--sites", "3"])
     assert result.exit_code == 2 and "--sites" in result.output
+
+
+# Rendering: each site's own cluster, DCS, router and repository ------------------------------------
+
+@pytest.fixture(scope="module")
+def two_site_lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    directory = tmp_path_factory.mktemp("two")
+    path = directory / "pglab.yml"
+    path.write_text(catalog.default_yaml(name="two", sites=2, loopback="127.0.60.0/24"))
+    return Lab.from_file(path)
+
+
+def test_inventory_groups_each_site_and_gives_its_nodes_their_site_variables(two_site_lab: Lab) -> None:
+    inventory = yaml.safe_load((two_site_lab.render().inventory / "hosts.yml").read_text())["all"]
+    groups, hosts = inventory["children"], inventory["hosts"]
+    # The lab's role groups hold both sites (the plays run on them); each site has its own too.
+    assert set(groups["pglab_dcs"]["hosts"]) == {"east-dcs", "west-dcs"}
+    assert set(groups["pglab_west_dcs"]["hosts"]) == {"west-dcs"}
+    assert set(groups["pglab_east_postgres"]["hosts"]) == {"east-pg1", "east-pg2", "east-pg3"}
+    west, east = hosts["west-pg2"], hosts["east-pg1"]
+    assert (east["patroni_scope"], west["patroni_scope"]) == ("two-east", "two-west")
+    assert west["etcd_group"] == west["patroni_dcs_group"] == "pglab_west_dcs"
+    assert west["haproxy_backend_group"] == west["pgbackrest_data_group"] == "pglab_west_postgres"
+    assert west["pgbackrest_repo_host"] == "west-dcs" and west["pgbackrest_stanza"] == "two-west"
+    # The first site primary, keeping a slot for the second, which starts as its standby cluster.
+    assert east["patroni_slots"] == {"site_west": {"type": "physical"}} and "patroni_standby_cluster" not in east
+    assert west["patroni_standby_cluster"] == {"router": "east-haproxy", "port": 5002, "slot": "site_west"}
+    assert west["pgbackrest_stanza_create"] is False and "pgbackrest_stanza_create" not in east
+    for node in (east, west):
+        assert node["patroni_postgresql_parameters"] == {"max_slot_wal_keep_size": "1GB", "max_connections": 100}
+        assert "pglab_tls_rotation" not in node  # by node already: no site copy
+
+
+def test_one_site_inventory_has_no_site_groups_or_variables(tmp_path: Path) -> None:
+    lab = Lab.from_file(write_topology(tmp_path, name="one"))
+    inventory = yaml.safe_load((lab.render().inventory / "hosts.yml").read_text())["all"]
+    assert set(inventory["children"]) == {f"pglab_{role}" for role in stacks.roles()}
+    assert set(inventory["hosts"]["pg1"]) == {"pglab_address"} | set(
+        lab.provider.connection_vars(lab.topology.node("pg1")))
+
+
+def test_every_node_certificate_of_a_data_node_names_both_sites_routers(two_site_lab: Lab) -> None:
+    dns, _addresses = certs.node_sans(two_site_lab.topology, two_site_lab.topology.node("east-pg1"))
+    # The other site's standby leader verifies the name it dialled: this site's router.
+    assert {"east-haproxy", "west-haproxy", "127.0.60.101", "127.0.60.141"} <= set(dns)
+
+
+def test_the_roles_render_each_site_its_own_configuration(two_site_lab: Lab, tmp_path: Path) -> None:
+    files = _render(two_site_lab, tmp_path, {
+        "east-pg1": ["patroni/templates/patroni.yml.j2"],
+        "west-pg1": ["patroni/templates/patroni.yml.j2"],
+        "west-dcs": ["etcd/templates/etcd.conf.yml.j2", "pgbackrest/templates/pgbackrest.conf.j2"],
+        "west-haproxy": ["haproxy/templates/haproxy.cfg.j2"],
+    })
+    east = yaml.safe_load(files["east-pg1-patroni.yml.j2"])
+    west = yaml.safe_load(files["west-pg1-patroni.yml.j2"])
+    assert (east["scope"], west["scope"]) == ("two-east", "two-west")
+    assert east["etcd3"]["hosts"] == ["127.0.60.100:2379"] and west["etcd3"]["hosts"] == ["127.0.60.140:2379"]
+    assert east["bootstrap"]["dcs"]["slots"] == {"site_west": {"type": "physical"}}
+    assert "standby_cluster" not in east["bootstrap"]["dcs"]
+    assert west["bootstrap"]["dcs"]["standby_cluster"] == {
+        "host": "127.0.60.101", "port": 5002, "primary_slot_name": "site_west",
+        "create_replica_methods": ["basebackup"]}
+    assert west["bootstrap"]["dcs"]["postgresql"]["parameters"]["max_slot_wal_keep_size"] == "1GB"
+    # Replication (the standby leader's too) verifies the server's name against the lab's CA.
+    assert west["postgresql"]["authentication"]["replication"]["sslmode"] == "verify-full"
+    etcd = yaml.safe_load(files["west-dcs-etcd.conf.yml.j2"])
+    assert etcd["initial-cluster"] == "west-dcs=https://127.0.60.140:2380"
+    repository = files["west-dcs-pgbackrest.conf.j2"]
+    assert "[two-west]" in repository and "pg1-host=127.0.60.160" in repository and "127.0.60.120" not in repository
+    haproxy = files["west-haproxy-haproxy.cfg.j2"]
+    assert "west-pg1 127.0.60.160" in haproxy and "east-pg1" not in haproxy
+
+
+def _render(lab: Lab, tmp_path: Path, wanted: dict[str, list[str]]) -> dict[str, str]:
+    """Templates rendered by Ansible itself for the nodes named, from a copy of the lab's
+    inventory with every role's defaults beneath it (nothing runs)."""
+    inventory = tmp_path / "inventory"
+    shutil.copytree(lab.render().inventory, inventory)
+    defaults: dict[str, object] = {}
+    for defaults_file in sorted(paths.roles_dir().glob("*/defaults/main.yml")):
+        defaults.update(yaml.safe_load(defaults_file.read_text()) or {})
+    (inventory / "group_vars" / "all" / "00-role-defaults.yml").write_text(yaml.safe_dump(defaults))
+    out = tmp_path / "out"
+    out.mkdir()
+    facts = {"pgbackrest_pg_path": "{{ postgresql_data_dir }}",
+             "pgbackrest_pg_socket_path": "{{ postgresql_socket_dir }}",
+             "pgbackrest_client_command": "{{ pgbackrest_command }}"}
+    plays = [{"hosts": "pglab_postgres", "gather_facts": False, "tasks": [{"ansible.builtin.set_fact": facts}]}]
+    plays += [{"hosts": host, "gather_facts": False, "tasks": [
+        {"ansible.builtin.template": {"src": str(paths.roles_dir() / template),
+                                      "dest": f"{out}/{host}-{Path(template).name}"}} for template in templates]}
+        for host, templates in wanted.items()]
+    playbook = tmp_path / "render.yml"
+    playbook.write_text(yaml.safe_dump(plays))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(playbook),
+         "-e", "ansible_connection=local", "-e", f"ansible_python_interpreter={sys.executable}"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    return {p.name: p.read_text() for p in out.iterdir()}
+
+
+# A standby cluster's health, and the sites in `pglab status` ------------------------------------
+
+STANDBY_VIEW = {"members": [
+    {"name": "west-pg1", "role": "standby_leader", "state": "streaming", "host": "127.0.60.160", "timeline": 1},
+    {"name": "west-pg2", "role": "replica", "state": "streaming", "host": "127.0.60.161", "timeline": 1, "lag": 0},
+]}
+
+
+def _backends(primary_up: list[str]) -> list[Backend]:
+    return [Backend("primary", name, "UP" if name in primary_up else "DOWN") for name in ("west-pg1", "west-pg2")]
+
+
+def test_a_streaming_standby_leader_leads_its_cluster_and_gets_no_writes() -> None:
+    members = list(patroni.members_from_cluster(STANDBY_VIEW).values())
+    health = patroni.cluster_health(STANDBY_VIEW, members, _backends([]))
+    assert health.healthy and health.leader == "west-pg1"
+    routed = patroni.cluster_health(STANDBY_VIEW, members, _backends(["west-pg1"]))
+    assert routed.problems == ["HAProxy routes writes to ['west-pg1'] in a standby cluster"]
+
+
+def test_a_streaming_member_does_not_lead_a_primary_cluster() -> None:
+    view = {"members": [{**STANDBY_VIEW["members"][0], "role": "leader"}, STANDBY_VIEW["members"][1]]}
+    members = list(patroni.members_from_cluster(view).values())
+    assert "0 running leaders (expected 1)" in patroni.cluster_health(view, members, None).problems
+
+
+def test_site_role_from_the_standby_source() -> None:
+    assert sites.site_role({"host": "127.0.60.101", "port": 5002}, answered=True) == "standby"
+    assert sites.site_role(None, answered=True) == "primary"
+    assert sites.site_role(None, answered=False) == "unknown"
+
+
+def test_status_shows_the_sites_and_each_site_members() -> None:
+    member = patroni.members_from_cluster(STANDBY_VIEW)
+    views = [sites.SiteView("east", "primary", "two-east", True, "east-pg1", [], []),
+             sites.SiteView("west", "standby", "two-west", True, "west-pg1", list(member.values()), [],
+                            lag=sites.SiteLag(0, 0, 0.0, streaming=True), source="127.0.60.101:5002")]
+    console = Console(width=80, record=True)
+    console.print(ui.sites_table(views))
+    console.print(ui.members_table("two-west", views[1].members, leader_word="Standby leader"))
+    text = console.export_text()
+    assert "Standby leader" in text and "primary" in text and "standby" in text
+    assert max(len(line) for line in text.splitlines()) <= 80

@@ -175,6 +175,11 @@ class Stack(ABC):
     def restart(self, node: str) -> None:
         """Restart PostgreSQL on one member, in place."""
 
+    def standby_source(self) -> dict[str, Any] | None:
+        """Where the cluster replicates from when it is a standby cluster of another site's
+        (host, port, slot ...); None for a primary cluster (and for a stack without standby clusters)."""
+        return None
+
     def converge_settings(self, topology: Topology) -> dict[str, Any]:
         """Bring the stack's own settings (the topology's section for this stack, which bootstrap
         alone would never change on a running cluster) to the topology. Returns what changed."""
@@ -312,6 +317,18 @@ class StackSpec(ABC):
     def inventory_vars(self, topology: Topology) -> dict[str, Any]:
         """Its roles' variables, from the topology."""
         return {}
+
+    def site_variables(self, topology: Topology, site: str) -> dict[str, Any]:
+        """In a two-site lab: its roles' variables for the nodes of ``site`` at the cluster's
+        creation (the first site primary, the other its standby cluster), beyond what the site's
+        own view of the topology gives them (see :func:`pglab.render.site_host_variables`)."""
+        return {}
+
+    def site_source(self, topology: Topology, site: str, following: str) -> tuple[Node, int, str]:
+        """In a two-site lab: where ``site``'s standby cluster streams from when it follows site
+        ``following``: that site's router node, its write port, and the permanent slot it streams
+        through."""
+        raise StackError(f"{self.name} has no standby cluster")
 
     def entry_points(self, topology: Topology) -> list[tuple[Node, int]]:
         """Where clients connect besides the data nodes' PostgreSQL (a router), as (node, port)."""

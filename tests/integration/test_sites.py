@@ -1,0 +1,89 @@
+"""A real two-site lab (two clusters of three data nodes, each with its own etcd, HAProxy and
+repository) on the test range: `up` builds both, the second site a standby cluster streaming from
+the first through its write endpoint over TLS; status (table and --json) shows both sites with
+their leaders and the lag between them; the standby site refuses writes; a second `up` changes
+nothing; the lab is destroyed at the end even when a test fails.
+
+Both sites share the one test range (127.0.NN.x): the second site's nodes sit 40 host numbers
+above the first's, as `pglab init --sites 2` writes them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from pglab import catalog
+from pglab.lab import Lab, UpResult
+from tests.conftest import TEST_LOOPBACK
+
+
+@pytest.fixture(scope="module")
+def two_sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, UpResult]]:
+    path = tmp_path_factory.mktemp("sites") / "pglab.yml"
+    path.write_text(catalog.default_yaml(name="itest-sites", loopback=TEST_LOOPBACK, sites=2))
+    lab = Lab.from_file(path)
+    if lab.missing_prerequisites() and os.geteuid() != 0:
+        pytest.skip("the two-site test needs: " + "; ".join(lab.missing_prerequisites()))
+    try:
+        yield lab, lab.up(timeout=240)
+    finally:
+        lab.destroy()
+
+
+@pytest.fixture(scope="module")
+def lab(two_sites: tuple[Lab, UpResult]) -> Lab:
+    return two_sites[0]
+
+
+def test_up_builds_a_primary_site_and_its_standby_cluster(two_sites: tuple[Lab, UpResult]) -> None:
+    lab, result = two_sites
+    assert result.health.healthy, result.health.problems
+    assert {m.name for m in result.health.members} == {"east-pg1", "east-pg2", "east-pg3"}
+    assert lab.primary_site() == "east"
+    assert lab.site_role("east") == "primary" and lab.site_role("west") == "standby"
+    source = lab.site("west").stack().standby_source()
+    assert source is not None and source["port"] == lab.topology.ports.haproxy_primary_direct
+    assert source["host"] == lab.address("east-haproxy") and source["primary_slot_name"] == "site_west"
+
+
+def test_status_json_shows_both_sites_their_leaders_and_the_lag(lab: Lab) -> None:
+    out = subprocess.run([sys.executable, "-m", "pglab.cli", "status", "--json", "-f", str(lab.topology_file)],
+                         check=True, capture_output=True, text=True).stdout
+    status = json.loads(out)
+    assert status["healthy"] is True, status["problems"]
+    sites = {s["name"]: s for s in status["sites"]}
+    assert (sites["east"]["role"], sites["west"]["role"]) == ("primary", "standby")
+    assert sites["east"]["cluster"] == "itest-sites-east" and sites["west"]["cluster"] == "itest-sites-west"
+    assert sites["east"]["leader"].startswith("east-") and sites["west"]["leader"].startswith("west-")
+    lag = sites["west"]["lag"]
+    assert lag["streaming"] is True and 0 <= lag["received_bytes"] < 1024 * 1024
+    assert sites["east"]["lag"] is None
+    # The standby site's members: its leader a standby leader, streaming from the primary site.
+    west = {m["name"]: m for m in sites["west"]["members"]}
+    assert west[sites["west"]["leader"]]["state"] in ("streaming", "running")
+    table = subprocess.run([sys.executable, "-m", "pglab.cli", "status", "-f", str(lab.topology_file)],
+                           check=True, capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"}).stdout
+    assert "Sites" in table and "Standby leader" in table and "standby" in table
+
+
+def test_standby_site_leader_refuses_a_write(lab: Lab) -> None:
+    west = lab.site("west")
+    leader = west.stack().health().leader
+    assert leader is not None
+    conn = psycopg.connect(host=west.address(leader), port=west.topology.ports.postgres, dbname="postgres",
+                           autocommit=True, **west.connect_kwargs())
+    with conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        conn.execute("CREATE TABLE refused (id int)")
+
+
+def test_second_up_changes_nothing(lab: Lab) -> None:
+    again = lab.up(timeout=120)
+    assert again.changed == 0, again
+    assert again.parameters_changed == {} and again.settings_changed == {}
+    assert lab.site_role("west") == "standby"
