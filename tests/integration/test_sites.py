@@ -1,8 +1,8 @@
 """A real two-site lab (two clusters of three data nodes, each with its own etcd, HAProxy and
 repository) on the test range: `up` builds both, the second site a standby cluster streaming from
 the first through its write endpoint over TLS; status (table and --json) shows both sites with
-their leaders and the lag between them; the standby site refuses writes; a second `up` changes
-nothing; the lab is destroyed at the end even when a test fails.
+their leaders and the lag between them; the sites' verify checks pass; the standby site refuses
+writes; a second `up` changes nothing; the lab is destroyed at the end even when a test fails.
 
 Both sites share the one test range (127.0.NN.x): the second site's nodes sit 40 host numbers
 above the first's, as `pglab init --sites 2` writes them."""
@@ -14,11 +14,12 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 
-from pglab import catalog
+from pglab import catalog, verify
 from pglab.lab import Lab, UpResult
 from tests.conftest import TEST_LOOPBACK
 
@@ -70,6 +71,12 @@ def test_status_json_shows_both_sites_their_leaders_and_the_lag(lab: Lab) -> Non
     table = subprocess.run([sys.executable, "-m", "pglab.cli", "status", "-f", str(lab.topology_file)],
                            check=True, capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"}).stdout
     assert "Sites" in table and "Standby leader" in table and "standby" in table
+
+
+def test_the_sites_checks_pass(lab: Lab, tmp_path: Path) -> None:
+    report = verify.run_verify(lab.topology_file, tmp_path / "junit.xml", keyword="test_08_sites", keep_going=True)
+    assert report.passed, [(r.name, r.message) for r in report.failures]
+    assert {r.check for r in report.results} == {"sites"}
 
 
 def test_standby_site_leader_refuses_a_write(lab: Lab) -> None:

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from pglab import catalog, paths, sites, stacks, ui
+from pglab.checks import CHECKS_DIR, selection
 from pglab.cli import main
 from pglab.components.haproxy import Backend
 from pglab.lab import Lab
@@ -313,3 +314,11 @@ def test_status_shows_the_sites_and_each_site_members() -> None:
     text = console.export_text()
     assert "Standby leader" in text and "primary" in text and "standby" in text
     assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_the_sites_checks_serve_two_site_labs_only() -> None:
+    one, two = catalog.parse(catalog.default_yaml(), SOURCE), catalog.parse(_two_sites(), SOURCE)
+    assert not selection.serves(one, "test_08_sites", sites_only=True)
+    assert selection.serves(two, "test_08_sites", sites_only=True)
+    assert selection.serves(one, "test_02_replication") and selection.serves(two, "test_02_replication")
+    assert "\nSITES = True\n" in (CHECKS_DIR / "test_08_sites.py").read_text()
