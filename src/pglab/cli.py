@@ -427,6 +427,52 @@ def rebuild(topology_file: Path, node: str, timeout: float, as_json: bool) -> No
 
 
 @main.group()
+def site() -> None:
+    """A two-site lab's sites (`pglab init --sites 2`): promote the standby site, demote a site
+    to follow the other. `pglab status` shows which is which."""
+
+
+@site.command("promote")
+@file_option
+@click.argument("name", metavar="SITE")
+@click.option("--force", is_flag=True,
+              help="Promote even while the other site's leader still takes writes (fence it yourself).")
+@timeout_option
+@json_option
+@reports_errors
+def site_promote(topology_file: Path, name: str, force: bool, timeout: float, as_json: bool) -> None:
+    """Make SITE's standby cluster the primary (Patroni's standby_cluster removed through its DCS).
+
+    Refused (exit 2, nothing changed) while the other site's leader still takes writes, unless
+    --force. Nothing to do when SITE is the primary already.
+    """
+    lab = Lab.from_file(topology_file)
+    with ui.Progress(f"site promote {name}") as progress:
+        result = operations.promote_site(lab, name, force, timeout, on_event=progress)
+    if as_json:
+        ui.print_json(result)
+        return
+    ui.console.print(f"[green]{escape(result.summary)}[/green]", highlight=False)
+    if result.details.get("fence"):
+        ui.console.print(f"[yellow]fence: {escape(result.details['fence'])}[/yellow]", highlight=False)
+
+
+@site.command("demote")
+@file_option
+@click.argument("name", metavar="SITE")
+@click.option("--follow", metavar="OTHER", required=True, help="The primary site SITE follows from now on.")
+@click.option("--timeout", type=Seconds(), default=180.0, show_default=True,
+              help="Seconds to wait for SITE to stream from OTHER.")
+@json_option
+@reports_errors
+def site_demote(topology_file: Path, name: str, follow: str, timeout: float, as_json: bool) -> None:
+    """Make SITE's cluster a standby cluster of OTHER (pg_rewind where its timeline allows it, else
+    a new copy). Nothing to do when SITE follows OTHER already."""
+    _run_operation(f"site demote {name}", operations.demote_site, as_json, Lab.from_file(topology_file), name,
+                   follow, timeout)
+
+
+@main.group()
 def config() -> None:
     """Cluster-wide PostgreSQL configuration (Patroni's dynamic configuration, or ALTER SYSTEM on
     every pg_auto_failover node)."""

@@ -1,5 +1,6 @@
 """Operations on a live lab, each waiting for its outcome: switchover, failover, stopping and
-starting nodes, rebuilding a replica, configuration changes and (rolling) restarts.
+starting nodes, rebuilding a replica, configuration changes and (rolling) restarts, and a two-site
+lab's site promoted or demoted.
 
 They combine the provider (machines) with the stack client (the cluster) and report through
 events; each returns an :class:`OpResult` saying what happened and how long it took.
@@ -17,9 +18,11 @@ from typing import Any, Literal
 import psycopg
 
 from pglab import paths, sql, stacks, waiting
+from pglab.components import pgbackrest
 from pglab.errors import InputError, PglabError, WaitTimeout
 from pglab.lab import EventSink, Lab, Waiting, ignore_event
-from pglab.stacks.base import Member, Stack, StackError, leader_of
+from pglab.sites import view as sites_view
+from pglab.stacks.base import Member, Stack, StackError, StandbySource, leader_of
 from pglab.write_clock import WriteClock
 
 
@@ -433,3 +436,108 @@ def _restart_member(lab: Lab, name: str, timeout: float, on_event: EventSink) ->
     # Patroni's /restart returns once PostgreSQL is back; a replica can stay pending (its value
     # capped by the leader's), which the next pass of `restart` takes care of.
     wait_until(_serving(stack, name), timeout, f"{name} to come back after its restart", on_event)
+
+
+# Sites: a two-site lab's standby cluster promoted, a primary site demoted to follow the other -----
+
+def _other_site(lab: Lab, name: str) -> str:
+    lab.site(name)  # an unknown site: InputError naming the lab's sites
+    return next(s for s in lab.topology.sites if s != name)
+
+
+def _site_leader_answers(site: Lab) -> str | None:
+    """The member of ``site`` that takes writes right now (a primary's leader answering SQL), or None."""
+    password, port = site.superuser_password(), site.topology.ports.postgres
+    for node in site.topology.with_role("postgres"):
+        writable, _server = sql.writable(site.address(node.name), port, password, site.libpq_tls())
+        if writable:
+            return node.name
+    return None
+
+
+def _source(lab: Lab, site: str, following: str) -> StandbySource:
+    router, port, slot = stacks.spec(lab.topology.stack).site_source(lab.topology, site, following)
+    return StandbySource(lab.address(router.name), port, slot)
+
+
+def promote_site(lab: Lab, name: str, force: bool = False, timeout: float = 90,
+                 on_event: EventSink = ignore_event) -> OpResult:
+    """Make site ``name``'s standby cluster the primary: its standby leader promoted through the
+    stack's state (Patroni's ``standby_cluster`` removed from its DCS), its writes endpoint
+    serving it, a permanent slot kept for the other site, and its repository's stanza made so it
+    archives there. Refused while the other site's leader still takes writes, unless ``force``
+    (the caller fences the other site). Nothing to do when the site is the primary already."""
+    other = _other_site(lab, name)
+    site = lab.site(name)
+    if lab.site_role(name) == "primary":
+        return OpResult("site promote", 0.0, f"site {name} is the primary site already; nothing changed",
+                        {"site": name, "changed": False})
+    answering = _site_leader_answers(lab.site(other))
+    if answering and not force:
+        raise InputError(
+            f"site {other}'s {answering} still takes writes: promoting site {name} now would give the lab two "
+            f"primaries. Demote it first (`pglab site demote {other} --follow {name}`), or, when site {other} is "
+            "lost to you but may still run, fence it and pass --force")
+    started = time.monotonic()
+    stack = site.stack()
+    stack.follow(None)
+    wait_until(lambda: writes_ok(site), timeout, f"site {name} to take writes", on_event)
+    promoted_after = time.monotonic() - started
+    slot = _source(lab, other, name).slot
+    stack.keep_slots([slot])
+    stanza = _make_stanza(site)
+    seconds = time.monotonic() - started
+    fence = (f"site {other}'s {answering} still took writes: fence it (stop its nodes, cut its network) before "
+             f"clients can reach it, then `pglab site demote {other} --follow {name}`") if answering else ""
+    return OpResult("site promote", seconds,
+                    f"site {name} promoted: writes accepted after {promoted_after:.1f} s; slot {slot} kept for "
+                    f"site {other}{stanza}",
+                    {"site": name, "changed": True, "promoted_after": round(promoted_after, 2), "fence": fence})
+
+
+def _make_stanza(site: Lab) -> str:
+    """The site's repository ready to take the new primary's WAL (a stanza made from a standby
+    cluster waits for its promotion: pgBackRest makes one from a primary only)."""
+    if not pgbackrest.enabled(site.topology):
+        return ""
+    node = pgbackrest.repository_node(site.topology)
+    argv = pgbackrest.command(pgbackrest.config_file(site.provider.node_root(node)), site.topology.postgres.scope,
+                              "stanza-create")
+    site.provider.check_as_service_user(node, argv, "pgbackrest stanza-create", PglabError, timeout=120)
+    return f"; WAL archived to {node.name}'s repository"
+
+
+def demote_site(lab: Lab, name: str, follow: str, timeout: float = 180,
+                on_event: EventSink = ignore_event) -> OpResult:
+    """Make site ``name``'s cluster a standby cluster of site ``follow`` (which must be the
+    primary): the other site keeps a slot for it, its leader becomes a standby leader streaming
+    from the other site's write endpoint (the stack rewinds it where its timeline went ahead,
+    else copies it anew), its own permanent slots dropped. Nothing to do when it follows already."""
+    if follow == name or _other_site(lab, name) != follow:
+        raise InputError(f"--follow names the other site: {_other_site(lab, name)}")
+    site, followed = lab.site(name), lab.site(follow)
+    source = _source(lab, name, follow)
+    stack = site.stack()
+    current = stack.standby_source()
+    if current and (current.get("host"), current.get("port")) == (source.host, source.port):
+        return OpResult("site demote", 0.0, f"site {name} follows site {follow} already; nothing changed",
+                        {"site": name, "follow": follow, "changed": False})
+    if lab.site_role(follow) != "primary":
+        raise InputError(f"site {follow} is not the primary site: promote it first (`pglab site promote {follow}`)")
+    started = time.monotonic()
+    followed.stack().keep_slots([source.slot])
+    stack.follow(source)
+    stack.keep_slots([])
+
+    def streaming() -> tuple[bool, str]:
+        conninfo = followed.writes_conninfo("direct")
+        lag = sites_view.lag_between_sites(conninfo, source.slot)
+        return bool(lag and lag.streaming), f"lag {lag}"
+
+    wait_until(streaming, timeout, f"site {name} to stream from site {follow}", on_event, interval=0.5)
+    health = site.wait_healthy(timeout, on_event)
+    seconds = time.monotonic() - started
+    return OpResult("site demote", seconds,
+                    f"site {name} follows site {follow}: its standby leader {health.leader} streams after "
+                    f"{seconds:.1f} s",
+                    {"site": name, "follow": follow, "changed": True, "standby_leader": health.leader})

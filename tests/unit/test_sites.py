@@ -23,6 +23,7 @@ from pglab.cli import main
 from pglab.components.haproxy import Backend
 from pglab.lab import Lab
 from pglab.stacks import patroni
+from pglab.stacks.base import StandbySource
 from pglab.tls import certs
 from pglab.topology import TopologyError
 from tests.conftest import write_topology
@@ -322,3 +323,62 @@ def test_the_sites_checks_serve_two_site_labs_only() -> None:
     assert selection.serves(two, "test_08_sites", sites_only=True)
     assert selection.serves(one, "test_02_replication") and selection.serves(two, "test_02_replication")
     assert "\nSITES = True\n" in (CHECKS_DIR / "test_08_sites.py").read_text()
+
+
+# Promotion and demotion through Patroni's DCS ----------------------------------------------------------
+
+class _RecordingPatroni(patroni.PatroniStack):
+    """A Patroni client whose REST calls are recorded and answered from a dynamic configuration."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(patroni.Endpoints({"west-pg1": "127.0.60.160"}, None, 8008, 7000, "patroni", "admin"), {})
+        self.config = config
+        self.patches: list[dict[str, Any]] = []
+
+    def dynamic_config(self) -> dict[str, Any]:
+        return self.config
+
+    def call_any(self, method: str, path: str, body: dict[str, Any] | None = None,
+                 prefer: str | None = None, timeout: float | None = None) -> tuple[int, str]:
+        assert (method, path) == ("PATCH", "/config")
+        self.patches.append(body or {})
+        return 200, "{}"
+
+
+def test_follow_sets_and_removes_the_standby_cluster_in_the_dcs() -> None:
+    stack = _RecordingPatroni({})
+    stack.follow(StandbySource("127.0.60.101", 5002, "site_west"))
+    stack.follow(None)
+    assert stack.patches == [
+        {"standby_cluster": {"host": "127.0.60.101", "port": 5002, "primary_slot_name": "site_west",
+                             "create_replica_methods": ["basebackup"]}},
+        {"standby_cluster": None}]
+
+
+def test_keep_slots_adds_the_missing_and_drops_the_others_once() -> None:
+    stack = _RecordingPatroni({"slots": {"site_east": {"type": "physical"}}})
+    assert stack.keep_slots(["site_west"]) == {"site_east": None, "site_west": {"type": "physical"}}
+    kept = _RecordingPatroni({"slots": {"site_west": {"type": "physical"}}})
+    assert kept.keep_slots(["site_west"]) == {} and kept.patches == []
+
+
+def test_standby_source_is_the_dynamic_configuration_section() -> None:
+    assert _RecordingPatroni({"ttl": 20}).standby_source() is None
+    assert _RecordingPatroni({"standby_cluster": {"host": "h", "port": 5002}}).standby_source() == {
+        "host": "h", "port": 5002}
+
+
+def test_site_source_is_the_followed_site_router_and_the_site_slot() -> None:
+    topo = catalog.parse(_two_sites(), SOURCE)
+    router, port, slot = patroni.SPEC.site_source(topo, "east", "west")
+    assert (router.name, port, slot) == ("west-haproxy", 5002, "site_east")
+
+
+def test_site_commands_refuse_a_one_site_lab_and_unknown_sites(tmp_path: Path) -> None:
+    one = write_topology(tmp_path, name="one")
+    result = CliRunner().invoke(main, ["site", "promote", "west", "-f", str(one)])
+    assert result.exit_code == 2 and "has no site 'west'" in result.output
+    two = tmp_path / "two.yml"
+    two.write_text(_two_sites())
+    result = CliRunner().invoke(main, ["site", "demote", "east", "--follow", "east", "-f", str(two)])
+    assert result.exit_code == 2 and "--follow names the other site: west" in result.output

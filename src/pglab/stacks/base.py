@@ -103,6 +103,16 @@ class StackSite:
     ca_file: Path | None = None
 
 
+@dataclass(frozen=True)
+class StandbySource:
+    """Where a standby cluster (a two-site lab's standby site) streams from: the other site's write
+    endpoint, through the permanent slot the other site keeps for it."""
+
+    host: str
+    port: int
+    slot: str
+
+
 class StackError(PglabError):
     """The HA stack refused or could not do what was asked."""
 
@@ -179,6 +189,16 @@ class Stack(ABC):
         """Where the cluster replicates from when it is a standby cluster of another site's
         (host, port, slot ...); None for a primary cluster (and for a stack without standby clusters)."""
         return None
+
+    def follow(self, source: StandbySource | None) -> None:
+        """Make the cluster a standby cluster of ``source``, or (None) the primary cluster: through
+        the stack's own state, so every member agrees."""
+        raise StackError(f"{self.name} has no standby cluster")
+
+    def keep_slots(self, slots: Collection[str]) -> dict[str, Any]:
+        """Keep exactly these permanent replication slots (the other site's) on the cluster's
+        leader, whoever it is; returns what changed."""
+        raise StackError(f"{self.name} has no permanent replication slots pglab can keep")
 
     def converge_settings(self, topology: Topology) -> dict[str, Any]:
         """Bring the stack's own settings (the topology's section for this stack, which bootstrap

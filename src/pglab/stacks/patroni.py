@@ -38,6 +38,7 @@ from pglab.stacks.base import (
     StackError,
     StackSite,
     StackSpec,
+    StandbySource,
 )
 from pglab.tls import certs
 from pglab.topology import BACKUP_ROLE, FieldProblem, Node, Ports, Strict, Topology
@@ -273,6 +274,20 @@ class PatroniStack(Stack):
         None for a primary cluster."""
         source: dict[str, Any] | None = self.dynamic_config().get("standby_cluster") or None
         return source
+
+    def follow(self, source: StandbySource | None) -> None:
+        """``standby_cluster`` set (or removed) in the DCS: the leader becomes a standby leader of
+        ``source`` (or a primary) at its next loop, its replicas follow it."""
+        self.set_dynamic({"standby_cluster": None if source is None else standby_cluster(source)})
+
+    def keep_slots(self, slots: Collection[str]) -> dict[str, Any]:
+        """Patroni's permanent slots (``slots:`` in the DCS): the ones asked for, the others removed."""
+        current = self.dynamic_config().get("slots") or {}
+        change: dict[str, Any] = {name: None for name in current if name not in slots}
+        change.update({name: {"type": "physical"} for name in slots if name not in current})
+        if change:
+            self.set_dynamic({"slots": change})
+        return change
 
     def parameters(self, names: Collection[str] = ()) -> dict[str, Any]:
         """Patroni's dynamic configuration alone, whatever ``names`` asks for: it is the only place a
@@ -622,6 +637,13 @@ class PatroniSpec(StackSpec):
 # Every cluster of a two-site lab bounds the WAL a permanent slot holds while the other site is
 # away: past it the slot is lost and the standby site catches up from its repository or a new copy.
 SITE_PARAMETERS: dict[str, str | int | float | bool] = {"max_slot_wal_keep_size": "1GB"}
+
+
+def standby_cluster(source: StandbySource) -> dict[str, Any]:
+    """Patroni's ``standby_cluster`` section for ``source``: the remote's first copy by
+    pg_basebackup (over TLS, as every replication connection)."""
+    return {"host": source.host, "port": source.port, "primary_slot_name": source.slot,
+            "create_replica_methods": ["basebackup"]}
 
 
 def site_slot(site: str) -> str:
