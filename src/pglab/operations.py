@@ -479,6 +479,12 @@ def promote_site(lab: Lab, name: str, force: bool = False, timeout: float = 90,
             f"primaries. Demote it first (`pglab site demote {other} --follow {name}`), or, when site {other} is "
             "lost to you but may still run, fence it and pass --force")
     started = time.monotonic()
+    caught_up = ""
+    if _wal_position(lab.site(other), "pg_last_wal_replay_lsn") is not None:
+        # A planned switch: the other site stopped taking writes; receive all it wrote first.
+        wait_until(lambda: _caught_up(site, lab.site(other)), timeout, f"site {name} to receive site {other}'s WAL",
+                   on_event)
+        caught_up = f"; caught up with site {other} after {time.monotonic() - started:.1f} s"
     stack = site.stack()
     stack.follow(None)
     wait_until(lambda: writes_ok(site), timeout, f"site {name} to take writes", on_event)
@@ -490,8 +496,8 @@ def promote_site(lab: Lab, name: str, force: bool = False, timeout: float = 90,
     fence = (f"site {other}'s {answering} still took writes: fence it (stop its nodes, cut its network) before "
              f"clients can reach it, then `pglab site demote {other} --follow {name}`") if answering else ""
     return OpResult("site promote", seconds,
-                    f"site {name} promoted: writes accepted after {promoted_after:.1f} s; slot {slot} kept for "
-                    f"site {other}{stanza}",
+                    f"site {name} promoted{caught_up}: writes accepted after {promoted_after:.1f} s; slot {slot} "
+                    f"kept for site {other}{stanza}",
                     {"site": name, "changed": True, "promoted_after": round(promoted_after, 2), "fence": fence})
 
 
@@ -509,29 +515,41 @@ def _make_stanza(site: Lab) -> str:
 
 def demote_site(lab: Lab, name: str, follow: str, timeout: float = 180,
                 on_event: EventSink = ignore_event) -> OpResult:
-    """Make site ``name``'s cluster a standby cluster of site ``follow`` (which must be the
-    primary): the other site keeps a slot for it, its leader becomes a standby leader streaming
-    from the other site's write endpoint (the stack rewinds it where its timeline went ahead,
-    else copies it anew), its own permanent slots dropped. Nothing to do when it follows already."""
+    """Make site ``name``'s cluster a standby cluster of site ``follow``: its leader becomes a
+    standby leader streaming from the other site's write endpoint (the stack rewinds it where its
+    timeline went ahead, else copies it anew), its own permanent slots dropped. ``follow`` is the
+    primary site (fail-back: the site comes back behind the new primary), or still the standby
+    cluster of this one (a planned switch: this site stops taking writes first, the other catches
+    up, then `pglab site promote` makes it the primary). Nothing to do when it follows already."""
     if follow == name or _other_site(lab, name) != follow:
         raise InputError(f"--follow names the other site: {_other_site(lab, name)}")
     site, followed = lab.site(name), lab.site(follow)
     source = _source(lab, name, follow)
     stack = site.stack()
-    current = stack.standby_source()
-    if current and (current.get("host"), current.get("port")) == (source.host, source.port):
+    if _follows(stack, source):
         return OpResult("site demote", 0.0, f"site {name} follows site {follow} already; nothing changed",
                         {"site": name, "follow": follow, "changed": False})
-    if lab.site_role(follow) != "primary":
-        raise InputError(f"site {follow} is not the primary site: promote it first (`pglab site promote {follow}`)")
+    role = lab.site_role(follow)
+    planned = role == "standby" and _follows(followed.stack(), _source(lab, follow, name))
+    if role != "primary" and not planned:
+        raise InputError(f"site {follow} is neither the primary site nor a standby of site {name}: promote it "
+                         f"first (`pglab site promote {follow}`)")
     started = time.monotonic()
-    followed.stack().keep_slots([source.slot])
+    if not planned:
+        followed.stack().keep_slots([source.slot])
     stack.follow(source)
     stack.keep_slots([])
+    if planned:
+        wait_until(lambda: (_site_leader_answers(site) is None, f"site {name} still takes writes"), timeout,
+                   f"site {name} to stop taking writes", on_event)
+        seconds = time.monotonic() - started
+        return OpResult("site demote", seconds,
+                        f"site {name} stopped taking writes after {seconds:.1f} s; it follows site {follow} once "
+                        f"that is promoted (`pglab site promote {follow}`)",
+                        {"site": name, "follow": follow, "changed": True, "planned": True})
 
     def streaming() -> tuple[bool, str]:
-        conninfo = followed.writes_conninfo("direct")
-        lag = sites_view.lag_between_sites(conninfo, source.slot)
+        lag = sites_view.lag_between_sites(followed.writes_conninfo("direct"), source.slot)
         return bool(lag and lag.streaming), f"lag {lag}"
 
     wait_until(streaming, timeout, f"site {name} to stream from site {follow}", on_event, interval=0.5)
@@ -540,4 +558,33 @@ def demote_site(lab: Lab, name: str, follow: str, timeout: float = 180,
     return OpResult("site demote", seconds,
                     f"site {name} follows site {follow}: its standby leader {health.leader} streams after "
                     f"{seconds:.1f} s",
-                    {"site": name, "follow": follow, "changed": True, "standby_leader": health.leader})
+                    {"site": name, "follow": follow, "changed": True, "planned": False,
+                     "standby_leader": health.leader})
+
+
+def _follows(stack: Stack, source: StandbySource) -> bool:
+    """Whether the cluster is a standby cluster of ``source`` already."""
+    current = stack.standby_source() or {}
+    return (current.get("host"), current.get("port")) == (source.host, source.port)
+
+
+def _wal_position(site: Lab, function: str) -> int | None:
+    """``function`` (an LSN function) on the site's first member that answers, in bytes from 0/0."""
+    password, port = site.superuser_password(), site.topology.ports.postgres
+    for node in site.topology.with_role("postgres"):
+        with contextlib.suppress(psycopg.Error, OSError):
+            rows = sql.query(site.address(node.name), port, password,
+                             f"SELECT pg_wal_lsn_diff({function}(), '0/0')::bigint", tls=site.libpq_tls())
+            if rows and rows[0][0] is not None:
+                return int(rows[0][0])
+    return None
+
+
+def _caught_up(site: Lab, other: Lab) -> tuple[bool, str]:
+    """Whether ``site``'s standby leader has received all the WAL ``other`` (a former primary, now
+    a standby that takes no writes) wrote."""
+    theirs = _wal_position(other, "pg_last_wal_replay_lsn")
+    ours = _wal_position(site, "pg_last_wal_receive_lsn")
+    if theirs is None or ours is None:
+        return False, f"received {ours}, theirs {theirs}"
+    return ours >= theirs, f"{theirs - ours} bytes behind"

@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pglab import catalog, verify
+from pglab import catalog, verify, waiting
 from pglab.lab import Lab, UpResult
 from tests.conftest import TEST_LOOPBACK
 
@@ -94,3 +94,51 @@ def test_second_up_changes_nothing(lab: Lab) -> None:
     assert again.changed == 0, again
     assert again.parameters_changed == {} and again.settings_changed == {}
     assert lab.site_role("west") == "standby"
+
+
+def _cli(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pglab.cli", *args, "-f", str(lab.topology_file)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_promote_is_refused_while_the_primary_site_takes_writes(lab: Lab) -> None:
+    refused = _cli(lab, "site", "promote", "west")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "still takes writes" in refused.stdout + refused.stderr and "--force" in refused.stdout + refused.stderr
+    assert lab.site_role("west") == "standby" and lab.site_role("east") == "primary"
+
+
+def _write_row(site: Lab) -> int:
+    with psycopg.connect(autocommit=True, **site.writes_conninfo("direct")) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS site_switch (id bigserial PRIMARY KEY)")
+        row = conn.execute("INSERT INTO site_switch DEFAULT VALUES RETURNING id").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _rows(site: Lab) -> set[int]:
+    with psycopg.connect(autocommit=True, **site.writes_conninfo("direct")) as conn:
+        return {r[0] for r in conn.execute("SELECT id FROM site_switch").fetchall()}
+
+
+@pytest.mark.parametrize(("old", "new"), [("east", "west"), ("west", "east")])
+def test_a_planned_switch_loses_nothing_and_the_old_site_follows(lab: Lab, old: str, new: str) -> None:
+    written = _write_row(lab.site(old))
+    demoted = _cli(lab, "site", "demote", old, "--follow", new, "--json")
+    assert demoted.returncode == 0, demoted.stdout + demoted.stderr
+    assert json.loads(demoted.stdout)["details"]["planned"] is True
+    promoted = _cli(lab, "site", "promote", new, "--json")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    assert lab.primary_site() == new and lab.site_role(old) == "standby"
+    assert written in _rows(lab.site(new))
+    # The old site streams from the new primary site, and both commands have nothing left to do.
+    def streaming() -> tuple[bool, str]:
+        view = {v.name: v for v in lab.status().sites}[old]
+        return bool(view.lag and view.lag.streaming), str(view)
+
+    done, detail, _ = waiting.poll(streaming, 60, 1)
+    assert done, detail
+    again = _cli(lab, "site", "promote", new)
+    assert again.returncode == 0 and "nothing changed" in again.stdout
+    again = _cli(lab, "site", "demote", old, "--follow", new)
+    assert again.returncode == 0 and "nothing changed" in again.stdout
