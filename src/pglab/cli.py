@@ -555,6 +555,9 @@ per drill go to --out. Exits 1 on any anomaly, or if the cluster did not recover
 def _kind_option(option: Option) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A kind's own option on its subcommand."""
     kind: Any = option.type
+    if option.type is bool:
+        return click.option(option.flag or f"--{option.name.replace('_', '-')}", option.name, is_flag=True,
+                            default=bool(option.default), help=option.help)
     if option.type is float and (option.low is not None or option.high is not None):
         kind = click.FloatRange(option.low, option.high)
     elif option.type is int and (option.low is not None or option.high is not None):

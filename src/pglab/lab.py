@@ -28,7 +28,7 @@ from pglab.prerequisites import Prerequisite
 from pglab.providers import Provider, get_provider
 from pglab.secrets import SUPERUSER
 from pglab.stacks import Stack, StackSite, stack_class
-from pglab.stacks.base import Health, StackError, uri_query
+from pglab.stacks.base import ClientEndpoint, Health, StackError, uri_query
 from pglab.tls import certs
 from pglab.topology import Node, Topology
 
@@ -231,14 +231,30 @@ class Lab:
         return next((name for name in self.topology.sites if self.site_role(name) == "primary"),
                     self.topology.sites[0])
 
+    def client_endpoints(self) -> dict[str, ClientEndpoint]:
+        """Where clients write and read (the stack's :meth:`~pglab.stacks.base.Stack.client_endpoints`).
+        In a two-site lab, the writes endpoints name every site's router, the primary site's first,
+        and libpq picks the one that takes writes (target_session_attrs=read-write): clients move to
+        the other site once it is promoted, as a multi-site connection string does."""
+        found = self.stack().client_endpoints()
+        if not self.topology.sites:
+            return found
+        primary = self.primary_site()
+        others = [self.site(name).stack().client_endpoints() for name in self.topology.sites if name != primary]
+        for key in ("write", "write_direct"):
+            if key in found and all(key in other for other in others):
+                hosts = found[key].hosts + tuple(h for other in others for h in other[key].hosts)
+                found[key] = ClientEndpoint(hosts, found[key].port, "read-write")
+        return found
+
     def routes_writes(self) -> bool:
         """Whether clients have one entry point that follows the leader (HAProxy, multi-host URI)."""
-        return "write" in self.stack().client_endpoints()
+        return "write" in self.client_endpoints()
 
     def writes_endpoint(self) -> tuple[str, int]:
         """Where clients write (host may list several hosts: libpq then picks the one taking
         writes); the first PostgreSQL node when the lab has no such entry point."""
-        write = self.stack().client_endpoints().get("write")
+        write = self.client_endpoints().get("write")
         if write is not None:
             return write.host, write.port
         return self.address(self.topology.with_role("postgres")[0].name), self.topology.ports.postgres
@@ -246,7 +262,7 @@ class Lab:
     def client_path(self, via: str | None = None) -> str:
         """``pooler`` or ``direct``: the path clients take, ``via`` checked against the lab (None:
         the path the write endpoint names)."""
-        found = self.stack().client_endpoints()
+        found = self.client_endpoints()
         pooled = "write" in found and "write_direct" in found and found["write"] != found["write_direct"]
         if via == "pooler" and not pooled:
             raise InputError("this lab's write endpoint does not go through the pooler (pooler: {enabled: true} "
@@ -257,14 +273,14 @@ class Lab:
         """psycopg keywords for the writes endpoint as the superuser (``via`` the pooler or
         direct; None: the write endpoint's own path); with several hosts, libpq picks the one that
         takes writes (target_session_attrs=read-write)."""
-        direct = self.stack().client_endpoints().get("write_direct") if self.client_path(via) == "direct" else None
+        direct = self.client_endpoints().get("write_direct") if self.client_path(via) == "direct" else None
         host, port = (direct.host, direct.port) if direct is not None else self.writes_endpoint()
         return {"host": host, "port": port, "dbname": "postgres", **self.connect_kwargs(), **sql.writer_attrs(host)}
 
     def reads_conninfo(self, via: str | None = None) -> dict[str, Any] | None:
         """psycopg keywords for the replicas' read endpoint as the superuser (``via`` as for
         :meth:`writes_conninfo`); None when the lab has none (no router, no multi-host URI)."""
-        found = self.stack().client_endpoints()
+        found = self.client_endpoints()
         read = found.get("read_direct" if self.client_path(via) == "direct" and "read_direct" in found else "read")
         if read is None:
             return None
@@ -273,7 +289,7 @@ class Lab:
 
     def endpoints(self) -> dict[str, str]:
         """Client connection strings (libpq URIs, no password) and the pgpass file that has it."""
-        found = self.stack().client_endpoints()
+        found = self.client_endpoints()
         first = self.topology.with_role("postgres")[0]
         user = SUPERUSER.user
         tls = self.libpq_tls()

@@ -21,6 +21,11 @@ from pglab import catalog, paths, sites, stacks, ui
 from pglab.checks import CHECKS_DIR, selection
 from pglab.cli import main
 from pglab.components.haproxy import Backend
+from pglab.drills.kind import Drill
+from pglab.drills.kinds.site_loss import SiteLoss, SiteLossFigures
+from pglab.drills.probe import Attempt, tally
+from pglab.drills.result import DrillResult
+from pglab.errors import InputError
 from pglab.lab import Lab
 from pglab.stacks import patroni
 from pglab.stacks.base import StandbySource
@@ -382,3 +387,55 @@ def test_site_commands_refuse_a_one_site_lab_and_unknown_sites(tmp_path: Path) -
     two.write_text(_two_sites())
     result = CliRunner().invoke(main, ["site", "demote", "east", "--follow", "east", "-f", str(two)])
     assert result.exit_code == 2 and "--follow names the other site: west" in result.output
+
+
+# The site-loss drill's verdict ------------------------------------------------------------------------
+
+def _judged(kind: SiteLoss, present: set[int], old_ids: set[int] | None, acknowledged: list[int]) -> DrillResult:
+    attempts = [Attempt(i, float(i), float(i) + 0.1, ok=i in acknowledged) for i in range(1, 11)]
+    drill = Drill(lab=None, kind="site-loss", number=1, target=None, old_leader="east-pg1", timeout=90,  # type: ignore[arg-type]
+                  on_event=lambda _e: None, log=lambda _t: None, clients=None, fault_at=5.0)  # type: ignore[arg-type]
+    drill.attempts, drill.present = attempts, present
+    kind.old, kind.new, kind.old_ids = "east", "west", old_ids
+    kind.decided_at, kind.promoted_at, kind.failback_s = 5.0, 7.0, 20.0
+    result = DrillResult("site-loss", 1, "now", None, "east-pg1", "west-pg1", True,
+                         tally(attempts, present, 5.0))
+    kind.judge(drill, result)
+    return result
+
+
+def test_site_loss_passes_when_exactly_the_writes_the_standby_missed_are_lost() -> None:
+    kind = SiteLoss()
+    kind.killed = True
+    # Writes 1..10 acknowledged; the standby had 1..5 at the kill, the old primary 1..6 (7 failed).
+    result = _judged(kind, present={1, 2, 3, 4, 5, 8, 9, 10}, old_ids={1, 2, 3, 4, 5, 6},
+                     acknowledged=[1, 2, 3, 4, 5, 6, 8, 9, 10])
+    figures = result.part
+    assert isinstance(figures, SiteLossFigures)
+    assert figures.lost == [6] and figures.predicted == [6] and figures.ok and result.ok
+    assert result.tally.lost == []
+    assert figures.promotion_s == 2.0 and figures.detection_s == 0.0 and figures.client_switch_s == 1.1
+
+
+def test_site_loss_fails_on_a_write_lost_that_the_lag_does_not_explain() -> None:
+    kind = SiteLoss()
+    kind.killed = True
+    result = _judged(kind, present={1, 2, 3, 5, 8}, old_ids={1, 2, 3, 4, 5}, acknowledged=[1, 2, 3, 4, 5, 8, 9])
+    figures = result.part
+    assert isinstance(figures, SiteLossFigures)
+    assert figures.lost == [4, 9] and figures.predicted == [4] and not figures.ok
+    assert result.tally.lost == [9] and not result.ok
+
+
+def test_a_planned_site_switch_may_lose_nothing() -> None:
+    kind = SiteLoss(planned=True)
+    result = _judged(kind, present={1, 2, 3}, old_ids=None, acknowledged=[1, 2, 3, 4])
+    figures = result.part
+    assert isinstance(figures, SiteLossFigures) and figures.lost == [4] and not figures.ok
+    assert result.tally.lost == [4]
+
+
+def test_site_loss_needs_two_sites(tmp_path: Path) -> None:
+    lab = Lab.from_file(write_topology(tmp_path, name="one"))
+    with pytest.raises(InputError, match="two-site lab"):
+        SiteLoss().check(lab)
