@@ -22,6 +22,7 @@ import pytest
 from pglab import catalog, verify, waiting
 from pglab.lab import Lab, UpResult
 from tests.conftest import TEST_LOOPBACK
+from tests.integration.drilling import run_drill
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +143,26 @@ def test_a_planned_switch_loses_nothing_and_the_old_site_follows(lab: Lab, old: 
     assert again.returncode == 0 and "nothing changed" in again.stdout
     again = _cli(lab, "site", "demote", old, "--follow", new)
     assert again.returncode == 0 and "nothing changed" in again.stdout
+
+
+def test_drill_site_loss_loses_what_the_lag_predicted_and_fails_back(lab: Lab, tmp_path: Path) -> None:
+    output = run_drill(lab, tmp_path, "site-loss", "--via", "direct")
+    drilled = output["drills"][0]
+    print({k: v for k, v in drilled.items() if k in ("site_lost", "predicted_lost", "lag_at_kill_bytes",
+                                                      "detection_s", "promotion_s", "client_switch_s",
+                                                      "failback_s", "rewound", "unavailable_s")})
+    assert drilled["ok"], drilled["problem"]
+    assert drilled["site_lost"] == drilled["predicted_lost"]
+    assert drilled["lost_site"] == "east" and drilled["new_primary"] == "west"
+    assert drilled["failback_s"] is not None
+    assert lab.primary_site() == "west" and lab.site_role("east") == "standby"
+
+
+def test_drill_site_loss_planned_loses_nothing_and_switches_back(lab: Lab, tmp_path: Path) -> None:
+    output = run_drill(lab, tmp_path, "site-loss", "--planned", "--via", "direct")
+    drilled = output["drills"][0]
+    assert drilled["ok"], drilled["problem"]
+    assert drilled["site_lost"] == 0 and drilled["lost"] == 0
+    assert lab.primary_site() == "east" and lab.site_role("west") == "standby"
+    again = lab.up(timeout=120)
+    assert again.changed == 0 and lab.primary_site() == "east"
