@@ -332,8 +332,9 @@ class Lab:
         views = [self._site_view(name, roles[name], primary) for name in self.topology.sites]
         services = {n.name: self.provider.services(n) for n in self.topology.nodes}
         problems = [f"site {v.name}: {p}" for v in views for p in v.problems]
-        return dataclasses.replace(status, cluster=self.topology.postgres.scope, services=services,
-                                   healthy=not problems, problems=problems, sites=views)
+        # The primary site's members and routing; every node's services, the writes endpoint naming both sites.
+        return dataclasses.replace(status, services=services, endpoints=self.endpoints(), healthy=not problems,
+                                   problems=problems, sites=views)
 
     def _site_view(self, name: str, role: sites.SiteRole, primary: str) -> sites.SiteView:
         site = self.site(name)
