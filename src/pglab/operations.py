@@ -514,13 +514,14 @@ def _make_stanza(site: Lab) -> str:
 
 
 def demote_site(lab: Lab, name: str, follow: str, timeout: float = 180,
-                on_event: EventSink = ignore_event) -> OpResult:
+                on_event: EventSink = ignore_event, once_fenced: Callable[[], None] | None = None) -> OpResult:
     """Make site ``name``'s cluster a standby cluster of site ``follow``: its leader becomes a
     standby leader streaming from the other site's write endpoint (the stack rewinds it where its
     timeline went ahead, else copies it anew), its own permanent slots dropped. ``follow`` is the
     primary site (fail-back: the site comes back behind the new primary), or still the standby
     cluster of this one (a planned switch: this site stops taking writes first, the other catches
-    up, then `pglab site promote` makes it the primary). Nothing to do when it follows already."""
+    up, then `pglab site promote` makes it the primary). Nothing to do when it follows already.
+    ``once_fenced`` is called once the site takes no writes (a drill starts its router then)."""
     if follow == name or _other_site(lab, name) != follow:
         raise InputError(f"--follow names the other site: {_other_site(lab, name)}")
     site, followed = lab.site(name), lab.site(follow)
@@ -539,9 +540,11 @@ def demote_site(lab: Lab, name: str, follow: str, timeout: float = 180,
         followed.stack().keep_slots([source.slot])
     stack.follow(source)
     stack.keep_slots([])
+    wait_until(lambda: (_site_leader_answers(site) is None, f"site {name} still takes writes"), timeout,
+               f"site {name} to stop taking writes", on_event)
+    if once_fenced is not None:
+        once_fenced()
     if planned:
-        wait_until(lambda: (_site_leader_answers(site) is None, f"site {name} still takes writes"), timeout,
-                   f"site {name} to stop taking writes", on_event)
         seconds = time.monotonic() - started
         return OpResult("site demote", seconds,
                         f"site {name} stopped taking writes after {seconds:.1f} s; it follows site {follow} once "

@@ -162,10 +162,12 @@ class SiteLoss(DrillKind):
                     for node in routers:
                         lab.provider.start(lab.node(node.name))
                     return f"site {self.old} started again (site {self.new} was not promoted)"
+            def start_routers() -> None:
+                for node in routers:
+                    lab.provider.start(lab.node(node.name))
+
             demoted = operations.demote_site(lab, self.old, self.new, timeout=drill.timeout * 2,
-                                             on_event=drill.on_event)
-            for node in routers:
-                lab.provider.start(lab.node(node.name))
+                                             on_event=drill.on_event, once_fenced=start_routers)
             self.failback_s = round(time.monotonic() - started, 2)
             self.rewound = _rewound(lab, old_site, started)
             drill.mark(f"site {self.old} follows site {self.new}")
