@@ -95,9 +95,6 @@ class SiteLoss(DrillKind):
     def check(self, lab: Lab) -> None:
         if not lab.topology.sites:
             raise InputError("drill site-loss needs a two-site lab (`pglab init --sites 2`)")
-        why = lab.provider.cannot("crash")
-        if why and not self.planned:
-            raise InputError(f"drill site-loss: {why}")
 
     def target(self, leader: str | None) -> str | None:
         return None  # the whole primary site
@@ -153,10 +150,18 @@ class SiteLoss(DrillKind):
         routers = _routers(old_site)
         try:
             if self.killed:
-                for node in old_site.topology.nodes:
-                    if node not in routers:
-                        lab.provider.start(lab.node(node.name))
+                # Its old leader alone first, with its DCS: it takes its lock again and runs as the
+                # primary it was, on its timeline (a replica promoted there instead would start a new
+                # timeline with the same number as the new primary's, and hide the divergence from
+                # pg_rewind). Then its replicas.
+                data = old_site.topology.with_role("postgres")
+                first = [n for n in data if n.name == drill.old_leader] or data[:1]
+                for node in [n for n in old_site.topology.nodes if n not in routers and n not in data] + first:
+                    lab.provider.start(lab.node(node.name))
                 self.old_ids = _ids_on_primary(old_site, drill.timeout)
+                for node in data:
+                    if node not in first:
+                        lab.provider.start(lab.node(node.name))
                 if lab.site_role(self.new) != "primary":
                     # Interrupted before the promotion: the old site is still the primary.
                     for node in routers:
