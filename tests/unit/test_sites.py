@@ -17,7 +17,7 @@ import yaml
 from click.testing import CliRunner
 from rich.console import Console
 
-from pglab import catalog, paths, sites, stacks, ui
+from pglab import catalog, operations, paths, sites, stacks, ui
 from pglab.checks import CHECKS_DIR, selection
 from pglab.cli import main
 from pglab.components.haproxy import Backend
@@ -439,3 +439,13 @@ def test_site_loss_needs_two_sites(tmp_path: Path) -> None:
     lab = Lab.from_file(write_topology(tmp_path, name="one"))
     with pytest.raises(InputError, match="two-site lab"):
         SiteLoss().check(lab)
+
+
+def test_a_planned_switch_waits_for_all_but_the_demoted_primary_shutdown_tail() -> None:
+    segment = operations.WAL_SEGMENT
+    assert operations.received_all(0x9061E10, 0x9061E10)
+    assert operations.received_all(0x9061E10, 0x9061E10 + 160)  # the shutdown checkpoint alone
+    assert operations.received_all(0x9061E10, 0xA0000A0)  # a switch, then the checkpoint in the next segment
+    assert not operations.received_all(0x9061E10, 0x9061E10 + 4096)  # data still on its way
+    assert not operations.received_all(0x9061E10, 0xA000000 + 8192)
+    assert not operations.received_all(0x9061E10 - segment, 0xA0000A0)  # two segments away
