@@ -501,6 +501,9 @@ def promote_site(lab: Lab, name: str, force: bool = False, timeout: float = 90,
                     {"site": name, "changed": True, "promoted_after": round(promoted_after, 2), "fence": fence})
 
 
+STANZA_TRIES = 15
+
+
 def _make_stanza(site: Lab) -> str:
     """The site's repository ready to take the new primary's WAL (a stanza made from a standby
     cluster waits for its promotion: pgBackRest makes one from a primary only)."""
@@ -509,6 +512,14 @@ def _make_stanza(site: Lab) -> str:
     node = pgbackrest.repository_node(site.topology)
     argv = pgbackrest.command(pgbackrest.config_file(site.provider.node_root(node)), site.topology.postgres.scope,
                               "stanza-create")
+    # The new primary's archiver pushes already, and each push holds the archive lock a moment.
+    for _attempt in range(STANZA_TRIES - 1):
+        done = site.provider.run_as_service_user(node, argv, timeout=120)
+        if done.returncode == 0:
+            return f"; WAL archived to {node.name}'s repository"
+        if "unable to acquire lock" not in done.stderr + done.stdout:
+            break
+        time.sleep(1)
     site.provider.check_as_service_user(node, argv, "pgbackrest stanza-create", PglabError, timeout=120)
     return f"; WAL archived to {node.name}'s repository"
 
