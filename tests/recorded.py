@@ -10,6 +10,7 @@ from typing import Any
 from pglab.backups.backup import Backup, BackupList, Window
 from pglab.components.haproxy import Backend
 from pglab.lab import LabStatus, PoolerView, UpResult
+from pglab.sites import SiteLag, SiteView
 from pglab.stacks.base import Health, Member
 from pglab.verify import CheckResult, VerifyReport
 
@@ -18,7 +19,14 @@ def status(value: dict[str, Any]) -> LabStatus:
     return LabStatus(**{**value, "members": [Member(**m) for m in value["members"]],
                         "haproxy": [Backend(**b) for b in value["haproxy"]],
                         "poolers": {node: PoolerView(**p) if p else None
-                                    for node, p in value.get("poolers", {}).items()}})
+                                    for node, p in value.get("poolers", {}).items()},
+                        "sites": [_site(v) for v in value.get("sites", [])]})
+
+
+def _site(value: dict[str, Any]) -> SiteView:
+    lag = value.get("lag")
+    return SiteView(**{**value, "members": [Member(**m) for m in value["members"]],
+                       "lag": SiteLag(**lag) if lag else None})
 
 
 def up(value: dict[str, Any]) -> UpResult:

@@ -155,9 +155,11 @@ def _show_lab_warning(message: Warning | str, category: type[Warning], filename:
               show_default=True, help="Processes on loopback, or VMs.")
 @click.option("--dcs", type=click.Choice(typing.get_args(topology.Dcs)), default=typing.get_args(topology.Dcs)[0],
               show_default=True, help="Patroni's DCS (consul needs --provider vagrant).")
+@click.option("--sites", type=click.IntRange(1, topology.MAX_SITES), default=1, show_default=True,
+              help="2: a second site, a standby cluster of the first (its own DCS, HAProxy and repository).")
 @click.option("--force", is_flag=True, help="Overwrite an existing topology file.")
 @reports_errors
-def init(topology_file: Path, name: str, stack: str, provider: str, dcs: str, force: bool) -> None:
+def init(topology_file: Path, name: str, stack: str, provider: str, dcs: str, sites: int, force: bool) -> None:
     """Write a topology YAML: by default the classic Patroni lab.
 
     \b
@@ -165,7 +167,7 @@ def init(topology_file: Path, name: str, stack: str, provider: str, dcs: str, fo
     PgBouncer; 5002 / 5003 direct; 7000 -> stats), pg1, pg2, pg3 (PostgreSQL + Patroni + PgBouncer).
     Edit the file, then `pglab up`.
     """
-    text = catalog.default_yaml(name, stack, provider, dcs)
+    text = catalog.default_yaml(name, stack, provider, dcs, sites=sites)
     try:
         catalog.parse(text, str(topology_file))
     except topology.TopologyError as exc:
@@ -177,7 +179,8 @@ def init(topology_file: Path, name: str, stack: str, provider: str, dcs: str, fo
     except OSError as exc:
         raise InputError(f"{topology_file}: cannot be written ({exc.strerror or exc}); "
                          "pass a writable path with --file.") from None
-    ui.console.print(f"wrote {topology_file}: lab {name!r}, stack {stack}, provider {provider}. "
+    where = f", sites {' and '.join(catalog.SITE_NAMES[:sites])}" if sites > 1 else ""
+    ui.console.print(f"wrote {topology_file}: lab {name!r}, stack {stack}, provider {provider}{where}. "
                      "Next: `pglab up`.", markup=False)
 
 
@@ -460,6 +463,52 @@ def rebuild(topology_file: Path, node: str, timeout: float, as_json: bool) -> No
 
 
 @main.group()
+def site() -> None:
+    """A two-site lab's sites (`pglab init --sites 2`): promote the standby site, demote a site
+    to follow the other. `pglab status` shows which is which."""
+
+
+@site.command("promote")
+@file_option
+@click.argument("name", metavar="SITE")
+@click.option("--force", is_flag=True,
+              help="Promote even while the other site's leader still takes writes (fence it yourself).")
+@timeout_option
+@json_option
+@reports_errors
+def site_promote(topology_file: Path, name: str, force: bool, timeout: float, as_json: bool) -> None:
+    """Make SITE's standby cluster the primary (Patroni's standby_cluster removed through its DCS).
+
+    Refused (exit 2, nothing changed) while the other site's leader still takes writes, unless
+    --force. Nothing to do when SITE is the primary already.
+    """
+    lab = Lab.from_file(topology_file)
+    with ui.Progress(f"site promote {name}") as progress:
+        result = operations.promote_site(lab, name, force, timeout, on_event=progress)
+    if as_json:
+        ui.print_json(result)
+        return
+    ui.console.print(f"[green]{escape(result.summary)}[/green]", highlight=False)
+    if result.details.get("fence"):
+        ui.console.print(f"[yellow]fence: {escape(result.details['fence'])}[/yellow]", highlight=False)
+
+
+@site.command("demote")
+@file_option
+@click.argument("name", metavar="SITE")
+@click.option("--follow", metavar="OTHER", required=True, help="The primary site SITE follows from now on.")
+@click.option("--timeout", type=Seconds(), default=180.0, show_default=True,
+              help="Seconds to wait for SITE to stream from OTHER.")
+@json_option
+@reports_errors
+def site_demote(topology_file: Path, name: str, follow: str, timeout: float, as_json: bool) -> None:
+    """Make SITE's cluster a standby cluster of OTHER (pg_rewind where its timeline allows it, else
+    a new copy). Nothing to do when SITE follows OTHER already."""
+    _run_operation(f"site demote {name}", operations.demote_site, as_json, Lab.from_file(topology_file), name,
+                   follow, timeout)
+
+
+@main.group()
 def config() -> None:
     """Cluster-wide PostgreSQL configuration (Patroni's dynamic configuration, or ALTER SYSTEM on
     every pg_auto_failover node)."""
@@ -543,6 +592,9 @@ per drill go to --out. Exits 1 on any anomaly, or if the cluster did not recover
 def _kind_option(option: Option) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A kind's own option on its subcommand."""
     kind: Any = option.type
+    if option.type is bool:
+        return click.option(option.flag or f"--{option.name.replace('_', '-')}", option.name, is_flag=True,
+                            default=bool(option.default), help=option.help)
     if option.type is float and (option.low is not None or option.high is not None):
         kind = click.FloatRange(option.low, option.high)
     elif option.type is int and (option.low is not None or option.high is not None):

@@ -6,6 +6,8 @@ Nothing here prints: progress goes to an ``on_event`` callback (see :mod:`pglab.
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import shutil
 import tempfile
 import time
@@ -18,7 +20,7 @@ from typing import Any
 import psycopg
 import yaml
 
-from pglab import ansible, catalog, paths, render, sql, stacks, topology, waiting
+from pglab import ansible, catalog, paths, render, sites, sql, stacks, topology, waiting
 from pglab.components import pooler, vip
 from pglab.components.haproxy import Backend, stats_url
 from pglab.errors import InputError, PglabError
@@ -26,7 +28,7 @@ from pglab.prerequisites import Prerequisite
 from pglab.providers import Provider, get_provider
 from pglab.secrets import SUPERUSER
 from pglab.stacks import Stack, StackSite, stack_class
-from pglab.stacks.base import Health, uri_query
+from pglab.stacks.base import ClientEndpoint, Health, StackError, uri_query
 from pglab.tls import certs
 from pglab.topology import Node, Topology
 
@@ -96,6 +98,8 @@ class LabStatus:
     poolers: dict[str, PoolerView | None] = field(default_factory=dict)
     # The node that holds the virtual IP now (None: the lab has none, or no node holds it).
     vip_node: str | None = None
+    # A two-site lab's sites (the fields above are the primary site's); empty for a one-site lab.
+    sites: list[sites.SiteView] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -214,23 +218,73 @@ class Lab:
         return self.provider.address(self.topology.node(node_name))
 
     def haproxy_address(self) -> str | None:
+        if self.topology.sites:
+            return self.site(self.primary_site()).haproxy_address()
         nodes = self.topology.with_role("haproxy")
         return self.provider.address(nodes[0]) if nodes else None
 
     def stack(self, timeout: float = 2.0) -> Stack:
-        """The client of the topology's stack (Patroni, pg_auto_failover) for this lab."""
+        """The client of the topology's stack (Patroni, pg_auto_failover) for this lab: in a
+        two-site lab, for the primary site's cluster."""
+        if self.topology.sites:
+            return self.site(self.primary_site()).stack(timeout)
         site = StackSite(self.topology, {n.name: self.provider.address(n) for n in self.topology.nodes},
                          self.secrets(), self.ca_file)
         return stack_class(self.topology.stack).from_site(site, timeout=timeout * waiting.timeout_scale())
 
+    # Sites -----------------------------------------------------------------------------------
+    def site(self, name: str) -> Lab:
+        """Site ``name`` of a two-site lab as a one-site lab: its nodes and its cluster, with this
+        lab's directory, secrets and machines (never destroy through it)."""
+        if name not in self.topology.sites:
+            known = ", ".join(self.topology.sites) or "none: it has one site"
+            raise InputError(f"lab {self.topology.name!r} has no site {name!r}; its sites are: {known}")
+        site = copy.copy(self)
+        site.topology = self.topology.site_view(name)
+        return site
+
+    def site_labs(self) -> list[Lab]:
+        """Each site as a one-site lab (:meth:`site`); the lab itself when it has one site."""
+        return [self.site(name) for name in self.topology.sites] or [self]
+
+    def site_role(self, name: str) -> sites.SiteRole:
+        """Whether site ``name``'s cluster is the primary or a standby cluster, as its DCS says."""
+        try:
+            source = self.site(name).stack().standby_source()
+        except (StackError, OSError):
+            return "unknown"
+        return sites.site_role(source, answered=True)
+
+    def primary_site(self) -> str:
+        """The site whose cluster is the primary (the first whose DCS says so); the first listed
+        when no site answers."""
+        return next((name for name in self.topology.sites if self.site_role(name) == "primary"),
+                    self.topology.sites[0])
+
+    def client_endpoints(self) -> dict[str, ClientEndpoint]:
+        """Where clients write and read (the stack's :meth:`~pglab.stacks.base.Stack.client_endpoints`).
+        In a two-site lab, the writes endpoints name every site's router, the primary site's first,
+        and libpq picks the one that takes writes (target_session_attrs=read-write): clients move to
+        the other site once it is promoted, as a multi-site connection string does."""
+        found = self.stack().client_endpoints()
+        if not self.topology.sites:
+            return found
+        primary = self.primary_site()
+        others = [self.site(name).stack().client_endpoints() for name in self.topology.sites if name != primary]
+        for key in ("write", "write_direct"):
+            if key in found and all(key in other for other in others):
+                hosts = found[key].hosts + tuple(h for other in others for h in other[key].hosts)
+                found[key] = ClientEndpoint(hosts, found[key].port, "read-write")
+        return found
+
     def routes_writes(self) -> bool:
         """Whether clients have one entry point that follows the leader (HAProxy, multi-host URI)."""
-        return "write" in self.stack().client_endpoints()
+        return "write" in self.client_endpoints()
 
     def writes_endpoint(self) -> tuple[str, int]:
         """Where clients write (host may list several hosts: libpq then picks the one taking
         writes); the first PostgreSQL node when the lab has no such entry point."""
-        write = self.stack().client_endpoints().get("write")
+        write = self.client_endpoints().get("write")
         if write is not None:
             return write.host, write.port
         return self.address(self.topology.with_role("postgres")[0].name), self.topology.ports.postgres
@@ -243,7 +297,7 @@ class Lab:
                 raise InputError("this lab has no virtual IP (a vip: {address: ...} section in the topology gives "
                                  "it one, on podman or VMs): use --via pooler or --via direct")
             return via
-        found = self.stack().client_endpoints()
+        found = self.client_endpoints()
         pooled = "write" in found and "write_direct" in found and found["write"] != found["write_direct"]
         if via == "pooler" and not pooled:
             raise InputError("this lab's write endpoint does not go through the pooler (pooler: {enabled: true} "
@@ -255,7 +309,7 @@ class Lab:
         direct; None: the write endpoint's own path); with several hosts, libpq picks the one that
         takes writes (target_session_attrs=read-write)."""
         path = self.client_path(via)
-        direct = self.stack().client_endpoints().get("write_direct") if path == "direct" else None
+        direct = self.client_endpoints().get("write_direct") if path == "direct" else None
         host, port = (direct.host, direct.port) if direct is not None else self.writes_endpoint()
         if path == "vip":  # the primary's node itself: its PgBouncer, or its PostgreSQL without the pooler
             host, port = self.vip_endpoint(pooled=pooler.enabled(self.topology))
@@ -265,7 +319,7 @@ class Lab:
     def reads_conninfo(self, via: str | None = None) -> dict[str, Any] | None:
         """psycopg keywords for the replicas' read endpoint as the superuser (``via`` as for
         :meth:`writes_conninfo`); None when the lab has none (no router, no multi-host URI)."""
-        found = self.stack().client_endpoints()
+        found = self.client_endpoints()
         read = found.get("read_direct" if self.client_path(via) == "direct" and "read_direct" in found else "read")
         if read is None:
             return None
@@ -274,7 +328,7 @@ class Lab:
 
     def endpoints(self) -> dict[str, str]:
         """Client connection strings (libpq URIs, no password) and the pgpass file that has it."""
-        found = self.stack().client_endpoints()
+        found = self.client_endpoints()
         first = self.topology.with_role("postgres")[0]
         user = SUPERUSER.user
         tls = self.libpq_tls()
@@ -307,7 +361,10 @@ class Lab:
         return holders[0] if holders else None
 
     def status(self) -> LabStatus:
-        """Members, HAProxy routing, every node's services and the last leader change."""
+        """Members, HAProxy routing, every node's services and the last leader change (in a
+        two-site lab: the primary site's, and every site's role, leader and lag)."""
+        if self.topology.sites:
+            return self._sites_status()
         stack = self.stack()
         health = stack.health()
         history = stack.history()
@@ -327,6 +384,36 @@ class Lab:
             poolers=self.poolers(),
             vip_node=self.vip_node(),
         )
+
+    def _sites_status(self) -> LabStatus:
+        roles = {name: self.site_role(name) for name in self.topology.sites}
+        primary = next((name for name, role in roles.items() if role == "primary"), self.topology.sites[0])
+        status = self.site(primary).status()
+        views = [self._site_view(name, roles[name], primary) for name in self.topology.sites]
+        services = {n.name: self.provider.services(n) for n in self.topology.nodes}
+        problems = [f"site {v.name}: {p}" for v in views for p in v.problems]
+        # The primary site's members and routing; every node's services, the writes endpoint naming both sites.
+        return dataclasses.replace(status, services=services, endpoints=self.endpoints(), healthy=not problems,
+                                   problems=problems, sites=views)
+
+    def _site_view(self, name: str, role: sites.SiteRole, primary: str) -> sites.SiteView:
+        site = self.site(name)
+        stack = site.stack()
+        health = stack.health()
+        lag = source = None
+        problems = list(health.problems)
+        if role == "standby":
+            found = stack.standby_source() or {}
+            source = f"{found.get('host')}:{found.get('port')}"
+            conninfo = self.site(primary).writes_conninfo("direct")
+            lag = sites.lag_between_sites(conninfo, str(found.get("primary_slot_name") or ""))
+            if lag is None or not lag.streaming:
+                problems.append(f"its standby leader does not stream from site {primary}")
+        elif role == "unknown":
+            problems.append("no member of the site's cluster answers")
+        return sites.SiteView(name=name, role=role, cluster=site.topology.postgres.scope, healthy=not problems,
+                              leader=health.leader, members=health.members, problems=problems, lag=lag,
+                              source=source)
 
     def poolers(self) -> dict[str, PoolerView | None]:
         """Each data node's PgBouncer (clients, servers, pool mode) from ``SHOW POOLS``."""
@@ -426,15 +513,26 @@ class Lab:
             self.provider.deployed()
         if not result.succeeded:
             raise PglabError(self._failure_text("`pglab up`", result))
-        on_event(Step("waiting for a healthy cluster"))
-        health = self.wait_healthy(timeout, on_event)
-        parameters = self.converge_parameters()
-        if parameters:
-            on_event(Step("applied postgres.parameters: " + ", ".join(f"{k}={v}" for k, v in parameters.items())))
-        settings_changed = self.converge_stack_settings()
-        if settings_changed:
-            on_event(Step(f"applied {self.topology.stack}: "
-                          + ", ".join(f"{k}={v}" for k, v in settings_changed.items())))
+        parameters: dict[str, str] = {}
+        settings_changed: dict[str, Any] = {}
+        healths: dict[str | None, Health] = {}
+        # Each site's cluster (the lab's one in a one-site lab); the primary site's health is reported.
+        names: list[str | None] = [*self.topology.sites] or [None]
+        for name, site in zip(names, self.site_labs(), strict=True):
+            where = f" in site {name}" if name else ""
+            on_event(Step(f"waiting for a healthy cluster{where}"))
+            healths[name] = site.wait_healthy(timeout, on_event)
+            changed = site.converge_parameters()
+            if changed:
+                on_event(Step(f"applied postgres.parameters{where}: "
+                              + ", ".join(f"{k}={v}" for k, v in changed.items())))
+            parameters.update(changed)
+            settings = site.converge_stack_settings()
+            if settings:
+                on_event(Step(f"applied {self.topology.stack}{where}: "
+                              + ", ".join(f"{k}={v}" for k, v in settings.items())))
+            settings_changed.update(settings)
+        health = healths[self.primary_site() if self.topology.sites else None]
         haproxy = self.haproxy_address()
         endpoints = self.endpoints()
         return UpResult(

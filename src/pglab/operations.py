@@ -1,5 +1,6 @@
 """Operations on a live lab, each waiting for its outcome: switchover, failover, stopping and
-starting nodes, rebuilding a replica, configuration changes and (rolling) restarts.
+starting nodes, rebuilding a replica, configuration changes and (rolling) restarts, and a two-site
+lab's site promoted or demoted.
 
 They combine the provider (machines) with the stack client (the cluster) and report through
 events; each returns an :class:`OpResult` saying what happened and how long it took.
@@ -17,9 +18,11 @@ from typing import Any, Literal
 import psycopg
 
 from pglab import paths, sql, stacks, waiting
+from pglab.components import pgbackrest
 from pglab.errors import InputError, PglabError, WaitTimeout
 from pglab.lab import EventSink, Lab, Waiting, ignore_event
-from pglab.stacks.base import Member, Stack, StackError, leader_of
+from pglab.sites import view as sites_view
+from pglab.stacks.base import Member, Stack, StackError, StandbySource, leader_of
 from pglab.write_clock import WriteClock
 
 
@@ -433,3 +436,187 @@ def _restart_member(lab: Lab, name: str, timeout: float, on_event: EventSink) ->
     # Patroni's /restart returns once PostgreSQL is back; a replica can stay pending (its value
     # capped by the leader's), which the next pass of `restart` takes care of.
     wait_until(_serving(stack, name), timeout, f"{name} to come back after its restart", on_event)
+
+
+# Sites: a two-site lab's standby cluster promoted, a primary site demoted to follow the other -----
+
+def _other_site(lab: Lab, name: str) -> str:
+    lab.site(name)  # an unknown site: InputError naming the lab's sites
+    return next(s for s in lab.topology.sites if s != name)
+
+
+def _site_leader_answers(site: Lab) -> str | None:
+    """The member of ``site`` that takes writes right now (a primary's leader answering SQL), or None."""
+    password, port = site.superuser_password(), site.topology.ports.postgres
+    for node in site.topology.with_role("postgres"):
+        writable, _server = sql.writable(site.address(node.name), port, password, site.libpq_tls())
+        if writable:
+            return node.name
+    return None
+
+
+def _source(lab: Lab, site: str, following: str) -> StandbySource:
+    router, port, slot = stacks.spec(lab.topology.stack).site_source(lab.topology, site, following)
+    return StandbySource(lab.address(router.name), port, slot)
+
+
+def promote_site(lab: Lab, name: str, force: bool = False, timeout: float = 90,
+                 on_event: EventSink = ignore_event) -> OpResult:
+    """Make site ``name``'s standby cluster the primary: its standby leader promoted through the
+    stack's state (Patroni's ``standby_cluster`` removed from its DCS), its writes endpoint
+    serving it, a permanent slot kept for the other site, and its repository's stanza made so it
+    archives there. Refused while the other site's leader still takes writes, unless ``force``
+    (the caller fences the other site). Nothing to do when the site is the primary already."""
+    other = _other_site(lab, name)
+    site = lab.site(name)
+    if lab.site_role(name) == "primary":
+        return OpResult("site promote", 0.0, f"site {name} is the primary site already; nothing changed",
+                        {"site": name, "changed": False})
+    answering = _site_leader_answers(lab.site(other))
+    if answering and not force:
+        raise InputError(
+            f"site {other}'s {answering} still takes writes: promoting site {name} now would give the lab two "
+            f"primaries. Demote it first (`pglab site demote {other} --follow {name}`), or, when site {other} is "
+            "lost to you but may still run, fence it and pass --force")
+    started = time.monotonic()
+    caught_up = ""
+    if _wal_position(lab.site(other), "pg_last_wal_replay_lsn") is not None:
+        # A planned switch: the other site stopped taking writes; receive all it wrote first.
+        wait_until(lambda: _caught_up(site, lab.site(other)), timeout, f"site {name} to receive site {other}'s WAL",
+                   on_event)
+        caught_up = f"; caught up with site {other} after {time.monotonic() - started:.1f} s"
+    stack = site.stack()
+    stack.follow(None)
+    wait_until(lambda: writes_ok(site), timeout, f"site {name} to take writes", on_event)
+    promoted_after = time.monotonic() - started
+    slot = _source(lab, other, name).slot
+    stack.keep_slots([slot])
+    stanza = _make_stanza(site)
+    seconds = time.monotonic() - started
+    fence = (f"site {other}'s {answering} still took writes: fence it (stop its nodes, cut its network) before "
+             f"clients can reach it, then `pglab site demote {other} --follow {name}`") if answering else ""
+    return OpResult("site promote", seconds,
+                    f"site {name} promoted{caught_up}: writes accepted after {promoted_after:.1f} s; slot {slot} "
+                    f"kept for site {other}{stanza}",
+                    {"site": name, "changed": True, "promoted_after": round(promoted_after, 2), "fence": fence})
+
+
+STANZA_TRIES = 15
+
+
+def _make_stanza(site: Lab) -> str:
+    """The site's repository ready to take the new primary's WAL (a stanza made from a standby
+    cluster waits for its promotion: pgBackRest makes one from a primary only)."""
+    if not pgbackrest.enabled(site.topology):
+        return ""
+    node = pgbackrest.repository_node(site.topology)
+    argv = pgbackrest.command(pgbackrest.config_file(site.provider.node_root(node)), site.topology.postgres.scope,
+                              "stanza-create")
+    # The new primary's archiver pushes already, and each push holds the archive lock a moment.
+    for _attempt in range(STANZA_TRIES - 1):
+        done = site.provider.run_as_service_user(node, argv, timeout=120)
+        if done.returncode == 0:
+            return f"; WAL archived to {node.name}'s repository"
+        if "unable to acquire lock" not in done.stderr + done.stdout:
+            break
+        time.sleep(1)
+    site.provider.check_as_service_user(node, argv, "pgbackrest stanza-create", PglabError, timeout=120)
+    return f"; WAL archived to {node.name}'s repository"
+
+
+def demote_site(lab: Lab, name: str, follow: str, timeout: float = 180,
+                on_event: EventSink = ignore_event, once_fenced: Callable[[], None] | None = None) -> OpResult:
+    """Make site ``name``'s cluster a standby cluster of site ``follow``: its leader becomes a
+    standby leader streaming from the other site's write endpoint (the stack rewinds it where its
+    timeline went ahead, else copies it anew), its own permanent slots dropped. ``follow`` is the
+    primary site (fail-back: the site comes back behind the new primary), or still the standby
+    cluster of this one (a planned switch: this site stops taking writes first, the other catches
+    up, then `pglab site promote` makes it the primary). Nothing to do when it follows already.
+    ``once_fenced`` is called once the site takes no writes (a drill starts its router then)."""
+    if follow == name or _other_site(lab, name) != follow:
+        raise InputError(f"--follow names the other site: {_other_site(lab, name)}")
+    site, followed = lab.site(name), lab.site(follow)
+    source = _source(lab, name, follow)
+    stack = site.stack()
+    if _follows(stack, source):
+        return OpResult("site demote", 0.0, f"site {name} follows site {follow} already; nothing changed",
+                        {"site": name, "follow": follow, "changed": False})
+    role = lab.site_role(follow)
+    planned = role == "standby" and _follows(followed.stack(), _source(lab, follow, name))
+    if role != "primary" and not planned:
+        raise InputError(f"site {follow} is neither the primary site nor a standby of site {name}: promote it "
+                         f"first (`pglab site promote {follow}`)")
+    started = time.monotonic()
+    if not planned:
+        followed.stack().keep_slots([source.slot])
+    stack.follow(source)
+    stack.keep_slots([])
+    wait_until(lambda: (_site_leader_answers(site) is None, f"site {name} still takes writes"), timeout,
+               f"site {name} to stop taking writes", on_event)
+    if once_fenced is not None:
+        once_fenced()
+    if planned:
+        seconds = time.monotonic() - started
+        return OpResult("site demote", seconds,
+                        f"site {name} stopped taking writes after {seconds:.1f} s; it follows site {follow} once "
+                        f"that is promoted (`pglab site promote {follow}`)",
+                        {"site": name, "follow": follow, "changed": True, "planned": True})
+
+    def streaming() -> tuple[bool, str]:
+        lag = sites_view.lag_between_sites(followed.writes_conninfo("direct"), source.slot)
+        return bool(lag and lag.streaming), f"lag {lag}"
+
+    wait_until(streaming, timeout, f"site {name} to stream from site {follow}", on_event, interval=0.5)
+    health = site.wait_healthy(timeout, on_event)
+    seconds = time.monotonic() - started
+    return OpResult("site demote", seconds,
+                    f"site {name} follows site {follow}: its standby leader {health.leader} streams after "
+                    f"{seconds:.1f} s",
+                    {"site": name, "follow": follow, "changed": True, "planned": False,
+                     "standby_leader": health.leader})
+
+
+def _follows(stack: Stack, source: StandbySource) -> bool:
+    """Whether the cluster is a standby cluster of ``source`` already."""
+    current = stack.standby_source() or {}
+    return (current.get("host"), current.get("port")) == (source.host, source.port)
+
+
+def _wal_position(site: Lab, function: str) -> int | None:
+    """``function`` (an LSN function) on the site's first member that answers, in bytes from 0/0."""
+    password, port = site.superuser_password(), site.topology.ports.postgres
+    for node in site.topology.with_role("postgres"):
+        with contextlib.suppress(psycopg.Error, OSError):
+            rows = sql.query(site.address(node.name), port, password,
+                             f"SELECT pg_wal_lsn_diff({function}(), '0/0')::bigint", tls=site.libpq_tls())
+            if rows and rows[0][0] is not None:
+                return int(rows[0][0])
+    return None
+
+
+WAL_SEGMENT = 16 * 1024 * 1024
+# What a primary that archives writes when it shuts down (demoted), after its last data: a segment
+# switch (unless the segment is new), then its shutdown checkpoint. Its router cuts the other
+# site's stream as soon as it marks the demoted leader down (HAProxy shuts that server's sessions),
+# so that checkpoint never arrives; no data is in it.
+SHUTDOWN_TAIL = 512
+
+
+def _caught_up(site: Lab, other: Lab) -> tuple[bool, str]:
+    """Whether ``site``'s standby leader has received all the data ``other`` (a former primary,
+    now a standby that takes no writes) wrote: everything, or all but its shutdown's tail."""
+    theirs = _wal_position(other, "pg_last_wal_replay_lsn")
+    ours = _wal_position(site, "pg_last_wal_receive_lsn")
+    if theirs is None or ours is None:
+        return False, f"received {ours}, theirs {theirs}"
+    return received_all(ours, theirs), f"{theirs - ours} bytes behind"
+
+
+def received_all(ours: int, theirs: int) -> bool:
+    """Whether WAL received up to ``ours`` holds all the data of WAL that ends at ``theirs`` (a
+    demoted primary's end): all of it, or all but its shutdown checkpoint, alone (the segment had
+    just been switched) or after a switch to the next segment. The drills count the rows to prove
+    no acknowledged write was in what is missing."""
+    if ours >= theirs or theirs - ours <= SHUTDOWN_TAIL:
+        return True
+    return theirs // WAL_SEGMENT == ours // WAL_SEGMENT + 1 and theirs % WAL_SEGMENT <= SHUTDOWN_TAIL

@@ -8,6 +8,7 @@ content changes, so rendering is easy to unit-test and safe to repeat.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,16 +36,71 @@ class RenderedLab:
 
 
 def inventory_hosts(topology: Topology, provider: Provider) -> dict[str, Any]:
-    """hosts.yml: every node with its address and connection, and one group per role."""
+    """hosts.yml: every node with its address and connection, and one group per role (in a
+    two-site lab, one per role and site too, and each node its site's own variables)."""
+    site_variables = site_host_variables(topology, provider)
     hosts = {
-        node.name: {"pglab_address": provider.address(node), **provider.connection_vars(node)}
+        node.name: {"pglab_address": provider.address(node), **provider.connection_vars(node),
+                    **site_variables.get(node.name, {})}
         for node in topology.nodes
     }
     groups = {
         f"pglab_{role}": {"hosts": {n.name: None for n in topology.with_role(role)}}
         for role in stacks.roles()
     }
+    for site in topology.sites:
+        view = topology.site_view(site)
+        groups.update({site_group(site, role): {"hosts": {n.name: None for n in view.with_role(role)}}
+                       for role in stacks.roles()})
     return {"all": {"hosts": hosts, "children": groups}}
+
+
+def site_group(site: str, role: str) -> str:
+    """The inventory group of ``site``'s nodes of ``role``."""
+    return f"pglab_{site.replace('-', '_')}_{role}"
+
+
+def site_host_variables(topology: Topology, provider: Provider) -> dict[str, dict[str, Any]]:
+    """By node of a two-site lab: its site's own variables, as host variables (they win over
+    group_vars/all): what the site's view of the topology changes in the lab's variables (its
+    cluster's name, its repository ...), every role's group variable naming the site's group
+    instead of the lab's (its DCS members, its router's servers ...), and what the stack adds
+    for the site's part (:meth:`pglab.stacks.base.StackSpec.site_variables`). Empty for a
+    one-site lab."""
+    if not topology.sites:
+        return {}
+    whole = lab_variables(topology, provider)
+    found: dict[str, dict[str, Any]] = {}
+    for site in topology.sites:
+        view = topology.site_view(site)
+        names = {node.name for node in view.nodes}
+        own = {key: value for key, value in lab_variables(view, provider).items()
+               if whole.get(key) != value and not _by_node(whole.get(key), value, names)}
+        own.update({variable: site_group(site, role) for variable, role in role_group_variables().items()})
+        own.update(stacks.spec(topology.stack).site_variables(topology, site))
+        found.update({node.name: copy.deepcopy(own) for node in view.nodes})
+    return found
+
+
+def _by_node(whole: Any, site: Any, names: set[str]) -> bool:
+    """Whether a variable is by node (``pglab_tls_rotation``), the site's value its own nodes'
+    part of the lab's: every node reads its own entry, so it needs no copy of the site's."""
+    return (isinstance(whole, dict) and isinstance(site, dict)
+            and site == {name: value for name, value in whole.items() if name in names})
+
+
+def role_group_variables() -> dict[str, str]:
+    """Every role's variable that names an inventory group of the lab (``etcd_group:
+    pglab_dcs``), with the node role of that group: read from the roles' own defaults, where
+    each is declared."""
+    found: dict[str, str] = {}
+    for defaults in sorted(Path(paths.roles_dir()).glob("*/defaults/main.yml")):
+        for key, value in (yaml.safe_load(defaults.read_text()) or {}).items():
+            if key.endswith("_group") and isinstance(value, str) and value.startswith("pglab_"):
+                role = value.removeprefix("pglab_")
+                if role in stacks.roles():
+                    found[key] = role
+    return found
 
 
 def lab_variables(topology: Topology, provider: Provider) -> dict[str, Any]:

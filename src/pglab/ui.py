@@ -115,7 +115,8 @@ def print_table(renderable: RenderableType, wide: bool = False) -> None:
         Console(file=console.file, width=width, soft_wrap=True).print(renderable)
 
 
-def members_table(cluster: str, members: list[Member], wide: bool = False) -> Table:
+def members_table(cluster: str, members: list[Member], wide: bool = False, leader_word: str = "Leader") -> Table:
+    """The members; ``leader_word`` names the leader's role (a standby cluster's "Standby leader")."""
     table = Table(title=f"Cluster: {cluster}", title_justify="left")
     # The stack's own state words (pg_auto_failover's current and assigned state), when it has them.
     own_states = any(m.assigned_state for m in members)
@@ -133,7 +134,7 @@ def members_table(cluster: str, members: list[Member], wide: bool = False) -> Ta
     if wide:
         table.add_column("Pending changes", overflow="fold")
     for m in members:
-        role = {"leader": "Leader", "replica": "Replica"}.get(m.role, m.role)
+        role = {"leader": leader_word, "replica": "Replica"}.get(m.role, m.role)
         style = "bold green" if m.role == "leader" else ("red" if m.state not in ("running", "streaming") else "")
         current = m.current_state or m.state
         if own_states and wide:
@@ -152,6 +153,22 @@ def members_table(cluster: str, members: list[Member], wide: bool = False) -> Ta
             *changes,
             style=style,
         )
+    return table
+
+
+def sites_table(views: list[Any]) -> Table:
+    """A two-site lab's sites (:class:`pglab.sites.SiteView`): role, cluster, leader, and the
+    standby site's lag behind the primary site (WAL not yet received, seconds of replay delay)."""
+    table = Table(title="Sites", title_justify="left")
+    for column in ("Site", "Role", "Cluster", "Leader", "Lag in bytes", "Lag in s"):
+        table.add_column(column, no_wrap=column in ("Site", "Role", "Cluster", "Leader"),
+                         justify="right" if column.startswith("Lag") else "left")
+    for view in views:
+        lag = view.lag
+        received = "" if lag is None or lag.received_bytes is None else str(lag.received_bytes)
+        seconds = "" if lag is None or lag.seconds is None else f"{lag.seconds:g}"
+        style = "bold green" if view.role == "primary" else ("" if view.healthy else "red")
+        table.add_row(view.name, view.role, view.cluster, view.leader or "none", received, seconds, style=style)
     return table
 
 
@@ -200,6 +217,12 @@ def verify_table(results: list[Any], wide: bool = False) -> Table:
 def status_view(status: LabStatus, wide: bool = False) -> Group:
     """`pglab status`: the members, HAProxy's routing, then what to connect to and what is wrong."""
     parts: list[RenderableType] = [members_table(status.cluster, status.members, wide)]
+    if status.sites:  # a two-site lab: the sites, then each site's members (the primary's first)
+        parts = [sites_table(status.sites)]
+        for view in sorted(status.sites, key=lambda v: v.role != "primary"):
+            leader_word = "Standby leader" if view.role == "standby" else "Leader"
+            parts.append(members_table(f"{view.cluster} (site {view.name}, {view.role})", view.members, wide,
+                                       leader_word))
     if status.haproxy:
         parts.append(backends_table(status.haproxy))
     if status.poolers:

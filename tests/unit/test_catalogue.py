@@ -202,8 +202,8 @@ def test_the_catalogue_covers_every_fault_kind() -> None:
     from pglab.drills import kinds
 
     not_faults = {"switchover", "failover", "restart", "certs", "certs-ca", "restore"}
-    # the pooler is off by default: its kind needs a lab of its own
-    assert {f.kind for f in FAULTS} == set(kinds.KINDS) - not_faults - {"pooler-kill"}
+    # the pooler is off by default: its kind needs a lab of its own; a site's loss needs a two-site lab
+    assert {f.kind for f in FAULTS} == set(kinds.KINDS) - not_faults - {"pooler-kill", "site-loss"}
 
 
 def test_a_results_file_with_cells_needs_resume(tmp_path: Path) -> None:

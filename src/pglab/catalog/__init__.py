@@ -8,7 +8,7 @@ above them and the topology.
   needs to run the local provider's nodes.
 """
 
-from pglab.catalog.example import EXAMPLE_PARAMETERS, default_yaml
+from pglab.catalog.example import EXAMPLE_PARAMETERS, SITE_NAMES, default_yaml
 from pglab.catalog.needs import (
     accounts,
     machine_variables,
@@ -20,7 +20,7 @@ from pglab.catalog.needs import (
 from pglab.catalog.schema import declared_ports, load, parse, parse_bytes, schema, unused_sections
 
 __all__ = [
-    "EXAMPLE_PARAMETERS", "accounts", "declared_ports", "default_yaml", "load", "machine_variables",
+    "EXAMPLE_PARAMETERS", "SITE_NAMES", "accounts", "declared_ports", "default_yaml", "load", "machine_variables",
     "on_this_machine", "parse", "parse_bytes", "prepare_roles", "schema", "secret_variables", "unused_sections",
     "user_variables",
 ]

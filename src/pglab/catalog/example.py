@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any
 
@@ -11,12 +12,17 @@ from pydantic import BaseModel
 from pglab import providers, stacks
 from pglab.catalog.schema import dcs_names, schema
 from pglab.components import components
+from pglab.stacks.base import DefaultNode
 from pglab.topology.model import BackupSettings, Network, PostgresSettings, Provider, Stack
 
 # What `pglab init` writes: every value comes from the model's defaults, except the lab's own
 # choices (its nodes, from the stack's declaration, and an example parameter); the comments
 # teach the schema.
 EXAMPLE_PARAMETERS: dict[str, str | int | float | bool] = {"max_connections": 100}
+# `pglab init --sites 2`: the sites' names, and how far the second site's addresses sit from the
+# first's (the stack's default nodes, moved by this many host numbers).
+SITE_NAMES = ("east", "west")
+SECOND_SITE_OFFSET = 40
 _COMMENTS = {
     "tls": "TLS on every connection, with the lab's own CA (false: plaintext)",
     "postgres.scope": "the cluster name (as `pglab status` and `patronictl list` show it)",
@@ -25,6 +31,7 @@ _COMMENTS = {
     "backup.enabled": "false: no archiving, no backups",
     "backup.retention_full": "full backups kept",
     "backup.compression": "lz4 | zst | gz | bz2 | none; compression_level: N sets the level",
+    "sites": "the first starts as the primary cluster, the second as its standby cluster",
 }
 _HEADER = [
     "# pglab topology: one file describes the lab on every provider.",
@@ -41,10 +48,11 @@ def _default(model: type[BaseModel], field: str) -> Any:
 
 def default_yaml(
     name: str | None = None, stack: Stack | None = None, provider: Provider | None = None, dcs: str | None = None,
-    loopback: str | None = None,
+    loopback: str | None = None, sites: int = 1,
 ) -> str:
     """The text ``pglab init`` writes: the classic HA lab, commented so it teaches its own schema.
-    Arguments left out take the model's defaults.
+    Arguments left out take the model's defaults; ``sites=2`` writes a second site, the stack's
+    nodes again (see :data:`SITE_NAMES`).
 
     The values are written as YAML scalars whatever they hold, so a bad ``name`` is refused by
     :func:`parse` with the usual message instead of changing the file's structure."""
@@ -84,11 +92,24 @@ def default_yaml(
                     lines.append(_line(f"  {inner}", inner_value, f"{key}.{inner}", comments))
         else:
             lines.append(_line(key, value, key, comments))
+    site_names = SITE_NAMES[:sites] if sites > 1 else ()
+    if site_names:
+        lines.append(_line("sites", list(site_names), "sites", comments))
     lines.append(_line("nodes", None, "nodes", comments))
-    for node in spec.default_nodes:
-        lines.append(f"  - name: {_scalar(node.name)}" + (f"   # {node.comment}" if node.comment else ""))
-        lines += [f"    address: {_scalar(node.address)}", f"    roles: [{', '.join((node.role, *node.also))}]"]
+    for number, site in enumerate(site_names or (None,)):
+        for node in spec.default_nodes:
+            lines += _node_lines(node, site, number * SECOND_SITE_OFFSET)
     return "\n".join(lines) + "\n"
+
+
+def _node_lines(node: DefaultNode, site: str | None, offset: int) -> list[str]:
+    """One default node, in ``site`` (its name prefixed, its address moved by ``offset``)."""
+    name = f"{site}-{node.name}" if site else node.name
+    address = str(ipaddress.IPv4Address(node.address) + offset)
+    comment = f"   # {node.comment}" if node.comment and offset == 0 else ""
+    lines = [f"  - name: {_scalar(name)}{comment}", f"    address: {_scalar(address)}",
+             f"    roles: [{', '.join((node.role, *node.also))}]"]
+    return lines + ([f"    site: {_scalar(site)}"] if site else [])
 
 
 def _provider_section(provider: str) -> dict[str, Any]:

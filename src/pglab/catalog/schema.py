@@ -28,6 +28,7 @@ class RegisteredTopology(Topology):
 
     @model_validator(mode="after")
     def _registered_rules(self) -> RegisteredTopology:
+        _check_sites(self)
         check_data_nodes(self)
         _check_roles(self)
         _check_backup(self)
@@ -47,6 +48,25 @@ def _check_roles(topo: Topology) -> None:
                 raise FieldProblem(("nodes", i, "roles"), spec.role_notes.get(role)
                                    or f"role {role} belongs to stack {owner}; remove it or set stack: {owner}")
     spec.check(topo)
+
+
+def _check_sites(topo: Topology) -> None:
+    """A second site only for a stack that runs a standby cluster, each site with the roles the
+    stack needs there."""
+    if not topo.sites:
+        return
+    spec = stacks.spec(topo.stack)
+    if spec.cannot_stand_by is not None:
+        able = [s.name for s in stacks.specs() if s.cannot_stand_by is None]
+        instead = f", or set stack: {' or '.join(able)}" if able else ""
+        raise FieldProblem(("sites",), f"{spec.cannot_stand_by}; remove sites: and the nodes' site: for a one-site "
+                           f"lab{instead}")
+    for site in topo.sites:
+        roles = {role for _i, node in topo.site_nodes(site) for role in node.roles}
+        for role, why in spec.site_roles.items():
+            if role not in roles:
+                raise FieldProblem(("sites",), f"site {site} has no node with the role {role} ({why}); "
+                                   f"add a node with roles: [{role}] and site: {site}")
 
 
 def _check_backup(topo: Topology) -> None:

@@ -21,6 +21,7 @@ from pglab.lab import Lab
 _ROLE_FIXTURES = {f"{role}_node": role for role in stacks.roles()}
 _ANY_NODE = "any_node"  # every node of the lab, whatever its roles
 _saved_path: list[str | None] = []
+_primary_site: list[str] = []
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -37,6 +38,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    _primary_site.clear()
     if _saved_path:
         saved = _saved_path.pop()
         if saved is None:
@@ -46,6 +48,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def _lab_from_config(config: pytest.Config) -> Lab:
+    """The lab the checks run on: in a two-site lab, its primary site (the standby site has the
+    sites' own checks, which take ``whole_lab``)."""
+    whole = _whole_lab(config)
+    if not whole.topology.sites:
+        return whole
+    if not _primary_site:
+        _primary_site.append(whole.primary_site())  # asked once: every check sees the same site
+    return whole.site(_primary_site[0])
+
+
+def _whole_lab(config: pytest.Config) -> Lab:
     return Lab.from_file(Path(config.getoption("--pglab-file")))
 
 
@@ -62,10 +75,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep the checks that serve the lab (:func:`pglab.checks.selection.serves`): its stack's own,
     its components', and those that serve every lab; a module with ``TLS = True`` serves only labs
-    with ``tls: true``."""
-    topology = _lab_from_config(config).topology
+    with ``tls: true``, one with ``SITES = True`` only two-site labs."""
+    topology = _whole_lab(config).topology
     keep = [i for i in items
-            if serves(topology, i.path.stem, tls_only=getattr(i.module, "TLS", False))]  # type: ignore[attr-defined]
+            if serves(topology, i.path.stem, tls_only=getattr(i.module, "TLS", False),  # type: ignore[attr-defined]
+                      sites_only=getattr(i.module, "SITES", False))]  # type: ignore[attr-defined]
     if len(keep) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
         items[:] = keep
@@ -74,6 +88,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def lab(request: pytest.FixtureRequest) -> Lab:
     return _lab_from_config(request.config)
+
+
+@pytest.fixture(scope="session")
+def whole_lab(request: pytest.FixtureRequest) -> Lab:
+    """The whole lab, every site of it (the sites' checks)."""
+    return _whole_lab(request.config)
 
 
 @pytest.fixture(scope="session")

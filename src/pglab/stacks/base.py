@@ -103,6 +103,16 @@ class StackSite:
     ca_file: Path | None = None
 
 
+@dataclass(frozen=True)
+class StandbySource:
+    """Where a standby cluster (a two-site lab's standby site) streams from: the other site's write
+    endpoint, through the permanent slot the other site keeps for it."""
+
+    host: str
+    port: int
+    slot: str
+
+
 class StackError(PglabError):
     """The HA stack refused or could not do what was asked."""
 
@@ -174,6 +184,21 @@ class Stack(ABC):
     @abstractmethod
     def restart(self, node: str) -> None:
         """Restart PostgreSQL on one member, in place."""
+
+    def standby_source(self) -> dict[str, Any] | None:
+        """Where the cluster replicates from when it is a standby cluster of another site's
+        (host, port, slot ...); None for a primary cluster (and for a stack without standby clusters)."""
+        return None
+
+    def follow(self, source: StandbySource | None) -> None:
+        """Make the cluster a standby cluster of ``source``, or (None) the primary cluster: through
+        the stack's own state, so every member agrees."""
+        raise StackError(f"{self.name} has no standby cluster")
+
+    def keep_slots(self, slots: Collection[str]) -> dict[str, Any]:
+        """Keep exactly these permanent replication slots (the other site's) on the cluster's
+        leader, whoever it is; returns what changed."""
+        raise StackError(f"{self.name} has no permanent replication slots pglab can keep")
 
     def converge_settings(self, topology: Topology) -> dict[str, Any]:
         """Bring the stack's own settings (the topology's section for this stack, which bootstrap
@@ -287,6 +312,11 @@ class StackSpec(ABC):
     slow_machine_variables: ClassVar[Mapping[str, Any]] = {}
     # Where it writes down its decisions about a fault, for drills to quote; None: nowhere.
     decision_log: ClassVar[DecisionLog | None] = None
+    # Why a lab of this stack cannot hold a second site (a standby cluster of the first), or None
+    # when it can.
+    cannot_stand_by: ClassVar[str | None] = "pglab does not know how this stack runs a standby cluster"
+    # In a two-site lab: the roles every site needs a node of, each with why.
+    site_roles: ClassVar[Mapping[str, str]] = {}
 
     @abstractmethod
     def client(self) -> type[Stack]:
@@ -307,6 +337,18 @@ class StackSpec(ABC):
     def inventory_vars(self, topology: Topology) -> dict[str, Any]:
         """Its roles' variables, from the topology."""
         return {}
+
+    def site_variables(self, topology: Topology, site: str) -> dict[str, Any]:
+        """In a two-site lab: its roles' variables for the nodes of ``site`` at the cluster's
+        creation (the first site primary, the other its standby cluster), beyond what the site's
+        own view of the topology gives them (see :func:`pglab.render.site_host_variables`)."""
+        return {}
+
+    def site_source(self, topology: Topology, site: str, following: str) -> tuple[Node, int, str]:
+        """In a two-site lab: where ``site``'s standby cluster streams from when it follows site
+        ``following``: that site's router node, its write port, and the permanent slot it streams
+        through."""
+        raise StackError(f"{self.name} has no standby cluster")
 
     def entry_points(self, topology: Topology) -> list[tuple[Node, int]]:
         """Where clients connect besides the data nodes' PostgreSQL (a router), as (node, port)."""

@@ -39,6 +39,7 @@ from pglab.stacks.base import (
     StackError,
     StackSite,
     StackSpec,
+    StandbySource,
 )
 from pglab.tls import certs
 from pglab.topology import BACKUP_ROLE, FieldProblem, Node, Ports, Strict, Topology
@@ -279,6 +280,26 @@ class PatroniStack(Stack):
             raise StackError("no member answered for /config")
         return config
 
+    def standby_source(self) -> dict[str, Any] | None:
+        """The standby_cluster section of the dynamic configuration (a standby cluster's source),
+        None for a primary cluster."""
+        source: dict[str, Any] | None = self.dynamic_config().get("standby_cluster") or None
+        return source
+
+    def follow(self, source: StandbySource | None) -> None:
+        """``standby_cluster`` set (or removed) in the DCS: the leader becomes a standby leader of
+        ``source`` (or a primary) at its next loop, its replicas follow it."""
+        self.set_dynamic({"standby_cluster": None if source is None else standby_cluster(source)})
+
+    def keep_slots(self, slots: Collection[str]) -> dict[str, Any]:
+        """Patroni's permanent slots (``slots:`` in the DCS): the ones asked for, the others removed."""
+        current = self.dynamic_config().get("slots") or {}
+        change: dict[str, Any] = {name: None for name in current if name not in slots}
+        change.update({name: {"type": "physical"} for name in slots if name not in current})
+        if change:
+            self.set_dynamic({"slots": change})
+        return change
+
     def parameters(self, names: Collection[str] = ()) -> dict[str, Any]:
         """Patroni's dynamic configuration alone, whatever ``names`` asks for: it is the only place a
         parameter lasts (Patroni rewrites postgresql.conf), so one missing from it must be added."""
@@ -389,7 +410,11 @@ def cluster_health(view: dict[str, Any] | None, members: list[Member], backends:
     alone. ``backends`` is None when the lab has no HAProxy or its stats did not answer
     (``haproxy_problem`` says why)."""
     problems = [] if view is not None else ["no member can read the DCS (is etcd/Consul down?)"]
-    leaders = [m for m in members if m.role == "leader" and m.state == "running"]
+    # A standby cluster's leader (a two-site lab's standby site) streams from the other site: it
+    # leads its cluster, and HAProxy sends it no writes (its /primary answers 503).
+    standby = any(m.get("role") == "standby_leader" for m in (view or {}).get("members", []))
+    leaders = [m for m in members if m.role == "leader" and (m.state == "running"
+                                                             or (standby and m.state == "streaming"))]
     if len(leaders) != 1:
         problems.append(f"{len(leaders)} running leaders (expected 1)")
     for m in members:
@@ -400,7 +425,9 @@ def cluster_health(view: dict[str, Any] | None, members: list[Member], backends:
         problems.append(haproxy_problem)
     elif backends is not None:
         up = {b.server for b in backends if b.proxy == "primary" and b.status == "UP"}
-        if leader and up != {leader}:
+        if leader and standby and up:
+            problems.append(f"HAProxy routes writes to {sorted(up)} in a standby cluster")
+        elif leader and not standby and up != {leader}:
             problems.append(f"HAProxy routes writes to {sorted(up) or 'nobody'}, not to the leader {leader}")
     return Health(leader, members, problems, backends or [])
 
@@ -445,6 +472,13 @@ class PatroniSpec(StackSpec):
     }
 
     cannot_rebuild = None  # Patroni reinitializes a member on request (its REST API)
+    # A site's cluster is a Patroni standby cluster of the other site's (standby_cluster: in its DCS).
+    cannot_stand_by = None
+    site_roles: ClassVar[Mapping[str, str]] = {
+        "dcs": "each site's cluster keeps its state in its own DCS, so losing one site leaves the other's",
+        "haproxy": "the other site's standby leader replicates through this site's write endpoint, which "
+                   "follows an in-site failover",
+    }
 
     def client(self) -> type[Stack]:
         return PatroniStack
@@ -483,6 +517,32 @@ class PatroniSpec(StackSpec):
             "etcd_client_port": ports.etcd,
             "etcd_peer_port": ports.etcd_peer,
         }
+
+    def site_variables(self, topology: Topology, site: str) -> dict[str, Any]:
+        """The first site's cluster keeps a permanent replication slot for the other's standby
+        leader (WAL it holds bounded by max_slot_wal_keep_size); the other site's cluster starts
+        as a standby cluster of the first, streaming over TLS through the first site's direct write
+        endpoint, so an in-site failover there does not break it. Only bootstrap reads these: the
+        sites' roles change later through the DCS (:mod:`pglab.sites`), never by `up`."""
+        primary = topology.sites[0]
+        parameters = {**SITE_PARAMETERS, **topology.postgres.parameters}
+        if site == primary:
+            other = next(s for s in topology.sites if s != site)
+            return {"patroni_slots": {site_slot(other): {"type": "physical"}},
+                    "patroni_postgresql_parameters": parameters}
+        router, port, slot = self.site_source(topology, site, primary)
+        return {"patroni_standby_cluster": {"router": router.name, "port": port, "slot": slot},
+                "patroni_postgresql_parameters": parameters,
+                # pgBackRest makes a stanza from a primary only: the site's promotion creates it.
+                "pgbackrest_stanza_create": False}
+
+    def site_source(self, topology: Topology, site: str, following: str) -> tuple[Node, int, str]:
+        """The followed site's router and its direct write port (PostgreSQL itself, not the
+        pooler: a walsender cannot go through PgBouncer), which moves with an in-site failover."""
+        router = next(n for _i, n in topology.site_nodes(following) if "haproxy" in n.roles)
+        ports = topology.ports
+        port = ports.haproxy_primary_direct if pooler.enabled(topology) else ports.haproxy_primary
+        return router, port, site_slot(site)
 
     def dynamic(self, topology: Topology) -> dict[str, Any]:
         """The topology's ``patroni:`` section in Patroni's own words."""
@@ -595,6 +655,24 @@ class PatroniSpec(StackSpec):
         patronictl = shlex.join([f"{venv}/bin/patronictl", "-c", f"{node_roots[leader]}/{CONFIG_SUBPATH}",
                                  "remove", scope])
         return RestoreSteps(forget=((leader, ("sh", "-c", f"printf %s {shlex.quote(answers)} | {patronictl}")),))
+
+
+# Two-site labs ------------------------------------------------------------------------------------
+# Every cluster of a two-site lab bounds the WAL a permanent slot holds while the other site is
+# away: past it the slot is lost and the standby site catches up from its repository or a new copy.
+SITE_PARAMETERS: dict[str, str | int | float | bool] = {"max_slot_wal_keep_size": "1GB"}
+
+
+def standby_cluster(source: StandbySource) -> dict[str, Any]:
+    """Patroni's ``standby_cluster`` section for ``source``: the remote's first copy by
+    pg_basebackup (over TLS, as every replication connection)."""
+    return {"host": source.host, "port": source.port, "primary_slot_name": source.slot,
+            "create_replica_methods": ["basebackup"]}
+
+
+def site_slot(site: str) -> str:
+    """The permanent replication slot ``site``'s standby leader streams through."""
+    return "site_" + site.replace("-", "_")
 
 
 def _role_defaults() -> dict[str, Any]:

@@ -554,6 +554,8 @@ class PgAutoFailoverSpec(StackSpec):
     ports: ClassVar[Mapping[str, int]] = {"monitor": 5431}
 
     cannot_rebuild = None  # the node dropped from the monitor, then created again: it clones the primary
+    cannot_stand_by = ("pg_auto_failover has no standby cluster: a formation's nodes follow its own primary, "
+                       "chosen by its one monitor, never another formation's")
 
     def rebuild_steps(self, topology: Topology, node_root: str) -> RebuildSteps:
         """`pg_autoctl drop node --force` with the keeper stopped (the monitor forgets the node at

@@ -19,6 +19,7 @@ from pglab.topology.loading import (
 from pglab.topology.model import (
     BACKUP_ROLE,
     MAX_NODES,
+    MAX_SITES,
     NAME_PATTERN,
     BackupSettings,
     Dcs,
@@ -37,7 +38,7 @@ from pglab.topology.model import (
 )
 
 __all__ = [
-    "BACKUP_ROLE", "DEFAULT_FILE", "MAX_FILE_BYTES", "MAX_NODES", "MAX_YAML_DEPTH", "MAX_YAML_VALUES",
+    "BACKUP_ROLE", "DEFAULT_FILE", "MAX_FILE_BYTES", "MAX_NODES", "MAX_SITES", "MAX_YAML_DEPTH", "MAX_YAML_VALUES",
     "NAME_PATTERN", "BackupSettings", "Dcs", "FieldProblem", "Network", "Node", "Ports", "PostgresSettings",
     "Provider", "Role", "Stack", "Strict", "Topology", "TopologyError", "Vip", "load", "parse", "parse_bytes",
 ]

@@ -23,6 +23,9 @@ Section = TypeVar("Section", bound=BaseModel)
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 MAX_NODES = 64
+# A lab holds one site, or two: the first listed starts as the primary cluster, the other as its
+# standby cluster (its own DCS, router and repository, replicating from the first).
+MAX_SITES = 2
 # The node role that holds the backup repository; every stack offers it.
 BACKUP_ROLE = "backup"
 
@@ -41,6 +44,8 @@ class Node(Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     address: ipaddress.IPv4Address
     roles: Annotated[list[Role], Field(min_length=1)]
+    # The site the node belongs to, one of the topology's ``sites``; none in a one-site lab.
+    site: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
 
     @field_validator("roles")
     @classmethod
@@ -153,11 +158,15 @@ class Topology(Strict):
     backup: BackupSettings = BackupSettings(enabled=False)
     # A virtual IP on the leader's node (keepalived); none unless the file has the section.
     vip: Vip | None = None
+    # Two site names make a two-site lab (each node says its site); empty: one site.
+    sites: Annotated[list[Annotated[str, Field(pattern=NAME_PATTERN)]], Field(max_length=MAX_SITES)] = Field(
+        default_factory=list)
     nodes: Annotated[list[Node], Field(min_length=1, max_length=MAX_NODES)]
 
     @model_validator(mode="after")
     def _check_lab(self) -> Topology:
         _check_unique(self.nodes)
+        _check_sites(self)
         for i, node in enumerate(self.nodes):
             if node.address not in self.network.subnet or node.address in (
                 self.network.subnet.network_address,
@@ -197,6 +206,21 @@ class Topology(Strict):
         if not isinstance(value, model):
             raise KeyError(f"the topology has no {name} section of type {model.__name__}")
         return value
+
+    def site_nodes(self, site: str) -> list[tuple[int, Node]]:
+        """The nodes of ``site``, each with its index in ``nodes`` (where messages point)."""
+        return [(i, n) for i, n in enumerate(self.nodes) if n.site == site]
+
+    def site_scope(self, site: str) -> str:
+        """The cluster name of ``site``'s Patroni (each site's cluster has its own)."""
+        return f"{self.postgres.scope}-{site}"
+
+    def site_view(self, site: str) -> Topology:
+        """``site`` alone as a one-site lab: its nodes, its own cluster name. Rendering, the stack's
+        client and the checks read a site through it, as they read a one-site lab."""
+        postgres = self.postgres.model_copy(update={"scope": self.site_scope(site)})
+        return self.model_copy(update={"nodes": [n for _i, n in self.site_nodes(site)], "sites": [],
+                                       "postgres": postgres})
 
     def loopback_address(self, node: Node) -> ipaddress.IPv4Address:
         """The node's address on the local provider: same host number, loopback network."""
@@ -248,6 +272,30 @@ def _check_vip(topo: Topology) -> None:
                                f"moves between nodes, so give it a free address of {subnet}")
 
 
+def _check_sites(topo: Topology) -> None:
+    """No site, or two named ones with every node in one of them and none empty."""
+    if not topo.sites:
+        placed = next((i for i, n in enumerate(topo.nodes) if n.site is not None), None)
+        if placed is not None:
+            raise FieldProblem(("nodes", placed, "site"), f"the lab lists no sites, so a node cannot name one; "
+                               f"remove site: {topo.nodes[placed].site}, or list the lab's two sites "
+                               "(sites: [east, west])")
+        return
+    if len(topo.sites) != MAX_SITES or topo.sites[0] == topo.sites[1]:
+        raise FieldProblem(("sites",), "a two-site lab lists two different site names, the primary's first "
+                           "(sites: [east, west]); remove sites: for a one-site lab")
+    longest = max(topo.sites, key=len)
+    if len(topo.site_scope(longest)) > 31:
+        raise FieldProblem(("sites",), f"site {longest}'s cluster is named {topo.site_scope(longest)} "
+                           "(postgres.scope, a dash, the site), longer than 31 characters; shorten the "
+                           "site's name or postgres.scope")
+    for i, node in enumerate(topo.nodes):
+        if node.site not in topo.sites:
+            wrong = f"names site {node.site!r}, which is not" if node.site else "has no site:"
+            raise FieldProblem(("nodes", i, "site") if node.site else ("nodes", i), f"node {node.name} {wrong} one of "
+                               f"the lab's sites; give it site: {' or site: '.join(topo.sites)}")
+
+
 def check_data_nodes(topo: Topology) -> None:
     """At least one node runs PostgreSQL."""
     if not topo.with_role("postgres"):
@@ -256,20 +304,33 @@ def check_data_nodes(topo: Topology) -> None:
             "no node has the role postgres; add `postgres` to the roles of at least one node "
             "(three make a proper HA lab)",
         )
+    for site in topo.sites:
+        if not any("postgres" in n.roles for _i, n in topo.site_nodes(site)):
+            raise FieldProblem(("sites",), f"site {site} has no node with the role postgres; add `postgres` to "
+                               f"the roles of at least one of its nodes (three make a proper HA site)")
 
 
 def check_backup_holder(topo: Topology) -> None:
-    """One repository node, never a data node, when backups are on."""
+    """One repository node, never a data node, when backups are on (one in each site of a
+    two-site lab: a site's cluster archives to its own)."""
     if not topo.backup.enabled:
         return
-    holders = [i for i, n in enumerate(topo.nodes) if BACKUP_ROLE in n.roles]
+    sites: list[str | None] = [*topo.sites] or [None]
+    for site in sites:
+        _check_backup_holder(topo, site)
+
+
+def _check_backup_holder(topo: Topology, site: str | None) -> None:
+    nodes = topo.site_nodes(site) if site else list(enumerate(topo.nodes))
+    holders = [i for i, n in nodes if BACKUP_ROLE in n.roles]
+    where, each = (f"site {site}", " in that site") if site else ("", "")
     if not holders:
-        raise FieldProblem(("backup",), "backups are enabled but no node has the role backup (it holds the "
-                           "repository); add `backup` to the roles of a node that is not a data node (the dcs "
-                           "or monitor node), or set backup: {enabled: false}")
+        raise FieldProblem(("backup",), f"backups are enabled but no node{' of ' + where if site else ''} has the "
+                           f"role backup (it holds the repository); add `backup` to the roles of a node{each} that "
+                           "is not a data node (the dcs or monitor node), or set backup: {enabled: false}")
     if len(holders) > 1:
-        raise FieldProblem(("nodes", holders[1], "roles"), "only one node may hold the role backup (the "
-                           "repository); remove it from all nodes but one")
+        raise FieldProblem(("nodes", holders[1], "roles"), f"only one node{' of ' + where if site else ''} may hold "
+                           "the role backup (the repository); remove it from all nodes but one")
     if "postgres" in topo.nodes[holders[0]].roles:
         raise FieldProblem(("nodes", holders[0], "roles"), "the backup repository must not sit on a data node "
                            "(losing the node would lose its backups); put the role backup on the dcs or "

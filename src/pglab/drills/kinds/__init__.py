@@ -20,6 +20,7 @@ from pglab.drills.kinds import (
     postgres_kill,
     restart,
     restore,
+    site_loss,
     slow_disk,
     switchover,
 )
@@ -38,6 +39,7 @@ KINDS: dict[str, type[DrillKind]] = {kind.name: kind for kind in (
     network.Loss,
     network.Latency,
     dcs_loss.DcsLoss,
+    site_loss.SiteLoss,
     postgres_kill.PostgresKill,
     pgdata_lost.PgdataLost,
     disk_full.DiskFull,
