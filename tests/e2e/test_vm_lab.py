@@ -28,7 +28,8 @@ from pglab.vm.host import MANAGEMENT_SUBNET, VmHost
 LAB = "vme2e"
 SUBNET = "192.168.11.0/24"
 # Three VMs: two PostgreSQL + Patroni nodes, and one for etcd, HAProxy and the pgBackRest
-# repository (backups never sit on a data node).
+# repository (backups never sit on a data node); the pooler (on by default) and a virtual IP that
+# follows the leader in the client path.
 # Guests ~10x slower than the host: Patroni's loop and DCS retries at a pace they keep up with.
 # Synchronous mode: the latency drill's expected rise counts the leader's wait for its standby.
 PATRONI = "{ttl: 30, loop_wait: 10, retry_timeout: 10, synchronous_mode: true}"
@@ -40,6 +41,7 @@ patroni: {PATRONI}
 network: {{subnet: {SUBNET}}}
 vagrant: {{box: {box.BOX_NAME}, driver: DRIVER, memory: 1024, cpus: 1}}
 backup: {{enabled: true}}
+vip: {{address: 192.168.11.120}}
 nodes:
   - {{name: dcs, address: 192.168.11.121, roles: [dcs, haproxy, backup]}}
   - {{name: pg1, address: 192.168.11.122, roles: [postgres]}}
