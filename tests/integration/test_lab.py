@@ -70,6 +70,7 @@ def test_status_json_reports_one_leader_and_two_streaming_replicas(lab: Lab) -> 
                                    # 5000 / 5001 go through the nodes' PgBouncer, 5002 / 5003 straight
                                    "write_direct": f"postgresql://postgres@{haproxy}:5002/postgres{tls}",
                                    "read_direct": f"postgresql://postgres@{haproxy}:5003/postgres{tls}",
+                                   "vip": "", "vip_pooled": "",  # no virtual IP on loopback
                                    "pgpass": str(lab.pgpass)}
     assert lab.ca_file is not None and lab.ca_file.exists()
 
