@@ -4,8 +4,8 @@ the first through its write endpoint over TLS; status (table and --json) shows b
 their leaders and the lag between them; the sites' verify checks pass; the standby site refuses
 writes; a second `up` changes nothing; the lab is destroyed at the end even when a test fails.
 
-Both sites share the one test range (127.0.NN.x): the second site's nodes sit 40 host numbers
-above the first's, as `pglab init --sites 2` writes them."""
+Both sites share the second test range (127.0.NN+1.x, beside the session lab): the second site's
+nodes sit 40 host numbers above the first's, as `pglab init --sites 2` writes them."""
 
 from __future__ import annotations
 
@@ -21,14 +21,14 @@ import pytest
 
 from pglab import catalog, verify, waiting
 from pglab.lab import Lab, UpResult
-from tests.conftest import TEST_LOOPBACK
+from tests.conftest import SECOND_LOOPBACK
 from tests.integration.drilling import run_drill
 
 
 @pytest.fixture(scope="module")
 def two_sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, UpResult]]:
     path = tmp_path_factory.mktemp("sites") / "pglab.yml"
-    path.write_text(catalog.default_yaml(name="itest-sites", loopback=TEST_LOOPBACK, sites=2))
+    path.write_text(catalog.default_yaml(name="itest-sites", loopback=SECOND_LOOPBACK, sites=2))
     lab = Lab.from_file(path)
     if lab.missing_prerequisites() and os.geteuid() != 0:
         pytest.skip("the two-site test needs: " + "; ".join(lab.missing_prerequisites()))
