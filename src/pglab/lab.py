@@ -26,6 +26,7 @@ from pglab.components.haproxy import Backend, stats_url
 from pglab.errors import InputError, PglabError
 from pglab.prerequisites import Prerequisite
 from pglab.providers import Provider, get_provider
+from pglab.render import RenderedLab
 from pglab.secrets import SUPERUSER
 from pglab.stacks import Stack, StackSite, stack_class
 from pglab.stacks.base import ClientEndpoint, Health, StackError, uri_query
@@ -492,13 +493,18 @@ class Lab:
         if still:
             raise PglabError(f"still missing after installing prerequisites: {'; '.join(still)}")
 
-    def up(self, on_event: EventSink = ignore_event, timeout: float = 180.0) -> UpResult:
-        started = time.monotonic()
+    def _checked_and_rendered(self, on_event: EventSink) -> RenderedLab:
+        """What `up` and `up --check` do first: the prerequisites and the machines checked, then
+        the inventory rendered."""
         on_event(Step("checking prerequisites"))
         self.check_prerequisites(on_event)
         self.check_machines(on_event)
         on_event(Step("rendering the inventory"))
-        rendered = self.render()
+        return self.render()
+
+    def up(self, on_event: EventSink = ignore_event, timeout: float = 180.0) -> UpResult:
+        started = time.monotonic()
+        rendered = self._checked_and_rendered(on_event)
         on_event(Step(f"creating machines ({self.provider.name})"))
         self.provider.report = lambda text: on_event(Step(text))
         self.provider.create()
@@ -555,11 +561,7 @@ class Lab:
             raise InputError(f"`pglab up --check` needs machines that exist before `up` (provider: hosts); the "
                              f"{self.provider.name} provider makes its machines in `up` itself: run `pglab up`")
         started = time.monotonic()
-        on_event(Step("checking prerequisites"))
-        self.check_prerequisites(on_event)
-        self.check_machines(on_event)
-        on_event(Step("rendering the inventory"))
-        rendered = self.render()
+        rendered = self._checked_and_rendered(on_event)
         on_event(Step("running playbooks/site.yml in check mode (nothing is changed)"))
         result = ansible.run_playbook(paths.playbook("site.yml"), rendered.inventory, self.layout.ansible,
                                       on_event, extra_vars=self.provider.playbook_vars(), check=True)

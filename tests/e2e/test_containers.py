@@ -26,6 +26,7 @@ from pglab import catalog
 from pglab.providers import crun_cgroups, netns
 from pglab.providers.podman import LAB_LABEL
 from pglab.vm import image
+from tests.e2e import summary
 
 LAB = "ctre2e"
 COMPACT = f"""\
@@ -76,15 +77,16 @@ def cgroups_for_crun() -> Iterator[list[str]]:
         assert not lost, f"the cgroup v1 hierarchy of {lost} outlived its unmount: the v2 hierarchy lacks it"
 
 
-def leftovers() -> list[str]:
+def leftovers(lab: str = LAB) -> list[str]:
+    """What of the podman lab ``lab`` is left: its containers, network and namespace."""
     found = []
-    ps = subprocess.run(["podman", "ps", "--all", "--filter", f"label={LAB_LABEL}={LAB}", "--format", "{{.Names}}"],
+    ps = subprocess.run(["podman", "ps", "--all", "--filter", f"label={LAB_LABEL}={lab}", "--format", "{{.Names}}"],
                         capture_output=True, text=True).stdout.split()
     found += [f"container {name}" for name in ps]
-    if subprocess.run(["podman", "network", "exists", f"pglab-{LAB}"]).returncode == 0:
-        found.append(f"network pglab-{LAB}")
-    if netns.exists(f"pglab-{LAB}"):
-        found.append(f"namespace pglab-{LAB}")
+    if subprocess.run(["podman", "network", "exists", f"pglab-{lab}"]).returncode == 0:
+        found.append(f"network pglab-{lab}")
+    if netns.exists(f"pglab-{lab}"):
+        found.append(f"namespace pglab-{lab}")
     return found
 
 
@@ -119,9 +121,6 @@ def test_container_lab_up_verify_converge_drill_destroy(tmp_path: Path, cgroups_
         pglab("destroy", lab_file=lab_file, check=False)
         figures["destroy_s"] = round(time.monotonic() - started)
         line = "containers-e2e: " + " ".join(f"{k}={v}" for k, v in figures.items())
-        print(line, flush=True)
-        summary = os.environ.get("PGLAB_E2E_SUMMARY")
-        if summary:
-            Path(summary).write_text(line + "\n")
+        summary.report(line)
     assert not leftovers(), f"`pglab destroy` left {leftovers()}"
     assert figures["second_up_changed"] == 0, f"a second `pglab up` changed {figures['second_up_changed']} thing(s)"

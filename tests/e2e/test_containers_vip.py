@@ -14,17 +14,15 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pglab.providers import netns
-from pglab.providers.podman import LAB_LABEL
 from pglab.vm import image
-from tests.e2e.test_containers import OPT_IN, cgroups_for_crun, pglab
+from tests.e2e import summary
+from tests.e2e.test_containers import OPT_IN, cgroups_for_crun, leftovers, pglab
 
 __all__ = ["cgroups_for_crun"]  # the fixture, used by name below
 
@@ -46,17 +44,6 @@ nodes:
 MOVED = re.compile(r"vip: answered as the primary on (\S+) ([\d.]+) s after the switchover .* \(([\d.]+) s after it")
 
 pytestmark = pytest.mark.skipif(os.environ.get("PGLAB_E2E_CONTAINERS") != "1", reason=OPT_IN)
-
-
-def leftovers() -> list[str]:
-    found = [f"container {name}" for name in subprocess.run(
-        ["podman", "ps", "--all", "--filter", f"label={LAB_LABEL}={LAB}", "--format", "{{.Names}}"],
-        capture_output=True, text=True).stdout.split()]
-    if subprocess.run(["podman", "network", "exists", f"pglab-{LAB}"]).returncode == 0:
-        found.append(f"network pglab-{LAB}")
-    if netns.exists(f"pglab-{LAB}"):
-        found.append(f"namespace pglab-{LAB}")
-    return found
 
 
 def settled_status(lab_file: Path, attempts: int = 8) -> dict[str, Any]:
@@ -114,11 +101,8 @@ def test_vip_lab_up_verify_drill_via_vip_destroy(tmp_path: Path, cgroups_for_cru
         pglab("destroy", lab_file=lab_file, check=False)
         figures["destroy_s"] = round(time.monotonic() - started)
         line = "vip-e2e: " + " ".join(f"{k}={v}" for k, v in figures.items())
-        print(line, flush=True)
-        summary = os.environ.get("PGLAB_E2E_SUMMARY")
-        if summary:
-            Path(summary).write_text(line + "\n")
-    assert not leftovers(), f"`pglab destroy` left {leftovers()}"
+        summary.report(line)
+    assert not leftovers(LAB), f"`pglab destroy` left {leftovers(LAB)}"
     assert figures["vip_on_leader"], "after `up` the virtual IP was not on the leader's node"
     assert figures["verify_exit"] == 0, "`pglab verify` failed on the VIP lab"
     assert moved, "check 4 of the virtual IP printed no move"

@@ -24,6 +24,7 @@ import pytest
 from pglab import catalog, waiting
 from pglab.vm import box, libvirt
 from pglab.vm.host import MANAGEMENT_SUBNET, VmHost
+from tests.e2e import summary
 
 LAB = "vme2e"
 SUBNET = "192.168.11.0/24"
@@ -173,10 +174,7 @@ def test_vm_lab_up_verify_converge_destroy(tmp_path: Path, monkeypatch: pytest.M
     keys = ("box_s", "up_s", "verify_s", "second_up_s", "second_up_changed", "destroy_s", "checks",
             "latency_expected_ms", "latency_rise_ms", "latency_psql_rise_ms", "drills", "drills_ok")
     line = "vm-e2e: " + " ".join(f"{k}={figures[k]}" for k in keys if k in figures)
-    print(line, flush=True)
-    summary = os.environ.get("PGLAB_E2E_SUMMARY")
-    if summary:
-        Path(summary).write_text(line + "\n")
+    summary.report(line)
     assert re.fullmatch(r"vm-e2e: (\w+=-?\d+ ?){7,}", line)
     # A drill's exit 1 reports a measured outcome (a loss, no recovery in time); 2 means it could not run.
     assert all(code in (0, 1) for code in drill_exits.values()), f"drills that could not run: {drill_exits}"
