@@ -268,6 +268,8 @@ def up(topology_file: Path, timeout: float, dry_run: bool, as_json: bool) -> Non
         f"  writes:   PGPASSFILE={escape(str(result.pgpass))} psql '{result.dsn}'\n"
         + (f"  reads:    PGPASSFILE={escape(str(result.pgpass))} psql '{result.replicas_dsn}'\n"
            if result.replicas_dsn else "")
+        + (f"  vip:      PGPASSFILE={escape(str(result.pgpass))} psql '{result.vip_dsn}'\n"
+           if result.vip_dsn else "")
         + (f"  stats:    {result.stats_url} (user {haproxy.STATS_ACCOUNT.user})\n" if result.stats_url else "")
         + f"  secrets:  {escape(str(result.secrets_file))}",
         highlight=False,

@@ -116,6 +116,8 @@ class UpResult:
     pgpass: Path
     # The stack's own settings (its topology section, e.g. Patroni's ttl) that `up` applied.
     settings_changed: dict[str, Any] = field(default_factory=dict)
+    # The virtual IP's endpoint (pooled where the pooler is on); empty without a `vip:` section.
+    vip_dsn: str = ""
 
 
 @dataclass(frozen=True)
@@ -552,6 +554,7 @@ class Lab:
             stats_url=stats_url(haproxy, self.topology.ports.haproxy_stats, self.ca_file) if haproxy else "",
             secrets_file=rendered.secrets_file,
             pgpass=rendered.pgpass,
+            vip_dsn=endpoints.get("vip_pooled") or endpoints.get("vip") or "",
         )
 
     def check_up(self, on_event: EventSink = ignore_event) -> UpCheck:
