@@ -35,6 +35,7 @@ import psycopg.errors
 
 from pglab.sql import first_line
 from pglab.waiting import timeout_scale
+from pglab.write_clock import HOST_CONNECT_TIMEOUT, attempt_timeout
 
 TABLE = "pglab_probe"
 CLIENT_TIMEOUT = 1.0  # seconds an attempt (connect included) may take before the client gives up
@@ -164,12 +165,16 @@ class WriteProbe:
         # On an emulated VM a healthy commit can take longer than a real client would wait.
         timeout = CLIENT_TIMEOUT * timeout_scale() if timeout is None else timeout
         self.timeout_ms = int(timeout * 1000)
-        self.conninfo = {**conninfo, "connect_timeout": 2,
+        self.conninfo = {**conninfo, "connect_timeout": HOST_CONNECT_TIMEOUT,
                          "options": f"-c statement_timeout={self.timeout_ms}", "application_name": "pglab-probe"}
         # The operation runs in a transaction the probe opens at this level (None: autocommit);
         # it may commit itself, else the probe commits.
         self.isolation = isolation
-        self.timeout, self.interval, self.limit, self.step = timeout, interval, limit, step
+        self.interval, self.limit, self.step = interval, limit, step
+        # A multi-host endpoint: libpq spends up to connect_timeout on a frozen host before the
+        # next one, so the attempt allows that per host it may skip (else it never reaches the
+        # new primary while the old one hangs).
+        self.timeout = attempt_timeout(str(conninfo.get("host", "")), timeout)
         self.first = step if start is None else start
         self.client, self.operation, self.on_ack = client, operation, on_ack
         self.reads_only = reads_only  # a reader: a standby answering is no promotion to follow
