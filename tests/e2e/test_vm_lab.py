@@ -20,6 +20,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pglab import catalog, waiting
 from pglab.vm import box, libvirt
@@ -99,6 +100,15 @@ def qemu_processes() -> list[int]:
     return pids
 
 
+def print_evidence(host: VmHost, lab_file: Path) -> None:
+    """What a failed run's lab looked like before it is destroyed: its status and the last lines
+    of every node's service logs, into the run's own output (the VMs do not outlive the test)."""
+    nodes = [node["name"] for node in yaml.safe_load(lab_file.read_text())["nodes"]]
+    for args in (["status"], *(["logs", "-n", "80", node] for node in nodes)):
+        done = host.run([*PGLAB, *args, "-f", str(lab_file)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        print(f"\nvm-e2e evidence: pglab {' '.join(args)} (exit {done.returncode})\n{done.stdout}", flush=True)
+
+
 def hold_for_inspection(host: VmHost, lab_file: Path) -> None:
     """With ``PGLAB_E2E_HOLD=SECONDS``, a failed run keeps its VMs that long (or until the hold file
     is removed) before destroying them, so someone can look inside: the evidence goes with them."""
@@ -152,6 +162,7 @@ def test_vm_lab_up_verify_converge_destroy(tmp_path: Path, monkeypatch: pytest.M
                 figures.update(latency_drill(host, lab_file, tmp_path))
             drill_exits.update(more_drills(host, lab_file))
         except BaseException:
+            print_evidence(host, lab_file)
             hold_for_inspection(host, lab_file)
             raise
         finally:
