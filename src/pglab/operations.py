@@ -21,6 +21,7 @@ from pglab import paths, sql, stacks, waiting
 from pglab.components import pgbackrest
 from pglab.errors import InputError, PglabError, WaitTimeout
 from pglab.lab import EventSink, Lab, Waiting, ignore_event
+from pglab.providers.base import failure_detail
 from pglab.sites import view as sites_view
 from pglab.stacks.base import Member, Stack, StackError, StandbySource, leader_of
 from pglab.write_clock import WriteClock
@@ -595,8 +596,13 @@ def follow_while_down(lab: Lab, name: str, follow: str, timeout: float = 120) ->
     node = site.topology.with_role("postgres")[0]
     argv = stacks.spec(site.topology.stack).follow_while_down(
         site.topology, site.provider.node_root(node), site.provider.nodes_on_this_machine, source)
-    site.provider.check_as_service_user(node, list(argv), f"making site {name} a standby cluster of site {follow}",
-                                        StackError, timeout)
+
+    def written() -> tuple[bool, str]:
+        done = site.provider.run_as_service_user(node, list(argv), timeout=60)
+        return done.returncode == 0, failure_detail(done.stderr or done.stdout)
+
+    # The site's DCS may have just started: it answers within seconds.
+    wait_until(written, timeout, f"site {name}'s DCS to make it a standby cluster of site {follow}", interval=1)
     seconds = time.monotonic() - started
     return OpResult("site follow", seconds, f"site {name} made a standby cluster of site {follow} while down",
                     {"site": name, "follow": follow, "changed": True})
