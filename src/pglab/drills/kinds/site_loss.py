@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +86,7 @@ class SiteLoss(DrillKind):
     new: str = field(default="", init=False)
     lag: SiteLag | None = field(default=None, init=False)
     killed: bool = field(default=False, init=False)
+    killed_at: float | None = field(default=None, init=False)
     decided_at: float | None = field(default=None, init=False)
     promoted_at: float | None = field(default=None, init=False)
     old_ids: set[int] | None = field(default=None, init=False)
@@ -114,10 +116,12 @@ class SiteLoss(DrillKind):
         self.lag = _standby_lag(lab, self.new)
         old_site = lab.site(self.old)
         self.killed = True
-        for node in old_site.topology.nodes:
-            lab.provider.crash(lab.node(node.name))
-        killed_at = time.monotonic()
-        drill.mark(f"site {self.old} killed", at=killed_at)
+        # Every node at once, as a site is lost: one after the other, the first would be gone
+        # seconds before the last, and those seconds would count as detection.
+        self.killed_at = time.monotonic()
+        with ThreadPoolExecutor(max_workers=len(old_site.topology.nodes)) as pool:
+            list(pool.map(lambda node: lab.provider.crash(lab.node(node.name)), old_site.topology.nodes))
+        drill.mark(f"site {self.old} killed", at=self.killed_at)
         if self.detect_after:
             time.sleep(self.detect_after)
         self.decided_at = time.monotonic()
@@ -195,6 +199,7 @@ class SiteLoss(DrillKind):
         predicted = sorted(acknowledged & ((self.old_ids or set()) - drill.present)) if self.killed else []
         resumed = next((a.ended for a in sorted(drill.attempts, key=lambda a: a.ended)
                         if a.ok and self.promoted_at is not None and a.ended >= self.promoted_at), None)
+        lost_at = self.killed_at or drill.fault_at  # the kill, after the lag was read
         promotion = None if self.promoted_at is None or self.decided_at is None else self.promoted_at - self.decided_at
         switch = None if resumed is None or self.promoted_at is None else round(resumed - self.promoted_at, 2)
         figures = SiteLossFigures(
@@ -202,7 +207,7 @@ class SiteLoss(DrillKind):
             lag_at_kill_bytes=None if self.lag is None else self.lag.received_bytes,
             lag_at_kill_s=None if self.lag is None else self.lag.seconds,
             lost=lost, predicted=predicted,
-            detection_s=round((self.decided_at or drill.fault_at) - drill.fault_at, 2),
+            detection_s=round((self.decided_at or lost_at) - lost_at, 2),
             promotion_s=None if promotion is None else round(promotion, 2),
             client_switch_s=switch,
             failback_s=self.failback_s, rewound=self.rewound, failback_problem=self.failback_problem)
