@@ -21,6 +21,7 @@ from pglab import paths, sql, stacks, waiting
 from pglab.components import pgbackrest
 from pglab.errors import InputError, PglabError, WaitTimeout
 from pglab.lab import EventSink, Lab, Waiting, ignore_event
+from pglab.providers.base import failure_detail
 from pglab.sites import view as sites_view
 from pglab.stacks.base import Member, Stack, StackError, StandbySource, leader_of
 from pglab.write_clock import WriteClock
@@ -538,19 +539,23 @@ def demote_site(lab: Lab, name: str, follow: str, timeout: float = 180,
     site, followed = lab.site(name), lab.site(follow)
     source = _source(lab, name, follow)
     stack = site.stack()
-    if _follows(stack, source):
+    role = lab.site_role(follow)
+    # Following already: done, unless the site was made to follow while it was down
+    # (:func:`follow_while_down`) and does not stream yet: then wait for it below.
+    already = _follows(stack, source)
+    if already and (role != "primary" or _streams(followed, source)):
         return OpResult("site demote", 0.0, f"site {name} follows site {follow} already; nothing changed",
                         {"site": name, "follow": follow, "changed": False})
-    role = lab.site_role(follow)
     planned = role == "standby" and _follows(followed.stack(), _source(lab, follow, name))
     if role != "primary" and not planned:
         raise InputError(f"site {follow} is neither the primary site nor a standby of site {name}: promote it "
                          f"first (`pglab site promote {follow}`)")
     started = time.monotonic()
-    if not planned:
-        followed.stack().keep_slots([source.slot])
-    stack.follow(source)
-    stack.keep_slots([])
+    if not already:
+        if not planned:
+            followed.stack().keep_slots([source.slot])
+        stack.follow(source)
+        stack.keep_slots([])
     wait_until(lambda: (_site_leader_answers(site) is None, f"site {name} still takes writes"), timeout,
                f"site {name} to stop taking writes", on_event)
     if once_fenced is not None:
@@ -563,8 +568,7 @@ def demote_site(lab: Lab, name: str, follow: str, timeout: float = 180,
                         {"site": name, "follow": follow, "changed": True, "planned": True})
 
     def streaming() -> tuple[bool, str]:
-        lag = sites_view.lag_between_sites(followed.writes_conninfo("direct"), source.slot)
-        return bool(lag and lag.streaming), f"lag {lag}"
+        return _streams(followed, source), f"site {name} does not stream through slot {source.slot} yet"
 
     wait_until(streaming, timeout, f"site {name} to stream from site {follow}", on_event, interval=0.5)
     health = site.wait_healthy(timeout, on_event)
@@ -574,6 +578,62 @@ def demote_site(lab: Lab, name: str, follow: str, timeout: float = 180,
                     f"{seconds:.1f} s",
                     {"site": name, "follow": follow, "changed": True, "planned": False,
                      "standby_leader": health.leader})
+
+
+def follow_while_down(lab: Lab, name: str, follow: str, timeout: float = 120) -> OpResult:
+    """Site ``name``'s cluster made a standby cluster of site ``follow`` (the primary site) in its
+    own state store while its data nodes are down and the store runs: a lost site coming back
+    then rejoins as the standby (rewound where its timeline went ahead), none of its members
+    promoted on the way. `pglab site demote` afterwards waits for it to stream."""
+    if follow == name or _other_site(lab, name) != follow:
+        raise InputError(f"--follow names the other site: {_other_site(lab, name)}")
+    if lab.site_role(follow) != "primary":
+        raise InputError(f"site {follow} is not the primary site: promote it first (`pglab site promote {follow}`)")
+    started = time.monotonic()
+    site = lab.site(name)
+    source = _source(lab, name, follow)
+    lab.site(follow).stack().keep_slots([source.slot])
+    node = site.topology.with_role("postgres")[0]
+    argv = stacks.spec(site.topology.stack).follow_while_down(
+        site.topology, site.provider.node_root(node), site.provider.nodes_on_this_machine, source)
+
+    def written() -> tuple[bool, str]:
+        done = site.provider.run_as_service_user(node, list(argv), timeout=60)
+        return done.returncode == 0, failure_detail(done.stderr or done.stdout)
+
+    # The site's DCS may have just started: it answers within seconds.
+    wait_until(written, timeout, f"site {name}'s DCS to make it a standby cluster of site {follow}", interval=1)
+    seconds = time.monotonic() - started
+    return OpResult("site follow", seconds, f"site {name} made a standby cluster of site {follow} while down",
+                    {"site": name, "follow": follow, "changed": True})
+
+
+SINGLE_USER_VALUE = re.compile(r'^\s*1: value = "(.*)"\t', re.MULTILINE)
+
+
+def query_stopped(lab: Lab, name: str, query: str, timeout: float = 300) -> str | None:
+    """The one value ``query`` returns on data node ``name`` while its PostgreSQL is down, read by
+    PostgreSQL in single-user mode over the node's data directory: no listener, no archiver, so
+    no client reaches it and no WAL leaves it. A crashed directory is recovered first and left
+    cleanly shut down, as Patroni's own crash recovery leaves it (pg_rewind wants that). None
+    when the query gave no value (an error: a table missing)."""
+    node = lab.node(name)
+    version = lab.topology.postgres.version
+    data = paths.postgres_data_dir(lab.provider.node_root(node), version)
+    postgres = f"{paths.postgres_bin_dir(version)}/postgres"
+    script = ('printf "%s\\n" "$1" | "$2" --single -D "$3" -c archive_mode=on -c archive_command=false '
+              '-c log_min_messages=warning postgres')
+    output = lab.provider.check_as_service_user(
+        node, ["sh", "-c", script, "sh", f"SELECT ({query})::text AS value", postgres, data],
+        f"reading {name}'s data directory", PglabError, timeout)
+    found = SINGLE_USER_VALUE.search(output)
+    return None if found is None else found.group(1)
+
+
+def _streams(followed: Lab, source: StandbySource) -> bool:
+    """Whether the standby site streams from ``followed`` (the primary site) through its slot."""
+    lag = sites_view.lag_between_sites(followed.writes_conninfo("direct"), source.slot)
+    return bool(lag and lag.streaming)
 
 
 def _follows(stack: Stack, source: StandbySource) -> bool:

@@ -379,6 +379,48 @@ def test_site_source_is_the_followed_site_router_and_the_site_slot() -> None:
     assert (router.name, port, slot) == ("west-haproxy", 5002, "site_east")
 
 
+def test_a_lost_site_is_made_a_standby_cluster_in_its_own_dcs_while_its_members_are_down() -> None:
+    topo = catalog.parse(_two_sites(), SOURCE).site_view("west")
+    argv = patroni.SPEC.follow_while_down(topo, "/labs/two/west-pg1", True, StandbySource("127.0.60.101", 5002,
+                                                                                            "site_west"))
+    # patronictl writes the DCS itself: no member needs to run. Values are YAML (JSON is YAML).
+    assert argv[0].endswith("/bin/patronictl") and argv[1:4] == ("-c", "/labs/two/west-pg1/etc/patroni/patroni.yml",
+                                                                   "edit-config")
+    assert "--force" in argv and argv[-2:] == ("-s", "slots=null")
+    key, _, value = argv[argv.index("-s") + 1].partition("=")
+    assert key == "standby_cluster" and yaml.safe_load(value) == {
+        "host": "127.0.60.101", "port": 5002, "primary_slot_name": "site_west",
+        "create_replica_methods": ["basebackup"]}
+
+
+SINGLE_USER_OUTPUT = """
+PostgreSQL stand-alone backend 15.18 (Debian 15.18-0+deb12u1)
+backend> \t 1: value\t(typeid = 25, len = -1, typmod = -1, byval = f)
+\t----
+\t 1: value = "1,2,3,4,5"\t(typeid = 25, len = -1, typmod = -1, byval = f)
+\t----
+backend> """
+
+
+def test_a_stopped_member_is_read_by_postgres_in_single_user_mode(two_site_lab: Lab,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[list[str]] = []
+    answers = iter([SINGLE_USER_OUTPUT, "\nPostgreSQL stand-alone backend 15.18\nbackend> backend> "])
+
+    def check_as_service_user(node: Any, argv: list[str], what: str, *args: Any, **kwargs: Any) -> str:
+        ran.append(argv)
+        return next(answers)
+
+    monkeypatch.setattr(two_site_lab.provider, "check_as_service_user", check_as_service_user)
+    assert operations.query_stopped(two_site_lab, "east-pg1", "SELECT 1") == "1,2,3,4,5"
+    assert operations.query_stopped(two_site_lab, "east-pg1", "SELECT 1 FROM missing") is None  # its error
+    script, query, postgres, data = ran[0][2], ran[0][4], ran[0][5], ran[0][6]
+    # No listener, no archiver: nothing reaches it, no WAL leaves it.
+    assert "--single" in script and "archive_command=false" in script
+    assert query == "SELECT (SELECT 1)::text AS value" and postgres == "/usr/lib/postgresql/15/bin/postgres"
+    assert data.endswith("/var/lib/postgresql/15/main")
+
+
 def test_site_commands_refuse_a_one_site_lab_and_unknown_sites(tmp_path: Path) -> None:
     one = write_topology(tmp_path, name="one")
     result = CliRunner().invoke(main, ["site", "promote", "west", "-f", str(one)])

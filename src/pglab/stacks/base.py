@@ -350,6 +350,14 @@ class StackSpec(ABC):
         through."""
         raise StackError(f"{self.name} has no standby cluster")
 
+    def follow_while_down(self, topology: Topology, node_root: str, on_this_machine: bool,
+                          source: StandbySource) -> tuple[str, ...]:
+        """In a two-site lab: the command (run as the service user on a data node of the site,
+        ``node_root`` its root) that makes the site's cluster a standby cluster of ``source`` in its
+        state store while its data nodes are down and the store runs, so that they come back
+        following ``source`` (rewound onto its timeline where they went ahead), never as a primary."""
+        raise StackError(f"{self.name} has no standby cluster")
+
     def entry_points(self, topology: Topology) -> list[tuple[Node, int]]:
         """Where clients connect besides the data nodes' PostgreSQL (a router), as (node, port)."""
         return []

@@ -544,6 +544,18 @@ class PatroniSpec(StackSpec):
         port = ports.haproxy_primary_direct if pooler.enabled(topology) else ports.haproxy_primary
         return router, port, site_slot(site)
 
+    def follow_while_down(self, topology: Topology, node_root: str, on_this_machine: bool,
+                          source: StandbySource) -> tuple[str, ...]:
+        """`patronictl edit-config`, which writes the DCS itself (no member need run):
+        ``standby_cluster`` set to ``source``, the permanent slots the primary kept dropped. A
+        member that was the primary then starts as a standby leader (or a replica), is rewound
+        from ``source`` where its timeline went ahead, and is never promoted: started without it,
+        it would promote onto a timeline whose number the other site took too, which hides the
+        divergence from the rewind check."""
+        venv = self.machine_variables()["patroni_venv"] if on_this_machine else _role_defaults()["patroni_venv"]
+        return (f"{venv}/bin/patronictl", "-c", f"{node_root}/{CONFIG_SUBPATH}", "edit-config", "--force", "--quiet",
+                "-s", "standby_cluster=" + json.dumps(standby_cluster(source)), "-s", "slots=null")
+
     def dynamic(self, topology: Topology) -> dict[str, Any]:
         """The topology's ``patroni:`` section in Patroni's own words."""
         return topology.section(self.name, PatroniSettings).dynamic()

@@ -4,16 +4,17 @@ write endpoint names both sites' routers; libpq picks the one that takes writes)
 site brought back as the new primary's standby cluster.
 
 The loss is judged row by row: the acknowledged writes missing afterwards must be exactly those
-the old primary had and the standby had not received at the kill (read on the old primary when it
-comes back, fenced: its router stays down until it is demoted), the lag at the kill is printed
-beside them. The time without writes is split into detection (the kill until the drill decides;
-``--detect-after`` adds an operator's), promotion, and the clients' switch. ``--planned`` runs a
-site switch instead (demote, catch up, promote): nothing may be lost."""
+the old primary had and the standby had not received at the kill (read off the old primary's data
+directory before it comes back, by PostgreSQL in single-user mode, which no client can reach), the
+lag at the kill is printed beside them. The time without writes is split into detection (the kill
+until the drill decides; ``--detect-after`` adds an operator's), promotion, and the clients'
+switch. ``--planned`` runs a site switch instead (demote, catch up, promote): nothing may be lost."""
 
 from __future__ import annotations
 
 import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +86,7 @@ class SiteLoss(DrillKind):
     new: str = field(default="", init=False)
     lag: SiteLag | None = field(default=None, init=False)
     killed: bool = field(default=False, init=False)
+    killed_at: float | None = field(default=None, init=False)
     decided_at: float | None = field(default=None, init=False)
     promoted_at: float | None = field(default=None, init=False)
     old_ids: set[int] | None = field(default=None, init=False)
@@ -114,10 +116,12 @@ class SiteLoss(DrillKind):
         self.lag = _standby_lag(lab, self.new)
         old_site = lab.site(self.old)
         self.killed = True
-        for node in old_site.topology.nodes:
-            lab.provider.crash(lab.node(node.name))
-        killed_at = time.monotonic()
-        drill.mark(f"site {self.old} killed", at=killed_at)
+        # Every node at once, as a site is lost: one after the other, the first would be gone
+        # seconds before the last, and those seconds would count as detection.
+        self.killed_at = time.monotonic()
+        with ThreadPoolExecutor(max_workers=len(old_site.topology.nodes)) as pool:
+            list(pool.map(lambda node: lab.provider.crash(lab.node(node.name)), old_site.topology.nodes))
+        drill.mark(f"site {self.old} killed", at=self.killed_at)
         if self.detect_after:
             time.sleep(self.detect_after)
         self.decided_at = time.monotonic()
@@ -139,46 +143,51 @@ class SiteLoss(DrillKind):
         return Done(f"{demoted.summary}; {promoted.summary}", f"site {self.new} primary")
 
     def recover(self, drill: Drill) -> str | None:
-        """The old site back as the new primary's standby: its nodes started with its router kept
-        down (its cluster may come up as a primary: no client may reach it), what its primary had
-        read, then demoted (Patroni rewinds it), then its router started."""
+        """The old site back as the new primary's standby: its DCS started alone and told that the
+        site is a standby cluster of the new primary, what its old primary had read off its data
+        directory while it is down, then its data nodes started (each rewound onto the new
+        primary's timeline where it went ahead, none promoted), then its router, once it takes no
+        writes."""
         lab = drill.lab
         if not self.old or not (self.killed or self.promoted_at):
             return None
         started = time.monotonic()
         old_site = lab.site(self.old)
         routers = _routers(old_site)
+        reading = 0.0
         try:
             if self.killed:
-                # Its old leader alone first, with its DCS: it takes its lock again and runs as the
-                # primary it was, on its timeline (a replica promoted there instead would start a new
-                # timeline with the same number as the new primary's, and hide the divergence from
-                # pg_rewind). Then its replicas.
                 data = old_site.topology.with_role("postgres")
-                first = [n for n in data if n.name == drill.old_leader] or data[:1]
-                for node in [n for n in old_site.topology.nodes if n not in routers and n not in data] + first:
+                for node in [n for n in old_site.topology.nodes if n not in routers and n not in data]:
                     lab.provider.start(lab.node(node.name))
-                self.old_ids = _ids_on_primary(old_site, drill.timeout)
-                for node in data:
-                    if node not in first:
-                        lab.provider.start(lab.node(node.name))
                 if lab.site_role(self.new) != "primary":
                     # Interrupted before the promotion: the old site is still the primary.
-                    for node in routers:
+                    for node in [*data, *routers]:
                         lab.provider.start(lab.node(node.name))
                     return f"site {self.old} started again (site {self.new} was not promoted)"
+                operations.follow_while_down(lab, self.old, self.new, timeout=drill.timeout)
+                # The rows the old primary alone had, for the judge: read before anything rewinds them.
+                first = [n for n in data if n.name == drill.old_leader] or data[:1]
+                read_started = time.monotonic()
+                self.old_ids = _ids_on_stopped(lab, first[0].name)
+                reading = time.monotonic() - read_started
+                for node in first + [n for n in data if n not in first]:
+                    lab.provider.start(lab.node(node.name))
+
             def start_routers() -> None:
                 for node in routers:
                     lab.provider.start(lab.node(node.name))
 
             demoted = operations.demote_site(lab, self.old, self.new, timeout=drill.timeout * 2,
                                              on_event=drill.on_event, once_fenced=start_routers)
-            self.failback_s = round(time.monotonic() - started, 2)
+            # The drill's own read of the old primary's rows is no part of a fail-back.
+            self.failback_s = round(time.monotonic() - started - reading, 2)
             self.rewound = _rewound(lab, old_site, started)
             drill.mark(f"site {self.old} follows site {self.new}")
             return f"fail-back: {demoted.summary}"
         except (PglabError, OSError, psycopg.Error) as exc:
             self.failback_problem = str(exc)
+            # Its routers only: a data node not started yet might come back as a primary.
             for node in routers:
                 with contextlib.suppress(PglabError, OSError):
                     lab.provider.start(lab.node(node.name))
@@ -190,6 +199,7 @@ class SiteLoss(DrillKind):
         predicted = sorted(acknowledged & ((self.old_ids or set()) - drill.present)) if self.killed else []
         resumed = next((a.ended for a in sorted(drill.attempts, key=lambda a: a.ended)
                         if a.ok and self.promoted_at is not None and a.ended >= self.promoted_at), None)
+        lost_at = self.killed_at or drill.fault_at  # the kill, after the lag was read
         promotion = None if self.promoted_at is None or self.decided_at is None else self.promoted_at - self.decided_at
         switch = None if resumed is None or self.promoted_at is None else round(resumed - self.promoted_at, 2)
         figures = SiteLossFigures(
@@ -197,7 +207,7 @@ class SiteLoss(DrillKind):
             lag_at_kill_bytes=None if self.lag is None else self.lag.received_bytes,
             lag_at_kill_s=None if self.lag is None else self.lag.seconds,
             lost=lost, predicted=predicted,
-            detection_s=round((self.decided_at or drill.fault_at) - drill.fault_at, 2),
+            detection_s=round((self.decided_at or lost_at) - lost_at, 2),
             promotion_s=None if promotion is None else round(promotion, 2),
             client_switch_s=switch,
             failback_s=self.failback_s, rewound=self.rewound, failback_problem=self.failback_problem)
@@ -217,19 +227,10 @@ def _routers(site: Lab) -> list[Node]:
     return [n for n in site.topology.nodes if n.name in entry]
 
 
-def _ids_on_primary(site: Lab, timeout: float) -> set[int] | None:
-    """The probe's rows on the site's primary once it runs again (None: it did not come up)."""
-    deadline = time.monotonic() + timeout * 2
-    port = site.topology.ports.postgres
-    while time.monotonic() < deadline:
-        for node in site.topology.with_role("postgres"):
-            with contextlib.suppress(psycopg.Error, OSError), psycopg.connect(
-                    host=site.address(node.name), port=port, dbname="postgres", autocommit=True,
-                    **site.connect_kwargs()) as conn:
-                if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:  # type: ignore[index]
-                    return probe.read_ids_on(conn)
-        time.sleep(0.5)
-    return None
+def _ids_on_stopped(lab: Lab, node: str) -> set[int] | None:
+    """The probe's rows in a stopped data node's data directory (None: the table is not there)."""
+    value = operations.query_stopped(lab, node, f"SELECT coalesce(string_agg(id::text, ','), '') FROM {probe.TABLE}")
+    return None if value is None else {int(i) for i in value.split(",") if i}
 
 
 def _rewound(lab: Lab, site: Lab, since: float) -> bool | None:
