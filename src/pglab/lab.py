@@ -266,18 +266,24 @@ class Lab:
 
     def client_endpoints(self) -> dict[str, ClientEndpoint]:
         """Where clients write and read (the stack's :meth:`~pglab.stacks.base.Stack.client_endpoints`).
-        In a two-site lab, the writes endpoints name every site's router, the primary site's first,
-        and libpq picks the one that takes writes (target_session_attrs=read-write): clients move to
-        the other site once it is promoted, as a multi-site connection string does."""
+        In a two-site lab, the writes endpoints name every site's router, the primary site's first:
+        clients move to the other site once it is promoted, as a multi-site connection string does.
+        A site's router only routes writes to its own primary (a standby site's closes the
+        connection), so libpq's next host is tried. The direct endpoint also asks libpq to check
+        (target_session_attrs=read-write); the pooled one must not: PgBouncer 1.18 reports the
+        read-only state its pool saw at its first login until it reconnects, so after any change of
+        leader libpq would refuse the very primary the router picked."""
         found = self.stack().client_endpoints()
         if not self.topology.sites:
             return found
         primary = self.primary_site()
         others = [self.site(name).stack().client_endpoints() for name in self.topology.sites if name != primary]
+        pooled = pooler.enabled(self.topology)
         for key in ("write", "write_direct"):
             if key in found and all(key in other for other in others):
                 hosts = found[key].hosts + tuple(h for other in others for h in other[key].hosts)
-                found[key] = ClientEndpoint(hosts, found[key].port, "read-write")
+                checked = key == "write_direct" or not pooled
+                found[key] = ClientEndpoint(hosts, found[key].port, "read-write" if checked else None)
         return found
 
     def routes_writes(self) -> bool:
@@ -288,6 +294,8 @@ class Lab:
         """Where clients write (host may list several hosts: libpq then picks the one taking
         writes); the first PostgreSQL node when the lab has no such entry point."""
         write = self.client_endpoints().get("write")
+        if write is not None and len(write.hosts) > 1 and write.target_session_attrs is None:
+            return write.hosts[0], write.port  # the primary site's router (see client_endpoints)
         if write is not None:
             return write.host, write.port
         return self.address(self.topology.with_role("postgres")[0].name), self.topology.ports.postgres
@@ -312,12 +320,17 @@ class Lab:
         direct; None: the write endpoint's own path); with several hosts, libpq picks the one that
         takes writes (target_session_attrs=read-write)."""
         path = self.client_path(via)
-        direct = self.client_endpoints().get("write_direct") if path == "direct" else None
-        host, port = (direct.host, direct.port) if direct is not None else self.writes_endpoint()
         if path == "vip":  # the primary's node itself: its PgBouncer, or its PostgreSQL without the pooler
             host, port = self.vip_endpoint(pooled=pooler.enabled(self.topology))
             return {"host": host, "port": port, "dbname": "postgres", **self.connect_kwargs(), **VIP_CLIENT_KEEPALIVES}
-        return {"host": host, "port": port, "dbname": "postgres", **self.connect_kwargs(), **sql.writer_attrs(host)}
+        found = self.client_endpoints()
+        endpoint = (found.get("write_direct") if path == "direct" else None) or found.get("write")
+        if endpoint is None:  # no router: the first PostgreSQL node
+            host, port = self.writes_endpoint()
+            return {"host": host, "port": port, "dbname": "postgres", **self.connect_kwargs()}
+        # libpq's check of the server that takes writes, where the endpoint asks for it.
+        attrs = {"target_session_attrs": endpoint.target_session_attrs} if endpoint.target_session_attrs else {}
+        return {"host": endpoint.host, "port": endpoint.port, "dbname": "postgres", **self.connect_kwargs(), **attrs}
 
     def reads_conninfo(self, via: str | None = None) -> dict[str, Any] | None:
         """psycopg keywords for the replicas' read endpoint as the superuser (``via`` as for
