@@ -544,6 +544,8 @@ def demote_site(lab: Lab, name: str, follow: str, timeout: float = 180,
     # (:func:`follow_while_down`) and does not stream yet: then wait for it below.
     already = _follows(stack, source)
     if already and (role != "primary" or _streams(followed, source)):
+        if once_fenced is not None:  # it takes no writes: its router may start (a drill's fail-back)
+            once_fenced()
         return OpResult("site demote", 0.0, f"site {name} follows site {follow} already; nothing changed",
                         {"site": name, "follow": follow, "changed": False})
     planned = role == "standby" and _follows(followed.stack(), _source(lab, follow, name))
