@@ -4,10 +4,15 @@ two test runs on one machine (PGLAB_TEST_NET=41 and 51, say) never fight each ot
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from pglab import catalog
+from pglab.lab import Lab, UpResult
 
 TEST_NET = int(os.environ.get("PGLAB_TEST_NET", "21"))
 TEST_LOOPBACK = f"127.0.{TEST_NET}.0/24"
@@ -34,3 +39,16 @@ def pooler_off(text: str) -> str:
     off = text[:section] + text[section:].replace("\n  enabled: true", "\n  enabled: false", 1)
     assert off != text, "the default topology's pooler: section changed shape"
     return off
+
+
+@contextlib.contextmanager
+def lab_up(path: Path, what: str, timeout: float) -> Iterator[tuple[Lab, UpResult]]:
+    """The lab of the topology file ``path``, up for the block and destroyed after it even when
+    `up` or a test fails; skips ``what`` (the tests' subject), naming what this machine lacks."""
+    lab = Lab.from_file(path)
+    if lab.missing_prerequisites() and os.geteuid() != 0:
+        pytest.skip(f"{what} needs: " + "; ".join(lab.missing_prerequisites()))
+    try:
+        yield lab, lab.up(timeout=timeout)
+    finally:
+        lab.destroy()

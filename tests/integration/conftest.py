@@ -1,16 +1,18 @@
-"""A real lab (PostgreSQL, Patroni, etcd, HAProxy) on 127.0.21.x for the whole session,
-destroyed at the end even when `up` or a test fails."""
+"""A real lab for the whole session on the first test range (127.0.21.x), destroyed at the end
+even when `up` or a test fails: the default topology (Patroni, etcd, HAProxy, PgBouncer, pgBackRest,
+as root each data node's data on a disk of its own). Every test that needs a cluster of that shape
+uses it and leaves it healthy; a module brings up a lab of its own (on the second range) only for
+another shape, since each `up` and `destroy` costs a minute or more."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pglab.lab import Lab, UpResult
-from tests.conftest import write_topology
+from tests.conftest import lab_up, write_topology
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -23,14 +25,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def lab_and_result(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, UpResult]]:
-    lab = Lab.from_file(write_topology(tmp_path_factory.mktemp("lab")))
-    if lab.missing_prerequisites() and os.geteuid() != 0:
-        pytest.skip("integration tests need: " + "; ".join(lab.missing_prerequisites()))
-    try:
-        result = lab.up(timeout=120)
-        yield lab, result
-    finally:
-        lab.destroy()
+    with lab_up(write_topology(tmp_path_factory.mktemp("lab")), "integration tests", timeout=120) as up:
+        yield up
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,11 @@
 """A compact plaintext lab (every role on one node, ``tls: false``) comes up and speaks without
-TLS, and `destroy` leaves nothing behind."""
+TLS, and `destroy` leaves nothing behind: no process, port, file, mount or loop device."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 from pathlib import Path
 
 import psycopg
@@ -46,8 +48,15 @@ def test_compact_lab_comes_up_and_destroy_leaves_nothing(tmp_path: Path) -> None
         with psycopg.connect(result.dsn, password=lab.superuser_password(),
                              sslmode="disable", connect_timeout=5) as conn:
             assert conn.execute("select 1").fetchone() == (1,)
+        disk = provider.disk(lab.node("solo"))
+        # As root the data node's data sits on a loop-mounted image of its own.
+        assert disk.mounted() == (os.geteuid() == 0)
     finally:
         lab.destroy()
+    assert str(disk.mount_point) not in Path("/proc/self/mountinfo").read_text()
+    attached = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE"], capture_output=True,
+                              text=True).stdout
+    assert str(disk.image) not in attached
     marker = f"SUPERVISOR_SERVER_URL=unix://{provider.socket}".encode()
     leftovers = [pid for pid, env in _environments() if marker in env]
     assert leftovers == [], f"processes of the lab still running: {leftovers}"

@@ -6,12 +6,12 @@ qdisc on lo."""
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pglab import waiting
 from pglab.lab import Lab
 from pglab.providers import netfaults
 from pglab.stacks.patroni import PatroniStack
@@ -77,7 +77,13 @@ def test_dcs_lost_with_failsafe_mode_keeps_the_leader_writing(lab: Lab, tmp_path
     assert isinstance(stack, PatroniStack)
     stack.set_dynamic({"failsafe_mode": True})
     try:
-        time.sleep(3 * lab.topology.patroni.loop_wait)  # the leader publishes the members it must reach
+        # The leader publishes the members it must reach (the /failsafe key): the drill starts then.
+        leader, members = stack.leader(), {n.name for n in lab.topology.with_role("postgres")}
+        assert leader is not None
+        # (HTTP 502 until the key is there: an OSError, "not yet" to poll)
+        done, detail, _ = waiting.poll(lambda: (set(seen := stack.get(leader, "/failsafe") or {}) == members,
+                                                str(seen)), 30, 0.5)
+        assert done, f"the leader never published the failsafe members: {detail}"
         summary = run_drill(lab, tmp_path, "dcs-loss", "--for", "30")
     finally:
         lab.wait_healthy(90)

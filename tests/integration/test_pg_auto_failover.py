@@ -2,8 +2,10 @@
 healthy with the multi-host URIs, status --json reports them, rows written through the write URI
 reach the secondary, a second up changes nothing, a switchover moves the primary (also with a
 lowered hot-standby setting pending), a point-in-time restore keeps exactly the rows before its
-target, a certificate rotation reaches the monitor and every data node, and destroy leaves no
-process, port or file."""
+target, a certificate rotation reaches the monitor and every data node, the network and stack
+fault kinds (loss, a killed postmaster, the monitor lost, the secondary's data directory lost and
+rebuilt by pglab) leave nothing behind, and destroy leaves no process, port or file. One lab for
+all of them: each `up` of this stack costs a minute."""
 
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ from pglab.drills.crowd import CrowdSpec
 from pglab.lab import Lab, UpResult
 from pglab.providers.local import LocalProvider, _environments
 from pglab.tls import endpoints
-from tests.conftest import SECOND_LOOPBACK, loopback_address, write_topology
+from tests.conftest import SECOND_LOOPBACK, lab_up, loopback_address, write_topology
+from tests.integration.drilling import run_drill
 from tests.integration.rows import write_rows_and_pick_a_target
 
 
@@ -33,13 +36,8 @@ from tests.integration.rows import write_rows_and_pick_a_target
 def pgaf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, UpResult]]:
     path = write_topology(tmp_path_factory.mktemp("pgaf"), name="itest-pgaf", loopback=SECOND_LOOPBACK,
                           stack="pg_auto_failover")
-    lab = Lab.from_file(path)
-    if lab.missing_prerequisites() and os.geteuid() != 0:
-        pytest.skip("the pg_auto_failover test needs: " + "; ".join(lab.missing_prerequisites()))
-    try:
-        yield lab, lab.up(timeout=180)
-    finally:
-        lab.destroy()
+    with lab_up(path, "the pg_auto_failover test", timeout=180) as up:
+        yield up
 
 
 def _listening(host: str, port: int) -> bool:
@@ -182,6 +180,45 @@ def test_certs_rotate_reloads_the_monitor_and_every_data_node(pgaf: tuple[Lab, U
     assert result.ok, result.problem
     assert result.tally.lost == []
     assert endpoints.stale(lab) == []
+
+
+def _ruleset() -> str:
+    return subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+
+
+def test_loss_on_the_primary(pgaf: tuple[Lab, UpResult], tmp_path: Path) -> None:
+    lab, _ = pgaf
+    lab.wait_healthy(120)
+    drilled = run_drill(lab, tmp_path, "loss", "--percent", "20", "--for", "6")["drills"][0]
+    assert drilled["lost"] == 0 and drilled["commit_ms"]["before"]["commits"] > 0
+    assert drilled["fault"]["dropped_packets"] > 0
+    assert "pglab_net_" not in _ruleset()
+
+
+def test_postgres_kill_on_the_primary(pgaf: tuple[Lab, UpResult], tmp_path: Path) -> None:
+    lab, _ = pgaf
+    lab.wait_healthy(120)
+    drilled = run_drill(lab, tmp_path, "postgres-kill")["drills"][0]
+    assert drilled["outcome"] in ("restarted in place", "failed over") and drilled["lost"] == 0
+
+
+def test_the_monitor_lost_leaves_the_primary_writing(pgaf: tuple[Lab, UpResult], tmp_path: Path) -> None:
+    lab, _ = pgaf
+    lab.wait_healthy(120)
+    drilled = run_drill(lab, tmp_path, "dcs-loss", "--for", "15")["drills"][0]
+    assert drilled["store"] == "the monitor" and drilled["leader_kept_writes"]
+    assert all(state == "RUNNING" for state in lab.provider.services(lab.node("monitor")).values())
+
+
+def test_pgdata_lost_on_the_secondary_is_rebuilt_by_pglab(pgaf: tuple[Lab, UpResult], tmp_path: Path) -> None:
+    # The keeper does not make a lost data directory anew by itself: pglab rebuild drops the node
+    # from the monitor and creates it again after the grace.
+    lab, _ = pgaf
+    lab.wait_healthy(120)
+    summary = run_drill(lab, tmp_path, "pgdata-lost", "--grace", "15")
+    [drilled] = summary["drills"]
+    assert drilled["rebuilt_after_s"] is not None and drilled["lost"] == 0
+    assert drilled["node"] != drilled["old_leader"]
 
 
 def test_destroy_leaves_no_process_port_or_file(pgaf: tuple[Lab, UpResult]) -> None:

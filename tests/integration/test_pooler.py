@@ -1,13 +1,13 @@
-"""A Patroni lab with PgBouncer on every data node: HAProxy's 5000 / 5001 go through the poolers
-over TLS (verify-full), plaintext is refused, 5002 / 5003 stay direct, a second `up` changes
-nothing, and a switchover through the pooler leaves no client on the demoted primary."""
+"""PgBouncer on every data node of the session lab (the default topology has it): HAProxy's 5000 /
+5001 go through the poolers over TLS (verify-full), plaintext is refused, 5002 / 5003 stay direct,
+and a switchover through the pooler leaves no client on the demoted primary. That a second `up`
+changes nothing and that verify's pooler checks pass on this lab, test_lab.py and test_verify.py
+prove on the same lab."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -16,25 +16,14 @@ import pytest
 from pglab import sql, write_clock
 from pglab.components import pooler
 from pglab.drills import probe
-from pglab.lab import Lab, UpResult
-from pglab.verify import run_verify
+from pglab.lab import Lab
 from pglab.waiting import wait_until
-from tests.conftest import SECOND_LOOPBACK, write_topology
 from tests.integration.drilling import run_drill
 
 
-@pytest.fixture(scope="module")
-def pooled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, UpResult]]:
-    # The second range: the suite's shared lab holds the first while this module runs.
-    # The default lab: PgBouncer on.
-    path = write_topology(tmp_path_factory.mktemp("pooled"), name="pooled", loopback=SECOND_LOOPBACK)
-    lab = Lab.from_file(path)
-    if lab.missing_prerequisites() and os.geteuid() != 0:
-        pytest.skip("integration tests need: " + "; ".join(lab.missing_prerequisites()))
-    try:
-        yield lab, lab.up(timeout=120)
-    finally:
-        lab.destroy()
+@pytest.fixture(scope="module", autouse=True)
+def healthy(lab: Lab) -> None:
+    lab.wait_healthy(90)  # a module before this one may have just ended a fault
 
 
 def _server(lab: Lab, host: str, port: int) -> tuple[bool, str]:
@@ -45,16 +34,14 @@ def _server(lab: Lab, host: str, port: int) -> tuple[bool, str]:
     return bool(row[0]), str(row[1])
 
 
-def test_the_endpoints_name_the_pooled_and_the_direct_paths(pooled: tuple[Lab, UpResult]) -> None:
-    lab, _ = pooled
+def test_the_endpoints_name_the_pooled_and_the_direct_paths(lab: Lab) -> None:
     endpoints = lab.endpoints()
     assert ":5000/" in endpoints["write"] and ":5002/" in endpoints["write_direct"]
     assert ":5001/" in endpoints["read"] and ":5003/" in endpoints["read_direct"]
     assert "sslmode=verify-full" in endpoints["write"]
 
 
-def test_writes_through_the_pooler_land_on_the_leader_and_reads_on_a_replica(pooled: tuple[Lab, UpResult]) -> None:
-    lab, _ = pooled
+def test_writes_through_the_pooler_land_on_the_leader_and_reads_on_a_replica(lab: Lab) -> None:
     leader = lab.stack().leader()
     assert leader is not None
     haproxy = lab.address(lab.topology.with_role("haproxy")[0].name)
@@ -65,8 +52,7 @@ def test_writes_through_the_pooler_land_on_the_leader_and_reads_on_a_replica(poo
     assert in_recovery and server != lab.address(leader)
 
 
-def test_the_pooler_refuses_plaintext(pooled: tuple[Lab, UpResult]) -> None:
-    lab, _ = pooled
+def test_the_pooler_refuses_plaintext(lab: Lab) -> None:
     node = lab.topology.with_role("postgres")[0]
     kwargs = {**lab.connect_kwargs(), "sslmode": "disable"}
     kwargs.pop("sslrootcert", None)
@@ -74,8 +60,7 @@ def test_the_pooler_refuses_plaintext(pooled: tuple[Lab, UpResult]) -> None:
         psycopg.connect(host=lab.address(node.name), port=lab.topology.ports.pooler, dbname="postgres", **kwargs)
 
 
-def test_the_admin_console_shows_the_pools(pooled: tuple[Lab, UpResult]) -> None:
-    lab, _ = pooled
+def test_the_admin_console_shows_the_pools(lab: Lab) -> None:
     node = lab.topology.with_role("postgres")[0]
     _server(lab, lab.address(node.name), lab.topology.ports.pooler)
     found = pooler.pools(lab.address(node.name), lab.topology.ports.pooler, lab.superuser_password(),
@@ -91,8 +76,7 @@ def _running(lab: Lab, text: str) -> int:
     return int(row[0]) if row else 0
 
 
-def test_a_pooled_client_s_statements_stay_bounded_by_its_timeout(pooled: tuple[Lab, UpResult]) -> None:
-    lab, _ = pooled
+def test_a_pooled_client_s_statements_stay_bounded_by_its_timeout(lab: Lab) -> None:
     conninfo = lab.writes_conninfo("pooler")
     # PgBouncer drops libpq's startup options: a session through it has no statement_timeout...
     with psycopg.connect(autocommit=True, prepare_threshold=None, options="-c statement_timeout=1000",
@@ -122,20 +106,13 @@ def test_a_pooled_client_s_statements_stay_bounded_by_its_timeout(pooled: tuple[
         assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)
 
 
-def test_a_second_up_changes_nothing(pooled: tuple[Lab, UpResult]) -> None:
-    lab, _ = pooled
-    assert lab.up(timeout=120).changed == 0
-
-
-def test_userlist_is_the_service_user_s_alone(pooled: tuple[Lab, UpResult]) -> None:
-    lab, _ = pooled
+def test_userlist_is_the_service_user_s_alone(lab: Lab) -> None:
     node = lab.topology.with_role("postgres")[0]
     userlist = Path(lab.provider.node_root(node)) / "etc/pgbouncer/userlist.txt"
     assert oct(userlist.stat().st_mode & 0o777) == "0o600"
 
 
-def test_a_pooled_client_reaches_the_new_leader_after_a_switchover(pooled: tuple[Lab, UpResult]) -> None:
-    lab, _ = pooled
+def test_a_pooled_client_reaches_the_new_leader_after_a_switchover(lab: Lab) -> None:
     before = lab.stack().leader()
     lab.stack().switchover()
     haproxy = lab.address(lab.topology.with_role("haproxy")[0].name)
@@ -150,9 +127,7 @@ def test_a_pooled_client_reaches_the_new_leader_after_a_switchover(pooled: tuple
     assert _server(lab, haproxy, ports.haproxy_primary) == _server(lab, haproxy, ports.haproxy_primary_direct)
 
 
-def test_a_switchover_through_the_pooler_leaves_no_client_on_the_demoted_primary(
-        pooled: tuple[Lab, UpResult], tmp_path: Path) -> None:
-    lab, _ = pooled
+def test_a_switchover_through_the_pooler_leaves_no_client_on_the_demoted_primary(lab: Lab, tmp_path: Path) -> None:
     lab.wait_healthy(60)
     summary = run_drill(lab, tmp_path, "switchover", "--via", "pooler", "--clients", "4")
     [row] = summary["summary"]
@@ -161,17 +136,14 @@ def test_a_switchover_through_the_pooler_leaves_no_client_on_the_demoted_primary
     assert row["recovered"] == 1 and row["lost"] == 0 and row["stale_primary_errors"] == 0, line["errors"]
 
 
-def test_a_killed_pooler_on_the_leader_comes_back_and_loses_nothing(pooled: tuple[Lab, UpResult],
-                                                                     tmp_path: Path) -> None:
-    lab, _ = pooled
+def test_a_killed_pooler_on_the_leader_comes_back_and_loses_nothing(lab: Lab, tmp_path: Path) -> None:
     lab.wait_healthy(60)
     summary = run_drill(lab, tmp_path, "pooler-kill", "--down", "2", "--clients", "2")
     [line] = summary["drills"]
     assert line["ok"] and line["via"] == "pooler" and line["lost"] == 0, line["problem"]
 
 
-def test_certs_rotate_reloads_the_poolers_without_a_restart(pooled: tuple[Lab, UpResult]) -> None:
-    lab, _ = pooled
+def test_certs_rotate_reloads_the_poolers_without_a_restart(lab: Lab) -> None:
     node = lab.topology.with_role("postgres")[0]
     before = lab.provider.services(node)
     done = subprocess.run([sys.executable, "-m", "pglab.cli", "certs", "rotate", "-f", str(lab.topology_file)],
@@ -179,12 +151,3 @@ def test_certs_rotate_reloads_the_poolers_without_a_restart(pooled: tuple[Lab, U
     assert done.returncode == 0, done.stderr[-3000:]
     assert _server(lab, lab.address(node.name), lab.topology.ports.pooler)[1] == lab.address(node.name)
     assert lab.provider.services(node).keys() == before.keys()
-
-
-def test_verify_passes_with_the_pooler_checks(pooled: tuple[Lab, UpResult], tmp_path: Path) -> None:
-    lab, _ = pooled
-    lab.wait_healthy(60)
-    report = run_verify(lab.topology_file, tmp_path / "verify.xml", None, False)
-    assert report.passed, [f"{r.check}/{r.name}/{r.node}: {r.message}" for r in report.failures]
-    names = {r.name for r in report.results if r.outcome == "passed"}
-    assert {"pooler answers over tls only", "pooled and direct writes agree after the switchover"} <= names

@@ -1,6 +1,7 @@
-"""The resource fault drills on a real lab: each data node's data on a filesystem of its own, a
-slow disk, a starved CPU, a full disk and an OOM-killed backend, each measured and each undone
-(no throttle, quota, memory group or ballast left); `destroy` unmounts and detaches the disks."""
+"""The resource fault drills on the session lab: each data node's data on a filesystem of its own,
+a slow disk, a starved CPU, a full disk and an OOM-killed backend, each measured and each undone
+(no throttle, quota, memory group or ballast left). That `destroy` unmounts and detaches the disks,
+test_destroy.py proves on a lab of its own."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +19,12 @@ from pglab import waiting
 from pglab.lab import Lab
 from pglab.providers import limits
 from pglab.providers.local import LocalProvider
-from tests.conftest import SECOND_LOOPBACK, write_topology
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+@pytest.fixture(autouse=True)
+def as_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("resource faults need root (loop devices, cgroups)")
-    # The second range: the suite's shared lab holds the first while this module runs.
-    lab = Lab.from_file(write_topology(tmp_path_factory.mktemp("res"), name="itres", loopback=SECOND_LOOPBACK))
-    try:
-        lab.up(timeout=120)
-        yield lab
-    finally:
-        lab.destroy()
 
 
 def _drill(lab: Lab, out: Path, *args: str, expect: int | None = 0) -> dict[str, Any]:
@@ -161,14 +153,3 @@ def test_up_and_destroy_undo_what_an_interrupted_drill_left(lab: Lab) -> None:
         provider.undo_faults()
     assert any("disk throttle and CPU limit" in u for u in undone) and any("ballast" in u for u in undone), undone
     _nothing_left(lab)
-
-
-def test_destroy_unmounts_and_detaches_every_disk(lab: Lab) -> None:
-    provider = _provider(lab)
-    images = [provider.disk(n).image for n in lab.topology.with_role("postgres")]
-    mounts = [str(provider.disk(n).mount_point) for n in lab.topology.with_role("postgres")]
-    lab.destroy()
-    assert not any(m in Path("/proc/self/mountinfo").read_text() for m in mounts)
-    attached = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE"], capture_output=True,
-                              text=True).stdout
-    assert not any(str(image) in attached for image in images)

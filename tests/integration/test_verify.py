@@ -31,6 +31,8 @@ def test_verify_passes_on_a_healthy_lab_and_writes_junit_xml(lab: Lab, tmp_path:
     assert report.passed, failures
     assert report.checks == CHECKS
     assert {r.outcome for r in report.results} == {"passed"}
+    names = {r.name for r in report.results}
+    assert {"pooler answers over tls only", "pooled and direct writes agree after the switchover"} <= names
     assert {r.node for r in report.results if r.node} == {n.name for n in lab.topology.nodes}
     suite = ET.parse(xml).getroot().find("testsuite")
     assert suite is not None

@@ -4,7 +4,6 @@ and HAProxy's pooled and direct listeners."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from pglab.lab import Lab
 from pglab.providers import local
 from pglab.stacks.base import StackSite
 from tests.conftest import pooler_off, write_topology
-from tests.unit import test_tls_roles
+from tests.unit.test_tls_roles import DefaultVmConfigs
 
 
 def _pooled_yaml(**kwargs: str) -> str:
@@ -78,15 +77,8 @@ def test_the_userlist_is_written_0600() -> None:
     assert files["{{ pgbouncer_userlist_file | basename }}"] == "0600"
 
 
-def test_pgbouncer_ini_and_haproxy_cfg_of_a_pooled_vm_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:/usr/bin:/bin")  # no vagrant: render only
-    monkeypatch.setattr(test_tls_roles, "ROLES", (*test_tls_roles.ROLES, "pgbouncer"))
-    monkeypatch.setattr(test_tls_roles, "TEMPLATES", {"haproxy": ("haproxy.cfg.j2", "pglab_haproxy"),
-                                                      "pgbouncer": ("pgbouncer.ini.j2", "pglab_postgres")})
-    path = write_topology(tmp_path, name="pooled", provider="vagrant")  # the default lab: the pooler on
-    out = tmp_path / "out"
-    out.mkdir()
-    configs = test_tls_roles._render_configs(Lab.from_file(path), out)
+def test_pgbouncer_ini_and_haproxy_cfg_of_a_pooled_vm_lab(default_vm_configs: DefaultVmConfigs) -> None:
+    configs = default_vm_configs(tls=True)  # the default lab: the pooler on
     ini = configs["pgbouncer"]["pg1"]
     for line in ("* = host=192.168.11.120 port=5432", "listen_addr = 192.168.11.120", "listen_port = 6432",
                  "auth_type = scram-sha-256", "pool_mode = transaction", "client_tls_sslmode = require",

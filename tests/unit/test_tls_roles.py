@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from pglab.lab import Lab
 from tests.conftest import write_topology
 
 ROLES = ("pglab", "postgresql", "patroni", "etcd", "haproxy", "consul")
+# The conftest's default_vm_configs: the default VM lab's files, TLS on (True) or off (False).
+DefaultVmConfigs = Callable[..., dict[str, dict[str, str]]]
 TEMPLATES = {  # role -> (template, the group whose hosts run it)
     "patroni": ("patroni.yml.j2", "pglab_postgres"),
     "etcd": ("etcd.conf.yml.j2", "pglab_dcs"),
@@ -25,19 +28,21 @@ TEMPLATES = {  # role -> (template, the group whose hosts run it)
 }
 
 
-def _render_configs(lab: Lab, out: Path) -> dict[str, dict[str, str]]:
+def _render_configs(lab: Lab, out: Path, roles: tuple[str, ...] | None = None,
+                    templates: dict[str, tuple[str, str]] | None = None) -> dict[str, dict[str, str]]:
     """{role: {node: text}}: every role's template rendered for each node of its group. The
     roles are in the play (their defaults count, their argument specs are checked), their tasks
-    are skipped by tag, and only the template tasks below run, writing into ``out``."""
+    are skipped by tag, and only the template tasks below run, writing into ``out``. ``roles`` and
+    ``templates`` default to ROLES and TEMPLATES."""
     rendered = lab.render()
     tasks = [
         {"name": f"Render {role}", "ansible.builtin.template": {
             "src": str(paths.roles_dir() / role / "templates" / template),
             "dest": f"{out}/{role}-{{{{ inventory_hostname }}}}", "mode": "0600"},
          "when": f"inventory_hostname in groups['{group}']", "tags": ["render"]}
-        for role, (template, group) in TEMPLATES.items()
+        for role, (template, group) in (TEMPLATES if templates is None else templates).items()
     ]
-    play = [{"hosts": "all", "gather_facts": False, "roles": list(ROLES), "tasks": tasks}]
+    play = [{"hosts": "all", "gather_facts": False, "roles": list(ROLES if roles is None else roles), "tasks": tasks}]
     playbook = out / "render.yml"
     playbook.write_text(yaml.safe_dump(play, sort_keys=False))
     env = {**os.environ, "ANSIBLE_ROLES_PATH": str(paths.roles_dir()), "ANSIBLE_NOCOLOR": "1"}
@@ -50,21 +55,13 @@ def _render_configs(lab: Lab, out: Path) -> dict[str, dict[str, str]]:
     configs: dict[str, dict[str, str]] = {}
     for path in out.iterdir():
         role, _, node = path.name.partition("-")
-        if role in TEMPLATES:
+        if role in (TEMPLATES if templates is None else templates):
             configs.setdefault(role, {})[node] = path.read_text()
     return configs
 
 
-@pytest.fixture
-def vm_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Lab:
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:/usr/bin:/bin")  # no vagrant: render only
-    return Lab.from_file(write_topology(tmp_path, name="vtls", provider="vagrant"))
-
-
-def test_vm_lab_configs_speak_tls_on_every_hop(vm_lab: Lab, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    out.mkdir()
-    configs = _render_configs(vm_lab, out)
+def test_vm_lab_configs_speak_tls_on_every_hop(default_vm_configs: DefaultVmConfigs) -> None:
+    configs = default_vm_configs(tls=True)
     tls_dir = "/etc/pglab/tls"  # no node root on VMs
     patroni = yaml.safe_load(configs["patroni"]["pg1"])
     assert patroni["restapi"]["certfile"] == f"{tls_dir}/node.crt"
@@ -115,13 +112,8 @@ def test_consul_renders_https_with_client_certificates(tmp_path: Path, monkeypat
     assert patroni["consul"]["scheme"] == "https" and patroni["consul"]["cacert"] == "/etc/pglab/tls/ca.crt"
 
 
-def test_a_plaintext_lab_keeps_plain_configs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:/usr/bin:/bin")
-    path = write_topology(tmp_path, name="plain", provider="vagrant")
-    path.write_text(path.read_text().replace("tls: true", "tls: false"))
-    out = tmp_path / "out"
-    out.mkdir()
-    configs = _render_configs(Lab.from_file(path), out)
+def test_a_plaintext_lab_keeps_plain_configs(default_vm_configs: DefaultVmConfigs) -> None:
+    configs = default_vm_configs(tls=False)
     patroni = yaml.safe_load(configs["patroni"]["pg1"])
     assert "certfile" not in patroni["restapi"] and "protocol" not in patroni["etcd3"]
     assert "host all all 192.168.11.0/24 scram-sha-256" in patroni["postgresql"]["pg_hba"]

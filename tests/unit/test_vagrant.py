@@ -47,6 +47,7 @@ case "$1" in
   status) printf '%s\\n' "1,${3:-alpha},provider-name,libvirt" "1,${3:-alpha},state,$FAKE_STATE" ;;
   ssh) printf "${FAKE_SSH_ANSWER:-active\\nfailed\\n}" ;;
   plugin) printf '%s\\n' '1,,plugin-name,vagrant-libvirt' '1,vagrant-libvirt,plugin-version,0.12' ;;
+  ssh-config) printf '%s\\n' "Host $2" "  HostName 192.168.121.7" "  User vagrant" "  Port 22" "  IdentityFile /k/$2" ;;
 esac
 """
 
@@ -175,6 +176,21 @@ def test_without_vms_the_lab_is_not_created_and_destroy_is_a_no_op(
         "ansible_become": True,
         "ansible_python_interpreter": "/usr/bin/python3",
     }
+
+
+def test_a_made_vm_is_reached_over_what_vagrant_ssh_config_says(
+    two_nodes: Topology, fake_vagrant: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "Vagrantfile").write_text(render(two_nodes))  # rendered, `vagrant up` not run yet
+    provider = VagrantProvider(two_nodes, tmp_path / "lab")
+    before_up = provider.connection_vars(two_nodes.node("alpha"))
+    assert "ansible_host" not in before_up and not fake_vagrant.exists()  # no VM yet: vagrant not asked
+    (tmp_path / "lab" / ".vagrant" / "machines").mkdir(parents=True)
+    made = provider.connection_vars(two_nodes.node("alpha"))
+    assert (made["ansible_host"], made["ansible_port"], made["ansible_ssh_private_key_file"]) == (
+        "192.168.121.7", 22, "/k/alpha")
+    assert fake_vagrant.read_text().splitlines() == ["ssh-config alpha"]
 
 
 def test_destroy_runs_vagrant_and_removes_its_state(

@@ -77,6 +77,9 @@ class VagrantProvider(SystemdProvider):
             "ansible_become": True,
             "ansible_python_interpreter": "/usr/bin/python3",
         }
+        if not (self.lab_dir / ".vagrant").is_dir():
+            # `vagrant up` never ran here: no VM to ask (each vagrant call costs seconds).
+            return {"ansible_user": "vagrant", **common}
         v = self._vagrant()
         try:
             # One `vagrant ssh-config NAME`: python-vagrant caches it for the four look-ups.
