@@ -22,7 +22,7 @@ import pytest
 
 from pglab import catalog, verify, waiting
 from pglab.lab import Lab, UpResult
-from tests.conftest import SECOND_LOOPBACK
+from tests.conftest import SECOND_LOOPBACK, lab_up
 from tests.integration.drilling import run_drill
 
 
@@ -30,13 +30,8 @@ from tests.integration.drilling import run_drill
 def two_sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, UpResult]]:
     path = tmp_path_factory.mktemp("sites") / "pglab.yml"
     path.write_text(catalog.default_yaml(name="itest-sites", loopback=SECOND_LOOPBACK, sites=2))
-    lab = Lab.from_file(path)
-    if lab.missing_prerequisites() and os.geteuid() != 0:
-        pytest.skip("the two-site test needs: " + "; ".join(lab.missing_prerequisites()))
-    try:
-        yield lab, lab.up(timeout=240)
-    finally:
-        lab.destroy()
+    with lab_up(path, "the two-site test", timeout=240) as up:
+        yield up
 
 
 @pytest.fixture(scope="module")
