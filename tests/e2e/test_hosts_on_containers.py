@@ -103,10 +103,14 @@ def test_hosts_provider_on_containers(tmp_path: Path, cgroups_for_crun: list[str
         topology = catalog.load(lab_file)
         lab_ports = sorted(topology.ports.model_dump().values())
         for node in topology.nodes:
-            # The image starts Debian's PgBouncer at boot, on the pooler's port: a server whose
-            # owner left it running would be refused for it, so stop it as that owner would.
-            on(servers, node.name, "systemctl disable --now pgbouncer.service")
-            print(f"{node.name} listens on:\n{on(servers, node.name, 'ss -Htlnp')}", flush=True)
+            if IMAGE is not None:
+                # An image of another pglab may start Debian's PgBouncer at boot, on the pooler's
+                # port: a server whose owner left it running would be refused for it, so stop it
+                # as that owner would. pglab's own image keeps it off.
+                on(servers, node.name, "systemctl disable --now pgbouncer.service")
+            listening = on(servers, node.name, "ss -Htlnp")
+            print(f"{node.name} listens on:\n{listening}", flush=True)
+            assert f":{topology.ports.pooler} " not in listening, f"a PgBouncer runs on {node.name} before the lab"
         before = {n.name: left_on(servers, n.name, lab_ports) for n in topology.nodes}
 
         # Refused before anything changes -------------------------------------------------------

@@ -98,3 +98,20 @@ def test_the_image_starts_systemd() -> None:
 
     changes = image.import_changes("abc")
     assert f'CMD ["{image.INIT}"]' in changes and "LABEL pglab.recipe=abc" in changes
+
+
+def test_the_box_keeps_debian_s_own_pgbouncer_off() -> None:
+    """Debian's package enables its own PgBouncer (localhost:6432): the box, and so the image, disables
+    it, and the recipe changes with it (an image that starts it is rebuilt)."""
+    assert "pgbouncer.service" in box.DISABLED_UNITS
+    assert "postgresql.service" in box.DISABLED_UNITS
+
+
+def test_the_pgbouncer_role_stops_the_package_s_instance_only_where_it_installed_it() -> None:
+    """On a machine or server where the package was there before, its instance is its owner's."""
+    tasks = yaml.safe_load((ROLES / "pgbouncer" / "tasks" / "packages.yml").read_text())
+    stop = next(t for t in tasks if "disable --now" in " ".join(t.get("ansible.builtin.command", {}).get("argv", [])))
+    assert "pglab_packages_just_installed" in stop["when"]
+    shared = yaml.safe_load((ROLES / "pglab" / "tasks" / "packages.yml").read_text())
+    names = [t["name"] for t in shared]
+    assert names.index("Remember which of them this run installs") < names.index("Install the missing packages")

@@ -46,7 +46,9 @@ LAB_PACKAGES = [
 # Virtual environments of the stacks (Patroni's: the path and pip packages its role's defaults name).
 VENVS = [venv for spec in stacks.specs() for venv in spec.box_venvs()]
 # Units the packages enable that would start with Debian's defaults before the roles run.
-DISABLED_UNITS = [*(unit for spec in stacks.specs() for unit in spec.box_disabled_units), "postgresql.service"]
+DISABLED_UNITS = [*(unit for spec in stacks.specs() for unit in spec.box_disabled_units),
+                  *(unit for component in components() for unit in component.box_disabled_units),
+                  "postgresql.service"]
 VAGRANT_KEY = Path("/usr/share/rubygems-integration/all/gems")
 
 Report = Callable[[str], None]
