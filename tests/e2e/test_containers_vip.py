@@ -1,6 +1,7 @@
-"""The virtual IP, end to end on containers: the compact Patroni lab on podman with ``vip:``,
-`pglab verify` (the VIP's checks among the others: it sits on the leader's node, answers there,
-moves after a switchover), `pglab drill switchover --via vip`, `pglab destroy` leaving nothing.
+"""The virtual IP, end to end on containers: the compact Patroni lab on podman with ``vip:`` (or,
+with ``PGLAB_E2E_STACK=pg_auto_failover`` as for the other container test, a monitor and two data
+nodes), `pglab verify` (the VIP's checks among the others: it sits on the leader's node, answers
+there, moves after a switchover), `pglab drill switchover --via vip`, `pglab destroy` leaving nothing.
 
 Opt-in as the other container test (``PGLAB_E2E_CONTAINERS=1``). Every packet stays in the
 namespace the provider makes; this process never joins it, only the pglab commands it runs do.
@@ -40,6 +41,15 @@ nodes:
   - {{name: pg1, address: {SUBNET}.12, roles: [postgres]}}
   - {{name: pg2, address: {SUBNET}.13, roles: [postgres]}}
 """
+# pg_auto_failover: the monitor on the first node instead of the DCS and HAProxy.
+PGAF_TOPOLOGY = TOPOLOGY.replace("nodes:\n", "stack: pg_auto_failover\nnodes:\n").replace(
+    "{name: dcs, address: " + SUBNET + ".11, roles: [dcs, haproxy]}",
+    "{name: monitor, address: " + SUBNET + ".11, roles: [monitor]}")
+
+
+def topology_text() -> str:
+    """The lab under test, of the stack ``PGLAB_E2E_STACK`` names (Patroni by default)."""
+    return PGAF_TOPOLOGY if os.environ.get("PGLAB_E2E_STACK", "patroni") == "pg_auto_failover" else TOPOLOGY
 # What check 4 of the VIP prints: where PostgreSQL at the VIP answered as the primary, how soon.
 MOVED = re.compile(r"vip: answered as the primary on (\S+) ([\d.]+) s after the switchover .* \(([\d.]+) s after it")
 
@@ -70,7 +80,8 @@ def test_vip_lab_up_verify_drill_via_vip_destroy(tmp_path: Path, cgroups_for_cru
     if built.built:
         figures["image_s"] = round(time.monotonic() - started)
     lab_file = tmp_path / "pglab.yml"
-    lab_file.write_text(TOPOLOGY)
+    lab_file.write_text(topology_text())
+    figures["stack"] = os.environ.get("PGLAB_E2E_STACK", "patroni")
     try:
         started = time.monotonic()
         pglab("up", lab_file=lab_file)

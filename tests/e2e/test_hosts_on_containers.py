@@ -44,6 +44,9 @@ HOLDER = "pglab-test-port-holder"
 # An image to use as it is, instead of building pglab's own (one made by another checkout of
 # pglab, whose recipe differs): the servers need only systemd, sshd and the lab's packages.
 IMAGE = os.environ.get("PGLAB_E2E_IMAGE")
+# Who pglab logs in as: the image's ordinary administrator (another pglab's image may have only the
+# VM box's vagrant user).
+USER = "vagrant" if IMAGE else image.ADMIN_USER
 pytestmark = pytest.mark.skipif(os.environ.get("PGLAB_E2E_CONTAINERS") != "1", reason=OPT_IN)
 
 
@@ -65,7 +68,7 @@ def on(servers: PodmanProvider, node: str, command: str, check: bool = True) -> 
 
 def lab_text(key: Path) -> str:
     return (f"name: {LAB}\nprovider: hosts\npostgres: {{scope: {LAB}}}\nnetwork: {{subnet: 10.101.0.0/24}}\n"
-            f"backup: {{enabled: true}}\nhosts: {{user: vagrant, key_file: {key}, become: true}}\n{NODES}")
+            f"backup: {{enabled: true}}\nhosts: {{user: {USER}, key_file: {key}, become: true}}\n{NODES}")
 
 
 def left_on(servers: PodmanProvider, node: str, ports: list[int]) -> list[str]:
@@ -102,11 +105,19 @@ def test_hosts_provider_on_containers(tmp_path: Path, cgroups_for_crun: list[str
         servers.create()  # the servers, their sshd with the key; this process is now in their namespace
         topology = catalog.load(lab_file)
         lab_ports = sorted(topology.ports.model_dump().values())
+        public_key = servers.key_file.with_suffix(".pub").read_text().strip()
         for node in topology.nodes:
-            # The image starts Debian's PgBouncer at boot, on the pooler's port: a server whose
-            # owner left it running would be refused for it, so stop it as that owner would.
-            on(servers, node.name, "systemctl disable --now pgbouncer.service")
-            print(f"{node.name} listens on:\n{on(servers, node.name, 'ss -Htlnp')}", flush=True)
+            # The lab's key for the administrator, as a server's owner would have given it.
+            keys = f"/home/{USER}/.ssh/authorized_keys"
+            on(servers, node.name, f"echo {shlex.quote(public_key)} > {keys} && chown {USER}: {keys}")
+            if IMAGE is not None:
+                # An image of another pglab may start Debian's PgBouncer at boot, on the pooler's
+                # port: a server whose owner left it running would be refused for it, so stop it
+                # as that owner would. pglab's own image keeps it off.
+                on(servers, node.name, "systemctl disable --now pgbouncer.service")
+            listening = on(servers, node.name, "ss -Htlnp")
+            print(f"{node.name} listens on:\n{listening}", flush=True)
+            assert f":{topology.ports.pooler} " not in listening, f"a PgBouncer runs on {node.name} before the lab"
         before = {n.name: left_on(servers, n.name, lab_ports) for n in topology.nodes}
 
         # Refused before anything changes -------------------------------------------------------
@@ -118,7 +129,7 @@ def test_hosts_provider_on_containers(tmp_path: Path, cgroups_for_crun: list[str
         time.sleep(1)
         refused = pglab("up", lab_file=lab_file, expect=2)
         said = " ".join(refused.stderr.split())
-        assert "pg2 (10.101.0.13) did not answer SSH as vagrant" in said, said
+        assert f"pg2 (10.101.0.13) did not answer SSH as {USER}" in said, said
         assert "dcs (10.101.0.11) runs Ubuntu 22.04.3 LTS, not Debian 12" in said, said
         assert f"on pg1 (10.101.0.12) ports the lab needs are held: {topology.ports.patroni} (postgres) by " \
                f"{HOLDER}.service" in said, said

@@ -75,18 +75,21 @@ def test_the_container_image_and_the_vm_box_share_one_recipe(tmp_path: Path, mon
     monkeypatch.setattr(box, "check_tools", lambda *tools: None)
     monkeypatch.setattr(image, "recipe_of_image", lambda name=image.IMAGE_NAME: None)
     monkeypatch.setattr(box, "make_rootfs", lambda root, work, report: (made.append(root), root.mkdir()))
+    admins: list[Path] = []
+    monkeypatch.setattr(image, "add_admin", lambda root, work: admins.append(root))
     imported: list[tuple[Path, str, list[str]]] = []
     monkeypatch.setattr(image, "podman_import", lambda root, name, changes: imported.append((root, name, changes)))
     result = image.build(report=lambda _text: None)
     assert result.built and made == [tmp_path / "build" / "rootfs"]
-    assert imported == [(made[0], image.IMAGE_NAME, image.import_changes(box.recipe()))]
+    assert imported == [(made[0], image.IMAGE_NAME, image.import_changes(image.recipe()))]
+    assert admins == made  # the image's own administrator, beside the box's vagrant user
     assert not (tmp_path / "build").exists()  # the work directory goes once the image is in podman
 
 
 def test_an_image_of_this_recipe_is_reused_and_another_rebuilt(monkeypatch: pytest.MonkeyPatch) -> None:
     from pglab.vm import image
 
-    monkeypatch.setattr(image, "recipe_of_image", lambda name=image.IMAGE_NAME: box.recipe())
+    monkeypatch.setattr(image, "recipe_of_image", lambda name=image.IMAGE_NAME: image.recipe())
     assert image.is_current()
     assert not image.build(report=lambda _text: None).built
     monkeypatch.setattr(image, "recipe_of_image", lambda name=image.IMAGE_NAME: "0123456789abcdef")
@@ -98,3 +101,29 @@ def test_the_image_starts_systemd() -> None:
 
     changes = image.import_changes("abc")
     assert f'CMD ["{image.INIT}"]' in changes and "LABEL pglab.recipe=abc" in changes
+
+
+def test_the_box_keeps_debian_s_own_pgbouncer_off() -> None:
+    """Debian's package enables its own PgBouncer (localhost:6432): the box, and so the image, disables
+    it, and the recipe changes with it (an image that starts it is rebuilt)."""
+    assert "pgbouncer.service" in box.DISABLED_UNITS
+    assert "postgresql.service" in box.DISABLED_UNITS
+
+
+def test_the_pgbouncer_role_stops_the_package_s_instance_only_where_it_installed_it() -> None:
+    """On a machine or server where the package was there before, its instance is its owner's."""
+    tasks = yaml.safe_load((ROLES / "pgbouncer" / "tasks" / "packages.yml").read_text())
+    stop = next(t for t in tasks if "disable --now" in " ".join(t.get("ansible.builtin.command", {}).get("argv", [])))
+    assert "pglab_packages_just_installed" in stop["when"]
+    shared = yaml.safe_load((ROLES / "pglab" / "tasks" / "packages.yml").read_text())
+    names = [t["name"] for t in shared]
+    assert names.index("Remember which of them this run installs") < names.index("Install the missing packages")
+
+
+def test_the_image_s_recipe_follows_the_box_s_and_adds_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pglab.vm import image
+
+    before = image.recipe()
+    assert before != box.recipe()  # the image adds an administrator the box has not
+    monkeypatch.setattr(box, "LAB_PACKAGES", [*box.LAB_PACKAGES, "postgresql-15-repack"])
+    assert image.recipe() != before

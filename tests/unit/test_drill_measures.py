@@ -110,3 +110,16 @@ def test_the_figures_in_one_line_and_the_stacks_words_cut_to_width() -> None:
                                "worst replay lag 12,960 bytes (pg2); healthy again: 21.5 s")
     assert len(measures.said_line(80)) == 80 and measures.said_line(80).startswith("patroni on pg2: xxx")
     assert "nothing" in Measures().said_line() and "never unhealthy" in Measures().line()
+
+
+def test_a_new_connection_through_several_hosts_may_wait_out_each_silent_one() -> None:
+    """A frozen first host of a multi-host URI (pg_auto_failover) takes libpq's connect timeout
+    before the next host is tried: the probe's client waits that long to connect, not to write."""
+    from pglab.drills.probe import CONNECT_TIMEOUT, WriteProbe
+
+    multi = WriteProbe({"host": "10.0.0.12,10.0.0.13", "port": 5432}, timeout=1.0)
+    assert multi.attempt_bound(connecting=True) == 1.0 + CONNECT_TIMEOUT
+    assert multi.attempt_bound(connecting=False) == 1.0  # a statement on an open session: the client's own bound
+    assert multi.timeout_ms == 1000 and multi.conninfo["connect_timeout"] == CONNECT_TIMEOUT
+    single = WriteProbe({"host": "10.0.0.10", "port": 5000}, timeout=1.0)
+    assert single.attempt_bound(connecting=True) == single.attempt_bound(connecting=False) == 1.0

@@ -172,12 +172,54 @@ def test_podman_gives_containers_raw_sockets_and_binding_an_address_not_held_yet
     assert "net.ipv4.ip_nonlocal_bind=1" in podman.SYSCTLS
 
 
-def test_a_stack_without_a_primary_check_refuses_a_vip() -> None:
-    text = lab_text().replace("nodes:\n", "stack: pg_auto_failover\nnodes:\n")
-    text = text.replace("[dcs, haproxy]", "[monitor]")
+PGAF_LAB = lab_text().replace("nodes:\n", "stack: pg_auto_failover\nnodes:\n").replace(
+    "{name: dcs, address: 10.100.0.11, roles: [dcs, haproxy]}",
+    "{name: monitor, address: 10.100.0.11, roles: [monitor]}")
+
+
+def test_a_pg_auto_failover_lab_takes_a_vip_on_its_data_nodes() -> None:
+    topology = parse(PGAF_LAB)
+    assert topology.vip is not None and str(topology.vip.address) == "10.100.0.50"
+    assert [n.name for n in topology.nodes if vip.runs_on(topology, n)] == ["pg1", "pg2"]
+    _names, pg1 = certs.node_sans(topology, topology.node("pg1"))
+    assert ipaddress.IPv4Address("10.100.0.50") in pg1
+
+
+def test_pg_auto_failover_s_primary_check_asks_the_node_s_own_postgresql_over_its_socket() -> None:
+    check = stacks.spec("pg_auto_failover").primary_check(parse(PGAF_LAB))
+    # As the service user on the Unix socket: no password, no TLS, no monitor to wait for.
+    assert "/psql -X -qAt -h {{ postgresql_socket_dir }} -p 5432 -d postgres" in check
+    assert "SELECT pg_is_in_recovery()" in check and check.endswith("| grep -qx f")
+    assert check.startswith("PGCONNECT_TIMEOUT=2 ")  # a hung server fails the check, not keepalived
+
+
+def test_a_stack_without_a_primary_check_refuses_a_vip(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(type(stacks.spec("pg_auto_failover")), "primary_check", lambda self, topology: "")
     with pytest.raises(TopologyError) as refused:
-        parse(text)
+        parse(PGAF_LAB)
     assert "field vip" in str(refused.value) and "stack: patroni" in str(refused.value)
+
+
+def test_keepalived_and_postgresql_of_a_pg_auto_failover_lab_with_a_vip(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    listen = tmp_path / "listen.j2"
+    listen.write_text("{{ pg_auto_failover_listen_addresses | join(',') }}\n")
+    monkeypatch.setattr(test_tls_roles, "ROLES", ("pglab", "postgresql", "pg_auto_failover", "keepalived"))
+    monkeypatch.setattr(test_tls_roles, "TEMPLATES", {"pg_auto_failover": (str(listen), "pglab_postgres"),
+                                                      "keepalived": ("pglab-is-primary.j2", "pglab_postgres")})
+    out = tmp_path / "out"
+    out.mkdir()
+    configs = test_tls_roles._render_configs(podman_lab(tmp_path / "lab", PGAF_LAB), out)
+    # pg_autoctl starts PostgreSQL with -h: the node's address and the VIP, on data nodes only.
+    assert configs["pg_auto_failover"] == {"pg1": "10.100.0.12,10.100.0.50\n", "pg2": "10.100.0.13,10.100.0.50\n"}
+    script = configs["keepalived"]["pg2"]
+    assert script.startswith("#!/bin/sh\n")
+    assert "/usr/lib/postgresql/15/bin/psql -X -qAt -h /run/postgresql -p 5432 -d postgres" in script
+    plain = podman_lab(tmp_path / "plain", PGAF_LAB.replace("vip: {address: 10.100.0.50}\n", ""))
+    out2 = tmp_path / "out2"
+    out2.mkdir()
+    monkeypatch.setattr(test_tls_roles, "TEMPLATES", {"pg_auto_failover": (str(listen), "pglab_postgres")})
+    assert test_tls_roles._render_configs(plain, out2)["pg_auto_failover"]["pg1"] == "10.100.0.12\n"
 
 
 # Where clients reach it: endpoints, --via vip, status -------------------------------------------

@@ -127,6 +127,9 @@ class Component(ABC):
     accounts: ClassVar[tuple[Account, ...]] = ()
     # Debian packages the offline box holds for it (its role installs the same ones).
     packages: ClassVar[tuple[str, ...]] = ()
+    # Units its packages enable that the box disables, so Debian's defaults never start them (a
+    # package's own instance would hold the component's port before its role runs).
+    box_disabled_units: ClassVar[tuple[str, ...]] = ()
     # Its own section of the topology, named after it (``pooler:``), with the model's defaults
     # when a lab's file has none; None: no section.
     settings: ClassVar[type[BaseModel] | None] = None

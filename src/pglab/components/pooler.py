@@ -95,6 +95,8 @@ class PoolerComponent(Component):
     checks = ("test_03_pooler", "test_04_switchover_pooler")
     ports: ClassVar[Mapping[str, int]] = PORTS
     packages = PACKAGES
+    # Debian's package enables its own instance (localhost:6432, /etc/pgbouncer); the role runs pglab's.
+    box_disabled_units = (f"{SERVICE}.service",)
     settings: ClassVar[type[BaseModel] | None] = PoolerSettings
     comments: ClassVar[Mapping[str, str]] = {
         "pooler": "PgBouncer on every data node, in the clients' path (needs tls: true)",

@@ -35,10 +35,15 @@ import psycopg.errors
 
 from pglab.sql import first_line
 from pglab.waiting import timeout_scale
-from pglab.write_clock import HOST_CONNECT_TIMEOUT, attempt_timeout
+from pglab.write_clock import HOST_CONNECT_TIMEOUT
 
 TABLE = "pglab_probe"
 CLIENT_TIMEOUT = 1.0  # seconds an attempt (connect included) may take before the client gives up
+# libpq's connect_timeout for each host (its floor: less counts as 2 s). Through a multi-host URI
+# (pg_auto_failover's) a client waits it out for every host it tries before the one that takes
+# writes: a frozen node accepts TCP and never completes TLS, so a client bounded by CLIENT_TIMEOUT
+# alone could never connect past it, though the primary behind it answers.
+CONNECT_TIMEOUT = HOST_CONNECT_TIMEOUT  # the write clock's, so both clients measure alike
 INTERVAL = 0.01  # seconds between attempts
 PROBE_LIMIT = 600.0  # the probe never runs longer than this
 
@@ -165,16 +170,15 @@ class WriteProbe:
         # On an emulated VM a healthy commit can take longer than a real client would wait.
         timeout = CLIENT_TIMEOUT * timeout_scale() if timeout is None else timeout
         self.timeout_ms = int(timeout * 1000)
-        self.conninfo = {**conninfo, "connect_timeout": HOST_CONNECT_TIMEOUT,
+        self.conninfo = {**conninfo, "connect_timeout": CONNECT_TIMEOUT,
                          "options": f"-c statement_timeout={self.timeout_ms}", "application_name": "pglab-probe"}
+        # A new connection may first wait out each host but the last (see CONNECT_TIMEOUT).
+        self.connect_allowance = float(CONNECT_TIMEOUT * str(conninfo.get("host", "")).count(","))
         # The operation runs in a transaction the probe opens at this level (None: autocommit);
         # it may commit itself, else the probe commits.
         self.isolation = isolation
         self.interval, self.limit, self.step = interval, limit, step
-        # A multi-host endpoint: libpq spends up to connect_timeout on a frozen host before the
-        # next one, so the attempt allows that per host it may skip (else it never reaches the
-        # new primary while the old one hangs).
-        self.timeout = attempt_timeout(str(conninfo.get("host", "")), timeout)
+        self.timeout = timeout
         self.first = step if start is None else start
         self.client, self.operation, self.on_ack = client, operation, on_ack
         self.reads_only = reads_only  # a reader: a standby answering is no promotion to follow
@@ -197,16 +201,17 @@ class WriteProbe:
                 if self._halt.is_set() or time.monotonic() - started > self.limit:
                     break
                 begun = time.monotonic()
+                bound = self.attempt_bound(connecting=session is None)
                 future = pool.submit(self._attempt, session, id_)
                 try:
-                    session, detail = future.result(timeout=self.timeout)
+                    session, detail = future.result(timeout=bound)
                     self._record(Attempt(id_, begun, time.monotonic(), True, client=self.client,
                                          server=session[1], detail=detail))
                     self._halt.wait(self.interval)
                 except concurrent.futures.TimeoutError:
                     # The attempt's thread may stay blocked (a frozen server): leave it, as a
                     # client would, and go on with a fresh thread and connection.
-                    self._record(Attempt(id_, begun, time.monotonic(), False, f"no answer within {self.timeout:g} s",
+                    self._record(Attempt(id_, begun, time.monotonic(), False, f"no answer within {bound:g} s",
                                          client=self.client, server=session[1] if session else None))
                     pool.shutdown(wait=False)
                     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pglab-probe-attempt")
@@ -226,6 +231,11 @@ class WriteProbe:
         finally:
             pool.shutdown(wait=False)
             _close(session[0] if session else None)
+
+    def attempt_bound(self, connecting: bool) -> float:
+        """Seconds an attempt may take: the client timeout, and with a new connection through
+        several hosts the connect timeout of each host before the last."""
+        return self.timeout + (self.connect_allowance if connecting else 0.0)
 
     def _attempt(self, session: Session | None, id_: int) -> tuple[Session, Any]:
         """One attempt, in the attempt thread: the session to use next and the operation's

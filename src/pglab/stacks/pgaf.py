@@ -612,6 +612,14 @@ class PgAutoFailoverSpec(StackSpec):
             "pg_auto_failover_candidate_priorities": dict(settings.candidate_priorities),
         }
 
+    def primary_check(self, topology: Topology) -> str:
+        """The node's own PostgreSQL, asked over its Unix socket as the service user (no password,
+        no TLS, no monitor): not in recovery. The keeper promotes and demotes it as the monitor
+        says, so this follows the formation's primary; a PostgreSQL that is stopped, hangs past
+        the connect timeout or replays WAL keeps the address away."""
+        return (f"PGCONNECT_TIMEOUT=2 {{{{ postgresql_bin_dir }}}}/psql -X -qAt -h {{{{ postgresql_socket_dir }}}} "
+                f"-p {topology.ports.postgres} -d postgres -c 'SELECT pg_is_in_recovery()' | grep -qx f")
+
     def prerequisites(self, topology: Topology) -> list[Prerequisite]:
         version = topology.postgres.version
         extension = Path(f"/usr/share/postgresql/{version}/extension/pgautofailover.control")

@@ -46,7 +46,9 @@ LAB_PACKAGES = [
 # Virtual environments of the stacks (Patroni's: the path and pip packages its role's defaults name).
 VENVS = [venv for spec in stacks.specs() for venv in spec.box_venvs()]
 # Units the packages enable that would start with Debian's defaults before the roles run.
-DISABLED_UNITS = [*(unit for spec in stacks.specs() for unit in spec.box_disabled_units), "postgresql.service"]
+DISABLED_UNITS = [*(unit for spec in stacks.specs() for unit in spec.box_disabled_units),
+                  *(unit for component in components() for unit in component.box_disabled_units),
+                  "postgresql.service"]
 VAGRANT_KEY = Path("/usr/share/rubygems-integration/all/gems")
 
 Report = Callable[[str], None]
@@ -175,20 +177,20 @@ def make_rootfs(root: Path, work: Path, report: Report) -> None:
     with _mounted(root):
         report("installing PostgreSQL 15, etcd, HAProxy, pg_auto_failover into the image")
         _prepare_services(root)
-        _chroot(root, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *LAB_PACKAGES], work)
+        chroot(root, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *LAB_PACKAGES], work)
         for venv, pip_packages in VENVS:
             report(f"installing {', '.join(pip_packages)} into {venv} (pip)")
             # Wheels made by this machine's pip (its proxy and CA settings apply), installed
             # offline: the image's Python is the same 3.11.
             wheels = root / "tmp" / "wheels"
             _run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheels), *pip_packages], work)
-            _chroot(root, ["python3", "-m", "venv", venv], work)
-            _chroot(root, [f"{venv}/bin/pip", "install", "-q", "--no-index", "--find-links=/tmp/wheels",
+            chroot(root, ["python3", "-m", "venv", venv], work)
+            chroot(root, [f"{venv}/bin/pip", "install", "-q", "--no-index", "--find-links=/tmp/wheels",
                            "--disable-pip-version-check", *pip_packages], work)
             shutil.rmtree(wheels)
         report("adding the SSH user, SSH and the network configuration")
         _configure_guest(root, work)
-        _chroot(root, ["apt-get", "clean"], work)
+        chroot(root, ["apt-get", "clean"], work)
 
 
 def remove(report: Report = print) -> None:
@@ -243,13 +245,13 @@ def _prepare_services(root: Path) -> None:
 
 def _configure_guest(root: Path, work: Path) -> None:
     (root / "usr/sbin/policy-rc.d").unlink()
-    _chroot(root, ["useradd", "--create-home", "--shell", "/bin/bash", "vagrant"], work)
+    chroot(root, ["useradd", "--create-home", "--shell", "/bin/bash", "vagrant"], work)
     ssh_dir = root / "home/vagrant/.ssh"
     ssh_dir.mkdir(mode=0o700)
     # VMs' first SSH login uses Vagrant's well-known key; containers get a key of their lab's instead.
     (ssh_dir / "authorized_keys").write_text(_insecure_key() if shutil.which("vagrant") else "")
     (ssh_dir / "authorized_keys").chmod(0o600)
-    _chroot(root, ["chown", "-R", "vagrant:vagrant", "/home/vagrant/.ssh"], work)
+    chroot(root, ["chown", "-R", "vagrant:vagrant", "/home/vagrant/.ssh"], work)
     sudoers = root / "etc/sudoers.d/vagrant"
     sudoers.write_text("vagrant ALL=(ALL) NOPASSWD: ALL\nDefaults:vagrant !requiretty\n")
     sudoers.chmod(0o440)
@@ -263,7 +265,7 @@ def _configure_guest(root: Path, work: Path) -> None:
     # SSH answers fast without reverse DNS (the VMs have no resolver worth asking).
     (root / "etc/ssh/sshd_config.d/pglab.conf").write_text("UseDNS no\n")
     (root / "etc/resolv.conf").write_text("")
-    _chroot(root, ["systemctl", "disable", *DISABLED_UNITS], work)
+    chroot(root, ["systemctl", "disable", *DISABLED_UNITS], work)
     # Every VM would share these host keys: the first boot makes its own instead.
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
@@ -277,7 +279,7 @@ def _configure_guest(root: Path, work: Path) -> None:
                   for kind in ("ed25519", "ecdsa"))
         + "\n"
         "[Install]\nWantedBy=multi-user.target\n")
-    _chroot(root, ["systemctl", "enable", "pglab-ssh-host-keys.service"], work)
+    chroot(root, ["systemctl", "enable", "pglab-ssh-host-keys.service"], work)
     for lists in (root / "var/lib/apt/lists").glob("*_dists_*"):
         lists.unlink()
 
@@ -317,7 +319,7 @@ def _boot_time_identity(root: Path, work: Path) -> None:
     script.write_text(ADDRESS_SCRIPT)
     script.chmod(0o755)
     (root / "etc/systemd/system/pglab-address.service").write_text(ADDRESS_UNIT)
-    _chroot(root, ["systemctl", "enable", "pglab-address.service"], work)
+    chroot(root, ["systemctl", "enable", "pglab-address.service"], work)
 
 
 def _insecure_key() -> str:
@@ -351,7 +353,8 @@ def _run(command: list[str], work: Path) -> None:
                          f"(exit {done.returncode}). Last lines of {log}:\n{tail}")
 
 
-def _chroot(root: Path, command: list[str], work: Path) -> None:
+def chroot(root: Path, command: list[str], work: Path) -> None:
+    """``command`` run inside the root filesystem being built (its output in the build log)."""
     _run(["chroot", str(root), *command], work)
 
 

@@ -8,6 +8,7 @@ fingerprint as a label, so an image from another recipe is rebuilt rather than r
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import time
@@ -22,6 +23,10 @@ IMAGE_NAME = "localhost/pglab/debian12"
 RECIPE_LABEL = "pglab.recipe"
 # What podman runs when a container starts: systemd, which starts sshd and the lab's units.
 INIT = "/sbin/init"
+# An ordinary administrator with passwordless sudo, as a server a user already has would have one:
+# the hosts provider's test logs in as this user. (The VM box's vagrant user stays, for the podman
+# provider, which connects as the box's user.)
+ADMIN_USER = "admin"
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,12 @@ def import_changes(recipe: str) -> list[str]:
     return [f"CMD [\"{INIT}\"]", f"LABEL {RECIPE_LABEL}={recipe}", "STOPSIGNAL SIGRTMIN+3"]
 
 
+def recipe() -> str:
+    """The box's recipe and what the image adds to it (its own fstab, the admin user): an image
+    from another recipe is rebuilt."""
+    return hashlib.sha256(f"{box.recipe()}|fstab|{ADMIN_USER}".encode()).hexdigest()[:16]
+
+
 def recipe_of_image(name: str = IMAGE_NAME) -> str | None:
     """The recipe label of the image podman holds under ``name``; None when there is no such image."""
     if not shutil.which("podman"):
@@ -47,7 +58,7 @@ def recipe_of_image(name: str = IMAGE_NAME) -> str | None:
 
 
 def is_current(name: str = IMAGE_NAME) -> bool:
-    return recipe_of_image(name) == box.recipe()
+    return recipe_of_image(name) == recipe()
 
 
 def can_build() -> bool:
@@ -59,7 +70,7 @@ def build(report: box.Report = print, force: bool = False) -> ImageResult:
     """Build and import the image unless podman holds one of this recipe already."""
     started = time.monotonic()
     found = recipe_of_image()
-    if not force and found == box.recipe():
+    if not force and found == recipe():
         report(f"image {IMAGE_NAME} is already imported; reusing it (--force rebuilds it)")
         return ImageResult(IMAGE_NAME, False, time.monotonic() - started)
     if not force and found is not None:
@@ -71,9 +82,24 @@ def build(report: box.Report = print, force: bool = False) -> ImageResult:
         # mount unit failing on /dev/vda would leave systemd "degraded" in every container.
         (root / "etc").mkdir(parents=True, exist_ok=True)
         (root / "etc/fstab").write_text("# a container's filesystems are podman's\n")
+        add_admin(root, work)
         report(f"podman import {IMAGE_NAME}")
-        podman_import(root, IMAGE_NAME, import_changes(box.recipe()))
+        podman_import(root, IMAGE_NAME, import_changes(recipe()))
     return ImageResult(IMAGE_NAME, True, time.monotonic() - started)
+
+
+def add_admin(root: Path, work: Path) -> None:
+    """The image's administrator (:data:`ADMIN_USER`): a home with an empty authorized_keys, for
+    whoever starts a container to fill, and passwordless sudo."""
+    box.chroot(root, ["useradd", "--create-home", "--shell", "/bin/bash", ADMIN_USER], work)
+    ssh_dir = root / "home" / ADMIN_USER / ".ssh"
+    ssh_dir.mkdir(mode=0o700)
+    (ssh_dir / "authorized_keys").write_text("")
+    (ssh_dir / "authorized_keys").chmod(0o600)
+    box.chroot(root, ["chown", "-R", f"{ADMIN_USER}:{ADMIN_USER}", f"/home/{ADMIN_USER}/.ssh"], work)
+    sudoers = root / "etc" / "sudoers.d" / ADMIN_USER
+    sudoers.write_text(f"{ADMIN_USER} ALL=(ALL) NOPASSWD: ALL\n")
+    sudoers.chmod(0o440)
 
 
 def podman_import(root: Path, name: str, changes: list[str]) -> None:
