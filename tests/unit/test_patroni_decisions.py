@@ -159,6 +159,12 @@ def test_a_switchover_patroni_did_not_see_end_is_still_under_way() -> None:
 def test_a_switchover_waits_for_patroni_to_name_a_synchronous_standby() -> None:
     # Synchronous mode, a replica just back from a restart: Patroni has no sync standby yet.
     assert patroni._no_sync_standby_yet(412, "switchover is not possible: can not find sync_standby")
-    # Asking for a candidate that is not the sync standby is a refusal that stands.
-    assert not patroni._no_sync_standby_yet(412, "candidate name does not match with sync_standby")
+    # With a candidate: a refusal that stands while another replica is the sync standby ...
+    refused = "candidate name does not match with sync_standby"
+    named = {"members": [{"name": "pg1", "role": "leader"}, {"name": "pg2", "role": "sync_standby"},
+                         {"name": "pg3", "role": "replica"}]}
+    assert not patroni._no_sync_standby_yet(412, refused, named)
+    # ... and a wait while none is named yet (the old leader just back, after a switchover).
+    unnamed = {"members": [{"name": "pg1", "role": "leader"}, {"name": "pg2", "role": "replica"}]}
+    assert patroni._no_sync_standby_yet(412, refused, unnamed)
     assert not patroni._no_sync_standby_yet(200, "Successfully switched over")
