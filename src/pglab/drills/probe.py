@@ -35,7 +35,7 @@ import psycopg.errors
 
 from pglab.sql import first_line
 from pglab.waiting import timeout_scale
-from pglab.write_clock import HOST_CONNECT_TIMEOUT
+from pglab.write_clock import HOST_CONNECT_TIMEOUT, attempt_timeout
 
 TABLE = "pglab_probe"
 CLIENT_TIMEOUT = 1.0  # seconds an attempt (connect included) may take before the client gives up
@@ -173,12 +173,11 @@ class WriteProbe:
         self.conninfo = {**conninfo, "connect_timeout": CONNECT_TIMEOUT,
                          "options": f"-c statement_timeout={self.timeout_ms}", "application_name": "pglab-probe"}
         # A new connection may first wait out each host but the last (see CONNECT_TIMEOUT).
-        self.connect_allowance = float(CONNECT_TIMEOUT * str(conninfo.get("host", "")).count(","))
+        self.connect_allowance = attempt_timeout(str(conninfo.get("host", "")), 0.0)
         # The operation runs in a transaction the probe opens at this level (None: autocommit);
         # it may commit itself, else the probe commits.
         self.isolation = isolation
-        self.interval, self.limit, self.step = interval, limit, step
-        self.timeout = timeout
+        self.timeout, self.interval, self.limit, self.step = timeout, interval, limit, step
         self.first = step if start is None else start
         self.client, self.operation, self.on_ack = client, operation, on_ack
         self.reads_only = reads_only  # a reader: a standby answering is no promotion to follow
