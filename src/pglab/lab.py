@@ -328,9 +328,7 @@ class Lab:
         if endpoint is None:  # no router: the first PostgreSQL node
             host, port = self.writes_endpoint()
             return {"host": host, "port": port, "dbname": "postgres", **self.connect_kwargs()}
-        # libpq's check of the server that takes writes, where the endpoint asks for it.
-        attrs = {"target_session_attrs": endpoint.target_session_attrs} if endpoint.target_session_attrs else {}
-        return {"host": endpoint.host, "port": endpoint.port, "dbname": "postgres", **self.connect_kwargs(), **attrs}
+        return {**endpoint.libpq_keywords(), "dbname": "postgres", **self.connect_kwargs()}
 
     def reads_conninfo(self, via: str | None = None) -> dict[str, Any] | None:
         """psycopg keywords for the replicas' read endpoint as the superuser (``via`` as for
@@ -339,8 +337,7 @@ class Lab:
         read = found.get("read_direct" if self.client_path(via) == "direct" and "read_direct" in found else "read")
         if read is None:
             return None
-        attrs = {"target_session_attrs": read.target_session_attrs} if read.target_session_attrs else {}
-        return {"host": read.host, "port": read.port, "dbname": "postgres", **self.connect_kwargs(), **attrs}
+        return {**read.libpq_keywords(), "dbname": "postgres", **self.connect_kwargs()}
 
     def endpoints(self) -> dict[str, str]:
         """Client connection strings (libpq URIs, no password) and the pgpass file that has it."""

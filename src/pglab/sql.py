@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.rows import TupleRow
 
 from pglab.secrets import SUPERUSER
 from pglab.waiting import timeout_scale
@@ -33,6 +34,13 @@ def tls_keywords(ca_file: Path | None) -> dict[str, str]:
     return {"sslmode": "verify-full", "sslrootcert": str(ca_file)} if ca_file else {}
 
 
+def session(conninfo: str = "", *, autocommit: bool = True, **keywords: Any) -> psycopg.Connection[TupleRow]:
+    """A psycopg session as every pglab client opens one, from a URI and/or libpq keywords: no
+    protocol-level prepared statements, since PgBouncer 1.18 in transaction mode cannot keep them
+    (another client's statement of the same name may already sit on the server connection)."""
+    return psycopg.connect(conninfo, autocommit=autocommit, prepare_threshold=None, **keywords)
+
+
 def connect(host: str, port: int, password: str, dbname: str = "postgres", user: str = SUPERUSER.user,
             autocommit: bool = True, tls: Mapping[str, str] | None = None) -> psycopg.Connection:
     """A session at host:port; ``host`` may list several hosts (see :func:`writer_attrs`);
@@ -43,8 +51,7 @@ def connect(host: str, port: int, password: str, dbname: str = "postgres", user:
         "options": f"-c statement_timeout={round(STATEMENT_TIMEOUT_MS * timeout_scale())}",
         "application_name": "pglab", **writer_attrs(host), **(tls or {}),
     }
-    # No protocol-level prepared statements: PgBouncer 1.18 in transaction mode cannot keep them.
-    return psycopg.connect(autocommit=autocommit, prepare_threshold=None, **conninfo)
+    return session(autocommit=autocommit, **conninfo)
 
 
 def query(host: str, port: int, password: str, sql: str, params: Any = None, dbname: str = "postgres",

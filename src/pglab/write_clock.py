@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from pglab import sql
 from pglab.sql import first_line
 from pglab.waiting import timeout_scale
 
@@ -106,7 +107,7 @@ class WriteClock:
 
     def _attempt(self, outcome: list[tuple[bool, str]]) -> None:
         try:
-            with psycopg.connect(autocommit=True, prepare_threshold=None, **self.conninfo) as conn:
+            with sql.session(**self.conninfo) as conn:
                 cursor = conn.execute(self.write_sql)
                 cursor.nextset()  # past the SET's result, to the write's
                 row = cursor.fetchone()

@@ -174,7 +174,7 @@ def lab(monkeypatch: pytest.MonkeyPatch) -> Any:
         made.append(FakeClients())
         return made[-1]
 
-    monkeypatch.setattr(frame.psycopg, "connect", lambda **_: FakeConnection())
+    monkeypatch.setattr(frame.sql, "session", lambda *_, **__: FakeConnection())
     monkeypatch.setattr(frame.background_load, "lag", lambda _: {})
     monkeypatch.setattr(frame, "Clients", clients)
     monkeypatch.setattr(frame, "Watch", QuietWatch)

@@ -236,7 +236,7 @@ def restore(lab: Lab, target: Target, timeout: float = 180.0, on_event: EventSin
 def archive_now(lab: Lab, on_event: EventSink = ignore_event) -> str:
     """Commit once, switch WAL on the primary and wait until the switched segment is archived;
     the segment's name."""
-    with psycopg.connect(autocommit=True, prepare_threshold=None, **lab.writes_conninfo()) as conn:
+    with sql.session(**lab.writes_conninfo()) as conn:
         # A transaction with an xid writes a commit record, stamped now: recovery to a time
         # before now finds its stop there instead of running out of WAL.
         conn.execute("SELECT txid_current()")

@@ -14,7 +14,7 @@ from pglab.lab import Lab
 def _reach(lab: Lab, which: str, password: str) -> tuple[bool, str]:
     uri = lab.endpoints()[which]
     try:
-        with psycopg.connect(uri, password=password, connect_timeout=sql.CONNECT_TIMEOUT) as conn:
+        with sql.session(uri, password=password, connect_timeout=sql.CONNECT_TIMEOUT) as conn:
             in_recovery, server = conn.execute("SELECT pg_is_in_recovery(), host(inet_server_addr())").fetchone()  # type: ignore[misc]  # one row always
     except (OSError, psycopg.Error) as exc:
         raise AssertionError(f"the {which} URI {uri} does not connect: {sql.first_line(exc)}") from None

@@ -61,7 +61,7 @@ def test_standby_lag_is_small_when_idle(whole_lab: Lab, standby: str) -> None:
 
 def test_a_row_written_on_the_primary_site_reaches_the_standby_site(whole_lab: Lab, standby: str) -> None:
     primary = whole_lab.site(whole_lab.primary_site())
-    with psycopg.connect(autocommit=True, **primary.writes_conninfo("direct")) as conn:
+    with sql.session(**primary.writes_conninfo("direct")) as conn:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())")
         row = conn.execute(f"INSERT INTO {TABLE} DEFAULT VALUES RETURNING id").fetchone()
     assert row is not None
@@ -79,7 +79,7 @@ def test_a_row_written_on_the_primary_site_reaches_the_standby_site(whole_lab: L
         done, detail, _ = waiting.poll(arrived, ROW_TIMEOUT, 0.1)
         if not done:
             missing.append(f"{node.name} ({detail})")
-    with psycopg.connect(autocommit=True, **primary.writes_conninfo("direct")) as conn:
+    with sql.session(**primary.writes_conninfo("direct")) as conn:
         conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
     assert not missing, f"row {row[0]} written on the primary site did not reach {', '.join(missing)} " \
                         f"within {ROW_TIMEOUT:.0f} s"

@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 
+from pglab import sql
 from pglab.drills import probe
 from pglab.sql import first_line
 
@@ -55,7 +56,7 @@ def lag(conninfo: dict[str, Any]) -> dict[str, Any]:
     not yet replayed, and the replay lag in seconds. An error is recorded, never raised: the
     fault comes next whatever this says."""
     try:
-        with psycopg.connect(autocommit=True, prepare_threshold=None, **conninfo) as conn:
+        with sql.session(**conninfo) as conn:
             rows = conn.execute(LAG_SQL).fetchall()
     except psycopg.Error as exc:
         return {"error": first_line(exc)}

@@ -30,6 +30,7 @@ from typing import Any
 
 import psycopg
 
+from pglab import sql
 from pglab.drills import background_load, figures, freshness, invariants, probe, workloads
 from pglab.drills.crowd import Clients, CrowdSpec
 from pglab.drills.kind import Drill, DrillKind
@@ -65,7 +66,7 @@ def run(lab: Lab, kind: DrillKind, number: int = 1, timeout: float = 90.0,
     health = lab.wait_healthy(timeout * 2, on_event)
     via = lab.client_path(via)
     conninfo = lab.writes_conninfo(via)
-    with psycopg.connect(autocommit=True, prepare_threshold=None, **conninfo) as conn:
+    with sql.session(**conninfo) as conn:
         probe.prepare_table_on(conn)  # the probe beside a cut-off node writes there, whatever the workload
         work.prepare(conn)
         if spec.load_tps:
@@ -110,7 +111,7 @@ def run(lab: Lab, kind: DrillKind, number: int = 1, timeout: float = 90.0,
             watch.stop()
         healthy_at = time.monotonic()
         drill.mark("healthy")
-        with psycopg.connect(autocommit=True, prepare_threshold=None, **conninfo) as conn:
+        with sql.session(**conninfo) as conn:
             written = work.read_back(conn)
             beside_present = probe.read_ids_on(conn) if beside is not None else set()
     except FAILED as exc:

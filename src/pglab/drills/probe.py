@@ -33,6 +33,7 @@ from typing import Any
 import psycopg
 import psycopg.errors
 
+from pglab import sql
 from pglab.sql import first_line
 from pglab.waiting import timeout_scale
 from pglab.write_clock import HOST_CONNECT_TIMEOUT, attempt_timeout
@@ -142,7 +143,7 @@ def insert_row(conn: psycopg.Connection, id_: int) -> None:
 
 def prepare_table(conninfo: dict[str, Any]) -> None:
     """An empty probe table on the current primary."""
-    with psycopg.connect(autocommit=True, prepare_threshold=None, **conninfo) as conn:
+    with sql.session(**conninfo) as conn:
         prepare_table_on(conn)
 
 
@@ -152,7 +153,7 @@ def prepare_table_on(conn: psycopg.Connection) -> None:
 
 
 def read_ids(conninfo: dict[str, Any]) -> set[int]:
-    with psycopg.connect(autocommit=True, prepare_threshold=None, **conninfo) as conn:
+    with sql.session(**conninfo) as conn:
         return read_ids_on(conn)
 
 
@@ -242,7 +243,7 @@ class WriteProbe:
         conn = session[0] if session else None
         try:
             if session is None:
-                conn = psycopg.connect(autocommit=True, prepare_threshold=None, **self.conninfo)
+                conn = sql.session(**self.conninfo)
                 session = (conn, *identify(conn))
             opening = opening_sql(self.isolation, self.timeout_ms, session[3])
             if opening is not None:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from pglab import sql
 from pglab.drills.background_load import LAG_SQL
 from pglab.lab import Lab
 from pglab.stacks.base import Stack
@@ -104,7 +105,7 @@ class Watch:
             _close(conn)
 
     def _connect(self) -> psycopg.Connection:
-        return psycopg.connect(autocommit=True, **{**self.conninfo, "connect_timeout": 2,
+        return sql.session(**{**self.conninfo, "connect_timeout": 2,
                                                    "application_name": "pglab-watch"})
 
     def _health(self, stack: Stack) -> None:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import psycopg
 
+from pglab import sql
 from pglab.stacks.base import Member
 
 SiteRole = Literal["primary", "standby", "unknown"]
@@ -64,7 +65,7 @@ def lag_between_sites(conninfo: Mapping[str, Any], slot: str) -> SiteLag | None:
     of its direct write endpoint) from the slot the standby streams through; None when the
     leader does not answer or has no such slot."""
     try:
-        with psycopg.connect(autocommit=True, prepare_threshold=None, **conninfo) as conn:
+        with sql.session(**conninfo) as conn:
             row = conn.execute(_LAG, (slot,)).fetchone()
     except psycopg.Error:
         return None

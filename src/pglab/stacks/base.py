@@ -78,13 +78,20 @@ class ClientEndpoint:
         """libpq's host value: the hosts, comma-separated."""
         return ",".join(self.hosts)
 
+    def session_attrs(self) -> dict[str, str]:
+        """libpq's check of the server it lands on (one that takes writes ...), where the endpoint
+        asks for one."""
+        return {"target_session_attrs": self.target_session_attrs} if self.target_session_attrs else {}
+
+    def libpq_keywords(self) -> dict[str, Any]:
+        """host, port and the session check, as psycopg keywords."""
+        return {"host": self.host, "port": self.port, **self.session_attrs()}
+
     def uri(self, user: str = "postgres", dbname: str = "postgres", options: Mapping[str, str] | None = None) -> str:
         """A libpq URI without a password (it comes from the lab's pgpass file); ``options`` are
         more libpq keywords (the lab's sslmode and sslrootcert)."""
         hosts = ",".join(f"{h}:{self.port}" for h in self.hosts)
-        return f"postgresql://{user}@{hosts}/{dbname}" + uri_query(
-            {**({"target_session_attrs": self.target_session_attrs} if self.target_session_attrs else {}),
-             **(options or {})})
+        return f"postgresql://{user}@{hosts}/{dbname}" + uri_query({**self.session_attrs(), **(options or {})})
 
 
 def uri_query(options: Mapping[str, str]) -> str:

@@ -145,7 +145,7 @@ class PgAutoFailoverStack(Stack):
             "connect_timeout": max(int(self.timeout), 1), "application_name": "pglab",
             **sql.tls_keywords(self.endpoints.ca_file),
         }
-        return psycopg.connect(autocommit=True, **conninfo)
+        return sql.session(**conninfo)
 
     def _monitor_rows(self, query: str, params: Any = None) -> list[dict[str, Any]]:
         """The monitor's answer, each row by column name."""

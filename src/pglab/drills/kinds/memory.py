@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 
+from pglab import sql
 from pglab.drills.kind import Drill, Option
 from pglab.drills.node_limit import NODE_OPTION, NodeLimit
 from pglab.drills.result import DrillResult
@@ -47,7 +48,7 @@ class Memory(NodeLimit):
         rows = self.limit * ROWS_PER_MB
         started = time.monotonic()
         try:
-            with psycopg.connect(**{**_conninfo(drill, node), "connect_timeout": 10}, autocommit=True) as conn:
+            with sql.session(**{**_conninfo(drill, node), "connect_timeout": 10}) as conn:
                 conn.execute(f"SET statement_timeout = '{GROW_TIMEOUT_S}s'")
                 conn.execute("SET work_mem = '2000MB'")
                 drill.mark("backend grows")
@@ -87,7 +88,7 @@ def _conninfo(drill: Drill, node: Node) -> dict[str, Any]:
 
 def _postmaster(drill: Drill, node: Node) -> tuple[str, int | None] | None:
     try:
-        with psycopg.connect(**{**_conninfo(drill, node), "connect_timeout": 5}, autocommit=True) as conn:
+        with sql.session(**{**_conninfo(drill, node), "connect_timeout": 5}) as conn:
             row = conn.execute(POSTMASTER_SQL).fetchone()
     except psycopg.Error:
         return None

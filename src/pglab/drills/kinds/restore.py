@@ -17,8 +17,7 @@ import datetime
 import time
 from dataclasses import dataclass, field
 
-import psycopg
-
+from pglab import sql
 from pglab.backups import restore
 from pglab.backups.restore_target import Target, stamp
 from pglab.drills import probe
@@ -94,8 +93,9 @@ class Restore(DrillKind):
         if pair is None:
             raise PglabError("the probe had no two consecutive acknowledged writes to put the target between")
         a, b = pair
-        with psycopg.connect(autocommit=True, prepare_threshold=None, **drill.lab.writes_conninfo()) as conn:
-            times = dict(conn.execute(f"SELECT id, at FROM {probe.TABLE} WHERE id IN (%s, %s)", (a.id, b.id)))
+        with sql.session(**drill.lab.writes_conninfo()) as conn:
+            rows = conn.execute(f"SELECT id, at FROM {probe.TABLE} WHERE id IN (%s, %s)", (a.id, b.id))
+            times: dict[int, datetime.datetime] = dict(rows)
         self.moment = times[b.id] - datetime.timedelta(microseconds=1)
         self.pair = (a.id, b.id)
         time.sleep(AFTER)
