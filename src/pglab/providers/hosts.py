@@ -289,7 +289,12 @@ class HostsProvider(SystemdProvider):
         return f"This removes lab {self.topology.name}'s {removed} from the servers {servers}"
 
     def destroy(self) -> None:
-        self._each(self._release)
+        # The data nodes first, together, then the DCS, router and repository they talk to:
+        # released all at once, a leader whose DCS went first waits out Patroni's retries on its
+        # way down, up to its unit's stop timeout.
+        data = [n for n in self.topology.nodes if "postgres" in n.roles]
+        self._each(self._release, data)
+        self._each(self._release, [n for n in self.topology.nodes if n not in data])
 
     def _release(self, node: Node) -> None:
         record = self._read_record(node)
@@ -355,10 +360,13 @@ class HostsProvider(SystemdProvider):
             return subprocess.CompletedProcess(argv, done.returncode, done.stdout, errors.read())
 
     # Helpers ---------------------------------------------------------------------------------
-    def _each(self, action: Callable[[Node], T]) -> list[T]:
-        """``action`` on every node's server at once (each is a few SSH round trips)."""
-        with ThreadPoolExecutor(max_workers=min(8, len(self.topology.nodes))) as pool:
-            return list(pool.map(action, self.topology.nodes))
+    def _each(self, action: Callable[[Node], T], nodes: list[Node] | None = None) -> list[T]:
+        """``action`` on every node's server (or on ``nodes``) at once (each is a few SSH round trips)."""
+        chosen = self.topology.nodes if nodes is None else nodes
+        if not chosen:
+            return []
+        with ThreadPoolExecutor(max_workers=min(8, len(chosen))) as pool:
+            return list(pool.map(action, chosen))
 
     def _read_record(self, node: Node) -> dict[str, Any] | None:
         try:
