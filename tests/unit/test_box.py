@@ -79,11 +79,30 @@ def test_the_container_image_and_the_vm_box_share_one_recipe(tmp_path: Path, mon
     monkeypatch.setattr(image, "add_admin", lambda root, work: admins.append(root))
     imported: list[tuple[Path, str, list[str]]] = []
     monkeypatch.setattr(image, "podman_import", lambda root, name, changes: imported.append((root, name, changes)))
+    monkeypatch.setattr(image, "image_id", lambda name: None)
     result = image.build(report=lambda _text: None)
     assert result.built and made == [tmp_path / "build" / "rootfs"]
     assert imported == [(made[0], image.IMAGE_NAME, image.import_changes(image.recipe()))]
     assert admins == made  # the image's own administrator, beside the box's vagrant user
     assert not (tmp_path / "build").exists()  # the work directory goes once the image is in podman
+
+
+def test_a_rebuild_drops_the_image_it_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old image, untagged by the import, goes (hundreds of MB), unless a container uses it."""
+    from pglab.vm import image
+
+    ids = iter(["old-id", "new-id"])
+    monkeypatch.setattr(box, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(box, "check_tools", lambda *tools: None)
+    monkeypatch.setattr(image, "recipe_of_image", lambda name=image.IMAGE_NAME: "0123456789abcdef")
+    monkeypatch.setattr(box, "make_rootfs", lambda root, work, report: root.mkdir())
+    monkeypatch.setattr(image, "add_admin", lambda root, work: None)
+    monkeypatch.setattr(image, "podman_import", lambda root, name, changes: None)
+    monkeypatch.setattr(image, "image_id", lambda name: next(ids))
+    dropped: list[str] = []
+    monkeypatch.setattr(image, "drop_replaced", lambda old_id, report: dropped.append(old_id))
+    assert image.build(report=lambda _text: None).built
+    assert dropped == ["old-id"]
 
 
 def test_an_image_of_this_recipe_is_reused_and_another_rebuilt(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -83,9 +83,31 @@ def build(report: box.Report = print, force: bool = False) -> ImageResult:
         (root / "etc").mkdir(parents=True, exist_ok=True)
         (root / "etc/fstab").write_text("# a container's filesystems are podman's\n")
         add_admin(root, work)
+        previous = image_id(IMAGE_NAME)
         report(f"podman import {IMAGE_NAME}")
         podman_import(root, IMAGE_NAME, import_changes(recipe()))
+    if previous is not None and previous != image_id(IMAGE_NAME):
+        drop_replaced(previous, report)
     return ImageResult(IMAGE_NAME, True, time.monotonic() - started)
+
+
+def image_id(name: str) -> str | None:
+    """The ID of the image podman holds under ``name``; None when there is none."""
+    if not shutil.which("podman"):
+        return None
+    done = subprocess.run(["podman", "image", "inspect", "--format", "{{.Id}}", name], capture_output=True, text=True)
+    return (done.stdout.strip() or None) if done.returncode == 0 else None
+
+
+def drop_replaced(old_id: str, report: box.Report) -> None:
+    """Remove the image a rebuild replaced (now untagged, hundreds of MB), unless a container of
+    a lab still runs on it: podman then refuses, and the image stays until that lab is gone."""
+    done = subprocess.run(["podman", "image", "rm", old_id], capture_output=True, text=True)
+    if done.returncode == 0:
+        report(f"removed the image this one replaced ({old_id[:12]})")
+    else:
+        report(f"kept the image this one replaced ({old_id[:12]}): a container still uses it; "
+               f"`podman image rm {old_id[:12]}` once its lab is destroyed")
 
 
 def add_admin(root: Path, work: Path) -> None:
