@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 from pathlib import Path
@@ -51,7 +50,7 @@ def topology_text() -> str:
     """The lab under test, of the stack ``PGLAB_E2E_STACK`` names (Patroni by default)."""
     return PGAF_TOPOLOGY if os.environ.get("PGLAB_E2E_STACK", "patroni") == "pg_auto_failover" else TOPOLOGY
 # What check 4 of the VIP prints: where PostgreSQL at the VIP answered as the primary, how soon.
-MOVED = re.compile(r"vip: answered as the primary on (\S+) ([\d.]+) s after the switchover .* \(([\d.]+) s after it")
+MOVED = summary.VIP_MOVED
 
 pytestmark = pytest.mark.skipif(os.environ.get("PGLAB_E2E_CONTAINERS") != "1", reason=OPT_IN)
 

@@ -146,8 +146,11 @@ def test_vm_lab_up_verify_converge_destroy(tmp_path: Path, monkeypatch: pytest.M
             figures["up_s"] = round(time.monotonic() - started)
 
             started = time.monotonic()
-            pglab(host, "verify", "--junit-xml", str(junit), lab_file=lab_file)
+            verified = pglab(host, "verify", "--junit-xml", str(junit), lab_file=lab_file)
             figures["verify_s"] = round(time.monotonic() - started)
+            moved = summary.VIP_MOVED.search(verified.stdout)
+            if moved:  # after the switchover was acknowledged (the goal: within 3 s)
+                figures["vip_move_ms"] = round(float(moved.group(2)) * 1000)
             suite = ET.parse(junit).getroot()
             suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
             assert suite is not None
@@ -183,7 +186,7 @@ def test_vm_lab_up_verify_converge_destroy(tmp_path: Path, monkeypatch: pytest.M
         figures["drills"] = len(drill_exits)
         figures["drills_ok"] = sum(code == 0 for code in drill_exits.values())
     keys = ("box_s", "up_s", "verify_s", "second_up_s", "second_up_changed", "destroy_s", "checks",
-            "latency_expected_ms", "latency_rise_ms", "latency_psql_rise_ms", "drills", "drills_ok")
+            "vip_move_ms", "latency_expected_ms", "latency_rise_ms", "latency_psql_rise_ms", "drills", "drills_ok")
     line = "vm-e2e: " + " ".join(f"{k}={figures[k]}" for k in keys if k in figures)
     summary.report(line)
     assert re.fullmatch(r"vm-e2e: (\w+=-?\d+ ?){7,}", line)
