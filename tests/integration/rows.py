@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-import psycopg
-
+from pglab import sql
 from pglab.lab import Lab
 
 
@@ -13,7 +12,7 @@ def write_rows_and_pick_a_target(lab: Lab, rows: int, first_discarded: int) -> d
     """Write rows 1..``rows`` into ``restore_rows``, one transaction each (row i+1 began after row i
     committed), and return the moment just before row ``first_discarded`` began: a restore to it
     keeps exactly the rows before that one."""
-    with psycopg.connect(autocommit=True, prepare_threshold=None, **lab.writes_conninfo()) as conn:
+    with sql.session(**lab.writes_conninfo()) as conn:
         conn.execute("DROP TABLE IF EXISTS restore_rows")
         conn.execute("CREATE TABLE restore_rows (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())")
         for i in range(1, rows + 1):

@@ -159,7 +159,7 @@ def test_restore_to_a_moment_between_two_rows_keeps_exactly_the_rows_before(pgaf
     assert [p["name"] for p in result["phases"]] == [
         "archive", "stop", "forget", "restore", "recover", "leader", "replicas", "healthy"]
     assert result["new_timeline"] > old_timeline
-    with psycopg.connect(autocommit=True, prepare_threshold=None, **lab.writes_conninfo()) as conn:
+    with sql.session(**lab.writes_conninfo()) as conn:
         assert [r[0] for r in conn.execute("SELECT id FROM restore_rows ORDER BY id")] == [1, 2]
         conn.execute("INSERT INTO restore_rows (id) VALUES (3)")  # writable on the new timeline
     health = lab.wait_healthy(120)

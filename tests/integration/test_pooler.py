@@ -27,8 +27,7 @@ def healthy(lab: Lab) -> None:
 
 
 def _server(lab: Lab, host: str, port: int) -> tuple[bool, str]:
-    with psycopg.connect(host=host, port=port, dbname="postgres", prepare_threshold=None, autocommit=True,
-                         **lab.connect_kwargs()) as conn:
+    with sql.session(host=host, port=port, dbname="postgres", **lab.connect_kwargs()) as conn:
         row = conn.execute("SELECT pg_is_in_recovery(), host(inet_server_addr())").fetchone()
     assert row is not None
     return bool(row[0]), str(row[1])
@@ -70,7 +69,7 @@ def test_the_admin_console_shows_the_pools(lab: Lab) -> None:
 
 def _running(lab: Lab, text: str) -> int:
     """Backends on the leader running a statement that contains ``text`` (seen directly)."""
-    with psycopg.connect(autocommit=True, prepare_threshold=None, **lab.writes_conninfo("direct")) as conn:
+    with sql.session(**lab.writes_conninfo("direct")) as conn:
         row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE %s "
                            "AND pid <> pg_backend_pid()", (f"%{text}%",)).fetchone()
     return int(row[0]) if row else 0
@@ -79,8 +78,7 @@ def _running(lab: Lab, text: str) -> int:
 def test_a_pooled_client_s_statements_stay_bounded_by_its_timeout(lab: Lab) -> None:
     conninfo = lab.writes_conninfo("pooler")
     # PgBouncer drops libpq's startup options: a session through it has no statement_timeout...
-    with psycopg.connect(autocommit=True, prepare_threshold=None, options="-c statement_timeout=1000",
-                         **conninfo) as conn:
+    with sql.session(options="-c statement_timeout=1000", **conninfo) as conn:
         assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)
     # ... so the probe bounds each attempt's transaction itself: a stuck statement is cancelled by
     # the server after the client's timeout, and frees its pooled server connection.
@@ -99,7 +97,7 @@ def test_a_pooled_client_s_statements_stay_bounded_by_its_timeout(lab: Lab) -> N
     wait_until(lambda: (_running(lab, marker) == 0, f"{_running(lab, marker)} still running"), 10,
                "the server to cancel the stuck statements")
     # The write clock's bound rides in its query string: cancelled there too, through the pooler.
-    with psycopg.connect(autocommit=True, prepare_threshold=None, **conninfo) as conn:
+    with sql.session(**conninfo) as conn:
         with pytest.raises(psycopg.errors.QueryCanceled):
             conn.execute(write_clock.bounded_write_sql(0.3).replace(write_clock.WRITE_SQL, "SELECT pg_sleep(5)"))
         # SET LOCAL ended with its transaction: nothing stays on the pooled server connection.

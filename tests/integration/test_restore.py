@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 
+from pglab import sql
 from pglab.lab import Lab
 from tests.integration.rows import write_rows_and_pick_a_target
 
@@ -48,7 +49,7 @@ def test_restore_to_a_moment_between_two_writes_keeps_exactly_the_writes_before(
     assert [p["name"] for p in result["phases"]] == [
         "archive", "stop", "forget", "restore", "recover", "leader", "replicas", "healthy"]
     assert result["restore_s"] > 0 and result["new_timeline"] > old_timeline
-    with psycopg.connect(autocommit=True, prepare_threshold=None, **lab.writes_conninfo()) as conn:
+    with sql.session(**lab.writes_conninfo()) as conn:
         assert [r[0] for r in conn.execute("SELECT id FROM restore_rows ORDER BY id")] == [1, 2, 3]
         conn.execute("INSERT INTO restore_rows (id) VALUES (4)")  # writable on the new timeline
     health = lab.wait_healthy(120)

@@ -163,8 +163,8 @@ def test_a_switchover_waits_for_patroni_to_name_a_synchronous_standby() -> None:
     refused = "candidate name does not match with sync_standby"
     named = {"members": [{"name": "pg1", "role": "leader"}, {"name": "pg2", "role": "sync_standby"},
                          {"name": "pg3", "role": "replica"}]}
-    assert not patroni._no_sync_standby_yet(412, refused, named)
+    assert not patroni._no_sync_standby_yet(412, refused, lambda: named)
     # ... and a wait while none is named yet (the old leader just back, after a switchover).
     unnamed = {"members": [{"name": "pg1", "role": "leader"}, {"name": "pg2", "role": "replica"}]}
-    assert patroni._no_sync_standby_yet(412, refused, unnamed)
+    assert patroni._no_sync_standby_yet(412, refused, lambda: unnamed)
     assert not patroni._no_sync_standby_yet(200, "Successfully switched over")

@@ -27,7 +27,7 @@ def test_plaintext_tcp_is_refused(lab: Lab, password: str) -> None:
     for node, port in _postgres_ports(lab):
         try:
             with sql.session(host=lab.address(node), port=port, dbname="postgres", user="postgres",
-                                 password=password, sslmode="disable", connect_timeout=sql.connect_timeout()):
+                             password=password, sslmode="disable", connect_timeout=sql.connect_timeout()):
                 accepted.append(f"{node}:{port}")
         except psycopg.OperationalError as exc:
             assert "no encryption" in str(exc) or "SSL off" in str(exc), (

@@ -79,8 +79,7 @@ def pools(address: str, port: int, password: str, ca_file: Path | None, timeout:
     conninfo: dict[str, Any] = {"host": address, "port": port, "dbname": ADMIN_DATABASE, "user": SUPERUSER.user,
                                 "password": password, "connect_timeout": max(1, round(timeout)),
                                 **sql.tls_keywords(ca_file)}
-    with sql.session(cursor_factory=psycopg.ClientCursor,
-                         **conninfo) as conn:
+    with sql.session(cursor_factory=psycopg.ClientCursor, **conninfo) as conn:
         cursor = conn.execute("SHOW POOLS")
         names = [column.name for column in cursor.description or ()]
         rows = [dict(zip(names, row, strict=False)) for row in cursor.fetchall()]

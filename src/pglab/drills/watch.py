@@ -105,8 +105,7 @@ class Watch:
             _close(conn)
 
     def _connect(self) -> psycopg.Connection:
-        return sql.session(**{**self.conninfo, "connect_timeout": 2,
-                                                   "application_name": "pglab-watch"})
+        return sql.session(**{**self.conninfo, "connect_timeout": 2, "application_name": "pglab-watch"})
 
     def _health(self, stack: Stack) -> None:
         while not self._halt.wait(HEALTH_EVERY):

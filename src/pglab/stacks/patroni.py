@@ -260,7 +260,7 @@ class PatroniStack(Stack):
         # In synchronous mode Patroni hands over only to its synchronous standby, which it names a
         # loop after a replica streams again (one just back from a restart): until then, ask again.
         deadline = time.monotonic() + SYNC_STANDBY_WAIT * timeout_scale()
-        while _no_sync_standby_yet(status, text, self.cluster()) and time.monotonic() < deadline:
+        while _no_sync_standby_yet(status, text, self.cluster) and time.monotonic() < deadline:
             time.sleep(1)
             status, text = self.call_any("POST", "/switchover", body, prefer=leader)
         if status != 200 and not _still_under_way(status, text):
@@ -352,19 +352,22 @@ class PatroniStack(Stack):
         ]
 
 
-def _no_sync_standby_yet(status: int, text: str, view: dict[str, Any] | None = None) -> bool:
+def _no_sync_standby_yet(status: int, text: str,
+                         view: Callable[[], dict[str, Any] | None] = lambda: None) -> bool:
     """Patroni's refusal of a switchover in synchronous mode while no replica is its synchronous
     standby yet: HTTP 412 "can not find sync_standby" (no candidate asked), or "candidate name does
-    not match with sync_standby" while the cluster's ``view`` (GET /cluster) shows no member as
-    sync_standby, as right after an earlier switchover, before the old leader, streaming again, is
-    named synchronous. A candidate refused while another replica is the sync standby stands."""
+    not match with sync_standby" while the cluster's ``view`` (GET /cluster, asked only then) shows
+    no member as sync_standby, as right after an earlier switchover, before the old leader,
+    streaming again, is named synchronous. A candidate refused while another replica is the sync
+    standby stands."""
     if status != 412:
         return False
     if "can not find sync_standby" in text:
         return True
-    members = (view or {}).get("members") or []
-    return ("candidate name does not match with sync_standby" in text
-            and not any(m.get("role") == "sync_standby" for m in members if isinstance(m, dict)))
+    if "candidate name does not match with sync_standby" not in text:
+        return False
+    members = (view() or {}).get("members") or []
+    return not any(m.get("role") == "sync_standby" for m in members if isinstance(m, dict))
 
 
 def _still_under_way(status: int, text: str) -> bool:
